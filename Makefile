@@ -1,0 +1,53 @@
+# The two commands: `make up` runs the platform, `make test` runs the tests. Both install what is
+# missing first (Debian packages, the Python venv with pinned deps, the Kafka jars), so they work on a
+# fresh machine. Everything built or downloaded lands in .venv/ or .run/ (both git-ignored).
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+ESPORTS := $(BIN)/esports
+PYTEST_ARGS ?=
+
+.PHONY: help install up down status test test-unit lint bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## install what is missing: Debian packages, venv, Kafka jars
+	@bash infra/local/install-system.sh
+	@$(BIN)/python -m infra.stack jars
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)" >&2; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+up: install ## start the whole platform locally and print where it runs
+	@$(ESPORTS) up
+
+down: ## stop everything `make up` started
+	@test -x $(ESPORTS) && $(ESPORTS) down || true
+
+status: ## what runs where
+	@$(ESPORTS) status
+
+test: install lint ## lint, start the services the tests need, run every test
+	@$(ESPORTS) infra up
+	@$(ESPORTS) topics create >/dev/null
+	@$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: $(VENV)/.installed ## only the tests that need no services
+	@$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed ## ruff and mypy
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+	@$(BIN)/mypy events infra producers stream_processors projections edge_ws ingest_workers
+
+bench: install ## run the benchmarks in bench/ (prints figures with their baselines)
+	@$(ESPORTS) infra up
+	@$(ESPORTS) bench
+
+clean: down ## stop the stack and delete local data (.run/); keeps the venv
+	rm -rf .run

@@ -1,0 +1,1 @@
+"""Websocket edge nodes: connections, subscriptions, fan-out, heartbeats, resume."""

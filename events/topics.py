@@ -1,0 +1,229 @@
+"""The one topic catalogue: every topic, its key, its event types, its single writer and retention.
+
+Services create topics from here (idempotently, at start) and producers route with ``topic_for``;
+no topic name is spelled anywhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from events import chat, ingest, notifications, polls, streams, tournaments, users, viewers
+from events.base import Event
+
+__all__ = ["CATALOGUE", "FOREVER", "TopicSpec", "all_event_types", "partition_key", "spec", "topic_for"]
+
+DAY_MS = 24 * 60 * 60 * 1000
+FOREVER = -1  # Kafka's retention.ms for "never delete"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TopicSpec:
+    """One Kafka topic: name, partitioning key, the event types on it and the package writing it."""
+
+    name: str
+    key_field: str | None  # event field whose value keys the record; None = unkeyed
+    event_types: tuple[type[Event], ...]
+    owner: str  # the one package that produces to it
+    partitions: int | None = None  # None = the deployment's default (a setting)
+    retention_ms: int | None = None  # None = broker default; FOREVER = keep forever
+    cleanup_policy: str = "delete"  # "delete", "compact" or "compact,delete"
+    description: str = ""
+
+
+CATALOGUE: tuple[TopicSpec, ...] = (
+    TopicSpec(
+        name="users",
+        key_field="user_id",
+        event_types=(
+            users.UserRegistered,
+            users.UserRoleChanged,
+            users.ChannelFollowed,
+            users.ChannelUnfollowed,
+            users.TournamentFollowed,
+            users.TournamentUnfollowed,
+            users.ModeratorAppointed,
+            users.ModeratorRemoved,
+        ),
+        owner="producers",
+        # System of record: every read model of users and follows is rebuilt from it. Not
+        # compacted, because a key carries many event types and compaction keeps only the last.
+        retention_ms=FOREVER,
+        description="Accounts, roles, follows and channel moderators.",
+    ),
+    TopicSpec(
+        name="streams",
+        key_field="stream_id",
+        event_types=(
+            streams.StreamCreated,
+            streams.StreamUpdated,
+            streams.StreamScheduled,
+            streams.StreamWentLive,
+            streams.StreamEnded,
+            streams.StreamKeyRotated,
+        ),
+        # The API owns stream lifecycle, including the ingest-control hook that turns an accepted
+        # publish into StreamWentLive: it already holds the stream-key hashes.
+        owner="producers",
+        retention_ms=FOREVER,  # system of record (stream history, VOD metadata, analytics replay)
+        description="Stream lifecycle and metadata.",
+    ),
+    TopicSpec(
+        name="tournaments",
+        key_field="tournament_id",
+        event_types=(
+            tournaments.TournamentCreated,
+            tournaments.MatchScheduled,
+            tournaments.MatchStarted,
+            tournaments.MatchScoreUpdated,
+            tournaments.MatchEnded,
+        ),
+        owner="producers",
+        retention_ms=FOREVER,  # system of record for brackets and results
+        description="Tournaments, matches and scores.",
+    ),
+    TopicSpec(
+        name="ingest",
+        key_field="stream_id",
+        event_types=(
+            ingest.IngestConnected,
+            ingest.IngestDisconnected,
+            ingest.RenditionsReady,
+            ingest.SegmentPublished,
+            ingest.IngestHealthReported,
+        ),
+        owner="ingest_workers",
+        # Operational telemetry (a segment every ~2 s per rendition): a week covers incident review.
+        retention_ms=7 * DAY_MS,
+        description="Publisher sessions, published HLS segments and ingest health.",
+    ),
+    TopicSpec(
+        name="chat.submitted",
+        key_field="stream_id",
+        event_types=(chat.ChatMessageSubmitted,),
+        owner="edge_ws",
+        # Raw, unmoderated input: only the moderation processor reads it, and what it accepted is
+        # copied to chat.messages. Three days lets it recover from a long outage.
+        retention_ms=3 * DAY_MS,
+        description="Chat messages as sent by viewers, before moderation.",
+    ),
+    TopicSpec(
+        name="chat.moderation",
+        key_field="stream_id",
+        event_types=(chat.ModerationActionRequested,),
+        owner="edge_ws",
+        # The moderation log in PostgreSQL is a projection of this topic: keep it to rebuild it.
+        retention_ms=FOREVER,
+        description="Moderators' commands (ban, timeout, unban, delete, slow mode, followers-only, clear).",
+    ),
+    TopicSpec(
+        name="chat.messages",
+        key_field="stream_id",
+        event_types=(
+            chat.ChatMessageAccepted,
+            chat.ChatMessageRejected,
+            chat.ChatMessageDeleted,
+            chat.UserTimedOut,
+            chat.UserBanned,
+            chat.UserUnbanned,
+            chat.ChatSettingsChanged,
+            chat.ChatCleared,
+        ),
+        owner="stream_processors",
+        # The chat archive (VOD chat replay, analytics) is a projection of this topic, and any read
+        # model must be rebuildable from the log: keep it (tiered storage is the lever at scale).
+        retention_ms=FOREVER,
+        description="Moderated chat as viewers see it, plus moderation outcomes and chat settings.",
+    ),
+    TopicSpec(
+        name="viewers.heartbeats",
+        key_field="stream_id",
+        event_types=(viewers.ViewerHeartbeat,),
+        owner="edge_ws",
+        # The largest topic and worthless after the counting window: one day is enough to
+        # recount after an outage.
+        retention_ms=1 * DAY_MS,
+        description="Presence heartbeats of players, from the edge nodes.",
+    ),
+    TopicSpec(
+        name="viewers.counts",
+        key_field="stream_id",
+        event_types=(viewers.ViewerCountChanged,),
+        owner="stream_processors",
+        # At most one event a second per stream, and the viewer time series in PostgreSQL is
+        # rebuilt from it (the heartbeats behind it are gone after a day): keep it.
+        retention_ms=FOREVER,
+        description="Concurrent viewer counts and peaks per stream.",
+    ),
+    TopicSpec(
+        name="polls",
+        key_field="stream_id",
+        event_types=(polls.PollOpened, polls.PollVoteCast, polls.PollClosed),
+        # Votes arrive over the websocket, and moderators open/close polls there too.
+        owner="edge_ws",
+        retention_ms=FOREVER,  # poll results are history: a tally can always be recomputed from the votes
+        description="Polls opened and closed by moderators, and viewers' votes.",
+    ),
+    TopicSpec(
+        name="polls.tallies",
+        key_field="stream_id",
+        event_types=(polls.PollTallyUpdated,),
+        owner="stream_processors",
+        retention_ms=7 * DAY_MS,  # derived from polls, which keeps the votes longer
+        description="Running and final poll tallies.",
+    ),
+    TopicSpec(
+        name="notifications",
+        key_field="user_id",
+        event_types=(notifications.NotificationIssued,),
+        owner="stream_processors",
+        retention_ms=FOREVER,  # the inbox read model is rebuilt from it; never issue twice needs the history
+        description="Notifications per user.",
+    ),
+    TopicSpec(
+        name="deadletter",
+        key_field=None,
+        event_types=(),
+        owner="infra",
+        # Undecodable records, copied raw with their headers by the shared consumer: two weeks to
+        # notice, diagnose and replay them.
+        retention_ms=14 * DAY_MS,
+        description="Records that could not be decoded, with their original headers.",
+    ),
+)
+
+_BY_NAME: dict[str, TopicSpec] = {topic.name: topic for topic in CATALOGUE}
+_BY_TYPE: dict[type[Event], TopicSpec] = {
+    event_type: topic for topic in CATALOGUE for event_type in topic.event_types
+}
+
+
+def spec(name: str) -> TopicSpec:
+    """The topic named ``name``; ``KeyError`` naming the known topics otherwise."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown topic {name!r}; known: {sorted(_BY_NAME)}") from None
+
+
+def topic_for(event: Event | type[Event]) -> TopicSpec:
+    """The one topic an event (or event type) is written to."""
+    event_type = event if isinstance(event, type) else type(event)
+    try:
+        return _BY_TYPE[event_type]
+    except KeyError:
+        raise KeyError(f"{event_type.__name__} is in no topic of events.topics.CATALOGUE") from None
+
+
+def partition_key(event: Event) -> bytes | None:
+    """The record key: the topic's ``key_field`` value as UTF-8, or None for unkeyed topics."""
+    key_field = topic_for(event).key_field
+    if key_field is None:
+        return None
+    value = getattr(event, key_field)
+    return None if value is None else str(value).encode()
+
+
+def all_event_types() -> tuple[type[Event], ...]:
+    """Every event type of the catalogue, in catalogue order."""
+    return tuple(_BY_TYPE)

@@ -1,0 +1,1 @@
+"""Adapters to the infrastructure (Kafka, PostgreSQL, Redis), settings, the local stack and the CLI."""

@@ -1,0 +1,245 @@
+"""`esports`: the one console entry point (the composition root of every command).
+
+Each subcommand builds Settings -> clients -> components and runs them; nothing is built at import.
+Output meant for pipes goes to stdout; progress and errors go to stderr. Exit codes: 0 success,
+1 failure, 2 usage error (argparse), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from events.codec import EventCodec, event_to_json
+from events.topics import CATALOGUE, spec
+from infra import logs
+from infra.kafka import (
+    ConsumedEvent,
+    DeadLetters,
+    EventConsumer,
+    EventPublisher,
+    KafkaError,
+    TopicAdmin,
+    TopicNames,
+    topic_configs,
+)
+from infra.settings import REPO_ROOT, Settings
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def _err(message: str) -> None:
+    print(f"esports: {message}", file=sys.stderr)
+
+
+# --- topics -------------------------------------------------------------------------------------
+
+
+async def _topics_create(settings: Settings) -> int:
+    async with TopicAdmin(settings.kafka) as admin:
+        created = await admin.ensure()
+    names = TopicNames(settings.kafka.topic_prefix)
+    for topic in CATALOGUE:
+        physical = names.physical(topic.name)
+        print(f"{'created' if physical in created else 'exists '} {physical}")
+    return 0
+
+
+async def _topics_list(settings: Settings) -> int:
+    async with TopicAdmin(settings.kafka) as admin:
+        states = {s.name: s for s in await admin.states()}
+    names = TopicNames(settings.kafka.topic_prefix)
+    print(f"{'topic':<22} {'partitions':>10}  {'key':<10} {'owner':<18} config")
+    for topic in CATALOGUE:
+        state = states[names.physical(topic.name)]
+        partitions = str(state.partitions) if state.exists else "missing"
+        config = ",".join(f"{k}={v}" for k, v in topic_configs(topic).items())
+        print(f"{state.name:<22} {partitions:>10}  {topic.key_field or '-':<10} {topic.owner:<18} {config}")
+    return 0 if all(s.exists for s in states.values()) else 1
+
+
+def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    """Create or list the catalogue's topics."""
+    action = _topics_create if args.action == "create" else _topics_list
+    return asyncio.run(action(settings))
+
+
+# --- tail ---------------------------------------------------------------------------------------
+
+
+def _json_line(consumed: ConsumedEvent) -> str:
+    return json.dumps(
+        {
+            "topic": consumed.position.topic,
+            "partition": consumed.position.partition,
+            "offset": consumed.position.offset,
+            "key": consumed.key.decode(errors="replace") if consumed.key else None,
+            "event": event_to_json(consumed.event),
+        },
+        ensure_ascii=False,
+    )
+
+
+async def _tail(args: argparse.Namespace, settings: Settings) -> int:
+    codec = EventCodec.load()
+    seen, idle_since = 0, time.monotonic()
+    async with EventPublisher(settings.kafka, codec, producer="infra.tail") as publisher:
+        names = TopicNames(settings.kafka.topic_prefix)
+        dead = DeadLetters(publisher, names.physical(spec("deadletter").name))
+        consumer = EventConsumer(
+            settings.kafka,
+            codec,
+            topics=[args.topic],
+            group_id=None,
+            dead_letters=dead,
+            from_beginning=args.from_beginning,
+        )
+        async with consumer:
+            async for batch in consumer.batches():
+                for consumed in batch:
+                    print(_json_line(consumed), flush=True)
+                    seen += 1
+                    if args.max and seen >= args.max:
+                        return 0
+                if batch:
+                    idle_since = time.monotonic()
+                elif args.idle_timeout and time.monotonic() - idle_since > args.idle_timeout:
+                    return 0
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
+    """Print a topic's decoded events as JSON lines."""
+    try:
+        spec(args.topic)
+    except KeyError:
+        _err(f"unknown topic {args.topic!r}; known: {', '.join(t.name for t in CATALOGUE)}")
+        return 1
+    return asyncio.run(_tail(args, settings))
+
+
+# --- stack and platform -------------------------------------------------------------------------
+
+
+def cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the local Kafka, PostgreSQL and Redis (`esports infra up|down|status`)."""
+    from infra import stack
+
+    return stack.main([args.action, *args.services])
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    """Start the whole platform locally and print what runs where."""
+    from infra import stack
+
+    code = stack.main(["up"])
+    if code:
+        return code
+    code = asyncio.run(_topics_create(settings))
+    if code == 0:
+        print("\nThe platform is up. Services and logs:", file=sys.stderr)
+        stack.main(["status"])
+    return code
+
+
+def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
+    """Stop everything `esports up` started."""
+    from infra import stack
+
+    return stack.main(["down"])
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    """Show what runs where."""
+    from infra import stack
+
+    return stack.main(["status"])
+
+
+def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the effective settings as ESPORTS_* variables (secrets masked)."""
+    for name, value in _flatten(settings.model_dump(mode="json")):
+        shown = "****" if "password" in name.lower() or "secret" in name.lower() else value
+        print(f"ESPORTS_{name.upper()}={shown}")
+    return 0
+
+
+def _flatten(data: dict[str, object], prefix: str = "") -> list[tuple[str, object]]:
+    out: list[tuple[str, object]] = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.extend(_flatten(value, f"{prefix}{key}__"))
+        else:
+            out.append((f"{prefix}{key}", value))
+    return out
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the benchmarks in bench/ (all, or the ones named)."""
+    scripts = [s for s in sorted((REPO_ROOT / "bench").glob("*.py")) if not s.stem.startswith("_")]
+    chosen = [s for s in scripts if not args.names or s.stem in args.names]
+    if not chosen:
+        _err(f"no benchmark named {args.names}; have {[s.stem for s in scripts]}")
+        return 1
+    for script in chosen:
+        print(f"== bench/{script.name}", file=sys.stderr)
+        code = subprocess.call(
+            [sys.executable, str(script), *(["--quick"] if args.quick else [])], cwd=REPO_ROOT
+        )
+        if code:
+            return code
+    return 0
+
+
+# --- parser -------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="esports", description="The eSports live platform.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Command) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=(func.__doc__ or "").strip(), description=func.__doc__)
+        p.set_defaults(func=func)
+        return p
+
+    infra = add("infra", cmd_infra)
+    infra.add_argument("action", choices=["up", "down", "status"])
+    infra.add_argument("services", nargs="*", metavar="SERVICE", help="kafka, postgres, redis (default: all)")
+    add("up", cmd_up)
+    add("down", cmd_down)
+    add("status", cmd_status)
+    topics = add("topics", cmd_topics)
+    topics.add_argument("action", choices=["create", "list"])
+    tail = add("tail", cmd_tail)
+    tail.add_argument("topic", help="catalogue topic name, e.g. streams or chat.messages")
+    tail.add_argument("--from-beginning", action="store_true", help="start at the oldest retained event")
+    tail.add_argument("--max", type=int, default=0, help="stop after N events (default: follow forever)")
+    tail.add_argument("--idle-timeout", type=float, default=0, help="stop after S seconds without events")
+    add("config", cmd_config)
+    bench = add("bench", cmd_bench)
+    bench.add_argument("names", nargs="*", help="benchmark names (files in bench/ without .py)")
+    bench.add_argument("--quick", action="store_true", help="fewer, shorter runs (a smoke check)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    logs.configure(settings.log_level, settings.log_format)
+    try:
+        return int(args.func(args, settings))
+    except KafkaError as e:
+        _err(f"{e} (is Kafka running? `esports infra status`)")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

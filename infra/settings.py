@@ -1,0 +1,95 @@
+"""The one settings class of the platform.
+
+Every value comes from the environment with the prefix ``ESPORTS_`` and ``__`` between a concern and
+its field, e.g. ``ESPORTS_KAFKA__BOOTSTRAP_SERVERS`` or ``ESPORTS_POSTGRES__PORT``. Every field documents
+its default; ``esports config`` prints the effective values. Libraries never read the environment on
+their own: services build one :class:`Settings` in their composition root and pass values explicitly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class KafkaSettings(BaseModel):
+    """How clients reach Kafka and how the local broker is run."""
+
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated.")
+    port: int = Field(9092, description="Port of the local broker's client listener (`esports infra up`).")
+    controller_port: int = Field(9093, description="Port of the local KRaft controller listener.")
+    version: str = Field(
+        "4.4.0", description="org.apache.kafka:kafka_2.13 version resolved by infra/local/kafka/pom.xml."
+    )
+    heap: str = Field("512m", description="Local broker JVM heap (-Xms/-Xmx). 2-4g on a dedicated machine.")
+    default_partitions: int = Field(
+        6, description="Partitions for catalogue topics that do not name their own count (scale-out unit)."
+    )
+    replication_factor: int = Field(1, description="Replication factor of created topics (3 in production).")
+    client_id: str = Field("esports", description="client.id prefix of producers and consumers.")
+    compression: str = Field("lz4", description="Producer compression: none, gzip, snappy, lz4 or zstd.")
+    linger_ms: int = Field(5, description="Producer batching delay in milliseconds.")
+    max_batch_size: int = Field(65536, description="Producer batch size in bytes per partition.")
+    request_timeout_ms: int = Field(30000, description="Client request timeout in milliseconds.")
+    topic_prefix: str = Field(
+        "",
+        description="Prefix on every catalogue topic name (a namespace: shared clusters, test isolation).",
+    )
+
+
+class PostgresSettings(BaseModel):
+    """The PostgreSQL read-model database."""
+
+    host: str = Field("127.0.0.1", description="PostgreSQL host.")
+    port: int = Field(5432, description="PostgreSQL port (also the port the local instance listens on).")
+    user: str = Field("esports", description="Database user (created by `esports infra up`).")
+    password: str = Field("esports", description="Database password; set a real secret outside local runs.")
+    database: str = Field("esports", description="Database name.")
+    shared_buffers: str = Field(
+        "128MB", description="shared_buffers of the local instance (25% of RAM on a DB host)."
+    )
+    max_connections: int = Field(200, description="max_connections of the local instance.")
+
+    @property
+    def dsn(self) -> str:
+        return (
+            f"host={self.host} port={self.port} user={self.user} password={self.password} "
+            f"dbname={self.database}"
+        )
+
+
+class RedisSettings(BaseModel):
+    """The Redis live-state store."""
+
+    host: str = Field("127.0.0.1", description="Redis host.")
+    port: int = Field(6379, description="Redis port (also the port the local instance listens on).")
+    db: int = Field(0, description="Redis database number.")
+    maxmemory: str = Field("256mb", description="maxmemory of the local instance.")
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/{self.db}"
+
+
+class StackSettings(BaseModel):
+    """Where the local stack keeps its data, logs and downloaded jars."""
+
+    run_dir: Path = Field(REPO_ROOT / ".run", description="Git-ignored folder for data, logs, pids and jars.")
+    start_timeout_s: float = Field(60.0, description="How long `esports infra up` waits for each service.")
+
+
+class Settings(BaseSettings):
+    """All settings of the platform, one nested model per concern."""
+
+    model_config = SettingsConfigDict(env_prefix="ESPORTS_", env_nested_delimiter="__", extra="ignore")
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    stack: StackSettings = Field(default_factory=StackSettings)
+    log_level: str = Field("INFO", description="Log level of every service.")
+    log_format: str = Field("text", description="Log format: text (for people) or json (for log shippers).")

@@ -1,0 +1,1 @@
+"""Read models: PostgreSQL schema and projectors, Redis key layout, rebuild and replay."""

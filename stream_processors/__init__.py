@@ -1,0 +1,1 @@
+"""The Faust app: one module per agent family (lifecycle, moderation, viewer counts, polls)."""

@@ -1,0 +1,169 @@
+"""Schema evolution: every earlier version still decodes, versions are backward compatible,
+the manifest's ids are permanent, and the dataclasses match their newest schemas."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from fastavro import parse_schema
+
+from events.avro_mapping import to_avro_converter
+from events.codec import EventCodec, schema_difference
+from events.schema_store import SchemaEntry, load_entries
+from events.topics import all_event_types
+from schemas import MANIFEST_PATH, SCHEMAS_DIR
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "avro"
+ENTRIES = load_entries(SCHEMAS_DIR)
+NEWEST = {e.subject: e for e in sorted(ENTRIES, key=lambda e: e.version)}
+
+
+def _load_generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("avro_fixture_generator", FIXTURES / "generate.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+GENERATOR = _load_generator()
+
+
+@pytest.fixture(scope="module")
+def codec() -> EventCodec:
+    return EventCodec.load()
+
+
+def _id(entry: SchemaEntry) -> str:
+    return f"{entry.event_type}.v{entry.version}"
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=_id)
+def test_fixture_exists_and_matches_generator(entry: SchemaEntry) -> None:
+    path = GENERATOR.fixture_path(entry.event_type, entry.version)
+    assert path.exists(), f"run `python tests/fixtures/avro/generate.py` to freeze {path.name}"
+    assert path.read_bytes() == GENERATOR.fixture_bytes(entry.schema, entry.schema_id), (
+        f"{path.name} no longer matches its schema or the generator: a committed version was edited"
+    )
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=_id)
+def test_fixture_of_every_version_decodes_with_newest(codec: EventCodec, entry: SchemaEntry) -> None:
+    value = GENERATOR.fixture_path(entry.event_type, entry.version).read_bytes()
+    event = codec.decode(value)
+    assert event.event_type() == entry.event_type
+    as_avro = to_avro_converter(type(event))(event)
+    written = GENERATOR.sample_record(entry.schema)
+    for name, value_written in written.items():
+        assert as_avro[name] == value_written, name
+    newest = NEWEST[entry.subject].schema
+    for field in newest["fields"]:
+        if field["name"] not in written:  # added after this version: the default applies
+            assert as_avro[field["name"]] == field["default"], field["name"]
+
+
+def _consecutive_pairs() -> list[tuple[SchemaEntry, SchemaEntry]]:
+    by_subject: dict[str, list[SchemaEntry]] = {}
+    for entry in ENTRIES:
+        by_subject.setdefault(entry.subject, []).append(entry)
+    pairs: list[tuple[SchemaEntry, SchemaEntry]] = []
+    for versions in by_subject.values():
+        versions.sort(key=lambda e: e.version)
+        pairs.extend(itertools.pairwise(versions))
+    return pairs
+
+
+PAIRS = _consecutive_pairs()
+
+
+def test_some_types_have_evolved() -> None:
+    assert {new.event_type for _, new in PAIRS} >= {"ChatMessageSubmitted", "StreamUpdated"}
+
+
+@pytest.mark.parametrize(("old", "new"), PAIRS, ids=lambda e: _id(e))
+def test_consecutive_versions_are_backward_compatible(old: SchemaEntry, new: SchemaEntry) -> None:
+    """The new reader can read old data: added fields have defaults, kept fields keep their types."""
+    old_fields = {f["name"]: f for f in old.schema["fields"]}
+    for field in new.schema["fields"]:
+        if field["name"] in old_fields:
+            assert _type_key(field["type"]) == _type_key(old_fields[field["name"]]["type"]), field["name"]
+        else:
+            assert "default" in field, (
+                f"{new.subject} v{new.version}: new field {field['name']} needs a default"
+            )
+    removed = set(old_fields) - {f["name"] for f in new.schema["fields"]}
+    assert not removed, f"removing fields {removed} breaks readers still on v{old.version}"
+
+
+def _type_key(avro_type: Any) -> str:
+    return json.dumps(avro_type, sort_keys=True)
+
+
+def test_manifest_ids_unique_and_below_next_id() -> None:
+    manifest = json.loads(MANIFEST_PATH.read_text())
+    ids = [raw["id"] for raw in manifest["schemas"]]
+    assert len(ids) == len(set(ids))
+    assert all(0 < i < manifest["next_id"] for i in ids)
+    keys = [(raw["subject"], raw["version"]) for raw in manifest["schemas"]]
+    assert len(keys) == len(set(keys))
+
+
+def test_manifest_ids_never_change() -> None:
+    """Ids once published are permanent: this frozen copy may only grow, never change."""
+    frozen = json.loads((FIXTURES / "schema_ids.json").read_text())
+    current = {f"{e.subject}/v{e.version}": e.schema_id for e in ENTRIES}
+    for key, schema_id in frozen.items():
+        assert current.get(key) == schema_id, f"{key} had id {schema_id}"
+    assert len(set(current.values())) == len(current)
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=_id)
+def test_every_schema_parses_and_has_head_first(entry: SchemaEntry) -> None:
+    parse_schema(entry.schema)
+    head = [f["name"] for f in entry.schema["fields"][:4]]
+    assert head == ["event_id", "occurred_at", "producer", "trace_id"]
+    assert entry.schema["namespace"].startswith("io.esports.events.")
+    newest = NEWEST[entry.subject]
+    expected_path = f"{entry.schema['namespace'].rsplit('.', 1)[-1]}/{entry.event_type}"
+    if entry is newest:
+        assert entry.path == f"{expected_path}.avsc"
+    else:
+        assert entry.path == f"{expected_path.replace('/', '/history/')}.v{entry.version}.avsc"
+
+
+@pytest.mark.parametrize("cls", all_event_types(), ids=lambda c: c.__name__)
+def test_every_dataclass_has_exactly_one_newest_schema_that_matches(cls: type) -> None:
+    files = list(SCHEMAS_DIR.glob(f"*/{cls.__name__}.avsc"))
+    assert len(files) == 1, files
+    newest = [e for e in NEWEST.values() if e.event_type == cls.__name__]
+    assert len(newest) == 1
+    assert schema_difference(cls, newest[0].schema) == ""
+
+
+def test_every_schema_file_is_in_the_manifest() -> None:
+    listed = {e.path for e in ENTRIES}
+    on_disk = {str(p.relative_to(SCHEMAS_DIR)) for p in SCHEMAS_DIR.rglob("*.avsc")}
+    assert on_disk == listed
+
+
+def test_enums_declare_defaults() -> None:
+    """Adding a symbol later is only compatible if readers have a symbol to fall back to."""
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "enum":
+                assert node.get("default") in node["symbols"], node["name"]
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for entry in ENTRIES:
+        walk(entry.schema)
