@@ -1,7 +1,11 @@
-"""Stream lifecycle events (topic ``streams``, keyed by ``stream_id``).
+"""Stream events, keyed by ``stream_id``, on two topics with one writer each.
 
-Stream keys never appear here, not even hashed: the log is kept forever and is readable by
-every analytics tool; ``StreamKeyRotated`` carries only an opaque key id.
+``streams`` (written by ``producers``): what people asked for, i.e. stream metadata, schedules
+and requests to end a stream. ``streams.lifecycle`` (written by the lifecycle agent in
+``stream_processors``): what was decided from those requests and the ingest's reports, i.e.
+went live, ended, or a refused transition. Every decision names the event that caused it
+(``cause_event_id``), so a redelivered cause is recognised and yields the same decision.
+Stream keys are per channel: see ``events.channels.ChannelStreamKeyRotated``.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ from events.base import Event
 __all__ = [
     "StreamCreated",
     "StreamEndReason",
+    "StreamEndRequested",
     "StreamEnded",
-    "StreamKeyRotated",
     "StreamRole",
     "StreamScheduled",
+    "StreamTransitionRejected",
     "StreamUpdated",
     "StreamWentLive",
 ]
@@ -33,12 +38,16 @@ class StreamRole(enum.StrEnum):
 
 
 class StreamEndReason(enum.StrEnum):
-    """Why a stream ended. Avro default ``unknown``."""
+    """Why a stream ended. Avro default ``unknown``: a reader older than a symbol reads ``unknown``.
+
+    New symbols go at the end (``ended_by_owner`` came with ``StreamEnded`` v2).
+    """
 
     UNKNOWN = "unknown"
     PUBLISHER_STOPPED = "publisher_stopped"
     INGEST_TIMEOUT = "ingest_timeout"
     ENDED_BY_MODERATOR = "ended_by_moderator"
+    ENDED_BY_OWNER = "ended_by_owner"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,8 +94,22 @@ class StreamScheduled(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StreamEndRequested(Event):
+    """The channel owner or a moderator asked to end the stream; the lifecycle agent decides."""
+
+    stream_id: str
+    channel_id: str
+    requested_by: str
+    reason: StreamEndReason = StreamEndReason.ENDED_BY_MODERATOR
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StreamWentLive(Event):
-    """The ingest accepted a publisher and the first renditions are playable."""
+    """The lifecycle agent decided the stream is live: the ingest accepted a publisher and the
+    first renditions are playable.
+
+    v2 added ``cause_event_id``.
+    """
 
     stream_id: str
     channel_id: str
@@ -94,24 +117,32 @@ class StreamWentLive(Event):
     ingest_session_id: str = ""
     match_id: str | None = None
     role: StreamRole = StreamRole.MAIN
+    cause_event_id: str = ""  # v2: event_id of the ingest event behind the decision; "" before v2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StreamEnded(Event):
-    """The stream is no longer live."""
+    """The lifecycle agent decided the stream is no longer live.
+
+    v2 added ``cause_event_id`` and the reason ``ended_by_owner``.
+    """
 
     stream_id: str
     channel_id: str
     ended_at: datetime
     reason: StreamEndReason = StreamEndReason.UNKNOWN
     duration_ms: int = 0
+    cause_event_id: str = ""  # v2: event_id of the ingest event or end request; "" before v2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class StreamKeyRotated(Event):
-    """A new stream key was issued; only its opaque id is recorded, never the key or a hash."""
+class StreamTransitionRejected(Event):
+    """The lifecycle agent refused a transition the stream's state does not allow (say, ending a
+    stream that never went live), so the requester learns why instead of hearing nothing."""
 
     stream_id: str
-    channel_id: str
-    key_id: str
-    rotated_by: str
+    channel_id: str = ""  # "" when the stream is unknown
+    attempted: str  # "go_live" or "end"
+    current_state: str  # the state that refused it, e.g. "ended"
+    reason: str
+    cause_event_id: str

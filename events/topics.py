@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from events import chat, ingest, notifications, polls, streams, tournaments, users, viewers
+from events import channels, chat, ingest, notifications, polls, streams, tournaments, users, viewers
 from events.base import Event
 
 __all__ = ["CATALOGUE", "FOREVER", "TopicSpec", "all_event_types", "partition_key", "spec", "topic_for"]
@@ -52,21 +52,46 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         description="Accounts, roles, follows and channel moderators.",
     ),
     TopicSpec(
+        name="channels",
+        key_field="channel_id",
+        event_types=(
+            channels.ChannelCreated,
+            channels.ChannelUpdated,
+            channels.ChannelStreamKeyRotated,
+        ),
+        # The API owns channels and issues their stream keys (it holds the key hashes).
+        owner="producers",
+        retention_ms=FOREVER,  # system of record: the channel directory is rebuilt from it
+        description="Channels: creation, profile, stream-key rotation",
+    ),
+    TopicSpec(
         name="streams",
         key_field="stream_id",
         event_types=(
             streams.StreamCreated,
             streams.StreamUpdated,
             streams.StreamScheduled,
-            streams.StreamWentLive,
-            streams.StreamEnded,
-            streams.StreamKeyRotated,
+            streams.StreamEndRequested,
         ),
-        # The API owns stream lifecycle, including the ingest-control hook that turns an accepted
-        # publish into StreamWentLive: it already holds the stream-key hashes.
+        # What people asked for (metadata, schedules, end requests); whether a stream is live is
+        # decided on streams.lifecycle, so this topic never claims a state it cannot know.
         owner="producers",
         retention_ms=FOREVER,  # system of record (stream history, VOD metadata, analytics replay)
-        description="Stream lifecycle and metadata.",
+        description="Stream metadata, schedules and requests to end a stream.",
+    ),
+    TopicSpec(
+        name="streams.lifecycle",
+        key_field="stream_id",
+        event_types=(
+            streams.StreamWentLive,
+            streams.StreamEnded,
+            streams.StreamTransitionRejected,
+        ),
+        # One agent serialises each stream's transitions (keyed by stream_id, so one partition
+        # sees them in order) from ingest reports and end requests.
+        owner="stream_processors",
+        retention_ms=FOREVER,  # stream history and the live-state read model are rebuilt from it
+        description="Lifecycle decisions of the lifecycle agent: live, ended, refused transitions",
     ),
     TopicSpec(
         name="tournaments",

@@ -28,6 +28,7 @@ from infra.kafka import (
     TopicNames,
     topic_configs,
 )
+from infra.local_secrets import ensure_local_secrets
 from infra.settings import REPO_ROOT, Settings
 
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -130,6 +131,8 @@ def cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
     """Run the local Kafka, PostgreSQL and Redis (`esports infra up|down|status`)."""
     from infra import stack
 
+    if args.action == "up":
+        ensure_local_secrets()
     return stack.main([args.action, *args.services])
 
 
@@ -137,6 +140,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     """Start the whole platform locally and print what runs where."""
     from infra import stack
 
+    ensure_local_secrets()
     code = stack.main(["up"])
     if code:
         return code
@@ -161,10 +165,32 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return stack.main(["status"])
 
 
+def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the web + REST API (uvicorn) until interrupted."""
+    from producers import server
+
+    return server.run(settings)
+
+
+def cmd_processors(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the Faust stream-processor worker (lifecycle and later agents) until interrupted."""
+    from stream_processors import worker
+
+    return worker.run(settings)
+
+
+def cmd_projector(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the projectors into PostgreSQL and Redis until interrupted."""
+    from projections import service
+
+    return service.run(settings)
+
+
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     """Print the effective settings as ESPORTS_* variables (secrets masked)."""
     for name, value in _flatten(settings.model_dump(mode="json")):
-        shown = "****" if "password" in name.lower() or "secret" in name.lower() else value
+        secret = any(word in name.lower() for word in ("password", "secret", "token"))
+        shown = "****" if secret and value else value
         print(f"ESPORTS_{name.upper()}={shown}")
     return 0
 
@@ -221,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--from-beginning", action="store_true", help="start at the oldest retained event")
     tail.add_argument("--max", type=int, default=0, help="stop after N events (default: follow forever)")
     tail.add_argument("--idle-timeout", type=float, default=0, help="stop after S seconds without events")
+    add("api", cmd_api)
+    add("processors", cmd_processors)
+    add("projector", cmd_projector)
     add("config", cmd_config)
     bench = add("bench", cmd_bench)
     bench.add_argument("names", nargs="*", help="benchmark names (files in bench/ without .py)")

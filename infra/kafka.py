@@ -14,11 +14,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from aiokafka.errors import KafkaError as DriverError
@@ -31,6 +37,9 @@ from infra.settings import KafkaSettings
 log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, bytes]]
+# (catalogue topic, partition) -> the next offset to read; how a consumer resumes from a position it
+# stored itself (e.g. in the same PostgreSQL transaction as a projection's writes).
+StartPositions = Callable[[list[tuple[str, int]]], Awaitable[dict[tuple[str, int], int]]]
 TOPIC_ALREADY_EXISTS = 36
 
 
@@ -246,20 +255,22 @@ class EventConsumer:
         names: TopicNames | None = None,
         from_beginning: bool = False,
         max_records: int = 500,
+        start_positions: StartPositions | None = None,
     ) -> None:
         self._codec = codec
         self._names = names or TopicNames(settings.topic_prefix)
         self._dead_letters = dead_letters
         self._max_records = max_records
+        self._start_positions = start_positions
         self.topics = [self._names.physical(t) for t in topics]
         self._consumer = AIOKafkaConsumer(
-            *self.topics,
             **_client_options(settings, group_id or "reader"),
             group_id=group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest" if from_beginning else "latest",
             isolation_level="read_committed",
         )
+        self._consumer.subscribe(self.topics, listener=_SeekOnAssignment(self))
 
     async def start(self) -> None:
         try:
@@ -305,6 +316,17 @@ class EventConsumer:
         except Exception as e:
             raise _translate(e, "committing offsets") from e
 
+    async def _seek_to_stored(self, assigned: set[TopicPartition]) -> None:
+        if self._start_positions is None or not assigned:
+            return
+        wanted = [(self._names.logical(tp.topic), tp.partition) for tp in assigned]
+        stored = await self._start_positions(wanted)
+        for tp in assigned:
+            offset = stored.get((self._names.logical(tp.topic), tp.partition))
+            if offset is not None:
+                self._consumer.seek(tp, offset)
+        log.info("resuming %s partitions from stored positions: %s", len(assigned), stored)
+
     async def _decode(self, record: ConsumerRecord[bytes, bytes]) -> ConsumedEvent | None:
         if record.value is None:
             await self._dead_letters.send(record, "tombstone", "a null value is not an event")
@@ -316,6 +338,19 @@ class EventConsumer:
             return None
         position = Position(self._names.logical(record.topic), record.partition, record.offset)
         return ConsumedEvent(event, position, record.key, list(record.headers or ()), record.timestamp)
+
+
+class _SeekOnAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Seeks newly assigned partitions to the positions the consumer's owner stored."""
+
+    def __init__(self, consumer: EventConsumer) -> None:
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._consumer._seek_to_stored(assigned)
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,7 +402,19 @@ class TopicAdmin:
                 created.append(name)
             elif code != TOPIC_ALREADY_EXISTS:
                 raise PublishFailed(f"creating topic {name}: error {code} {message}")
+        await self._wait_for_leaders(created)
         return created
+
+    async def _wait_for_leaders(self, names: list[str], timeout_s: float = 15.0) -> None:
+        """A new topic takes a moment to elect leaders; producing before that only earns retries."""
+        deadline = time.monotonic() + timeout_s
+        while names and time.monotonic() < deadline:
+            described = await self._admin.describe_topics(names)
+            if all(p["leader"] >= 0 for t in described for p in t["partitions"]) and len(described) == len(
+                names
+            ):
+                return
+            await asyncio.sleep(0.1)
 
     async def states(self, specs: Iterable[TopicSpec] = CATALOGUE) -> list[TopicState]:
         names = [self._names.physical(spec.name) for spec in specs]

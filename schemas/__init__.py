@@ -11,6 +11,12 @@ version's manifest entry there), add the new field *with a default* to the ``.av
 dataclass, add a manifest entry ``{"id": next_id, "version": N+1, ...}``, bump ``next_id``, and
 run ``python tests/fixtures/avro/generate.py`` to freeze a fixture of the new version.
 
+An enum may gain symbols at the end (never reorder or drop one; its ``default`` stays): that
+changes the schema text, so every type embedding the enum gets a new version the same way.
+
+To retire a type: delete its ``.avsc`` files and fixtures, and keep its manifest entries with
+``"retired": true`` in place of ``"path"``; their ids stay taken, and ``load_entries`` skips them.
+
 A new event type: draft its file with ``json.dumps(events.avro_mapping.render_schema(Cls), indent=2)``,
 give it the id ``next_id`` at version 1, and add the class to ``events.topics.CATALOGUE``.
 ``EventCodec.load()`` refuses to start while a dataclass and its newest schema disagree.

@@ -31,6 +31,12 @@ _NAMED_STRINGS = {
     "uri": "/hls/stream-1/720p60/seg-00042.ts",
     "master_playlist": "/hls/stream-1/master.m3u8",
     "language": "en",
+    "slug": "lec-official",
+    "display_name": "LEC Official",
+    "description": "The League of Legends EMEA Championship",
+    "attempted": "go_live",
+    "current_state": "ended",
+    "cause_event_id": "00000000-0000-0000-0000-00000000000c",  # another event's event_id
     "producer": "tests.samples",
 }
 

@@ -13,7 +13,7 @@ import pytest
 from events.base import Event
 from events.chat import ChatMessageAccepted, ModerationAction, ModerationActionRequested
 from events.codec import DecodeError, EncodeError, EventCodec, SchemaMismatch, event_to_json
-from events.streams import StreamWentLive
+from events.streams import StreamCreated, StreamWentLive
 from events.tournaments import MatchScoreUpdated, TeamScore
 from tests.unit.event_samples import all_event_types, sample_event
 
@@ -54,15 +54,15 @@ def test_wire_format_is_confluent(codec: EventCodec) -> None:
 
 
 def test_headers_carry_type_version_and_id(codec: EventCodec) -> None:
-    event = sample_event(StreamWentLive, trace_id="abc")
+    event = sample_event(StreamCreated, trace_id="abc")
     headers = dict(codec.headers(event))
-    subject = codec.subject_for("StreamWentLive")
-    assert headers["event_type"] == b"StreamWentLive"
+    subject = codec.subject_for("StreamCreated")
+    assert headers["event_type"] == b"StreamCreated"
     assert headers["schema_version"] == b"1"
     assert headers["schema_id"] == str(codec.schema_id(subject, 1)).encode()
     assert headers["event_id"] == str(event.event_id).encode()
     assert headers["trace_id"] == b"abc"
-    assert "trace_id" not in dict(codec.headers(sample_event(StreamWentLive)))
+    assert "trace_id" not in dict(codec.headers(sample_event(StreamCreated)))
 
 
 def test_headers_of_evolved_type_name_newest_version(codec: EventCodec) -> None:

@@ -14,8 +14,8 @@ import pytest
 from fastavro import parse_schema
 
 from events.avro_mapping import to_avro_converter
-from events.codec import EventCodec, schema_difference
-from events.schema_store import SchemaEntry, load_entries
+from events.codec import DecodeError, EventCodec, schema_difference
+from events.schema_store import ManifestError, SchemaEntry, load_entries, load_ids
 from events.topics import all_event_types
 from schemas import MANIFEST_PATH, SCHEMAS_DIR
 
@@ -83,16 +83,23 @@ PAIRS = _consecutive_pairs()
 
 
 def test_some_types_have_evolved() -> None:
-    assert {new.event_type for _, new in PAIRS} >= {"ChatMessageSubmitted", "StreamUpdated"}
+    assert {new.event_type for _, new in PAIRS} >= {
+        "ChatMessageSubmitted",
+        "StreamUpdated",
+        "StreamWentLive",
+        "StreamEnded",
+    }
 
 
 @pytest.mark.parametrize(("old", "new"), PAIRS, ids=lambda e: _id(e))
 def test_consecutive_versions_are_backward_compatible(old: SchemaEntry, new: SchemaEntry) -> None:
-    """The new reader can read old data: added fields have defaults, kept fields keep their types."""
+    """The new reader can read old data: added fields have defaults, kept fields keep their types
+    (an enum may gain symbols, keeping its default, which is where older readers land)."""
     old_fields = {f["name"]: f for f in old.schema["fields"]}
     for field in new.schema["fields"]:
         if field["name"] in old_fields:
-            assert _type_key(field["type"]) == _type_key(old_fields[field["name"]]["type"]), field["name"]
+            old_type = old_fields[field["name"]]["type"]
+            assert _type_key(_symbols_of(old_type, field["type"])) == _type_key(old_type), field["name"]
         else:
             assert "default" in field, (
                 f"{new.subject} v{new.version}: new field {field['name']} needs a default"
@@ -103,6 +110,29 @@ def test_consecutive_versions_are_backward_compatible(old: SchemaEntry, new: Sch
 
 def _type_key(avro_type: Any) -> str:
     return json.dumps(avro_type, sort_keys=True)
+
+
+def _symbols_of(old: Any, new: Any) -> Any:
+    """``new`` with each enum's symbols cut back to ``old``'s, after checking that the enum only
+    gained symbols at the end (what Avro resolves, given the unchanged default)."""
+    if isinstance(new, dict) and isinstance(old, dict):
+        if new.get("type") == "enum" and old.get("type") == "enum":
+            kept = new["symbols"][: len(old["symbols"])]
+            assert kept == old["symbols"], f"enum {new['name']}: symbols may only be appended"
+            return {**new, "symbols": kept}
+        return {k: _symbols_of(old.get(k), v) for k, v in new.items()}
+    if isinstance(new, list) and isinstance(old, list) and len(new) == len(old):
+        return [_symbols_of(o, n) for o, n in zip(old, new, strict=True)]
+    return new
+
+
+def test_enum_symbol_check_refuses_reordering() -> None:
+    old = {"type": "enum", "name": "E", "symbols": ["a", "b"], "default": "a"}
+    appended = {**old, "symbols": ["a", "b", "c"]}
+    assert _symbols_of(["null", old], ["null", appended]) == ["null", old]
+    assert _symbols_of(old, appended) == old
+    with pytest.raises(AssertionError, match="appended"):
+        _symbols_of(old, {**old, "symbols": ["b", "a", "c"]})
 
 
 def test_manifest_ids_unique_and_below_next_id() -> None:
@@ -117,10 +147,67 @@ def test_manifest_ids_unique_and_below_next_id() -> None:
 def test_manifest_ids_never_change() -> None:
     """Ids once published are permanent: this frozen copy may only grow, never change."""
     frozen = json.loads((FIXTURES / "schema_ids.json").read_text())
-    current = {f"{e.subject}/v{e.version}": e.schema_id for e in ENTRIES}
+    current = {f"{subject}/v{version}": i for (subject, version), i in load_ids(SCHEMAS_DIR).items()}
     for key, schema_id in frozen.items():
         assert current.get(key) == schema_id, f"{key} had id {schema_id}"
     assert len(set(current.values())) == len(current)
+
+
+def test_frozen_ids_list_every_manifest_id() -> None:
+    """New ids are frozen as they are added, so ``never_change`` guards them from then on."""
+    frozen = json.loads((FIXTURES / "schema_ids.json").read_text())
+    current = {f"{subject}/v{version}": i for (subject, version), i in load_ids(SCHEMAS_DIR).items()}
+    assert frozen == current
+
+
+def _retired() -> list[dict[str, Any]]:
+    return [raw for raw in json.loads(MANIFEST_PATH.read_text())["schemas"] if raw.get("retired")]
+
+
+def test_retired_types_keep_their_ids_but_nothing_else() -> None:
+    retired = _retired()
+    assert {raw["subject"] for raw in retired} >= {"io.esports.events.streams.StreamKeyRotated"}
+    live_ids = {e.schema_id for e in ENTRIES}
+    for raw in retired:
+        event_type = raw["subject"].rsplit(".", 1)[-1]
+        assert raw["id"] not in live_ids
+        assert load_ids(SCHEMAS_DIR)[(raw["subject"], raw["version"])] == raw["id"]
+        assert "path" not in raw and not list(SCHEMAS_DIR.rglob(f"{event_type}.*avsc"))
+        assert not GENERATOR.fixture_path(event_type, raw["version"]).exists()
+        assert event_type not in {cls.__name__ for cls in all_event_types()}
+
+
+def test_a_retired_id_does_not_decode(codec: EventCodec) -> None:
+    for raw in _retired():
+        with pytest.raises(DecodeError) as caught:
+            codec.decode(b"\x00" + raw["id"].to_bytes(4, "big") + b"\x02a")
+        assert caught.value.reason == "unknown_schema_id"
+
+
+def _write_manifest(tmp_path: Path, schemas: list[dict[str, Any]], next_id: int) -> Path:
+    (tmp_path / "manifest.json").write_text(json.dumps({"next_id": next_id, "schemas": schemas}))
+    return tmp_path
+
+
+def test_a_retired_id_is_still_never_reused(tmp_path: Path) -> None:
+    retired = {"id": 1, "subject": "io.esports.events.x.Gone", "version": 1, "retired": True}
+    reuse = {"id": 1, "subject": "io.esports.events.x.New", "version": 1, "path": "x/New.avsc"}
+    with pytest.raises(ManifestError, match="used twice"):
+        load_entries(_write_manifest(tmp_path, [retired, reuse], 2))
+    with pytest.raises(ManifestError, match="outside"):
+        load_entries(_write_manifest(tmp_path, [retired], 1))
+    assert load_entries(_write_manifest(tmp_path, [retired], 2)) == []
+
+
+def test_a_retired_subject_retires_every_version(tmp_path: Path) -> None:
+    gone = {"id": 1, "subject": "io.esports.events.x.Gone", "version": 1, "retired": True}
+    back = {"id": 2, "subject": "io.esports.events.x.Gone", "version": 2, "path": "x/Gone.avsc"}
+    with pytest.raises(ManifestError, match="retires every version"):
+        load_entries(_write_manifest(tmp_path, [gone, back], 3))
+
+
+def test_no_orphan_fixtures() -> None:
+    assert GENERATOR.orphan_fixtures(ENTRIES) == []
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=_id)

@@ -8,12 +8,12 @@ import inspect
 import pytest
 
 import events
-from events import chat, ingest, notifications, polls, streams, tournaments, users, viewers
+from events import channels, chat, ingest, notifications, polls, streams, tournaments, users, viewers
 from events.base import Event
 from events.topics import CATALOGUE, FOREVER, TopicSpec, all_event_types, partition_key, spec, topic_for
 from tests.unit.event_samples import sample_event
 
-FAMILIES = (chat, ingest, notifications, polls, streams, tournaments, users, viewers)
+FAMILIES = (channels, chat, ingest, notifications, polls, streams, tournaments, users, viewers)
 OWNERS = {"producers", "edge_ws", "ingest_workers", "stream_processors", "infra"}
 
 
@@ -50,7 +50,9 @@ def test_key_field_exists_on_every_event_type(topic: TopicSpec) -> None:
 def test_suggested_catalogue_is_covered() -> None:
     expected = {
         "users",
+        "channels",
         "streams",
+        "streams.lifecycle",
         "tournaments",
         "ingest",
         "chat.submitted",
@@ -72,7 +74,7 @@ def test_specs_are_sane() -> None:
         assert topic.cleanup_policy in ("delete", "compact", "compact,delete")
         assert topic.retention_ms is None or topic.retention_ms == FOREVER or topic.retention_ms > 0
         assert topic.description
-    for name in ("users", "streams", "tournaments"):
+    for name in ("users", "channels", "streams", "streams.lifecycle", "tournaments"):
         assert spec(name).retention_ms == FOREVER
     assert spec("deadletter").event_types == () and spec("deadletter").key_field is None
     assert spec("deadletter").owner == "infra"
@@ -80,12 +82,39 @@ def test_specs_are_sane() -> None:
 
 def test_topic_for_and_partition_key() -> None:
     went_live = sample_event(streams.StreamWentLive, stream_id="s-9")
-    assert topic_for(went_live).name == "streams"
+    assert topic_for(went_live).name == "streams.lifecycle"
     assert topic_for(streams.StreamWentLive) is topic_for(went_live)
     assert partition_key(went_live) == b"s-9"
     issued = sample_event(notifications.NotificationIssued, user_id="u-1")
     assert topic_for(issued).name == "notifications" and partition_key(issued) == b"u-1"
     assert topic_for(users.ChannelFollowed).key_field == "user_id"
+
+
+def test_stream_requests_and_lifecycle_decisions_have_separate_writers() -> None:
+    """Producers record what was asked; only the lifecycle agent decides live/ended."""
+    assert spec("streams").owner == "producers"
+    assert spec("streams").event_types == (
+        streams.StreamCreated,
+        streams.StreamUpdated,
+        streams.StreamScheduled,
+        streams.StreamEndRequested,
+    )
+    lifecycle = spec("streams.lifecycle")
+    assert lifecycle.owner == "stream_processors" and lifecycle.key_field == "stream_id"
+    assert lifecycle.event_types == (
+        streams.StreamWentLive,
+        streams.StreamEnded,
+        streams.StreamTransitionRejected,
+    )
+    names = [t.name for t in CATALOGUE]
+    assert names.index("streams.lifecycle") == names.index("streams") + 1
+
+
+def test_stream_keys_are_per_channel() -> None:
+    rotated = sample_event(channels.ChannelStreamKeyRotated, channel_id="c-7")
+    assert topic_for(rotated).name == "channels" and partition_key(rotated) == b"c-7"
+    assert spec("channels").owner == "producers"
+    assert not hasattr(streams, "StreamKeyRotated")
 
 
 def test_unknown_event_or_topic_is_a_clear_error() -> None:

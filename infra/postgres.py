@@ -1,0 +1,107 @@
+"""The PostgreSQL adapter: connection pools, versioned migrations, and driver-error translation.
+
+Migrations are plain SQL files named ``NNNN_what_it_does.sql`` in a component's own folder
+(``projections/migrations``, ``producers/migrations``...). Each component's applied versions are
+recorded in ``schema_migrations``; a file is applied once, in its own transaction, under an advisory
+lock so two services starting together do not race.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from infra.settings import PostgresSettings
+
+log = logging.getLogger(__name__)
+
+MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+class DatabaseError(Exception):
+    """Base of this adapter's errors; ``retriable`` says whether trying again can help."""
+
+    retriable = False
+
+
+class DatabaseUnavailable(DatabaseError):
+    """PostgreSQL could not be reached or dropped the connection."""
+
+    retriable = True
+
+
+class MigrationError(DatabaseError):
+    """A migration file is misnamed or failed to apply."""
+
+
+def translate(error: BaseException, action: str) -> DatabaseError:
+    """The one place psycopg errors become ours."""
+    if isinstance(error, psycopg.OperationalError | psycopg.errors.ConnectionTimeout):
+        return DatabaseUnavailable(f"{action}: PostgreSQL unavailable ({error})")
+    return DatabaseError(f"{action}: {error}")
+
+
+def make_pool(
+    settings: PostgresSettings, *, name: str, min_size: int = 1, max_size: int = 10
+) -> AsyncConnectionPool:
+    """A pool for one service (not opened: ``async with`` it or ``await pool.open()``)."""
+    return AsyncConnectionPool(
+        settings.dsn + f" application_name={name}",
+        min_size=min_size,
+        max_size=max_size,
+        open=False,
+        name=name,
+        kwargs={"autocommit": False},
+    )
+
+
+def migration_files(directory: Path) -> list[tuple[int, Path]]:
+    """The component's migrations in order; a misnamed .sql file is an error, not silently skipped."""
+    found = []
+    for path in sorted(directory.glob("*.sql")):
+        match = MIGRATION_NAME.match(path.name)
+        if not match:
+            raise MigrationError(f"{path}: migration files are named NNNN_lower_snake.sql")
+        found.append((int(match.group(1)), path))
+    versions = [v for v, _ in found]
+    if len(set(versions)) != len(versions):
+        raise MigrationError(f"{directory}: two migrations share a version number")
+    return found
+
+
+async def apply_migrations(pool: AsyncConnectionPool, component: str, directory: Path) -> list[str]:
+    """Apply the component's pending migrations; returns the file names applied (empty if none)."""
+    applied: list[str] = []
+    try:
+        async with pool.connection() as conn:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " component text NOT NULL, version int NOT NULL, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (component, version))"
+            )
+            await conn.commit()
+            for version, path in migration_files(directory):
+                async with conn.transaction():
+                    await conn.execute(
+                        "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"migrate:{component}",)
+                    )
+                    cur = await conn.execute(
+                        "SELECT 1 FROM schema_migrations WHERE component = %s AND version = %s",
+                        (component, version),
+                    )
+                    if await cur.fetchone():
+                        continue
+                    await conn.execute(path.read_text())  # type: ignore[arg-type]  # trusted, from the repo
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (component, version, name) VALUES (%s, %s, %s)",
+                        (component, version, path.name),
+                    )
+                    applied.append(path.name)
+                    log.info("migration applied component=%s file=%s", component, path.name)
+    except psycopg.Error as e:
+        raise translate(e, f"migrating {component}") from e
+    return applied
