@@ -165,27 +165,6 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return stack.main(["status"])
 
 
-def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the web + REST API (uvicorn) until interrupted."""
-    from producers import server
-
-    return server.run(settings)
-
-
-def cmd_processors(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the Faust stream-processor worker (lifecycle and later agents) until interrupted."""
-    from stream_processors import worker
-
-    return worker.run(settings)
-
-
-def cmd_projector(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the projectors into PostgreSQL and Redis until interrupted."""
-    from projections import service
-
-    return service.run(settings)
-
-
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     """Print the effective settings as ESPORTS_* variables (secrets masked)."""
     for name, value in _flatten(settings.model_dump(mode="json")):
@@ -247,9 +226,6 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--from-beginning", action="store_true", help="start at the oldest retained event")
     tail.add_argument("--max", type=int, default=0, help="stop after N events (default: follow forever)")
     tail.add_argument("--idle-timeout", type=float, default=0, help="stop after S seconds without events")
-    add("api", cmd_api)
-    add("processors", cmd_processors)
-    add("projector", cmd_projector)
     add("config", cmd_config)
     bench = add("bench", cmd_bench)
     bench.add_argument("names", nargs="*", help="benchmark names (files in bench/ without .py)")

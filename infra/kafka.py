@@ -340,7 +340,7 @@ class EventConsumer:
         return ConsumedEvent(event, position, record.key, list(record.headers or ()), record.timestamp)
 
 
-class _SeekOnAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
+class _SeekOnAssignment(ConsumerRebalanceListener):
     """Seeks newly assigned partitions to the positions the consumer's owner stored."""
 
     def __init__(self, consumer: EventConsumer) -> None:
