@@ -128,12 +128,13 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the local Kafka, PostgreSQL and Redis (`esports infra up|down|status`)."""
+    """Run the local Kafka, PostgreSQL, Redis and the app services (`esports infra up|down|status`)."""
     from infra import stack
 
     if args.action == "up":
         ensure_local_secrets()
-    return stack.main([args.action, *args.services])
+    flags = ["--apps"] * args.apps + ["--all"] * args.all
+    return stack.main([args.action, *flags, *args.services])
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
@@ -215,7 +216,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     infra = add("infra", cmd_infra)
     infra.add_argument("action", choices=["up", "down", "status"])
-    infra.add_argument("services", nargs="*", metavar="SERVICE", help="kafka, postgres, redis (default: all)")
+    infra.add_argument(
+        "services",
+        nargs="*",
+        metavar="NAME",
+        help="kafka, postgres, redis, api, processors, projector (default: the infra; down: all)",
+    )
+    scope = infra.add_mutually_exclusive_group()
+    scope.add_argument("--apps", action="store_true", help="the application services")
+    scope.add_argument("--all", action="store_true", help="the infrastructure, then the application services")
     add("up", cmd_up)
     add("down", cmd_down)
     add("status", cmd_status)

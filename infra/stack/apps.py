@@ -1,0 +1,117 @@
+"""The platform's application services, run by `up` next to the infrastructure.
+
+Each is a detached Python process with a pid file and a log like Kafka's or Redis's, ready once
+``GET /health`` on its port answers 200. Adding one (edge, ingest, demo) is one `App` in `APP_TABLE`;
+its port setting doubles as the ESPORTS_* variable named when the port is taken. A command that
+does not exist yet fails only when started: the process exits and `up` shows its log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
+from operator import attrgetter
+from types import MappingProxyType
+
+from infra.settings import REPO_ROOT, Settings
+from infra.stack import processes
+from infra.stack.service import Port, Service, StackError
+
+HEALTH_TIMEOUT_S = 3.0
+
+
+def esports(*command: str) -> tuple[str, ...]:
+    """argv of an `esports` subcommand, run by this interpreter (the venv's, whatever PATH says)."""
+    return (sys.executable, "-m", "infra.cli", *command)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class App:
+    """One application service: its command line and the port whose GET /health says it is ready."""
+
+    name: str
+    argv: tuple[str, ...]
+    port_setting: str  # dotted path in Settings, e.g. "api.port"
+    host_setting: str | None = None  # dotted path of the address it binds; None: 127.0.0.1
+    health_path: str = "/health"
+
+    @property
+    def port_env(self) -> str:
+        """The environment variable of `port_setting`, e.g. ESPORTS_API__PORT."""
+        return "ESPORTS_" + self.port_setting.upper().replace(".", "__")
+
+    def port(self, settings: Settings) -> Port:
+        host = attrgetter(self.host_setting)(settings) if self.host_setting else "127.0.0.1"
+        number = attrgetter(self.port_setting)(settings)
+        return Port(int(number), self.port_env, f"{self.name} web server", str(host))
+
+    def health_url(self, settings: Settings) -> str:
+        return f"http://{self.port(settings).address}{self.health_path}"
+
+
+APP_TABLE: Mapping[str, App] = MappingProxyType(
+    {
+        app.name: app
+        for app in (
+            App(name="api", argv=esports("api"), port_setting="api.port", host_setting="api.host"),
+            App(name="processors", argv=esports("processors"), port_setting="processors.web_port"),
+            App(name="projector", argv=esports("projector"), port_setting="projections.web_port"),
+        )
+    }
+)
+
+
+def names() -> tuple[str, ...]:
+    """Every app in the table, in its order."""
+    return tuple(APP_TABLE)
+
+
+def service(name: str) -> Service:
+    """The lifecycle of app `name` (KeyError if the table has none)."""
+    app = APP_TABLE[name]
+    check = partial(_health, app)
+    return Service(
+        name=app.name,
+        ports=lambda settings: [app.port(settings)],
+        prepare=_prepare,
+        start=partial(_start, app),
+        ready=check,
+        probe=check,
+        stop=partial(_stop, app),
+    )
+
+
+def _prepare(settings: Settings) -> None:
+    """Nothing to render: apps read their settings from the environment they inherit."""
+
+
+def _start(app: App, settings: Settings) -> None:
+    # Unbuffered, so the log tail shown when a start fails has the last lines the process printed.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    processes.spawn(settings, app.name, list(app.argv), cwd=REPO_ROOT, env=env)
+
+
+def _stop(app: App, settings: Settings, pid: int) -> None:
+    processes.terminate(pid, app.name, group=True)  # with any workers it forked
+
+
+async def _health(app: App, settings: Settings) -> str:
+    """GET the app's health URL; 200 → a one-line summary, anything else raises."""
+    url = app.health_url(settings)
+    status, body = await asyncio.to_thread(_get, url)
+    if status != 200:
+        raise StackError(f"GET {url} answered {status}")
+    summary = " ".join(body.split())
+    return f"GET {url}: 200 {summary[:80]}".rstrip()
+
+
+def _get(url: str) -> tuple[int, str]:
+    # Never through a proxy from http_proxy/HTTP_PROXY: the app is on this machine.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=HEALTH_TIMEOUT_S) as response:
+        return int(response.status), response.read(512).decode(errors="replace")
