@@ -147,8 +147,11 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         return code
     code = asyncio.run(_topics_create(settings))
     if code == 0:
-        print("\nThe platform is up. Services and logs:", file=sys.stderr)
-        stack.main(["status"])
+        code = stack.main(["up", "--apps"])  # the apps after the topics they use
+    print("\nServices and logs:", file=sys.stderr)
+    stack.main(["status", "--all"])
+    if code == 0:
+        print(f"\nOpen {settings.api.public_url}/docs (the API; the viewer pages land with the web issue).")
     return code
 
 
@@ -163,7 +166,28 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     """Show what runs where."""
     from infra import stack
 
-    return stack.main(["status"])
+    return stack.main(["status", "--all"])
+
+
+def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the web + REST API (uvicorn) until interrupted."""
+    from producers import server
+
+    return server.run(settings)
+
+
+def cmd_processors(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the Faust stream-processor worker (the lifecycle agent) until interrupted."""
+    from stream_processors import worker
+
+    return worker.run(settings)
+
+
+def cmd_projector(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the projectors into PostgreSQL and Redis until interrupted."""
+    from projections import service
+
+    return service.run(settings)
 
 
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
@@ -235,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--from-beginning", action="store_true", help="start at the oldest retained event")
     tail.add_argument("--max", type=int, default=0, help="stop after N events (default: follow forever)")
     tail.add_argument("--idle-timeout", type=float, default=0, help="stop after S seconds without events")
+    add("api", cmd_api)
+    add("processors", cmd_processors)
+    add("projector", cmd_projector)
     add("config", cmd_config)
     bench = add("bench", cmd_bench)
     bench.add_argument("names", nargs="*", help="benchmark names (files in bench/ without .py)")

@@ -410,9 +410,7 @@ class TopicAdmin:
         deadline = time.monotonic() + timeout_s
         while names and time.monotonic() < deadline:
             described = await self._admin.describe_topics(names)
-            if all(p["leader"] >= 0 for t in described for p in t["partitions"]) and len(described) == len(
-                names
-            ):
+            if len(described) == len(names) and all(_has_leaders(topic) for topic in described):
                 return
             await asyncio.sleep(0.1)
 
@@ -431,6 +429,14 @@ class TopicAdmin:
             await self._admin.delete_topics(list(physical_names))
         except Exception as e:
             raise _translate(e, "deleting topics") from e
+
+
+def _has_leaders(described: dict[str, Any]) -> bool:
+    """Metadata can list a new topic before its partitions exist: no partitions is not ready."""
+    partitions = described.get("partitions") or []
+    return (
+        bool(partitions) and described.get("error_code", 0) == 0 and all(p["leader"] >= 0 for p in partitions)
+    )
 
 
 def topic_configs(spec: TopicSpec) -> dict[str, str]:

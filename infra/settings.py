@@ -120,13 +120,23 @@ class AuthSettings(BaseModel):
 class ProcessorSettings(BaseModel):
     """The Faust stream-processor workers."""
 
+    web_host: str = Field(
+        "127.0.0.1", description="Address a worker's /health and /metrics bind to (0.0.0.0 in a container)."
+    )
     web_port: int = Field(6066, description="Port of a worker's /health and /metrics (Faust's web server).")
     data_dir: Path = Field(REPO_ROOT / ".run" / "faust", description="Where Faust keeps local table state.")
+    session_timeout_s: float = Field(
+        10.0, description="Consumer-group session timeout: how soon a crashed worker's partitions move on."
+    )
 
 
 class ProjectionSettings(BaseModel):
     """The projectors writing the read models (PostgreSQL, Redis)."""
 
+    web_host: str = Field(
+        "127.0.0.1",
+        description="Address the projector's /health and /metrics bind to (0.0.0.0 in a container).",
+    )
     web_port: int = Field(6067, description="Port of the projector service's /health and /metrics.")
     batch_size: int = Field(500, description="Most events applied in one PostgreSQL transaction.")
 

@@ -1,0 +1,127 @@
+"""FastAPI dependencies as ``Annotated`` aliases: the services, the current user, paging, read-your-writes."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Query, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from producers.auth.tokens import InvalidToken
+from producers.consistency import InvalidPosition, parse_positions, wait_for_positions
+from producers.pagination import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
+from producers.problems import ApiProblem, Forbidden, Unauthorized
+from producers.services import Services
+
+_bearer = HTTPBearer(auto_error=False, description="An access token from /api/v1/auth/login.")
+_internal_bearer = HTTPBearer(
+    auto_error=False, scheme_name="InternalToken", description="settings.auth.internal_token (ingest hooks)."
+)
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller, with the role the command side holds now (not the token's copy)."""
+
+    user_id: str
+    username: str
+    display_name: str
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+def _unauthorized(detail: str) -> Unauthorized:
+    return Unauthorized(detail, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+async def current_user(
+    services: ServicesDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    """The caller named by a valid access token; 401 otherwise."""
+    if credentials is None:
+        raise Unauthorized("an access token is required", headers={"WWW-Authenticate": "Bearer"})
+    try:
+        claims = services.tokens.verify(credentials.credentials)
+    except InvalidToken:
+        raise _unauthorized("the access token is invalid or expired") from None
+    account = await services.accounts.by_id(claims.user_id)
+    if account is None:
+        raise _unauthorized("the account no longer exists")
+    return Principal(account.user_id, account.username, account.display_name, account.role)
+
+
+CurrentUser = Annotated[Principal, Depends(current_user)]
+
+
+async def current_admin(user: CurrentUser) -> Principal:
+    if not user.is_admin:
+        raise Forbidden("admins only")
+    return user
+
+
+CurrentAdmin = Annotated[Principal, Depends(current_admin)]
+
+
+async def internal_caller(
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_internal_bearer)],
+) -> None:
+    """Internal endpoints accept only the shared internal token, compared in constant time."""
+    expected = services.internal_token.encode()
+    presented = credentials.credentials.encode() if credentials else b""
+    if not expected or not hmac.compare_digest(presented, expected):
+        raise Unauthorized("internal endpoint", headers={"WWW-Authenticate": "Bearer"})
+
+
+InternalCaller = Annotated[None, Depends(internal_caller)]
+
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Page size (max {MAX_LIMIT}).")]
+Cursor = Annotated[
+    str | None, Query(pattern=CURSOR_PATTERN, description="`next_cursor` of the previous page.")
+]
+DEFAULT_PAGE = DEFAULT_LIMIT
+
+
+async def read_your_writes(
+    services: ServicesDep,
+    response: Response,
+    x_min_position: Annotated[
+        list[str] | None,
+        Header(
+            description="`topic:partition:offset` from a command's response (repeatable or comma separated): "
+            "the answer waits, bounded, until the read model includes it.",
+            examples=["streams:2:1041"],
+        ),
+    ] = None,
+) -> None:
+    """Wait until the read model has reached every position the client names (or mark the answer stale)."""
+    if not x_min_position:
+        return
+    try:
+        positions = parse_positions(x_min_position)
+    except InvalidPosition as e:
+        raise ApiProblem(str(e)) from None
+    reached = await wait_for_positions(
+        services.pool,
+        positions,
+        services.settings.api.read_your_writes_timeout_s,
+        schema=services.namespace.read_schema,
+    )
+    if not reached:
+        response.headers["X-Read-Model-Lag"] = "stale"
+
+
+ReadYourWrites = Depends(read_your_writes)

@@ -1,0 +1,127 @@
+"""Channels, their moderators and stream keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from producers.models.common import Accepted, Language, Name, Text
+
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{2,39}$")]
+
+_CHANNEL_EXAMPLE: dict[str, object] = {
+    "channel_id": "c6d8...",
+    "owner_id": "5b0c...",
+    "slug": "lec-official",
+    "display_name": "LEC Official",
+    "description": "The League of Legends EMEA Championship",
+    "language": "en",
+    "stream_key_id": "sk_1a2b...",
+    "created_at": "2025-06-01T18:30:15Z",
+    "updated_at": "2025-06-01T18:30:15Z",
+}
+
+
+class ChannelCreateRequest(BaseModel):
+    """A new channel; its owner becomes a streamer."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "slug": "lec-official",
+                    "display_name": "LEC Official",
+                    "description": "The LEC",
+                    "language": "en",
+                }
+            ]
+        },
+    )
+
+    slug: Slug = Field(description="Unique URL name: 3-40 of a-z 0-9 -, starting with a letter or digit.")
+    display_name: Name
+    description: Text = ""
+    language: Language = "en"
+
+
+class ChannelUpdateRequest(BaseModel):
+    """Partial update of a channel's profile; absent fields are unchanged."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"description": "Now in English"}]}
+    )
+
+    display_name: Name | None = None
+    description: Text | None = None
+    language: Language | None = None
+
+
+class ChannelAccepted(Accepted):
+    """The channel was created."""
+
+    channel_id: str
+    slug: str
+
+
+class StreamKeyIssued(Accepted):
+    """A new stream key. It is shown here once and never again: store it in your encoder now."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "event_id": "0b7f...",
+                    "position": "channels:1:7",
+                    "positions": ["channels:1:7"],
+                    "channel_id": "c6d8...",
+                    "key_id": "sk_1a2b...",
+                    "stream_key": "live_Zx9...",
+                }
+            ]
+        }
+    )
+
+    channel_id: str
+    key_id: str
+    stream_key: str = Field(description="The secret key (shown once).")
+
+
+class ModeratorOut(BaseModel):
+    """A channel moderator."""
+
+    user_id: str
+    username: str | None
+    appointed_by: str
+    appointed_at: datetime
+
+
+class ChannelOut(BaseModel):
+    """A channel's public profile."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_CHANNEL_EXAMPLE]})  # type: ignore[list-item]
+
+    channel_id: str
+    owner_id: str
+    slug: str
+    display_name: str
+    description: str
+    language: str
+    stream_key_id: str | None = Field(description="Opaque id of the active stream key (never the key).")
+    created_at: datetime
+    updated_at: datetime
+
+
+class ChannelDetail(ChannelOut):
+    """A channel with its moderators."""
+
+    moderators: list[ModeratorOut]
+
+
+class ChannelPage(BaseModel):
+    """One page of channels, newest first."""
+
+    items: list[ChannelOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")

@@ -1,0 +1,207 @@
+"""Streams: create, update, schedule, end; listings (live from Redis) and details."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, status
+
+from events.base import Event
+from events.streams import (
+    StreamCreated,
+    StreamEndReason,
+    StreamEndRequested,
+    StreamRole,
+    StreamScheduled,
+    StreamUpdated,
+)
+from producers import rules
+from producers.deps import CurrentUser, Cursor, Limit, Principal, ReadYourWrites, ServicesDep
+from producers.models.common import ID_PATTERN, Accepted
+from producers.models.streams import (
+    LivePage,
+    LiveStreamOut,
+    ScheduleRequest,
+    StreamAccepted,
+    StreamCreateRequest,
+    StreamOut,
+    StreamPage,
+    StreamUpdateRequest,
+)
+from producers.problems import NotFound, Unprocessable, documented
+from producers.routes import API_PREFIX, accepted
+from producers.services import Services
+
+router = APIRouter(prefix=API_PREFIX + "/streams", tags=["streams"], dependencies=[ReadYourWrites])
+StreamId = Annotated[str, Path(pattern=ID_PATTERN, description="The stream's id.")]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=StreamAccepted,
+    responses=documented(401, 403, 404, 422, 503),
+)
+async def create_stream(
+    body: StreamCreateRequest, user: CurrentUser, services: ServicesDep
+) -> StreamAccepted:
+    """Create a stream of your channel (optionally attached to a match, optionally scheduled)."""
+    claim = await services.channels.by_id(body.channel_id)
+    if claim is None:
+        raise NotFound(f"no channel {body.channel_id}")
+    rules.check_owner_or_admin(user.user_id, user.role, claim.owner_id, "channel")
+    if body.match_id is not None:
+        await _existing_match(services, body.match_id)
+    stream_id = str(uuid.uuid4())
+    events: list[Event] = [
+        StreamCreated(
+            stream_id=stream_id,
+            channel_id=claim.channel_id,
+            owner_id=claim.owner_id,
+            title=body.title,
+            game=body.game,
+            tags=tuple(body.tags),
+            language=body.language,
+            match_id=body.match_id,
+            role=StreamRole(body.role),
+        )
+    ]
+    if body.scheduled_start is not None:
+        events.append(
+            StreamScheduled(
+                stream_id=stream_id,
+                channel_id=claim.channel_id,
+                scheduled_start=body.scheduled_start,
+                title=body.title,
+                match_id=body.match_id,
+            )
+        )
+    receipt = await services.bus.publish(*events)
+    return StreamAccepted(**accepted(receipt), stream_id=stream_id)
+
+
+@router.patch(
+    "/{stream_id}",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    responses=documented(401, 403, 404, 409, 422, 503),
+)
+async def update_stream(
+    stream_id: StreamId, body: StreamUpdateRequest, user: CurrentUser, services: ServicesDep
+) -> Accepted:
+    """Change a stream's metadata or attach it to a match (owner or admin; not once ended)."""
+    stream = await _owned_stream(services, stream_id, user)
+    rules.check_stream_transition("update", stream["state"])
+    changes = body.model_dump(exclude_none=True)
+    if not changes:
+        raise Unprocessable("nothing to change")
+    if body.match_id is not None:
+        await _existing_match(services, body.match_id)
+    event = StreamUpdated(
+        stream_id=stream_id,
+        updated_by=user.user_id,
+        title=body.title,
+        game=body.game,
+        tags=None if body.tags is None else tuple(body.tags),
+        match_id=body.match_id,
+        role=None if body.role is None else StreamRole(body.role),
+        language=body.language,
+    )
+    return Accepted(**accepted(await services.bus.publish(event)))
+
+
+@router.post(
+    "/{stream_id}/schedule",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    responses=documented(401, 403, 404, 409, 422, 503),
+)
+async def schedule_stream(
+    stream_id: StreamId, body: ScheduleRequest, user: CurrentUser, services: ServicesDep
+) -> Accepted:
+    """Set (or move) a stream's planned start; only before it goes live."""
+    stream = await _owned_stream(services, stream_id, user)
+    rules.check_stream_transition("schedule", stream["state"])
+    event = StreamScheduled(
+        stream_id=stream_id,
+        channel_id=stream["channel_id"],
+        scheduled_start=body.scheduled_start,
+        title=stream["title"],
+        match_id=stream["match_id"],
+    )
+    return Accepted(**accepted(await services.bus.publish(event)))
+
+
+@router.post(
+    "/{stream_id}/end",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    responses=documented(401, 403, 404, 409, 503),
+)
+async def end_stream(stream_id: StreamId, user: CurrentUser, services: ServicesDep) -> Accepted:
+    """Ask to end a live stream (owner, channel moderator or admin); the lifecycle agent decides."""
+    stream = await _stream(services, stream_id)
+    is_moderator = await services.catalog.is_moderator(stream["channel_id"], user.user_id)
+    reason = rules.check_can_end_stream(user.user_id, user.role, stream["owner_id"], is_moderator)
+    rules.check_stream_transition("end", stream["state"])
+    event = StreamEndRequested(
+        stream_id=stream_id,
+        channel_id=stream["channel_id"],
+        requested_by=user.user_id,
+        reason=StreamEndReason(reason),
+    )
+    return Accepted(**accepted(await services.bus.publish(event)))
+
+
+@router.get("", response_model=StreamPage, responses=documented(400, 422))
+async def list_streams(
+    services: ServicesDep,
+    state: Annotated[Literal["created", "scheduled", "live", "ended"] | None, Query()] = None,
+    channel: Annotated[str | None, Query(pattern=ID_PATTERN, description="Channel id or slug.")] = None,
+    match: Annotated[str | None, Query(pattern=ID_PATTERN, description="Match id.")] = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> StreamPage:
+    """Streams, newest first, filtered by state, channel or match (cursor-paginated)."""
+    rows, next_cursor = await services.streams.streams(
+        state=state, channel=channel, match=match, limit=limit, cursor=cursor
+    )
+    return StreamPage(items=[StreamOut.model_validate(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/live", response_model=LivePage, responses=documented(400, 422))
+async def live_streams(services: ServicesDep, limit: Limit = 20, cursor: Cursor = None) -> LivePage:
+    """Live streams, most viewers first (from Redis; from PostgreSQL if Redis is down)."""
+    rows, next_cursor, source = await services.streams.live(limit=limit, cursor=cursor)
+    return LivePage(
+        items=[LiveStreamOut.model_validate(r) for r in rows],
+        next_cursor=next_cursor,
+        source=source,
+    )
+
+
+@router.get("/{stream_id}", response_model=StreamOut, responses=documented(404))
+async def get_stream(stream_id: StreamId, services: ServicesDep) -> StreamOut:
+    """One stream."""
+    return StreamOut.model_validate(await _stream(services, stream_id))
+
+
+async def _stream(services: Services, stream_id: str) -> dict[str, Any]:
+    stream = await services.streams.stream(stream_id)
+    if stream is None or stream["created_at"] is None:
+        raise NotFound(f"no stream {stream_id}")
+    return stream
+
+
+async def _owned_stream(services: Services, stream_id: str, user: Principal) -> dict[str, Any]:
+    stream = await _stream(services, stream_id)
+    rules.check_owner_or_admin(user.user_id, user.role, stream["owner_id"], "stream")
+    return stream
+
+
+async def _existing_match(services: Services, match_id: str) -> dict[str, Any]:
+    match = await services.tournaments.match(match_id)
+    if match is None:
+        raise NotFound(f"no match {match_id}")
+    return match

@@ -1,0 +1,222 @@
+"""Tournaments and matches: create, schedule, start, score, end; listings and details."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, status
+
+from events.base import utc_now
+from events.tournaments import (
+    MatchEnded,
+    MatchScheduled,
+    MatchScoreUpdated,
+    MatchStarted,
+    TeamScore,
+    TournamentCreated,
+)
+from producers import rules
+from producers.deps import CurrentUser, Cursor, Limit, Principal, ReadYourWrites, ServicesDep
+from producers.models.common import ID_PATTERN, Accepted, Name
+from producers.models.streams import StreamOut
+from producers.models.tournaments import (
+    MatchAccepted,
+    MatchCreateRequest,
+    MatchDetail,
+    MatchEndRequest,
+    ScoreRequest,
+    StartMatchRequest,
+    TeamScoreIn,
+    TournamentAccepted,
+    TournamentCreateRequest,
+    TournamentDetail,
+    TournamentOut,
+    TournamentPage,
+)
+from producers.problems import NotFound, documented
+from producers.routes import API_PREFIX, accepted
+from producers.services import Services
+
+router = APIRouter(prefix=API_PREFIX, tags=["tournaments"], dependencies=[ReadYourWrites])
+TournamentId = Annotated[str, Path(pattern=ID_PATTERN, description="The tournament's id.")]
+MatchId = Annotated[str, Path(pattern=ID_PATTERN, description="The match's id.")]
+
+
+@router.post(
+    "/tournaments",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TournamentAccepted,
+    responses=documented(401, 403, 422, 503),
+)
+async def create_tournament(
+    body: TournamentCreateRequest, user: CurrentUser, services: ServicesDep
+) -> TournamentAccepted:
+    """Create a tournament you organise (streamers and admins)."""
+    rules.check_can_organize(user.role)
+    tournament_id = str(uuid.uuid4())
+    event = TournamentCreated(
+        tournament_id=tournament_id,
+        name=body.name,
+        game=body.game,
+        organizer_id=user.user_id,
+        starts_at=body.starts_at,
+        ends_at=body.ends_at,
+    )
+    return TournamentAccepted(**accepted(await services.bus.publish(event)), tournament_id=tournament_id)
+
+
+@router.get("/tournaments", response_model=TournamentPage, responses=documented(400, 422))
+async def list_tournaments(
+    services: ServicesDep,
+    game: Annotated[Name | None, Query(description="Only tournaments of this game.")] = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> TournamentPage:
+    """Tournaments, latest start first (cursor-paginated)."""
+    rows, next_cursor = await services.tournaments.tournaments(game=game, limit=limit, cursor=cursor)
+    return TournamentPage(items=[TournamentOut.model_validate(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/tournaments/{tournament_id}", response_model=TournamentDetail, responses=documented(404))
+async def get_tournament(tournament_id: TournamentId, services: ServicesDep) -> TournamentDetail:
+    """A tournament with its matches."""
+    tournament = await _tournament(services, tournament_id)
+    matches = await services.tournaments.matches(tournament_id)
+    return TournamentDetail.model_validate({**tournament, "matches": matches})
+
+
+@router.post(
+    "/tournaments/{tournament_id}/matches",
+    status_code=status.HTTP_201_CREATED,
+    response_model=MatchAccepted,
+    responses=documented(401, 403, 404, 422, 503),
+)
+async def schedule_match(
+    tournament_id: TournamentId, body: MatchCreateRequest, user: CurrentUser, services: ServicesDep
+) -> MatchAccepted:
+    """Add a match to the tournament (organizer or admin)."""
+    tournament = await _tournament(services, tournament_id)
+    rules.check_owner_or_admin(user.user_id, user.role, tournament["organizer_id"], "tournament")
+    match_id = str(uuid.uuid4())
+    event = MatchScheduled(
+        tournament_id=tournament_id,
+        match_id=match_id,
+        teams=tuple(body.teams),
+        scheduled_start=body.scheduled_start,
+        best_of=body.best_of,
+        round_name=body.round_name,
+    )
+    receipt = await services.bus.publish(event)
+    return MatchAccepted(**accepted(receipt), match_id=match_id, tournament_id=tournament_id)
+
+
+@router.get("/matches/{match_id}", response_model=MatchDetail, responses=documented(404))
+async def get_match(match_id: MatchId, services: ServicesDep) -> MatchDetail:
+    """A match with every stream attached to it."""
+    match = await _match(services, match_id)
+    streams = await services.streams.of_match(match_id)
+    return MatchDetail.model_validate({**match, "streams": [StreamOut.model_validate(s) for s in streams]})
+
+
+@router.post(
+    "/matches/{match_id}/start",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    responses=documented(401, 403, 404, 409, 422, 503),
+)
+async def start_match(
+    match_id: MatchId, user: CurrentUser, services: ServicesDep, body: StartMatchRequest | None = None
+) -> Accepted:
+    """Start a scheduled match (organizer or admin)."""
+    match = await _organized_match(services, match_id, user)
+    rules.check_match_transition("start", match["state"])
+    stream_id = (body.stream_id if body else None) or match["main_stream_id"]
+    event = MatchStarted(
+        tournament_id=match["tournament_id"], match_id=match_id, started_at=utc_now(), stream_id=stream_id
+    )
+    return Accepted(**accepted(await services.bus.publish(event)))
+
+
+@router.post(
+    "/matches/{match_id}/score",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    responses=documented(401, 403, 404, 409, 422, 503),
+)
+async def update_score(
+    match_id: MatchId, body: ScoreRequest, user: CurrentUser, services: ServicesDep
+) -> Accepted:
+    """Replace a live match's score (organizer or admin)."""
+    match = await _organized_match(services, match_id, user)
+    rules.check_match_transition("score", match["state"])
+    rules.check_scores(match["teams"], [s.team for s in body.scores])
+    event = MatchScoreUpdated(
+        tournament_id=match["tournament_id"],
+        match_id=match_id,
+        scores=_team_scores(body.scores),
+        game_number=body.game_number,
+    )
+    return Accepted(**accepted(await services.bus.publish(event)))
+
+
+@router.post(
+    "/matches/{match_id}/end",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    responses=documented(401, 403, 404, 409, 422, 503),
+)
+async def end_match(
+    match_id: MatchId, user: CurrentUser, services: ServicesDep, body: MatchEndRequest | None = None
+) -> Accepted:
+    """End a live match with its final score (organizer or admin)."""
+    match = await _organized_match(services, match_id, user)
+    rules.check_match_transition("end", match["state"])
+    body = body or MatchEndRequest()
+    if body.scores is not None:
+        rules.check_scores(match["teams"], [s.team for s in body.scores])
+        scores = _team_scores(body.scores)
+    else:
+        scores = tuple(TeamScore(team=s["team"], score=int(s["score"])) for s in match["scores"] or [])
+    rules.check_winner(match["teams"], body.winner)
+    event = MatchEnded(
+        tournament_id=match["tournament_id"],
+        match_id=match_id,
+        ended_at=utc_now(),
+        scores=scores,
+        winner=body.winner if body.winner is not None else _leader(scores),
+    )
+    return Accepted(**accepted(await services.bus.publish(event)))
+
+
+def _team_scores(scores: list[TeamScoreIn]) -> tuple[TeamScore, ...]:
+    return tuple(TeamScore(team=s.team, score=s.score) for s in scores)
+
+
+def _leader(scores: tuple[TeamScore, ...]) -> str | None:
+    """The team with the strictly highest score; None on a tie (a draw)."""
+    ranked = sorted(scores, key=lambda s: s.score, reverse=True)
+    if not ranked or (len(ranked) > 1 and ranked[0].score == ranked[1].score):
+        return None
+    return ranked[0].team
+
+
+async def _tournament(services: Services, tournament_id: str) -> dict[str, Any]:
+    tournament = await services.tournaments.tournament(tournament_id)
+    if tournament is None:
+        raise NotFound(f"no tournament {tournament_id}")
+    return tournament
+
+
+async def _match(services: Services, match_id: str) -> dict[str, Any]:
+    match = await services.tournaments.match(match_id)
+    if match is None:
+        raise NotFound(f"no match {match_id}")
+    return match
+
+
+async def _organized_match(services: Services, match_id: str, user: Principal) -> dict[str, Any]:
+    match = await _match(services, match_id)
+    tournament = await _tournament(services, match["tournament_id"])
+    rules.check_owner_or_admin(user.user_id, user.role, tournament["organizer_id"], "tournament")
+    return match

@@ -1,0 +1,171 @@
+"""The API's composition: one :class:`Services` built from Settings, holding every client the routes use.
+
+Nothing here is a module global; :func:`producers.app.create_app` builds (or is given) one instance
+and routes reach it through ``deps.py``. A :class:`Namespace` says where the API's data lives, so tests
+can run against their own PostgreSQL schemas and Redis key prefix.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from events.codec import EventCodec
+from infra.kafka import EventPublisher
+from infra.postgres import apply_migrations
+from infra.redis import make_client
+from infra.settings import PostgresSettings, Settings
+from producers.auth.login_limiter import LoginLimiter
+from producers.auth.passwords import Passwords
+from producers.auth.tokens import AccessTokens
+from producers.commands import CommandBus
+from producers.metrics import ApiMetrics
+from producers.read_model.catalog import CatalogReader
+from producers.read_model.streams import StreamReader
+from producers.read_model.tournaments import TournamentReader
+from producers.store.accounts import AccountStore
+from producers.store.channels import ChannelStore
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+PRODUCER_NAME = "producers.api"
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class ConfigurationError(Exception):
+    """A setting the API needs is missing or invalid."""
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    """Where the API's data lives: read-model schema, command-side schema, Redis key prefix."""
+
+    read_schema: str = "public"
+    command_schema: str = "public"
+    redis_prefix: str = ""
+
+    def __post_init__(self) -> None:
+        for schema in (self.read_schema, self.command_schema):
+            if not _SCHEMA_NAME.match(schema):
+                raise ConfigurationError(f"invalid PostgreSQL schema name {schema!r}")
+
+    @property
+    def search_path(self) -> str:
+        # Command tables first (migrations create there), then the read model's; names never collide.
+        schemas = dict.fromkeys((self.command_schema, self.read_schema))
+        return ",".join(schemas)
+
+
+def make_api_pool(
+    settings: PostgresSettings, namespace: Namespace, *, max_size: int = 10
+) -> AsyncConnectionPool:
+    """A pool whose connections see the command schema, then the read-model schema."""
+    return AsyncConnectionPool(
+        settings.dsn + " application_name=esports-api",
+        min_size=1,
+        max_size=max_size,
+        open=False,
+        name="esports-api",
+        kwargs={"autocommit": True, "options": f"-c search_path={namespace.search_path}"},
+    )
+
+
+async def migrate(pool: AsyncConnectionPool, namespace: Namespace) -> list[str]:
+    """Create the command schema if needed and apply producers/migrations to it."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(namespace.command_schema))
+        )
+    return await apply_migrations(pool, "producers", MIGRATIONS)
+
+
+@dataclass(slots=True)
+class Services:
+    """Every client and component the routes need, built once per process."""
+
+    settings: Settings
+    namespace: Namespace
+    pool: AsyncConnectionPool
+    redis: aioredis.Redis
+    bus: CommandBus
+    codec: EventCodec
+    passwords: Passwords
+    tokens: AccessTokens
+    limiter: LoginLimiter
+    metrics: ApiMetrics
+    accounts: AccountStore
+    channels: ChannelStore
+    catalog: CatalogReader
+    streams: StreamReader
+    tournaments: TournamentReader
+
+    @property
+    def internal_token(self) -> str:
+        token = self.settings.auth.internal_token
+        return token.get_secret_value() if token else ""
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        settings: Settings,
+        namespace: Namespace | None = None,
+        *,
+        metrics: ApiMetrics | None = None,
+        passwords: Passwords | None = None,
+    ) -> AsyncIterator[Services]:
+        """Connect to PostgreSQL (and migrate), Redis and Kafka; close them all on exit."""
+        namespace = namespace or Namespace()
+        tokens = _access_tokens(settings)
+        metrics = metrics or ApiMetrics()
+        codec = EventCodec.load()
+        async with AsyncExitStack() as stack:
+            pool = make_api_pool(settings.postgres, namespace)
+            await pool.open(wait=True, timeout=15)
+            stack.push_async_callback(pool.close)
+            await migrate(pool, namespace)
+            redis = make_client(settings.redis, name="esports-api")
+            stack.push_async_callback(redis.aclose)
+            publisher = EventPublisher(settings.kafka, codec, producer=PRODUCER_NAME)
+            await publisher.start()
+            stack.push_async_callback(publisher.stop)
+            yield cls(
+                settings=settings,
+                namespace=namespace,
+                pool=pool,
+                redis=redis,
+                bus=CommandBus(publisher, metrics, producer=PRODUCER_NAME),
+                codec=codec,
+                passwords=passwords or Passwords(),
+                tokens=tokens,
+                limiter=LoginLimiter(
+                    redis, prefix=namespace.redis_prefix, per_minute=settings.auth.login_attempts_per_minute
+                ),
+                metrics=metrics,
+                accounts=AccountStore(pool),
+                channels=ChannelStore(pool),
+                catalog=CatalogReader(pool),
+                streams=StreamReader(pool, redis, prefix=namespace.redis_prefix),
+                tournaments=TournamentReader(pool),
+            )
+
+
+def _access_tokens(settings: Settings) -> AccessTokens:
+    secret = settings.auth.jwt_secret
+    if secret is None or not settings.auth.internal_token:
+        raise ConfigurationError(
+            "ESPORTS_AUTH__JWT_SECRET and ESPORTS_AUTH__INTERNAL_TOKEN are required (`esports infra up` "
+            "writes local ones to .run/secrets.env)"
+        )
+    return AccessTokens(
+        secret.get_secret_value(),
+        issuer=settings.auth.jwt_issuer,
+        audience=settings.auth.jwt_audience,
+        ttl_s=settings.auth.access_ttl_s,
+    )

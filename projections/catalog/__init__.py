@@ -1,0 +1,31 @@
+"""The ``pg.catalog`` projector: users, channels, streams and tournaments into PostgreSQL.
+
+One small ``apply(cur, event)`` per event type, in one module per family; this module assembles
+the dispatch table and builds the projector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from psycopg_pool import AsyncConnectionPool
+
+from events.base import Event
+from projections.catalog import channels, streams, tournaments, users
+from projections.projector import Apply, PostgresProjector
+
+__all__ = ["HANDLERS", "NAME", "TOPICS", "catalog_projector"]
+
+NAME = "pg.catalog"
+TOPICS = ("users", "channels", "streams", "streams.lifecycle", "tournaments")
+HANDLERS: Mapping[type[Event], Apply] = {
+    **users.HANDLERS,
+    **channels.HANDLERS,
+    **streams.HANDLERS,
+    **tournaments.HANDLERS,
+}
+
+
+def catalog_projector(pool: AsyncConnectionPool, *, schema: str = "public") -> PostgresProjector:
+    """The catalog projector writing into ``schema``."""
+    return PostgresProjector(pool, name=NAME, topics=TOPICS, handlers=HANDLERS, schema=schema)

@@ -1,0 +1,59 @@
+"""The processor worker's counters, rendered in Prometheus' text exposition format (for ``/metrics``).
+
+A handful of counters does not need a client library: they live in one object the agents increment
+(one event loop, no locks) and the web page renders.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+CONTENT_TYPE = "text/plain; version=0.0.4"  # aiohttp appends the charset itself
+
+
+class ProcessorMetrics:
+    """Counters of one worker process (they restart at zero with it, as Prometheus expects)."""
+
+    def __init__(self) -> None:
+        self.events = Counter[str]()  # consumed lifecycle causes, by event type
+        self.decisions = Counter[str]()  # published decisions, by kind
+        self.dead_letters = Counter[str]()  # undecodable or unprocessable records, by reason
+        self.publish_retries = 0  # failed publish attempts that were retried
+        self.publishing_blocked = False  # a publish is being retried right now (health says so)
+
+    def render(self) -> str:
+        """All metrics, Prometheus text format."""
+        blocks = [
+            _counter("esports_lifecycle_events_total", "Lifecycle causes consumed.", "type", self.events),
+            _counter("esports_lifecycle_decisions_total", "Decisions published.", "kind", self.decisions),
+            _counter(
+                "esports_processor_dead_letters_total",
+                "Records sent to the DLQ.",
+                "reason",
+                self.dead_letters,
+            ),
+            _counter(
+                "esports_processor_publish_retries_total",
+                "Retried publishes.",
+                None,
+                {"": self.publish_retries},
+            ),
+        ]
+        return "".join(blocks)
+
+
+def _counter(name: str, help_text: str, label: str | None, values: Counter[str] | dict[str, int]) -> str:
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
+    lines.extend(_samples(name, label, values.items()))
+    return "\n".join(lines) + "\n"
+
+
+def _samples(name: str, label: str | None, items: Iterable[tuple[str, int]]) -> list[str]:
+    if label is None:
+        return [f"{name} {value}" for _, value in items]
+    return [f'{name}{{{label}="{_escape(key)}"}} {value}' for key, value in sorted(items)]
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -1,0 +1,63 @@
+"""The topics the processors read, and the internal topics they own, checked and created before start.
+
+Faust runs with ``topic_allow_declare=False``: it must never create (with its own defaults) a catalogue
+topic that `esports topics create` has not created yet. Its table changelogs are created here instead,
+with exactly the partition count of the source topics, because a table is only correct when its
+changelog partition *p* holds the keys of source partition *p* (co-partitioning).
+"""
+
+from __future__ import annotations
+
+from events.topics import TopicSpec, spec
+from infra.kafka import TopicAdmin
+from infra.settings import KafkaSettings
+
+APP_ID = "esports-processors"
+LIFECYCLE_TABLE = "lifecycle"
+# Both keyed by stream_id, so one stream's causes land in the same partition number of each.
+LIFECYCLE_SOURCES = ("streams", "ingest")
+
+
+class TopologyError(Exception):
+    """The cluster's topics cannot be processed as they are (missing, or not co-partitioned)."""
+
+    retriable = False
+
+
+def app_id(kafka: KafkaSettings) -> str:
+    """Faust's id (consumer group, changelog prefix), namespaced like the catalogue topics."""
+    return f"{kafka.topic_prefix}{APP_ID}"
+
+
+def internal_topics(partitions: int) -> list[TopicSpec]:
+    """The Faust-internal topics, named as Faust names them (the deployment prefix is added by TopicAdmin)."""
+    return [
+        TopicSpec(
+            name=f"{APP_ID}-{LIFECYCLE_TABLE}-changelog",
+            key_field="stream_id",
+            event_types=(),
+            owner="stream_processors",
+            partitions=partitions,
+            cleanup_policy="compact",  # the latest state per stream is all a recovery needs
+            description="Changelog of the lifecycle agent's table (StreamLifecycle as JSON).",
+        )
+    ]
+
+
+async def prepare_topics(kafka: KafkaSettings) -> int:
+    """Check the sources are co-partitioned, create the changelogs; returns the partition count."""
+    async with TopicAdmin(kafka) as admin:
+        sources = await admin.states([spec(name) for name in LIFECYCLE_SOURCES])
+        missing = [s.name for s in sources if not s.exists]
+        if missing:
+            raise TopologyError(f"topics {missing} do not exist; create them with `esports topics create`")
+        counts = {s.name: s.partitions for s in sources}
+        if len(set(counts.values())) != 1:
+            raise TopologyError(f"{counts}: the lifecycle sources must have the same partition count")
+        partitions = sources[0].partitions
+        internal = internal_topics(partitions)
+        await admin.ensure(internal)
+        wrong = {s.name: s.partitions for s in await admin.states(internal) if s.partitions != partitions}
+    if wrong:
+        raise TopologyError(f"{wrong}: changelog partitions differ from the sources' {partitions}")
+    return partitions

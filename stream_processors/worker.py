@@ -1,0 +1,65 @@
+"""Composition root of the stream-processor worker (`esports processors`).
+
+Settings -> topics checked and changelogs created -> codec, metrics, decision publisher -> Faust app
+-> ``faust.Worker``, which runs until SIGINT/SIGTERM and then stops the app (committing what was
+processed) before the publisher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import faust
+
+from events.codec import EventCodec
+from infra.kafka import KafkaError
+from infra.settings import Settings
+from stream_processors.app import DecisionPublisher, create_app
+from stream_processors.metrics import ProcessorMetrics
+from stream_processors.topology import TopologyError, prepare_topics
+
+log = logging.getLogger(__name__)
+
+
+def run(settings: Settings) -> int:
+    """Run the processors until interrupted; 0 after a clean stop, 1 if they cannot start or crashed."""
+    try:
+        partitions = asyncio.run(prepare_topics(settings.kafka))
+    except (KafkaError, TopologyError) as e:
+        log.error("cannot start the processors: %s", e)
+        return 1
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return _run_worker(settings, partitions, loop)
+    finally:
+        asyncio.set_event_loop(None)
+
+
+def _run_worker(settings: Settings, partitions: int, loop: asyncio.AbstractEventLoop) -> int:
+    codec = EventCodec.load()
+    metrics = ProcessorMetrics()
+    publishing = DecisionPublisher(settings.kafka, codec, loop=loop)
+    app = create_app(settings, partitions=partitions, codec=codec, publishing=publishing, metrics=metrics)
+    worker = faust.Worker(
+        app,
+        publishing,  # started before the app, stopped after it
+        loop=loop,
+        quiet=True,
+        override_logging=False,  # logging is configured by the CLI (infra.logs), not by mode
+        redirect_stdouts=False,
+    )
+    worker.spinner = None  # terminal escape codes in a service's output help nobody; it logs "Ready"
+    log.info(
+        "processors starting: app=%s partitions=%s web=%s:%s",
+        app.conf.id,
+        partitions,
+        settings.processors.web_host,
+        settings.processors.web_port,
+    )
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as e:  # mode's worker always leaves through sys.exit
+        return e.code if isinstance(e.code, int) else 1
+    return 0
