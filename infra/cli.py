@@ -41,9 +41,13 @@ def _err(message: str) -> None:
 # --- topics -------------------------------------------------------------------------------------
 
 
-async def _topics_create(settings: Settings) -> int:
+async def _ensure_topics(settings: Settings) -> list[str]:
     async with TopicAdmin(settings.kafka) as admin:
-        created = await admin.ensure()
+        return await admin.ensure()
+
+
+async def _topics_create(settings: Settings) -> int:
+    created = await _ensure_topics(settings)
     names = TopicNames(settings.kafka.topic_prefix)
     for topic in CATALOGUE:
         physical = names.physical(topic.name)
@@ -142,17 +146,20 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from infra import stack
 
     ensure_local_secrets()
-    code = stack.main(["up"])
-    if code:
-        return code
-    code = asyncio.run(_topics_create(settings))
-    if code == 0:
-        code = stack.main(["up", "--apps"])  # the apps after the topics they use
+    try:
+        stack.up(settings)
+        created = asyncio.run(_ensure_topics(settings))
+        print(
+            f"topics: {len(created)} created, {len(CATALOGUE) - len(created)} already there", file=sys.stderr
+        )
+        stack.up_apps(settings)  # the apps after the topics they use
+    except stack.StackError as e:
+        _err(str(e))
+        return 1
     print("\nServices and logs:", file=sys.stderr)
     stack.main(["status", "--all"])
-    if code == 0:
-        print(f"\nOpen {settings.api.public_url}/docs (the API; the viewer pages land with the web issue).")
-    return code
+    print(f"\nOpen {settings.api.public_url}/docs (the API; the viewer pages land with the web issue).")
+    return 0
 
 
 def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
