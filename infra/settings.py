@@ -141,6 +141,41 @@ class ProjectionSettings(BaseModel):
     batch_size: int = Field(500, description="Most events applied in one PostgreSQL transaction.")
 
 
+class IngestSettings(BaseModel):
+    """RTMP/SRT ingest, the FFmpeg transcoding workers, the HLS origin and its cache tier."""
+
+    host: str = Field("127.0.0.1", description="Address the ingest listeners and HLS servers bind to.")
+    rtmp_port: int = Field(1935, description="RTMP ingest port (OBS: rtmp://HOST/live).")
+    srt_port: int = Field(9000, description="SRT ingest port (streamid carries the stream key).")
+    origin_port: int = Field(8080, description="HLS origin (nginx) port.")
+    cdn_port: int = Field(
+        8081, description="HLS cache tier (nginx proxy_cache) port, the URL viewers use locally."
+    )
+    hook_port: int = Field(
+        8090, description="Port of the ingest control service (nginx-rtmp on_publish hooks)."
+    )
+    hls_dir: Path = Field(REPO_ROOT / ".run" / "hls", description="Where the transcoders write HLS files.")
+    public_hls_url: str = Field(
+        "http://127.0.0.1:8081/hls",
+        description="Base URL of the HLS files as viewers reach them (a CDN in production).",
+    )
+
+
+class EdgeSettings(BaseModel):
+    """Websocket edge nodes (chat, counts, polls, notifications)."""
+
+    host: str = Field("127.0.0.1", description="Address edge nodes bind to.")
+    port: int = Field(8765, description="Port of the first local edge node.")
+    second_port: int = Field(8766, description="Port of the second local edge node (`make up` runs two).")
+    max_frame_bytes: int = Field(4096, description="Largest client frame; larger closes with 1009.")
+
+
+class ChatSettings(BaseModel):
+    """Chat rules applied by the moderation agent."""
+
+    max_message_length: int = Field(500, description="Longest accepted chat message, in characters.")
+
+
 class Settings(BaseSettings):
     """All settings of the platform, one nested model per concern."""
 
@@ -160,5 +195,8 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     processors: ProcessorSettings = Field(default_factory=ProcessorSettings)
     projections: ProjectionSettings = Field(default_factory=ProjectionSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    edge: EdgeSettings = Field(default_factory=EdgeSettings)
+    chat: ChatSettings = Field(default_factory=ChatSettings)
     log_level: str = Field("INFO", description="Log level of every service.")
     log_format: str = Field("text", description="Log format: text (for people) or json (for log shippers).")
