@@ -197,6 +197,24 @@ def cmd_projector(args: argparse.Namespace, settings: Settings) -> int:
     return service.run(settings)
 
 
+async def _grant_role(settings: Settings, username: str, role: str) -> int:
+    from producers import roles
+    from producers.services import Services
+
+    async with Services.open(settings) as services:
+        receipt = await roles.grant(services, username, role)
+    if receipt is None:
+        _err(f"no user named {username!r} (register first: POST /api/v1/auth/register)")
+        return 1
+    print(f"{username} is now {role} (event {receipt.event_id} at {receipt.position})")
+    return 0
+
+
+def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
+    """Set a user's platform role from the command line (bootstraps the first admin)."""
+    return asyncio.run(_grant_role(settings, args.username, args.role))
+
+
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     """Print the effective settings as ESPORTS_* variables (secrets masked)."""
     for name, value in _flatten(settings.model_dump(mode="json")):
@@ -269,6 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("api", cmd_api)
     add("processors", cmd_processors)
     add("projector", cmd_projector)
+    users = add("users", cmd_users)
+    users.add_argument("action", choices=["role"], help="role: set USERNAME's platform role")
+    users.add_argument("username")
+    users.add_argument("role", choices=["viewer", "streamer", "admin"])
     add("config", cmd_config)
     bench = add("bench", cmd_bench)
     bench.add_argument("names", nargs="*", help="benchmark names (files in bench/ without .py)")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Path, status
 
-from events.users import UserRole, UserRoleChanged
-from infra.kafka import KafkaError
+from producers import roles
 from producers.deps import CurrentAdmin, CurrentUser, ReadYourWrites, ServicesDep
 from producers.models.accounts import RoleChangeRequest, UserOut
 from producers.models.common import ID_PATTERN, Accepted
@@ -55,16 +54,5 @@ async def change_role(
     account = await services.accounts.by_id(user_id)
     if account is None:
         raise NotFound(f"no user {user_id}")
-    await services.accounts.set_role(user_id, body.role)
-    event = UserRoleChanged(
-        user_id=user_id,
-        role=UserRole(body.role),
-        previous_role=UserRole(account.role),
-        changed_by=admin.user_id,
-    )
-    try:
-        receipt = await services.bus.publish(event)
-    except KafkaError:
-        await services.accounts.set_role(user_id, account.role)
-        raise
+    receipt = await roles.change_role(services, account, body.role, changed_by=admin.user_id)
     return Accepted(**accepted(receipt))
