@@ -21,7 +21,17 @@ from producers.idempotency import IdempotencyMiddleware, IdempotencyStore
 from producers.limits import BodyLimitMiddleware
 from producers.metrics import ApiMetrics, MetricsMiddleware
 from producers.problems import install_problem_handlers
-from producers.routes import auth, channels, follows, internal, operations, streams, tournaments, users
+from producers.routes import (
+    auth,
+    channels,
+    follows,
+    internal,
+    operations,
+    schema_registry,
+    streams,
+    tournaments,
+    users,
+)
 from producers.services import Namespace, Services
 
 log = logging.getLogger(__name__)
@@ -69,7 +79,17 @@ def create_app(
 
 
 def _include_routes(app: FastAPI) -> None:
-    for module in (auth, users, channels, streams, tournaments, follows, internal, operations):
+    for module in (
+        auth,
+        users,
+        channels,
+        streams,
+        tournaments,
+        follows,
+        internal,
+        operations,
+        schema_registry,
+    ):
         app.include_router(module.router)
 
 

@@ -17,9 +17,10 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,36 @@ from projections import service as projector_service
 
 PASSWORD = "correct horse battery staple"
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)  # argon2id, cheaper for tests
+
+
+RUN_API = (
+    "import sys; from infra.settings import Settings; from producers import server; "
+    "sys.exit(server.run(Settings()))"
+)
+
+
+@contextlib.contextmanager
+def running_api(port: int, **env: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`producers.server.run` as its own process on ``port``, yielded once /health answers."""
+    environment = {**os.environ, "ESPORTS_API__PORT": str(port), **env}
+    process = subprocess.Popen(
+        [sys.executable, "-c", RUN_API], env=environment, cwd=REPO_ROOT, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "the API did not start"
+                time.sleep(0.2)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(30)
 
 
 def free_port() -> int:
