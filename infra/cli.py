@@ -30,6 +30,7 @@ from infra.kafka import (
 )
 from infra.local_secrets import ensure_local_secrets
 from infra.settings import REPO_ROOT, Settings
+from projections.replay_options import add_arguments as add_replay_arguments
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -126,6 +127,16 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
         _err(f"unknown topic {args.topic!r}; known: {', '.join(t.name for t in CATALOGUE)}")
         return 1
     return asyncio.run(_tail(args, settings))
+
+
+# --- replay -------------------------------------------------------------------------------------
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    """Export a topic's decoded events in a time range as JSON lines, CSV or Parquet, schema beside."""
+    from projections import replay
+
+    return replay.run(args, settings)
 
 
 # --- stack and platform -------------------------------------------------------------------------
@@ -284,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--from-beginning", action="store_true", help="start at the oldest retained event")
     tail.add_argument("--max", type=int, default=0, help="stop after N events (default: follow forever)")
     tail.add_argument("--idle-timeout", type=float, default=0, help="stop after S seconds without events")
+    add_replay_arguments(add("replay", cmd_replay))
     add("api", cmd_api)
     add("processors", cmd_processors)
     add("projector", cmd_projector)
