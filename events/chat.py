@@ -3,6 +3,9 @@
 ``chat.submitted`` holds raw input from the edges, ``chat.moderation`` the moderators' commands,
 and ``chat.messages`` the moderation processor's decisions, which are what viewers see.
 Chat text is data, never HTML.
+
+Outcomes of a moderator's request name the request or chat command behind them in ``cause_event_id``
+(on the types that have it), so the moderation log links them without guessing.
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ __all__ = [
     "ChatCleared",
     "ChatMessageAccepted",
     "ChatMessageDeleted",
+    "ChatMessageHeld",
     "ChatMessageRejected",
+    "ChatMessageRestored",
     "ChatMessageSubmitted",
     "ChatSettingsChanged",
+    "LinkPolicy",
     "ModerationAction",
     "ModerationActionRequested",
     "RejectionReason",
@@ -44,10 +50,14 @@ class ModerationAction(enum.StrEnum):
     SLOW_MODE = "slow_mode"  # duration_s = minimum interval between messages; 0 turns it off
     FOLLOWERS_ONLY = "followers_only"  # duration_s = minimum follow age; None turns it off
     CLEAR = "clear"
+    APPROVE = "approve"  # target_message_id = a held message: it is accepted (ChatMessageAccepted)
+    DENY = "deny"  # target_message_id = a held message: it is rejected (reason ``denied``)
+    UNDELETE = "undelete"  # target_message_id = a deleted message: ChatMessageRestored
 
 
 class RejectionReason(enum.StrEnum):
-    """Why a submitted message was not accepted. Avro default ``other``."""
+    """Why a submitted message was not accepted. Avro default ``other``: a reader older than a
+    reason reads ``other`` (and still has ``detail``)."""
 
     OTHER = "other"
     BANNED = "banned"
@@ -57,7 +67,22 @@ class RejectionReason(enum.StrEnum):
     TOO_LONG = "too_long"
     RATE_LIMITED = "rate_limited"
     BLOCKED_TERM = "blocked_term"
-    DUPLICATE = "duplicate"
+    DUPLICATE = "duplicate"  # the sender sent the same shortly before
+    LINK = "link"  # a link the channel's link policy does not allow
+    SPAM = "spam"  # formatting: too many capitals, repeated characters or words, combining marks
+    UNIQUE_CHAT = "unique_chat"  # unique-chat mode: someone sent the same shortly before
+    DENIED = "denied"  # a held message a moderator denied (``detail``: the moderator's reason)
+
+
+class LinkPolicy(enum.StrEnum):
+    """Links in chat: all allowed (risky ones are scored), none, or only allow-listed domains.
+
+    Avro default ``allow``: what a reader older than a newer policy falls back to.
+    """
+
+    ALLOW = "allow"
+    DENY = "deny"
+    ALLOWLIST = "allowlist"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,7 +119,10 @@ class ModerationActionRequested(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChatMessageAccepted(Event):
-    """A message passed moderation and is shown to viewers."""
+    """A message passed moderation and is shown to viewers.
+
+    v2 added ``approved_by``.
+    """
 
     message_id: str
     stream_id: str
@@ -104,17 +132,43 @@ class ChatMessageAccepted(Event):
     badges: tuple[str, ...] = ()
     media_time_ms: int | None = None
     reply_to_message_id: str | None = None
+    approved_by: str | None = None  # v2: the moderator who approved it when it was held; None = the rules
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChatMessageRejected(Event):
-    """A message failed moderation; only its author is told."""
+    """A message failed moderation; only its author is told.
+
+    v2 added the reasons ``link``, ``spam``, ``unique_chat``, ``denied`` and ``denied_by``.
+    """
 
     message_id: str
     stream_id: str
     user_id: str
     reason: RejectionReason
     detail: str = ""
+    denied_by: str | None = None  # v2: with reason ``denied``, the moderator who denied the held message
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatMessageHeld(Event):
+    """A message broke no rule but looks risky: it waits, unseen, for a moderator to approve or deny it.
+
+    Only its author is told. It carries what is needed to show it once approved; ``reasons`` are the
+    risk signals that add up to ``score`` (0-1).
+    """
+
+    message_id: str
+    stream_id: str
+    user_id: str
+    display_name: str
+    text: str
+    score: float
+    reasons: tuple[str, ...] = ()  # e.g. "link", "obfuscated_term", "evasion"
+    cause_event_id: str = ""  # event_id of the ChatMessageSubmitted
+    badges: tuple[str, ...] = ()
+    media_time_ms: int | None = None
+    reply_to_message_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,6 +179,28 @@ class ChatMessageDeleted(Event):
     stream_id: str
     deleted_by: str
     reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatMessageRestored(Event):
+    """A moderator undid a deletion: the message is shown again where it was (``sent_at``).
+
+    It carries the message, so a reader that dropped it can show it again; other hiding (a ban of its
+    author, a clear) still applies.
+    """
+
+    message_id: str
+    stream_id: str
+    user_id: str
+    display_name: str
+    text: str
+    sent_at: datetime  # when it was first accepted (the ChatMessageAccepted's occurred_at)
+    restored_by: str
+    reason: str = ""
+    cause_event_id: str = ""  # event_id of the request or chat command
+    badges: tuple[str, ...] = ()
+    media_time_ms: int | None = None
+    reply_to_message_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,27 +227,51 @@ class UserBanned(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UserUnbanned(Event):
-    """A ban or time-out was lifted."""
+    """A ban or time-out was lifted.
+
+    v2 added ``reason`` and ``cause_event_id``.
+    """
 
     stream_id: str
     user_id: str
     actor_id: str
+    reason: str = ""  # v2
+    cause_event_id: str = ""  # v2: event_id of the request or chat command; "" before v2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChatSettingsChanged(Event):
-    """The stream's chat settings, in full (replace, not patch: redelivery changes nothing)."""
+    """The stream's chat settings and channel rules, in full (replace, not patch: redelivery changes
+    nothing).
+
+    v2 added ``reason``, ``cause_event_id`` and the channel's rules: blocked terms (in full, and which
+    this change added or removed), link policy and allow-list, unique-chat. A v1 event read today has
+    the defaults: no channel rules, which is what a v1 reader knew of them.
+    """
 
     stream_id: str
     actor_id: str
     slow_mode_s: int = 0  # 0 = off
     followers_only_min_s: int | None = None  # None = off; 0 = any follower
+    reason: str = ""  # v2
+    cause_event_id: str = ""  # v2: event_id of the request or chat command; "" before v2
+    blocked_terms: tuple[str, ...] = ()  # v2: the channel's own, normalised (not the deployment's)
+    blocked_terms_added: tuple[str, ...] = ()  # v2
+    blocked_terms_removed: tuple[str, ...] = ()  # v2
+    link_policy: LinkPolicy | None = None  # v2: None = the deployment's
+    link_allowlist: tuple[str, ...] = ()  # v2: domains, with the allowlist policy
+    unique_chat: bool = False  # v2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChatCleared(Event):
-    """A moderator cleared the chat: clients drop every message before this event."""
+    """A moderator cleared the chat: clients drop every message before this event.
+
+    v2 added ``reason`` and ``cause_event_id``.
+    """
 
     stream_id: str
     actor_id: str
     cleared_before: datetime
+    reason: str = ""  # v2
+    cause_event_id: str = ""  # v2: event_id of the request or chat command; "" before v2

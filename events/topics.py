@@ -148,6 +148,8 @@ CATALOGUE: tuple[TopicSpec, ...] = (
             chat.ChatMessageAccepted,
             chat.ChatMessageRejected,
             chat.ChatMessageDeleted,
+            chat.ChatMessageHeld,
+            chat.ChatMessageRestored,
             chat.UserTimedOut,
             chat.UserBanned,
             chat.UserUnbanned,

@@ -163,13 +163,21 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         print(
             f"topics: {len(created)} created, {len(CATALOGUE) - len(created)} already there", file=sys.stderr
         )
-        stack.up_apps(settings)  # the apps after the topics they use
+        # The apps after the topics they use; the demo push after the API and ingest it talks to.
+        stack.up_apps(settings, [app for app in stack.APPS if app != "demo"])
+        stack.up_apps(settings, ["demo"])
     except stack.StackError as e:
         _err(str(e))
         return 1
     print("\nServices and logs:", file=sys.stderr)
     stack.main(["status", "--all"])
-    print(f"\nOpen {settings.api.public_url}/docs (the API; the viewer pages land with the web issue).")
+    print(
+        f"\nThe demo channel {settings.ingest.demo_channel!r} is live within seconds:"
+        f"\n  live now:   {settings.api.public_url}/api/v1/streams/live"
+        f"\n  HLS:        {settings.ingest.public_hls_url}/<stream_id>/master.m3u8 (ffplay or any HLS player)"
+        f"\n  chat edge:  ws://{settings.edge.host}:{settings.edge.port} (protocol: edge_ws/PROTOCOL.md)"
+        f"\n  API docs:   {settings.api.public_url}/docs"
+    )
     return 0
 
 
@@ -226,6 +234,31 @@ def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(_grant_role(settings, args.username, args.role))
 
 
+def cmd_edge(args: argparse.Namespace, settings: Settings) -> int:
+    """Run a websocket edge node (chat, counts, polls) until SIGTERM; drains its clients on the way out."""
+    from edge_ws import node
+
+    return node.run(settings, settings.edge.second_port if args.second else args.port)
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the ingest node (RTMP/SRT, transcoders, HLS origin and cache tier), or pull a feed."""
+    if args.action == "pull":
+        from ingest_workers import pull
+
+        return pull.run(settings, args.stream, args.url)
+    from ingest_workers import node
+
+    return node.run(settings)
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """Push a test pattern with a clock and a tone to the demo channel until interrupted."""
+    from ingest_workers import demo
+
+    return demo.run(settings)
+
+
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     """Print the effective settings as ESPORTS_* variables (secrets masked)."""
     for name, value in _flatten(settings.model_dump(mode="json")):
@@ -280,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
         "services",
         nargs="*",
         metavar="NAME",
-        help="kafka, postgres, redis, api, processors, projector (default: the infra; down: all)",
+        help="kafka, postgres, redis, api, processors, projector, edge, edge2 (default: infra; down: all)",
     )
     scope = infra.add_mutually_exclusive_group()
     scope.add_argument("--apps", action="store_true", help="the application services")
@@ -299,6 +332,16 @@ def build_parser() -> argparse.ArgumentParser:
     add("api", cmd_api)
     add("processors", cmd_processors)
     add("projector", cmd_projector)
+    edge = add("edge", cmd_edge)
+    where = edge.add_mutually_exclusive_group()
+    where.add_argument("--port", type=int, default=None, help="listen here instead of ESPORTS_EDGE__PORT")
+    where.add_argument("--second", action="store_true", help="listen on ESPORTS_EDGE__SECOND_PORT")
+    ingest = add("ingest", cmd_ingest)
+    ingest_actions = ingest.add_subparsers(dest="action", metavar="ACTION")
+    pull = ingest_actions.add_parser("pull", help="transcode an external feed (rtmp://, srt://, HLS, file)")
+    pull.add_argument("--stream", required=True, help="stream id the feed is published as")
+    pull.add_argument("url")
+    add("demo", cmd_demo)
     users = add("users", cmd_users)
     users.add_argument("action", choices=["role"], help="role: set USERNAME's platform role")
     users.add_argument("username")

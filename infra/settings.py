@@ -9,6 +9,7 @@ their own: services build one :class:`Settings` in their composition root and pa
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -159,6 +160,39 @@ class IngestSettings(BaseModel):
         "http://127.0.0.1:8081/hls",
         description="Base URL of the HLS files as viewers reach them (a CDN in production).",
     )
+    api_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="Base URL the ingest hook reaches the API's internal endpoints at.",
+    )
+    segment_s: float = Field(
+        2.0, description="HLS segment duration in seconds (1-2); keyframes are forced at this interval."
+    )
+    ladder: list[str] = Field(
+        default_factory=lambda: ["720p:2800", "480p30:1200", "360p30:700"],
+        description="ABR rungs as HEIGHTp[FPS]:KBPS (JSON list) below the passthrough; never upscaled.",
+    )
+    passthrough: bool = Field(True, description="Pass an H.264 source through as the top rendition.")
+    x264_preset: str = Field(
+        "veryfast", description="libx264 preset of the ladder (faster = less CPU, more bits)."
+    )
+    x264_tune: str = Field(
+        "zerolatency",
+        description="libx264 tune; zerolatency (no lookahead, no B-frames) cuts latency and CPU.",
+    )
+    end_grace_s: float = Field(
+        10.0, description="How long a stream waits for its publisher to come back before it ends (VOD)."
+    )
+    restart_backoff_max_s: float = Field(
+        10.0, description="Longest wait before restarting a crashed FFmpeg (doubling from 0.5 s)."
+    )
+    health_interval_s: float = Field(5.0, description="Interval of IngestHealthReported events per stream.")
+    rtmp_module: Path = Field(
+        Path("/usr/lib/nginx/modules/ngx_rtmp_module.so"),
+        description="nginx RTMP module loaded by the ingest nginx (Debian: libnginx-mod-rtmp).",
+    )
+    demo_channel: str = Field(
+        "demo", description="Slug of the channel `esports demo` pushes its test stream to."
+    )
 
 
 class EdgeSettings(BaseModel):
@@ -168,12 +202,75 @@ class EdgeSettings(BaseModel):
     port: int = Field(8765, description="Port of the first local edge node.")
     second_port: int = Field(8766, description="Port of the second local edge node (`make up` runs two).")
     max_frame_bytes: int = Field(4096, description="Largest client frame; larger closes with 1009.")
+    node_id: str = Field("", description="Name of this node in events (edge_id); empty = host name and port.")
+    history_per_stream: int = Field(
+        500, description="Chat events per stream kept in memory for backfill and `since` resume."
+    )
+    backfill_messages: int = Field(50, description="Recent chat events sent on a subscribe without `since`.")
+    warm_start_records: int = Field(
+        2000, description="Records per partition read back at start, so a fresh node can resume clients."
+    )
+    send_buffer_bytes: int = Field(
+        262144, description="Unsent bytes a connection may queue before it is dropped as slow (close 1013)."
+    )
+    client_messages_per_s: float = Field(
+        20.0, description="Sustained messages per second a connection may send; more get `rate_limited`."
+    )
+    client_burst: int = Field(40, description="Messages a connection may send in a burst above that rate.")
+    max_connections_per_ip: int = Field(
+        100, description="Concurrent connections per client address; more get HTTP 429 at the handshake."
+    )
+    ping_interval_s: float = Field(20.0, description="Seconds between pings to each client.")
+    ping_timeout_s: float = Field(
+        20.0, description="Seconds a client has to answer a ping before close 1011."
+    )
+    heartbeat_flush_s: float = Field(
+        5.0, description="How often the node publishes the viewer heartbeats it collected, as one batch."
+    )
+    drain_timeout_s: float = Field(
+        5.0, description="On SIGTERM, how long clients get to close after the `reconnect` notice."
+    )
+    fanout: str = Field(
+        "frames",
+        description="How deliveries are written: frames (frame once, same bytes to every transport), "
+        "broadcast (websockets.broadcast) or naive (await send per client; benchmarks only).",
+    )
 
 
 class ChatSettings(BaseModel):
     """Chat rules applied by the moderation agent."""
 
     max_message_length: int = Field(500, description="Longest accepted chat message, in characters.")
+    rate_limit_messages: int = Field(
+        20, description="Messages a viewer may have accepted per rate-limit window (moderators exempt)."
+    )
+    rate_limit_window_s: int = Field(30, description="Length of the per-user rate-limit window, in seconds.")
+    duplicate_window_s: int = Field(
+        30, description="A viewer's repeat of their own message within this many seconds is rejected."
+    )
+    unique_chat_window_s: int = Field(
+        60, description="In unique-chat mode, a message anyone sent within this many seconds is rejected."
+    )
+    max_caps_ratio: float = Field(0.8, description="Largest share of capital letters in a long message.")
+    caps_min_letters: int = Field(20, description="Messages with fewer letters are not checked for capitals.")
+    max_repeated_chars: int = Field(15, description="Longest run of one repeated character.")
+    max_repeated_words: int = Field(8, description="Longest run of one word repeated back to back.")
+    max_marks_per_char: int = Field(
+        3, description="Most combining marks on one character (zalgo); half of it is the average limit."
+    )
+    hold_threshold: float = Field(
+        0.6, description="Risk score (0-1) from which a message is held for a moderator instead of shown."
+    )
+    blocked_terms: list[str] = Field(
+        default_factory=list,
+        description="Terms blocked in every channel (JSON list), matched after normalisation.",
+    )
+    link_policy: Literal["allow", "deny", "allowlist"] = Field(
+        "allow", description="Links where a channel has not chosen: allow, deny, or allowlist only."
+    )
+    link_allowlist: list[str] = Field(
+        default_factory=list, description="Domains (JSON list) allowed under the allowlist policy."
+    )
 
 
 class Settings(BaseSettings):

@@ -17,7 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from infra.kafka import Position
 from infra.postgres import translate
-from projections import catalog
+from projections import catalog, chat
 from projections.database import checked_schema
 
 __all__ = [
@@ -30,7 +30,9 @@ __all__ = [
 
 POLL_INTERVAL_S = 0.02
 # Which PostgreSQL projector makes a topic's events visible to queries.
-PROJECTORS_BY_TOPIC: dict[str, str] = {topic: catalog.NAME for topic in catalog.TOPICS}
+PROJECTORS_BY_TOPIC: dict[str, str] = {
+    topic: projector.NAME for projector in (catalog, chat) for topic in projector.TOPICS
+}
 
 REACHED = (
     "SELECT next_offset > %s FROM {}.projection_offsets"

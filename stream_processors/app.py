@@ -6,6 +6,10 @@ Agents:
 - ``lifecycle``: consumes ``streams`` and ``ingest`` (co-partitioned by stream_id), keeps one
   :class:`~stream_processors.lifecycle.StreamLifecycle` per stream in the ``lifecycle`` table and
   publishes the decisions of :func:`~stream_processors.lifecycle.decide` to ``streams.lifecycle``.
+- ``moderation`` (:mod:`stream_processors.moderation_agent`): consumes ``chat.submitted``,
+  ``chat.moderation``, ``streams`` and ``ingest``, keeps one chat state per stream in the
+  ``moderation`` table and publishes the decisions of :func:`~stream_processors.moderation.decide`
+  to ``chat.messages``.
 
 Records are read raw and decoded with the project's codec; what cannot be decoded goes to the
 dead-letter topic. Decisions are published with :class:`infra.kafka.EventPublisher` (idempotent,
@@ -220,8 +224,13 @@ def create_app(
     codec: EventCodec,
     publishing: DecisionPublisher,
     metrics: ProcessorMetrics,
+    roster: Any = None,
 ) -> faust.App:
-    """The configured Faust app with its agents, table and web pages."""
+    """The configured Faust app with its agents, tables and web pages.
+
+    ``roster`` (a started-before-the-app :class:`~stream_processors.moderation_agent.RosterReader`)
+    adds the moderation agent; without it the app runs the lifecycle agent only.
+    """
     app = faust.App(app_id(settings.kafka), **faust_options(settings, partitions))
     names = TopicNames(settings.kafka.topic_prefix)
     sources = app.topic(*(names.physical(name) for name in LIFECYCLE_SOURCES), partitions=partitions)
@@ -237,6 +246,11 @@ def create_app(
             await processor.handle(event.message)
             await manual.ack(event)
 
+    if roster is not None:
+        from stream_processors.moderation_agent import chat_limits, register_moderation  # imports this module
+
+        limits = chat_limits(settings.chat)
+        register_moderation(app, names, partitions, (codec, publishing, metrics), roster, limits)
     _add_pages(app, settings, publishing, metrics)
     return app
 

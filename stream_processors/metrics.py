@@ -19,6 +19,9 @@ class ProcessorMetrics:
         self.events = Counter[str]()  # consumed lifecycle causes, by event type
         self.decisions = Counter[str]()  # published decisions, by kind
         self.dead_letters = Counter[str]()  # undecodable or unprocessable records, by reason
+        self.chat_events = Counter[str]()  # consumed moderation causes, by event type
+        self.chat_decisions = Counter[str]()  # published moderation decisions, by kind
+        self.roster_events = Counter[str]()  # users events folded into the chat roster, by type
         self.publish_retries = 0  # failed publish attempts that were retried
         self.publishing_blocked = False  # a publish is being retried right now (health says so)
 
@@ -27,6 +30,13 @@ class ProcessorMetrics:
         blocks = [
             _counter("esports_lifecycle_events_total", "Lifecycle causes consumed.", "type", self.events),
             _counter("esports_lifecycle_decisions_total", "Decisions published.", "kind", self.decisions),
+            _counter("esports_chat_events_total", "Moderation causes consumed.", "type", self.chat_events),
+            _counter(
+                "esports_chat_decisions_total", "Moderation decisions published.", "kind", self.chat_decisions
+            ),
+            _counter(
+                "esports_chat_roster_events_total", "Users events in the roster.", "type", self.roster_events
+            ),
             _counter(
                 "esports_processor_dead_letters_total",
                 "Records sent to the DLQ.",

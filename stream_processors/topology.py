@@ -16,6 +16,9 @@ APP_ID = "esports-processors"
 LIFECYCLE_TABLE = "lifecycle"
 # Both keyed by stream_id, so one stream's causes land in the same partition number of each.
 LIFECYCLE_SOURCES = ("streams", "ingest")
+MODERATION_TABLE = "moderation"
+# All keyed by stream_id; `users` (keyed by user_id) is read whole by each worker, not co-partitioned.
+MODERATION_SOURCES = ("chat.submitted", "chat.moderation", "streams", "ingest")
 
 
 class TopologyError(Exception):
@@ -40,21 +43,31 @@ def internal_topics(partitions: int) -> list[TopicSpec]:
             partitions=partitions,
             cleanup_policy="compact",  # the latest state per stream is all a recovery needs
             description="Changelog of the lifecycle agent's table (StreamLifecycle as JSON).",
-        )
+        ),
+        TopicSpec(
+            name=f"{APP_ID}-{MODERATION_TABLE}-changelog",
+            key_field="stream_id",
+            event_types=(),
+            owner="stream_processors",
+            partitions=partitions,
+            cleanup_policy="compact",
+            description="Changelog of the moderation agent's table (ChatChannel as JSON).",
+        ),
     ]
 
 
 async def prepare_topics(kafka: KafkaSettings) -> int:
     """Check the sources are co-partitioned, create the changelogs; returns the partition count."""
     async with TopicAdmin(kafka) as admin:
-        sources = await admin.states([spec(name) for name in LIFECYCLE_SOURCES])
+        names = dict.fromkeys((*LIFECYCLE_SOURCES, *MODERATION_SOURCES, "users"))
+        sources = await admin.states([spec(name) for name in names])
         missing = [s.name for s in sources if not s.exists]
         if missing:
             raise TopologyError(f"topics {missing} do not exist; create them with `esports topics create`")
-        counts = {s.name: s.partitions for s in sources}
+        counts = {s.name: s.partitions for s in sources if s.name != "users"}
         if len(set(counts.values())) != 1:
-            raise TopologyError(f"{counts}: the lifecycle sources must have the same partition count")
-        partitions = sources[0].partitions
+            raise TopologyError(f"{counts}: the agents' sources must have the same partition count")
+        partitions = next(iter(counts.values()))
         internal = internal_topics(partitions)
         await admin.ensure(internal)
         wrong = {s.name: s.partitions for s in await admin.states(internal) if s.partitions != partitions}

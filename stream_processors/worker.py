@@ -17,6 +17,7 @@ from infra.kafka import KafkaError
 from infra.settings import Settings
 from stream_processors.app import DecisionPublisher, create_app
 from stream_processors.metrics import ProcessorMetrics
+from stream_processors.moderation_agent import RosterReader
 from stream_processors.topology import TopologyError, prepare_topics
 
 log = logging.getLogger(__name__)
@@ -41,10 +42,14 @@ def _run_worker(settings: Settings, partitions: int, loop: asyncio.AbstractEvent
     codec = EventCodec.load()
     metrics = ProcessorMetrics()
     publishing = DecisionPublisher(settings.kafka, codec, loop=loop)
-    app = create_app(settings, partitions=partitions, codec=codec, publishing=publishing, metrics=metrics)
+    roster = RosterReader(settings.kafka, codec, metrics, loop=loop)
+    app = create_app(
+        settings, partitions=partitions, codec=codec, publishing=publishing, metrics=metrics, roster=roster
+    )
     worker = faust.Worker(
         app,
         publishing,  # started before the app, stopped after it
+        roster,  # read to the end of `users` before the moderation agent decides
         loop=loop,
         quiet=True,
         override_logging=False,  # logging is configured by the CLI (infra.logs), not by mode

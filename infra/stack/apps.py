@@ -59,8 +59,34 @@ APP_TABLE: Mapping[str, App] = MappingProxyType(
         app.name: app
         for app in (
             App(name="api", argv=esports("api"), port_setting="api.port", host_setting="api.host"),
-            App(name="processors", argv=esports("processors"), port_setting="processors.web_port"),
-            App(name="projector", argv=esports("projector"), port_setting="projections.web_port"),
+            App(
+                name="processors",
+                argv=esports("processors"),
+                port_setting="processors.web_port",
+                host_setting="processors.web_host",
+            ),
+            App(
+                name="projector",
+                argv=esports("projector"),
+                port_setting="projections.web_port",
+                host_setting="projections.web_host",
+            ),
+            App(name="edge", argv=esports("edge"), port_setting="edge.port", host_setting="edge.host"),
+            App(
+                name="edge2",
+                argv=esports("edge", "--second"),
+                port_setting="edge.second_port",
+                host_setting="edge.host",
+            ),
+            App(name="ingest", argv=esports("ingest"), port_setting="ingest.hook_port"),
+            # The demo push needs the API and the ingest node; `esports up` starts it after them. Its
+            # readiness is the HLS origin's (nginx run by the ingest node) answering.
+            App(
+                name="demo",
+                argv=esports("demo"),
+                port_setting="ingest.origin_port",
+                host_setting="ingest.host",
+            ),
         )
     }
 )

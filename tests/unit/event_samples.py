@@ -38,7 +38,15 @@ _NAMED_STRINGS = {
     "current_state": "ended",
     "cause_event_id": "00000000-0000-0000-0000-00000000000c",  # another event's event_id
     "producer": "tests.samples",
+    "reasons_0": "link",  # ChatMessageHeld's risk signals
+    "reasons_1": "evasion",
+    "blocked_terms_0": "free skins",
+    "blocked_terms_1": "scam coin",
+    "link_allowlist_0": "twitch.tv",
+    "link_allowlist_1": "youtube.com",
 }
+# Float fields with a domain range (the rest get a frame rate).
+_NAMED_FLOATS = {"score": 0.7}  # ChatMessageHeld: a risk score in 0..1
 
 
 def sample_event(cls: type[Event], *, fill_optional: bool = True, **overrides: Any) -> Event:
@@ -80,7 +88,7 @@ def _scalar(hint: Any, name: str, fill_optional: bool) -> Any:
     if hint is int:
         return 1 if name in ("option",) else 42
     if hint is float:
-        return 29.97
+        return _NAMED_FLOATS.get(name, 29.97)
     if hint is bytes:
         return b"\x00\x01"
     if hint is datetime:

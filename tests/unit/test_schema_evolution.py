@@ -4,14 +4,15 @@ the manifest's ids are permanent, and the dataclasses match their newest schemas
 from __future__ import annotations
 
 import importlib.util
+import io
 import itertools
 import json
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import pytest
-from fastavro import parse_schema
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from events.avro_mapping import to_avro_converter
 from events.codec import DecodeError, EventCodec, schema_difference
@@ -88,7 +89,33 @@ def test_some_types_have_evolved() -> None:
         "StreamUpdated",
         "StreamWentLive",
         "StreamEnded",
+        "ModerationActionRequested",
+        "ChatMessageRejected",
+        "UserUnbanned",
+        "ChatSettingsChanged",
+        "ChatCleared",
     }
+
+
+@pytest.mark.parametrize(
+    ("event_type", "field", "newer", "fallback"),
+    [
+        ("ChatMessageRejected", "reason", "unique_chat", "other"),
+        ("ModerationActionRequested", "action", "undelete", "unknown"),
+    ],
+)
+def test_a_reader_on_an_older_version_lands_appended_symbols_on_the_default(
+    event_type: str, field: str, newer: str, fallback: str
+) -> None:
+    """Forward compatibility: a service not yet upgraded still reads what an upgraded one writes."""
+    versions = sorted((e for e in ENTRIES if e.event_type == event_type), key=lambda e: e.version)
+    old, new = versions[-2], versions[-1]
+    record = {**GENERATOR.sample_record(new.schema), field: newer}
+    buf = io.BytesIO()
+    schemaless_writer(buf, parse_schema(new.schema), record)
+    buf.seek(0)
+    read = cast(dict[str, Any], schemaless_reader(buf, parse_schema(new.schema), parse_schema(old.schema)))
+    assert read[field] == fallback
 
 
 @pytest.mark.parametrize(("old", "new"), PAIRS, ids=lambda e: _id(e))

@@ -1,0 +1,67 @@
+"""Who is on a connection: verified with the API's own access-token code (HS256 pinned, exp/iss/aud).
+
+Anonymous viewers may read; writing (chat, votes, moderation) needs a valid, unexpired token,
+given at the handshake (``?token=`` or ``Authorization: Bearer``) or later in an ``auth`` message.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+from infra.settings import AuthSettings
+from producers.auth.tokens import AccessClaims, AccessTokens, InvalidToken
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Identity", "InvalidToken", "TokenCheck", "token_from_request"]
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A verified user on a connection."""
+
+    user_id: str
+    role: str
+    expires_at: int
+
+    def expired(self, now: float | None = None) -> bool:
+        return (now if now is not None else time.time()) >= self.expires_at
+
+    @classmethod
+    def of(cls, claims: AccessClaims) -> Identity:
+        return cls(claims.user_id, claims.role, claims.expires_at)
+
+
+class TokenCheck:
+    """Verifies access tokens; without a configured secret every token is refused (read-only node)."""
+
+    def __init__(self, settings: AuthSettings) -> None:
+        secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+        self._tokens: AccessTokens | None = None
+        if secret is None:
+            log.warning("auth.jwt_secret is not set: the edge accepts anonymous (read-only) viewers only")
+        else:
+            self._tokens = AccessTokens(
+                secret,
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+                ttl_s=settings.access_ttl_s,
+            )
+
+    def verify(self, token: str) -> Identity:
+        if self._tokens is None:
+            raise InvalidToken("this node has no token secret configured")
+        return Identity.of(self._tokens.verify(token))
+
+
+def token_from_request(path: str, authorization: str | None) -> str | None:
+    """The token of a handshake: ``Authorization: Bearer ...`` wins over ``?token=``."""
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    values = parse_qs(urlsplit(path).query).get("token")
+    return values[0] if values else None

@@ -1,0 +1,121 @@
+"""What clients write, turned into events on Kafka: chat, moderator actions, votes, heartbeats.
+
+Each write returns only after the broker's acknowledgement (the publisher is idempotent, acks=all),
+so an ``ack`` to the client is never a promise the log does not keep. Heartbeats are different:
+presence is sampled, so the node collects them and publishes one batch every few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+from edge_ws.auth import Identity
+from edge_ws.metrics import Metrics
+from edge_ws.protocol import Moderate, SendChat, Vote
+from events.chat import ChatMessageSubmitted, ModerationAction, ModerationActionRequested
+from events.polls import PollVoteCast
+from events.viewers import ViewerHeartbeat
+from infra.kafka import EventPublisher, KafkaError, Position
+
+log = logging.getLogger(__name__)
+PRODUCER = "edge_ws"
+
+
+class EdgeWrites:
+    """Publishes the events a connection's commands become."""
+
+    def __init__(self, publisher: EventPublisher, edge_id: str, metrics: Metrics) -> None:
+        self._publisher = publisher
+        self.edge_id = edge_id
+        self._metrics = metrics
+
+    async def chat(self, who: Identity, command: SendChat) -> tuple[str, Position]:
+        """Publish a submitted message; returns its edge-assigned id and log position."""
+        message_id = str(uuid.uuid4())
+        event = ChatMessageSubmitted(
+            producer=PRODUCER,
+            message_id=message_id,
+            stream_id=command.stream,
+            user_id=who.user_id,
+            display_name=who.user_id,  # the moderation agent resolves the display name it shows
+            text=command.text,
+            edge_id=self.edge_id,
+            nonce=command.nonce,
+            badges=_badges(who),
+            media_time_ms=command.media_time_ms,
+            reply_to_message_id=command.reply_to,
+        )
+        return message_id, await self._publish(event)
+
+    async def moderate(self, who: Identity, command: Moderate) -> tuple[str, Position]:
+        """Ask for a moderator action; the moderation agent checks the actor's rights and decides."""
+        event = ModerationActionRequested(
+            producer=PRODUCER,
+            stream_id=command.stream,
+            action=ModerationAction(command.action),
+            actor_id=who.user_id,
+            target_user_id=command.user,
+            target_message_id=command.message_id,
+            reason=command.reason,
+            duration_s=command.duration_s,
+        )
+        return str(event.event_id), await self._publish(event)
+
+    async def vote(self, who: Identity, command: Vote) -> tuple[str, Position]:
+        event = PollVoteCast(
+            producer=PRODUCER,
+            poll_id=command.poll,
+            stream_id=command.stream,
+            user_id=who.user_id,
+            option=command.option,
+        )
+        return str(event.event_id), await self._publish(event)
+
+    async def _publish(
+        self, event: ChatMessageSubmitted | ModerationActionRequested | PollVoteCast
+    ) -> Position:
+        position = await self._publisher.publish(event)
+        self._metrics.published += 1
+        return position
+
+
+def _badges(who: Identity) -> tuple[str, ...]:
+    return (who.role,) if who.role in ("admin", "streamer") else ()
+
+
+class HeartbeatBatch:
+    """Collects (stream, session) presence and publishes it as one batch per interval."""
+
+    def __init__(self, publisher: EventPublisher, edge_id: str, metrics: Metrics, interval_s: float) -> None:
+        self._publisher = publisher
+        self._edge_id = edge_id
+        self._metrics = metrics
+        self._interval_s = interval_s
+        self._seen: dict[tuple[str, str], str | None] = {}
+
+    def record(self, stream: str, session_id: str, user_id: str | None) -> None:
+        self._seen[(stream, session_id)] = user_id
+
+    async def flush(self) -> int:
+        seen, self._seen = self._seen, {}
+        events = [
+            ViewerHeartbeat(
+                producer=PRODUCER, stream_id=stream, session_id=session, edge_id=self._edge_id, user_id=user
+            )
+            for (stream, session), user in seen.items()
+        ]
+        if events:
+            await self._publisher.publish_many(events)
+            self._metrics.published += len(events)
+        return len(events)
+
+    async def run(self) -> None:
+        """Flush every interval until cancelled; a broker outage loses a sample, never the node."""
+        while True:
+            await asyncio.sleep(self._interval_s)
+            try:
+                await self.flush()
+            except KafkaError as e:
+                log.warning("heartbeat batch not published (retriable=%s): %s", e.retriable, e)

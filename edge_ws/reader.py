@@ -1,0 +1,135 @@
+"""The node's one Kafka reader: every decided topic, no consumer group, into the fan-out hub.
+
+Each node reads every partition itself (no group: every node needs every stream a client of it may
+watch). It starts a little way back, ``edge.warm_start_records`` per partition, so a node that just
+started can already backfill subscribers and resume clients that come from a node that died.
+Nothing is committed: the node keeps no state worth resuming, the log is the state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import ConsumerRecord, TopicPartition
+
+from edge_ws.fanout import FanoutHub
+from edge_ws.messages import CONSUMED_TOPICS, Delivery, delivery_for
+from edge_ws.metrics import Metrics
+from edge_ws.protocol import LogPosition
+from events.codec import EventCodec
+from infra.kafka import (
+    BrokerUnavailable,
+    ConsumedEvent,
+    DeadLetters,
+    EventConsumer,
+    EventPublisher,
+    Position,
+    TopicNames,
+)
+from infra.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+CHAT_TOPIC = "chat.messages"
+
+
+class LoggedDeadLetters(DeadLetters):
+    """Logs and counts an undecodable record but does not copy it: edges are readers, not owners.
+
+    Every node reads every record, so N nodes would copy one poison record N times; the owning
+    consumer groups (projectors, agents) dead-letter it once.
+    """
+
+    def __init__(self, publisher: EventPublisher, names: TopicNames) -> None:
+        super().__init__(publisher, names.physical("deadletter"))
+        self._names = names
+
+    async def send(self, record: ConsumerRecord[bytes, bytes], reason: str, detail: str) -> Position:
+        log.warning(
+            "skipping undecodable record topic=%s partition=%s offset=%s reason=%s detail=%s",
+            record.topic,
+            record.partition,
+            record.offset,
+            reason,
+            detail,
+        )
+        self.count += 1
+        return Position(self._names.logical(record.topic), record.partition, record.offset)
+
+
+class EdgeReader(EventConsumer):
+    """A group-less :class:`EventConsumer` that can start a fixed number of records back."""
+
+    def __init__(self, settings: KafkaSettings, codec: EventCodec, publisher: EventPublisher) -> None:
+        names = TopicNames(settings.topic_prefix)
+        super().__init__(
+            settings,
+            codec,
+            topics=CONSUMED_TOPICS,
+            group_id=None,
+            dead_letters=LoggedDeadLetters(publisher, names),
+            names=names,
+        )
+        self._names = names
+
+    async def warm_start(
+        self, records_per_partition: int, timeout_s: float = 15.0
+    ) -> dict[tuple[str, int], int]:
+        """Seek every partition ``records_per_partition`` back from its end; returns where each starts."""
+        assigned = await self._assignment(timeout_s)
+        try:
+            ends = await self._consumer.end_offsets(assigned)
+            begins = await self._consumer.beginning_offsets(assigned)
+        except Exception as e:
+            raise BrokerUnavailable(f"reading offsets of {self.topics}: {e!r}") from e
+        starts: dict[tuple[str, int], int] = {}
+        for tp in assigned:
+            start = max(begins[tp], ends[tp] - records_per_partition)
+            self._consumer.seek(tp, start)
+            starts[(self._names.logical(tp.topic), tp.partition)] = start
+        return starts
+
+    async def _assignment(self, timeout_s: float) -> list[TopicPartition]:
+        """Without a group, partitions are assigned from metadata shortly after start; wait for all topics."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            assigned = list(self._consumer.assignment())
+            if {tp.topic for tp in assigned} >= set(self.topics):
+                return assigned
+            if loop.time() > deadline:
+                raise BrokerUnavailable(f"no partitions assigned for {self.topics} (do the topics exist?)")
+            await asyncio.sleep(0.05)
+
+
+def chat_starts(starts: dict[tuple[str, int], int]) -> dict[int, int]:
+    """The chat topic's partition starts: where each stream's resumable window begins on this node."""
+    return {partition: offset for (topic, partition), offset in starts.items() if topic == CHAT_TOPIC}
+
+
+async def pump(reader: EdgeReader, hub: FanoutHub, metrics: Metrics) -> None:
+    """Forever: read a batch, hand its deliveries to the hub. The hub is in memory; nothing to retry."""
+    async for batch in reader.batches(timeout_ms=200):
+        metrics.consumed += len(batch)
+        deliveries = [d for d in (_delivery(consumed) for consumed in batch) if d is not None]
+        try:
+            await hub.apply_batch(deliveries)
+        except Exception:  # one bad batch must not stop every stream's chat on this node
+            first = batch[0].position if batch else None
+            log.exception("delivery of a batch of %s failed, first at %s", len(batch), first)
+
+
+def _delivery(consumed: ConsumedEvent) -> Delivery | None:
+    try:
+        return delivery_for(
+            consumed.event, LogPosition(consumed.position.partition, consumed.position.offset)
+        )
+    except Exception:
+        log.exception(
+            "cannot deliver topic=%s partition=%s offset=%s event_id=%s",
+            consumed.position.topic,
+            consumed.position.partition,
+            consumed.position.offset,
+            consumed.event.event_id,
+        )
+        return None

@@ -1,0 +1,211 @@
+"""Ingest control: the stream-key check behind nginx-rtmp's hooks, and the registry of live sessions.
+
+``on_publish`` posts the publisher's stream name (its stream key) here. The key is checked by the
+API's internal authorize endpoint (against the stored hash, in constant time) and never logged;
+a known key is answered with a redirect that renames the RTMP stream to its stream id, so everything
+after this point (the transcoder's command line, files, URLs, events) only ever sees the stream id.
+Unknown or revoked keys get 403 and nginx drops the connection. ``on_publish_done`` marks the
+publisher gone; the session ends after its grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable
+from typing import Protocol
+from urllib.parse import parse_qs
+
+import httpx
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from events.ingest import IngestProtocol
+from infra.settings import IngestSettings
+from ingest_workers.pull import pull_source
+from ingest_workers.session import EventSink, Source, StreamSession
+
+__all__ = ["ApiAuthorizer", "Authorizer", "IngestControl", "create_hook_app", "rtmp_source"]
+
+log = logging.getLogger(__name__)
+RTMP_APP = "live"
+MAX_KEY_LENGTH = 256
+MAX_FORM_BYTES = 16384
+FAST_PROBE = ("-analyzeduration", "500000", "-probesize", "500000")
+
+
+class Authorizer(Protocol):
+    """Maps a stream key to the stream id it may publish, or None when the key is unknown or revoked."""
+
+    async def authorize(self, stream_key: str) -> str | None: ...
+
+
+class ApiAuthorizer:
+    """Asks the API's ``POST /internal/ingest/authorize`` (bearer: the internal token)."""
+
+    def __init__(self, client: httpx.AsyncClient, internal_token: str) -> None:
+        self._client = client
+        self._headers = {"Authorization": f"Bearer {internal_token}"}
+
+    async def authorize(self, stream_key: str) -> str | None:
+        response = await self._client.post(
+            "/internal/ingest/authorize", json={"stream_key": stream_key}, headers=self._headers
+        )
+        if response.status_code in (403, 404, 422):
+            return None
+        response.raise_for_status()
+        return str(response.json()["stream_id"])
+
+
+def rtmp_source(settings: IngestSettings, stream_id: str, encoder: str | None = None) -> Source:
+    """The local nginx's copy of a published stream, named by its stream id (never by its key)."""
+    url = f"rtmp://127.0.0.1:{settings.rtmp_port}/{RTMP_APP}/{stream_id}"
+    # nginx relays FLV with its codec headers first: half a second of probing is plenty.
+    args = ("-protocol_whitelist", "rtmp,tcp", "-rtmp_live", "live", *FAST_PROBE, "-i", url)
+    return Source(
+        protocol=IngestProtocol.RTMP, input_args=args, probe_args=(*args[:-2], url), encoder=encoder
+    )
+
+
+class IngestControl:
+    """The node's live sessions by stream id; one supervised task each."""
+
+    def __init__(self, settings: IngestSettings, sink: EventSink, *, node: str | None = None) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.node = node or socket.gethostname()
+        self.sessions: dict[str, StreamSession] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.metrics = CollectorRegistry()
+        self.publishes = Counter(
+            "ingest_publish_total", "Publish attempts by outcome", ["outcome"], registry=self.metrics
+        )
+        self.live = Gauge("ingest_sessions", "Live ingest sessions on this node", registry=self.metrics)
+        self.live.set_function(lambda: len(self.sessions))
+
+    def attach(self, stream_id: str, make_source: Callable[[], Source]) -> StreamSession:
+        """A publisher (re)connected: continue its session within the grace period, else start one."""
+        session = self.sessions.get(stream_id)
+        if session is not None:
+            session.source_back()
+            return session
+        session = StreamSession(
+            self.settings, self.sink, stream_id=stream_id, source=make_source(), node=self.node
+        )
+        self.sessions[stream_id] = session
+        task = asyncio.create_task(self._supervise(session), name=f"ingest-{stream_id}")
+        self.tasks[stream_id] = task
+        return session
+
+    def pull(self, stream_id: str, url: str) -> StreamSession:
+        """Transcode a production feed (RTMP, SRT, HLS or file URL) as stream `stream_id`."""
+        source = pull_source(url)  # refuses unsupported schemes before anything starts
+        return self.attach(stream_id, lambda: source)
+
+    def detach(self, stream_id: str) -> None:
+        """The publisher left; the session ends unless it comes back within the grace period."""
+        session = self.sessions.get(stream_id)
+        if session is not None:
+            session.source_left()
+
+    async def _supervise(self, session: StreamSession) -> None:
+        try:
+            await session.run()
+        except Exception:
+            log.exception("stream %s: session failed", session.stream_id)
+        finally:
+            self.sessions.pop(session.stream_id, None)
+            self.tasks.pop(session.stream_id, None)
+
+    async def wait_ended(self, stream_id: str) -> None:
+        task = self.tasks.get(stream_id)
+        if task is not None:
+            await asyncio.shield(task)
+
+    async def close(self) -> None:
+        """Stop every session (each still finalises its playlists and reports the disconnect)."""
+        for task in list(self.tasks.values()):
+            task.cancel()
+        for task in list(self.tasks.values()):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """nginx-rtmp's urlencoded notification (small; anything larger is not nginx)."""
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        return {}
+    return {k: v[0] for k, v in parse_qs(body.decode(errors="replace")).items()}
+
+
+def _loopback(request: Request) -> bool:
+    host = request.client.host if request.client else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def create_hook_app(settings: IngestSettings, control: IngestControl, authorizer: Authorizer) -> Starlette:
+    """The hook service: nginx-rtmp's on_publish / on_publish_done, /health and /metrics."""
+    clients: dict[str, str] = {}  # nginx client id -> stream id, to match on_publish_done
+
+    async def publish(request: Request) -> Response:
+        """on_publish: check the key; 302 renames the stream to its id, 403 refuses it."""
+        if not _loopback(request):
+            return PlainTextResponse("forbidden", status_code=403)
+        form = await _form(request)
+        key, app = str(form.get("name", "")), str(form.get("app", ""))
+        if app != RTMP_APP or not key or len(key) > MAX_KEY_LENGTH:
+            control.publishes.labels("refused").inc()
+            return PlainTextResponse("refused", status_code=403)
+        try:
+            stream_id = await authorizer.authorize(key)
+        except httpx.HTTPError as e:
+            log.error("stream-key check unavailable (%s): publish refused", type(e).__name__)
+            control.publishes.labels("unavailable").inc()
+            return PlainTextResponse("unavailable", status_code=503)
+        if stream_id is None:
+            log.info("publish refused: unknown or revoked stream key (from %s)", form.get("addr", "?"))
+            control.publishes.labels("refused").inc()
+            return PlainTextResponse("refused", status_code=403)
+        clients[str(form.get("clientid", ""))] = stream_id
+        encoder = str(form.get("flashver", form.get("flashVer", ""))) or None
+        control.attach(stream_id, lambda: rtmp_source(settings, stream_id, encoder))
+        control.publishes.labels("accepted").inc()
+        log.info("publish accepted for stream %s", stream_id)
+        return Response(status_code=302, headers={"Location": stream_id})
+
+    async def publish_done(request: Request) -> Response:
+        """on_publish_done: the publisher left."""
+        if not _loopback(request):
+            return PlainTextResponse("forbidden", status_code=403)
+        form = await _form(request)
+        stream_id = clients.pop(str(form.get("clientid", "")), None)
+        if stream_id is not None:
+            log.info("publisher of stream %s left", stream_id)
+            control.detach(stream_id)
+        return PlainTextResponse("ok")
+
+    async def health(request: Request) -> Response:
+        """Liveness and the live sessions of this node."""
+        return JSONResponse({"status": "ok", "node": control.node, "sessions": sorted(control.sessions)})
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(control.metrics), media_type="text/plain; version=0.0.4")
+
+    return Starlette(
+        routes=[
+            Route("/hooks/rtmp/publish", publish, methods=["POST"]),
+            Route("/hooks/rtmp/publish_done", publish_done, methods=["POST"]),
+            Route("/health", health),
+            Route("/metrics", metrics),
+        ]
+    )

@@ -1,0 +1,125 @@
+"""`esports demo`: a real RTMP stream to a demo channel, so `make up` shows a newcomer something live.
+
+The demo account, its channel (``ingest.demo_channel``) and a fresh stream key are made through the
+public API like a streamer would (the account's password is kept in ``<run_dir>/demo-account.json``,
+mode 0600). FFmpeg then pushes a 720p30 test pattern with a burned-in wall clock and a tone, like OBS
+would, until interrupted; it is restarted with backoff if it dies.
+
+The publishing FFmpeg is the *publisher* here (OBS's stand-in), so the demo key is on its command
+line; the ingest side never sees it anywhere but in the hook.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from infra import logs
+from infra.settings import Settings
+
+__all__ = ["demo_command", "ensure_demo_key", "run"]
+
+log = logging.getLogger(__name__)
+FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf")  # fonts-dejavu-core
+USERNAME = "demo_streamer"
+MAX_BACKOFF_S = 30.0
+
+
+def demo_command(
+    url: str, *, size: str = "1280x720", fps: int = 30, seconds: float | None = None
+) -> list[str]:
+    """FFmpeg pushing testsrc2 with the wall clock drawn on it and a 440 Hz tone, as OBS would (2 s GOP)."""
+    clock = (
+        f"drawtext=fontfile={FONT}:text='%{{localtime\\:%H\\\\\\:%M\\\\\\:%S}}.%{{eif\\:mod(n\\,{fps})\\:d\\:2}}':"
+        "x=(w-tw)/2:y=h-2*th:fontsize=h/12:fontcolor=white:box=1:boxcolor=black@0.6:boxborderw=8"
+    )
+    return [
+        "ffmpeg", "-hide_banner", "-loglevel", "warning", "-nostdin", "-re",
+        "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}", "-f", "lavfi", "-i", "sine=frequency=440",
+        *(["-t", str(seconds)] if seconds else []),
+        "-vf", clock, "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-b:v", "2500k",
+        "-maxrate", "2500k", "-bufsize", "5000k", "-g", str(2 * fps), "-keyint_min", str(2 * fps),
+        "-sc_threshold", "0", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-ar", "48000",
+        "-f", "flv", url,
+    ]  # fmt: skip
+
+
+def _account(settings: Settings) -> dict[str, str]:
+    path = settings.stack.run_dir / "demo-account.json"
+    if path.exists():
+        return dict(json.loads(path.read_text()))
+    account = {"username": USERNAME, "password": secrets.token_urlsafe(18)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(json.dumps(account))
+    return account
+
+
+def _ok(response: httpx.Response, *allowed: int) -> dict[str, Any]:
+    if response.status_code not in allowed:
+        request = response.request
+        raise RuntimeError(
+            f"{request.method} {request.url.path}: {response.status_code} {response.text[:200]}"
+        )
+    return dict(response.json()) if response.content else {}
+
+
+def ensure_demo_key(settings: Settings, client: httpx.Client) -> str:
+    """Register the demo streamer and its channel if missing; issue a fresh stream key."""
+    account = _account(settings)
+    _ok(client.post("/api/v1/auth/register", json=account), 201, 409)
+    tokens = _ok(client.post("/api/v1/auth/login", json=account), 200)
+    auth = {"Authorization": f"Bearer {tokens['access_token']}"}
+    slug = settings.ingest.demo_channel
+    channel = {"slug": slug, "display_name": "Demo", "description": "A test pattern with a clock"}
+    _ok(client.post("/api/v1/channels", json=channel, headers=auth), 201, 409)
+    issued = _ok(client.post(f"/api/v1/channels/{slug}/stream-key", headers=auth), 201)
+    return str(issued["stream_key"])
+
+
+def run(settings: Settings) -> int:
+    """Push the demo stream until SIGINT/SIGTERM; returns the exit status."""
+    logs.configure(settings.log_level, settings.log_format)
+    base = f"http://{settings.api.host}:{settings.api.port}"
+    try:
+        with httpx.Client(base_url=base, timeout=10, trust_env=False) as client:
+            key = ensure_demo_key(settings, client)
+    except (httpx.HTTPError, RuntimeError) as e:
+        log.error("demo: the API at %s is needed to set up the demo channel: %s", base, e)
+        return 1
+    url = f"rtmp://{settings.ingest.host}:{settings.ingest.rtmp_port}/live/{key}"
+    log.info("demo: pushing to channel %r; watch %s", settings.ingest.demo_channel, settings.api.public_url)
+    return _push_forever(url)
+
+
+def _push_forever(url: str) -> int:
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    backoff = 1.0
+    while not stopping:
+        started = time.monotonic()
+        process = subprocess.Popen(demo_command(url), stdin=subprocess.DEVNULL)
+        while process.poll() is None:
+            if stopping:
+                process.terminate()
+            time.sleep(0.2)
+        if stopping:
+            break
+        backoff = 1.0 if time.monotonic() - started > 60 else min(MAX_BACKOFF_S, backoff * 2)
+        log.warning("demo: ffmpeg exited with %s; again in %.0fs", process.returncode, backoff)
+        time.sleep(backoff)
+    return 0

@@ -1,0 +1,267 @@
+"""The ABR ladder as pure decisions: which renditions a source gets, and the one FFmpeg command.
+
+One FFmpeg decodes the source once, splits the picture, scales and encodes every rung, and muxes each
+rendition into its own fMP4 HLS output. Keyframes are forced on the media clock every segment duration
+in every encoded rung (``prev_forced_t``), scene-cut keyframes are off and the GOP is fixed, so all
+renditions cut their segments at the same instants and a player can switch between them at any
+boundary. A rung is never taller than the source; when the source is H.264 it is passed through as the
+top rendition (and rungs as tall as it are dropped), otherwise it is re-encoded.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingest_workers.errors import LadderError
+
+__all__ = [
+    "FfmpegOutput",
+    "Rung",
+    "RungSpec",
+    "SourceInfo",
+    "parse_ladder",
+    "plan_ladder",
+    "transcode_command",
+]
+
+SPEC = re.compile(r"^(?P<height>\d{2,4})p(?P<fps>\d{1,3})?:(?P<kbps>\d{2,6})$")
+AUDIO_KBPS = 128
+LOW_AUDIO_KBPS = 96  # rungs under 480 lines: the picture is small, save the bits for it
+SOURCE = "source"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RungSpec:
+    """A configured rung, e.g. ``720p:2800`` or ``480p30:1200`` (height, optional fps cap, kbps)."""
+
+    height: int
+    video_kbps: int
+    max_fps: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceInfo:
+    """What the probe learned about the source."""
+
+    codec: str  # e.g. "h264"
+    width: int
+    height: int
+    fps: float
+    has_audio: bool
+    bitrate_kbps: int = 0  # 0 when the container does not say
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rung:
+    """A planned rendition; ``copy`` means the source video is passed through."""
+
+    name: str
+    width: int
+    height: int
+    fps: float
+    video_kbps: int
+    audio_kbps: int
+    copy: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FfmpegOutput:
+    """Where one rendition's HLS output goes."""
+
+    rung: Rung
+    directory: Path
+
+    @property
+    def playlist(self) -> Path:
+        return self.directory / "index.m3u8"
+
+
+def parse_ladder(specs: Sequence[str]) -> tuple[RungSpec, ...]:
+    """Parse the ladder setting; tallest first, duplicates refused."""
+    rungs = []
+    for text in specs:
+        match = SPEC.match(text.strip())
+        if match is None:
+            raise LadderError(
+                f"ladder rung {text!r}: expected HEIGHTp[FPS]:KBPS, e.g. 720p:2800 or 480p30:1200"
+            )
+        fps = match["fps"]
+        rungs.append(
+            RungSpec(
+                height=int(match["height"]),
+                video_kbps=int(match["kbps"]),
+                max_fps=float(fps) if fps else None,
+            )
+        )
+    heights = [r.height for r in rungs]
+    if len(set(heights)) != len(heights):
+        raise LadderError(f"ladder {list(specs)!r}: two rungs of the same height")
+    return tuple(sorted(rungs, key=lambda r: -r.height))
+
+
+def _even(value: float) -> int:
+    return max(2, round(value / 2) * 2)
+
+
+def _rung_name(height: int, fps: float) -> str:
+    return f"{height}p{round(fps)}"
+
+
+def _scaled(spec: RungSpec, source: SourceInfo) -> Rung:
+    fps = min(source.fps, spec.max_fps) if spec.max_fps else source.fps
+    width = _even(source.width * spec.height / source.height)
+    audio = AUDIO_KBPS if spec.height >= 480 else LOW_AUDIO_KBPS
+    return Rung(
+        name=_rung_name(spec.height, fps),
+        width=width,
+        height=spec.height,
+        fps=fps,
+        video_kbps=spec.video_kbps,
+        audio_kbps=audio if source.has_audio else 0,
+    )
+
+
+def plan_ladder(
+    specs: Sequence[RungSpec], source: SourceInfo, *, passthrough: bool = True
+) -> tuple[Rung, ...]:
+    """The renditions of `source`, tallest first: never upscaled, the source passed through if H.264."""
+    copy = passthrough and source.codec == "h264"
+    rungs: list[Rung] = []
+    if copy:
+        rungs.append(
+            Rung(
+                name=SOURCE,
+                width=source.width,
+                height=source.height,
+                fps=source.fps,
+                video_kbps=source.bitrate_kbps,
+                audio_kbps=AUDIO_KBPS if source.has_audio else 0,
+                copy=True,
+            )
+        )
+    for spec in specs:
+        if spec.height < source.height or (not copy and spec.height == source.height):
+            rungs.append(_scaled(spec, source))
+    if not rungs:  # a non-H.264 source smaller than every rung: re-encode it at its own size
+        rungs.append(_scaled(RungSpec(height=source.height, video_kbps=specs[-1].video_kbps), source))
+    return tuple(rungs)
+
+
+def _filter_graph(encoded: Sequence[Rung]) -> str:
+    labels = "".join(f"[s{i}]" for i in range(len(encoded)))
+    chains = [f"[0:v:0]split={len(encoded)}{labels}"]
+    for i, rung in enumerate(encoded):
+        chain = f"[s{i}]scale={rung.width}:{rung.height}:flags=bilinear"
+        if rung.fps:
+            chain += f",fps={rung.fps:g}"
+        chains.append(f"{chain},format=yuv420p[v{i}]")
+    return ";".join(chains)
+
+
+def _video_args(rung: Rung, label: str, segment_s: float, preset: str, tune: str) -> list[str]:
+    if rung.copy:
+        return ["-map", "0:v:0", "-c:v", "copy"]
+    gop = max(1, round(segment_s * rung.fps))
+    return [
+        *(["-tune", tune] if tune else []),
+        "-map",
+        f"[{label}]",
+        "-c:v",
+        "libx264",
+        "-preset",
+        preset,
+        "-profile:v",
+        "high",
+        "-b:v",
+        f"{rung.video_kbps}k",
+        "-maxrate",
+        f"{int(rung.video_kbps * 1.1)}k",
+        "-bufsize",
+        f"{rung.video_kbps * 2}k",
+        "-g",
+        str(gop),
+        "-keyint_min",
+        str(gop),
+        "-sc_threshold",
+        "0",
+        "-x264-params",
+        "scenecut=0:open_gop=0",
+        "-force_key_frames",
+        f"expr:if(isnan(prev_forced_t),1,gte(t,prev_forced_t+{segment_s:g}-0.001))",
+    ]
+
+
+def _hls_args(output: FfmpegOutput, segment_s: float) -> list[str]:
+    return [
+        "-f",
+        "hls",
+        "-hls_time",
+        f"{segment_s:g}",
+        "-hls_list_size",
+        "0",
+        "-hls_playlist_type",
+        "event",
+        "-hls_segment_type",
+        "fmp4",
+        "-hls_fmp4_init_filename",
+        "init.mp4",
+        "-hls_segment_filename",
+        str(output.directory / "seg_%05d.m4s"),
+        "-hls_flags",
+        "temp_file+independent_segments+program_date_time",
+        str(output.playlist),
+    ]
+
+
+def transcode_command(
+    input_args: Sequence[str],
+    outputs: Sequence[FfmpegOutput],
+    *,
+    segment_s: float,
+    preset: str = "veryfast",
+    tune: str = "",
+    ffmpeg: str = "ffmpeg",
+) -> list[str]:
+    """The argv of the one FFmpeg that decodes `input_args` once and writes every rendition's HLS.
+
+    `input_args` ends with ``-i URL``; the URL must not carry a secret (it is visible in ``ps``).
+    Progress goes to stdout as ``key=value`` blocks once a second.
+    """
+    encoded = [o.rung for o in outputs if not o.rung.copy]
+    argv = [
+        ffmpeg,
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "warning",
+        "-progress",
+        "pipe:1",
+        "-stats_period",
+        "1",
+        *input_args,
+    ]
+    if encoded:
+        argv += ["-filter_complex", _filter_graph(encoded)]
+    index = 0
+    for output in outputs:
+        label = "" if output.rung.copy else f"v{index}"
+        index += 0 if output.rung.copy else 1
+        argv += _video_args(output.rung, label, segment_s, preset, tune)
+        if output.rung.audio_kbps:
+            argv += [
+                "-map",
+                "0:a:0",
+                "-c:a",
+                "aac",
+                "-b:a",
+                f"{output.rung.audio_kbps}k",
+                "-ac",
+                "2",
+                "-ar",
+                "48000",
+            ]
+        argv += _hls_args(output, segment_s)
+    return argv

@@ -1,0 +1,206 @@
+"""The two nginx processes of an ingest node: RTMP ingest + HLS origin, and the HLS cache tier.
+
+Each runs in the foreground as a child of the node (``-p PREFIX -c CONF -e LOG``, ``daemon off``), with
+its config, temp folders, cache and pid under ``<run_dir>/nginx/<name>/`` and its logs under
+``<run_dir>/logs/``; the system nginx is never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.settings import Settings
+from infra.stack.processes import port_holder, port_in_use
+from infra.stack.service import LOCAL_DIR
+from ingest_workers.errors import NginxFailed
+
+__all__ = ["Nginx", "cdn", "origin", "render"]
+
+log = logging.getLogger(__name__)
+READY_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 10.0
+TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi", "cache")
+
+
+def render(template: str, target: Path, values: dict[str, object]) -> None:
+    """infra/local/nginx/<template> with @NAME@ placeholders filled (nginx itself uses $ and {})."""
+    text = (LOCAL_DIR / "nginx" / template).read_text()
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", str(value))
+    if "@" in "".join(line.split("#")[0] for line in text.splitlines()):
+        raise NginxFailed(f"{template}: a placeholder was left unfilled")
+    target.write_text(text)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Listener:
+    port: int
+    env: str  # the setting that moves it
+
+
+class Nginx:
+    """One foreground nginx with a rendered config; ready when its /health answers."""
+
+    def __init__(
+        self, settings: Settings, name: str, template: str, listeners: list[Listener], health_port: int
+    ):
+        self.settings = settings
+        self.name = name
+        self.template = template
+        self.listeners = listeners
+        self.health_port = health_port
+        self.prefix = settings.stack.run_dir / "nginx" / name
+        self.logs = settings.stack.run_dir / "logs"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def conf(self) -> Path:
+        return self.prefix / "nginx.conf"
+
+    def values(self) -> dict[str, object]:
+        ingest = self.settings.ingest
+        return {
+            "PREFIX": self.prefix,
+            "LOGS": self.logs,
+            "HOST": ingest.host,
+            "RTMP_PORT": ingest.rtmp_port,
+            "ORIGIN_PORT": ingest.origin_port,
+            "CDN_PORT": ingest.cdn_port,
+            "HOOK_PORT": ingest.hook_port,
+            "HLS_DIR": ingest.hls_dir,
+            "RTMP_MODULE": ingest.rtmp_module,
+            "CACHE_SIZE": "1g",
+            "PLAYLIST_MAX_AGE": max(1, int(ingest.segment_s // 2)),
+            "USER": _user_directive(),
+        }
+
+    def prepare(self) -> None:
+        if shutil.which("nginx") is None:
+            raise NginxFailed("nginx not found: run infra/local/install-system.sh (nginx libnginx-mod-rtmp)")
+        for sub in TEMP_DIRS:
+            (self.prefix / sub).mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.settings.ingest.hls_dir.mkdir(parents=True, exist_ok=True)
+        render(self.template, self.conf, self.values())
+        for listener in self.listeners:
+            if port_in_use(listener.port, self.settings.ingest.host):
+                raise NginxFailed(
+                    f"{self.name}: port {listener.port} is taken{port_holder(listener.port)}; "
+                    f"set {listener.env} to move it"
+                )
+
+    async def start(self) -> None:
+        self.prepare()
+        argv = [
+            "nginx",
+            "-p",
+            str(self.prefix),
+            "-c",
+            str(self.conf),
+            "-e",
+            str(self.logs / f"nginx-{self.name}-error.log"),
+        ]
+        self._process = await asyncio.to_thread(self._launch, argv)
+        await self._wait_ready()
+        log.info("nginx %s ready (pid %s, %s)", self.name, self._process.pid, self.conf)
+
+    def _launch(self, argv: list[str]) -> subprocess.Popen[bytes]:
+        check = subprocess.run([*argv, "-t", "-q"], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise NginxFailed(f"{self.name}: nginx rejected {self.conf}: {check.stderr.strip()[-500:]}")
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    async def _wait_ready(self) -> None:
+        url = f"http://{self.settings.ingest.host}:{self.health_port}/health"
+        deadline = asyncio.get_running_loop().time() + READY_TIMEOUT_S
+        while True:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                raise NginxFailed(
+                    f"{self.name}: nginx exited with {self._process.returncode}; see {self.logs}"
+                )
+            if await asyncio.to_thread(_answers, url):
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise NginxFailed(f"{self.name}: {url} did not answer within {READY_TIMEOUT_S:.0f}s")
+            await asyncio.sleep(0.05)
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    async def stop(self) -> None:
+        """SIGQUIT (graceful: finish open requests), SIGKILL the group if it lingers."""
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGQUIT)
+        try:
+            await asyncio.to_thread(process.wait, STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _user_directive() -> str:
+    """Workers run as the node's user, like every local service: they read the HLS folder it writes.
+
+    Started by root, nginx would otherwise switch its workers to `nobody`, who cannot read a private
+    run folder; started by anyone else it cannot switch at all and the directive is only a warning.
+    """
+    if os.geteuid() != 0:
+        return "# workers run as the starting user"
+    return f"user {pwd.getpwuid(os.geteuid()).pw_name};"
+
+
+def _answers(url: str) -> bool:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def origin(settings: Settings) -> Nginx:
+    """RTMP ingest and the HLS origin in one nginx."""
+    ingest = settings.ingest
+    return Nginx(
+        settings,
+        "ingest",
+        "ingest.conf.tmpl",
+        [
+            Listener(port=ingest.rtmp_port, env="ESPORTS_INGEST__RTMP_PORT"),
+            Listener(port=ingest.origin_port, env="ESPORTS_INGEST__ORIGIN_PORT"),
+        ],
+        ingest.origin_port,
+    )
+
+
+def cdn(settings: Settings) -> Nginx:
+    """The cache tier in front of the origin."""
+    ingest = settings.ingest
+    return Nginx(
+        settings,
+        "cdn",
+        "cdn.conf.tmpl",
+        [Listener(port=ingest.cdn_port, env="ESPORTS_INGEST__CDN_PORT")],
+        ingest.cdn_port,
+    )

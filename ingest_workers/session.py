@@ -1,0 +1,411 @@
+"""One live stream's ingest session: probe, plan the ladder, run and supervise FFmpeg, publish HLS and events.
+
+A session lives from the publisher's arrival until it has been gone for ``end_grace_s``. Each FFmpeg
+process is a *run*; when one dies while the source is still connected the session starts another
+after a doubling backoff, and the public playlists continue with a discontinuity. A publisher that
+comes back within the grace period continues the same session the same way. At the end every playlist
+is finalised with ``#EXT-X-ENDLIST`` (a replayable VOD) and IngestDisconnected is published, which is
+what makes the lifecycle agent end the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from events.base import Event
+from events.ingest import (
+    IngestConnected,
+    IngestDisconnected,
+    IngestHealthReported,
+    IngestProtocol,
+    Rendition,
+    RenditionsReady,
+    SegmentPublished,
+)
+from infra.settings import IngestSettings
+from ingest_workers import probe
+from ingest_workers.errors import ProbeFailed
+from ingest_workers.ladder import FfmpegOutput, Rung, SourceInfo, parse_ladder, plan_ladder
+from ingest_workers.playlists import (
+    MediaSegment,
+    RenditionTrack,
+    RunTrack,
+    Variant,
+    parse_media_playlist,
+    render_master,
+    render_media,
+)
+from ingest_workers.transcoder import FfmpegRun
+
+__all__ = ["EventSink", "Source", "StreamSession"]
+
+log = logging.getLogger(__name__)
+PRODUCER = "ingest_workers"
+POLL_S = 0.2
+DISCONNECT_NOTICE_S = 2.0  # FFmpeg sees the end of the source a moment before on_publish_done arrives
+LEFT_RUN_STOP_S = 5.0  # a run still reading a source that left is stopped after this
+BACKOFF_START_S = 0.5
+PROBE_TIMEOUT_S = 10.0
+STABLE_RUN_S = 30.0  # a run that lasted this long resets the backoff
+
+
+class EventSink(Protocol):
+    """Where events go (the Kafka publisher; a list in unit tests)."""
+
+    async def publish_many(self, events: Sequence[Event]) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Source:
+    """What FFmpeg reads: ``input_args`` end with ``-i URL``; ``probe_args`` are the same minus pacing."""
+
+    protocol: IngestProtocol
+    input_args: tuple[str, ...]
+    probe_args: tuple[str, ...]
+    live: bool = True  # pushed (ends when the publisher leaves) rather than pulled (ends at EOF)
+    encoder: str | None = None
+
+
+class Outcome(enum.Enum):
+    END = "end"
+    RESTART = "restart"  # FFmpeg died under a connected source
+    RECONNECT = "reconnect"  # the publisher came back within the grace period
+
+
+@dataclass(slots=True)
+class Run:
+    """One FFmpeg run: where each rendition writes and what the public playlists took from it."""
+
+    name: str
+    outputs: dict[str, FfmpegOutput]
+    tracks: dict[str, RunTrack]
+    started_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class Counters:
+    restarts: int = 0
+    failures_in_row: int = 0
+    health_due: float = 0.0
+    runs: int = 0
+    master: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Readers see the old file or the new one, never a half (the origin refuses *.tmp)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class StreamSession:
+    """The supervisor of one stream (see the module docstring)."""
+
+    def __init__(
+        self, settings: IngestSettings, sink: EventSink, *, stream_id: str, source: Source, node: str
+    ) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.stream_id = stream_id
+        self.source = source
+        self.node = node
+        self.session_id = str(uuid.uuid4())
+        self.root = settings.hls_dir / stream_id
+        self.base_path = urlsplit(settings.public_hls_url).path.rstrip("/")
+        self.rungs: tuple[Rung, ...] = ()
+        self.tracks: dict[str, RenditionTrack] = {}
+        self.counters = Counters()
+        self.current: FfmpegRun | None = None
+        self._present = asyncio.Event()
+        self._gone = asyncio.Event()
+        self._present.set()
+
+    # ------------------------------------------------------------------ publisher presence
+
+    def source_left(self) -> None:
+        self._present.clear()
+        self._gone.set()
+
+    def source_back(self) -> None:
+        self._gone.clear()
+        self._present.set()
+
+    @property
+    def master_path(self) -> str:
+        return f"{self.base_path}/{self.stream_id}/master.m3u8"
+
+    # ------------------------------------------------------------------ the session
+
+    async def run(self) -> None:
+        """The whole session; returns once the stream ended and the VOD is final."""
+        await self._emit(
+            IngestConnected(
+                stream_id=self.stream_id,
+                session_id=self.session_id,
+                protocol=self.source.protocol,
+                node=self.node,
+                encoder=self.source.encoder,
+            )
+        )
+        reason = "publisher left"
+        try:
+            source = await self._probe()
+            self.rungs = plan_ladder(
+                parse_ladder(self.settings.ladder), source, passthrough=self.settings.passthrough
+            )
+            self.tracks = {rung.name: RenditionTrack() for rung in self.rungs}
+            log.info("stream %s: source %s; ladder %s", self.stream_id, source, [r.name for r in self.rungs])
+            while (outcome := await self._one_run()) is not Outcome.END:
+                await self._after(outcome)
+        except ProbeFailed as e:
+            log.warning("stream %s: %s", self.stream_id, e)
+            reason = f"probe failed: {e}"
+        finally:
+            await asyncio.shield(self._finish(reason))
+
+    async def _probe(self) -> SourceInfo:
+        """The source, retried: the hook answers before nginx starts relaying the stream."""
+        deadline = time.monotonic() + PROBE_TIMEOUT_S
+        while True:
+            try:
+                return await probe.probe_source(self.source.probe_args, timeout_s=PROBE_TIMEOUT_S)
+            except ProbeFailed:
+                if time.monotonic() > deadline or not self._present.is_set():
+                    raise
+            await asyncio.sleep(0.3)
+
+    async def _after(self, outcome: Outcome) -> None:
+        if outcome is Outcome.RESTART:
+            self.counters.restarts += 1
+            delay = min(
+                self.settings.restart_backoff_max_s, BACKOFF_START_S * 2**self.counters.failures_in_row
+            )
+            self.counters.failures_in_row += 1
+            log.warning(
+                "stream %s: ffmpeg died under a connected source; restart %d in %.1fs",
+                self.stream_id,
+                self.counters.restarts,
+                delay,
+            )
+            await self._report_health(None)
+            await asyncio.sleep(delay)
+
+    async def _one_run(self) -> Outcome:
+        run = self._new_run()
+        ffmpeg = FfmpegRun(
+            self.stream_id,
+            self.source.input_args,
+            list(run.outputs.values()),
+            segment_s=self.settings.segment_s,
+            preset=self.settings.x264_preset,
+            tune=self.settings.x264_tune,
+        )
+        self.current = ffmpeg
+        await ffmpeg.start()
+        exited = asyncio.create_task(ffmpeg.wait())
+        try:
+            while not exited.done():
+                await asyncio.wait({exited}, timeout=POLL_S)
+                await self._collect(run)
+                await self._maybe_health(ffmpeg)
+                await self._stop_if_abandoned(ffmpeg)
+        finally:
+            if not exited.done():
+                await ffmpeg.stop()
+            code = await exited
+        await self._collect(run)
+        if time.monotonic() - ffmpeg.started > STABLE_RUN_S:
+            self.counters.failures_in_row = 0
+        return await self._outcome(code)
+
+    async def _outcome(self, code: int) -> Outcome:
+        if not self.source.live:
+            return Outcome.END if code == 0 else Outcome.RESTART
+        if not self._gone.is_set():
+            try:
+                await asyncio.wait_for(self._gone.wait(), DISCONNECT_NOTICE_S)
+            except TimeoutError:
+                return Outcome.RESTART
+        try:
+            await asyncio.wait_for(self._present.wait(), self.settings.end_grace_s)
+        except TimeoutError:
+            return Outcome.END
+        log.info("stream %s: publisher is back; continuing with a discontinuity", self.stream_id)
+        return Outcome.RECONNECT
+
+    async def _stop_if_abandoned(self, ffmpeg: FfmpegRun) -> None:
+        if self._gone.is_set() and time.monotonic() - ffmpeg.started > LEFT_RUN_STOP_S:
+            if not self._present.is_set():
+                await asyncio.sleep(LEFT_RUN_STOP_S)
+                if not self._present.is_set():
+                    await ffmpeg.stop()
+
+    def _new_run(self) -> Run:
+        self.counters.runs += 1
+        name = f"{self.session_id[:8]}-{self.counters.runs}"
+        outputs = {r.name: FfmpegOutput(rung=r, directory=self.root / name / r.name) for r in self.rungs}
+        tracks = {}
+        for rung in self.rungs:
+            track = RunTrack(init_uri=f"{name}/{rung.name}/init.mp4", started_at=datetime.now(UTC))
+            self.tracks[rung.name].runs.append(track)
+            tracks[rung.name] = track
+        return Run(name=name, outputs=outputs, tracks=tracks)
+
+    # ------------------------------------------------------------------ publishing segments
+
+    async def _collect(self, run: Run) -> None:
+        """Take new segments from FFmpeg's playlists into the public ones; publish what changed."""
+        events: list[Event] = []
+        for rung in self.rungs:
+            events += self._collect_rendition(run, rung)
+        if not self.counters.master and all(t.segment_count for t in self.tracks.values()):
+            events.append(await self._write_master())
+        if events:
+            await self._emit(*events)
+
+    def _collect_rendition(self, run: Run, rung: Rung) -> list[Event]:
+        output, track = run.outputs[rung.name], run.tracks[rung.name]
+        try:
+            _, listed = parse_media_playlist(output.playlist.read_text())
+        except FileNotFoundError:
+            return []
+        fresh = listed[len(track.segments) :]
+        if not fresh:
+            return []
+        if run.started_at is None:
+            run.started_at = fresh[0].program_date_time or datetime.now(UTC)
+            for each in run.tracks.values():
+                each.started_at = run.started_at
+        events: list[Event] = []
+        media_s = sum(s.duration_s for r in self.tracks[rung.name].runs for s in r.segments)
+        for segment in fresh:
+            uri = f"{run.name}/{rung.name}/{segment.uri}"
+            track.segments.append(MediaSegment(uri=uri, duration_s=segment.duration_s))
+            events.append(self._segment_event(rung, uri, media_s, segment, output))
+            media_s += segment.duration_s
+        self._write_media(rung, ended=False)
+        return events
+
+    def _segment_event(
+        self, rung: Rung, uri: str, media_s: float, segment: MediaSegment, output: FfmpegOutput
+    ) -> SegmentPublished:
+        size = (output.directory / segment.uri).stat().st_size
+        sequence = self.tracks[rung.name].segment_count - 1
+        return SegmentPublished(
+            stream_id=self.stream_id,
+            rendition=rung.name,
+            sequence=sequence,
+            uri=f"{self.base_path}/{self.stream_id}/{uri}",
+            media_time_ms=int(media_s * 1000),
+            duration_ms=round(segment.duration_s * 1000),
+            size_bytes=size,
+            producer=PRODUCER,
+        )
+
+    def _write_media(self, rung: Rung, *, ended: bool) -> None:
+        text = render_media(self.tracks[rung.name], target_s=self.settings.segment_s, ended=ended)
+        write_atomically(self.root / f"{rung.name}.m3u8", text)
+
+    async def _write_master(self) -> RenditionsReady:
+        variants = [await self._variant(rung) for rung in self.rungs]
+        write_atomically(self.root / "master.m3u8", render_master(variants))
+        self.counters.master = True
+        log.info("stream %s: playable at %s", self.stream_id, self.master_path)
+        return RenditionsReady(
+            stream_id=self.stream_id,
+            session_id=self.session_id,
+            master_playlist=self.master_path,
+            renditions=tuple(_rendition(v) for v in variants),
+            producer=PRODUCER,
+        )
+
+    async def _variant(self, rung: Rung) -> Variant:
+        run = next(r for r in self.tracks[rung.name].runs if r.segments)
+        codecs = probe.codecs_of(self.root / run.init_uri, has_audio=rung.audio_kbps > 0)
+        rates = [self._segment_bits(s) / max(s.duration_s, 0.1) for s in run.segments]
+        nominal = 0 if rung.copy else int((rung.video_kbps * 1.1 + rung.audio_kbps) * 1000)
+        peak = max(nominal, int(max(rates) * 1.1))
+        average = int(
+            sum(self._segment_bits(s) for s in run.segments)
+            / max(sum(s.duration_s for s in run.segments), 0.1)
+        )
+        return Variant(
+            rung=rung, uri=f"{rung.name}.m3u8", bandwidth=peak, average_bandwidth=average, codecs=codecs
+        )
+
+    def _segment_bits(self, segment: MediaSegment) -> int:
+        return (self.root / segment.uri).stat().st_size * 8
+
+    # ------------------------------------------------------------------ health and the end
+
+    async def _maybe_health(self, ffmpeg: FfmpegRun) -> None:
+        now = time.monotonic()
+        if now >= self.counters.health_due:
+            if self.counters.health_due:
+                await self._report_health(ffmpeg)
+            else:
+                ffmpeg.input_kbps()  # start the input byte counter
+            self.counters.health_due = now + self.settings.health_interval_s
+
+    async def _report_health(self, ffmpeg: FfmpegRun | None) -> None:
+        progress = ffmpeg.progress if ffmpeg else None
+        await self._emit(
+            IngestHealthReported(
+                stream_id=self.stream_id,
+                session_id=self.session_id,
+                input_bitrate_kbps=round(ffmpeg.input_kbps(), 1) if ffmpeg else 0.0,
+                fps=progress.fps if progress else 0.0,
+                encoder_speed=progress.speed if progress else 0.0,
+                dropped_frames=progress.drop_frames if progress else 0,
+                restarts=self.counters.restarts,
+                producer=PRODUCER,
+            )
+        )
+
+    async def _finish(self, reason: str) -> None:
+        if any(t.segment_count for t in self.tracks.values()):
+            if not self.counters.master:
+                await self._write_master()
+            for rung in self.rungs:
+                self._write_media(rung, ended=True)
+        duration_ms = int((time.monotonic() - self.counters.started) * 1000)
+        await self._emit(
+            IngestDisconnected(
+                stream_id=self.stream_id, session_id=self.session_id, reason=reason, duration_ms=duration_ms
+            )
+        )
+        log.info("stream %s: session %s ended (%s)", self.stream_id, self.session_id, reason)
+
+    async def _emit(self, *events: Event) -> None:
+        stamped = [e if e.producer else _with_producer(e) for e in events]
+        await self.sink.publish_many(stamped)
+
+
+def _with_producer(event: Event) -> Event:
+    from dataclasses import replace
+
+    return replace(event, producer=PRODUCER)
+
+
+def _rendition(variant: Variant) -> Rendition:
+    rung = variant.rung
+    return Rendition(
+        name=rung.name,
+        width=rung.width,
+        height=rung.height,
+        fps=rung.fps,
+        video_bitrate_kbps=rung.video_kbps or (variant.average_bandwidth // 1000),
+        audio_bitrate_kbps=rung.audio_kbps,
+    )

@@ -1,0 +1,222 @@
+"""The ``redis.chat`` projector: the recent visible chat of each stream, for backfill on subscribe.
+
+Keys (under the service's prefix):
+
+- ``{prefix}chat:recent:{stream_id}``: list of the last :data:`RECENT` visible messages, oldest
+  first, each a JSON object (``message_id``, ``user_id``, ``display_name``, ``text``, ``badges``,
+  ``sent_at``, ``media_time_ms``, ``reply_to_message_id``, ``position`` = ``topic:partition:offset``);
+- ``{prefix}chat:window:{stream_id}``: JSON of the last :data:`WINDOW` accepted messages with their
+  hiding flags, the suspended users and the last clear; the list is rebuilt from it on every change,
+  so an unban puts back the messages a ban hid, and an undelete (``ChatMessageRestored``) the deleted
+  message, in its place and with its original ``position`` (a message older than the window stays
+  out: it would not be among the recent ones);
+- ``{prefix}offsets:redis.chat``: hash ``"topic:partition"`` -> next offset to apply.
+
+Each batch is one MULTI/EXEC with its offsets under WATCH (exactly-once, like ``redis.live``), and
+applying an event twice changes nothing (messages are keyed by ``message_id``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from events.chat import (
+    ChatCleared,
+    ChatMessageAccepted,
+    ChatMessageDeleted,
+    ChatMessageRestored,
+    UserBanned,
+    UserTimedOut,
+    UserUnbanned,
+)
+from infra.kafka import ConsumedEvent
+from infra.redis import CacheUnavailable, translate
+from projections.projector import Partition, ProjectorStats
+
+__all__ = ["NAME", "RECENT", "TOPICS", "WINDOW", "ChatKeys", "RecentChatProjector", "next_window", "recent"]
+
+log = logging.getLogger(__name__)
+
+NAME = "redis.chat"
+TOPICS = ("chat.messages",)
+RECENT = 100
+WINDOW = 300  # visible + hidden messages kept, so an unban can restore what a ban hid
+WATCH_ATTEMPTS = 5
+EVENTS = (
+    ChatMessageAccepted,
+    ChatMessageDeleted,
+    ChatMessageRestored,
+    UserBanned,
+    UserTimedOut,
+    UserUnbanned,
+    ChatCleared,
+)
+
+Window = dict[str, Any]
+
+
+def empty_window() -> Window:
+    return {"messages": [], "suspended": [], "deleted": [], "cleared_before": None}
+
+
+def next_window(window: Window, consumed: ConsumedEvent) -> Window:
+    """The stream's window after one event (pure; a copy)."""
+    w = json.loads(json.dumps(window))
+    e = consumed.event
+    if isinstance(e, ChatMessageAccepted):
+        _accept(w, e, str(consumed.position))
+    elif isinstance(e, ChatMessageDeleted):
+        w["deleted"] = ([d for d in w["deleted"] if d != e.message_id] + [e.message_id])[-WINDOW:]
+    elif isinstance(e, ChatMessageRestored):
+        w["deleted"] = [d for d in w["deleted"] if d != e.message_id]
+    elif isinstance(e, UserBanned | UserTimedOut):
+        w["suspended"] = sorted({*w["suspended"], e.user_id})
+    elif isinstance(e, UserUnbanned):
+        w["suspended"] = [u for u in w["suspended"] if u != e.user_id]
+    elif isinstance(e, ChatCleared):
+        before = e.cleared_before.isoformat(timespec="milliseconds")
+        w["cleared_before"] = max(before, w["cleared_before"] or "")
+    return w
+
+
+def _accept(w: Window, e: ChatMessageAccepted, position: str) -> None:
+    if any(m["message_id"] == e.message_id for m in w["messages"]):
+        return
+    record = {
+        "message_id": e.message_id,
+        "user_id": e.user_id,
+        "display_name": e.display_name,
+        "text": e.text,
+        "badges": list(e.badges),
+        "sent_at": e.occurred_at.isoformat(timespec="milliseconds"),
+        "media_time_ms": e.media_time_ms,
+        "reply_to_message_id": e.reply_to_message_id,
+        "position": position,
+    }
+    w["messages"] = [*w["messages"], record][-WINDOW:]
+
+
+def recent(window: Window) -> list[dict[str, Any]]:
+    """The last :data:`RECENT` visible messages of a window, oldest first."""
+    deleted, suspended = set(window["deleted"]), set(window["suspended"])
+    cleared = window["cleared_before"] or ""
+    visible = [
+        m
+        for m in window["messages"]
+        if m["message_id"] not in deleted and m["user_id"] not in suspended and m["sent_at"] >= cleared
+    ]
+    return visible[-RECENT:]
+
+
+class ChatKeys:
+    """The key layout under one prefix."""
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+        self.offsets = f"{prefix}offsets:{NAME}"
+
+    def recent(self, stream_id: str) -> str:
+        return f"{self.prefix}chat:recent:{stream_id}"
+
+    def window(self, stream_id: str) -> str:
+        return f"{self.prefix}chat:window:{stream_id}"
+
+
+class RecentChatProjector:
+    """Projects ``chat.messages`` into the recent-chat keys of :class:`ChatKeys`."""
+
+    name = NAME
+    topics: tuple[str, ...] = TOPICS
+
+    def __init__(self, client: aioredis.Redis, *, prefix: str = "") -> None:
+        self._client = client
+        self.keys = ChatKeys(prefix)
+        self.stats = ProjectorStats()
+
+    async def start_positions(self, partitions: list[Partition]) -> dict[Partition, int]:
+        """Stored next offsets; 0 (the beginning) where nothing was applied yet."""
+        try:
+            stored = await self._client.hmget(self.keys.offsets, [f"{t}:{p}" for t, p in partitions])
+        except redis.exceptions.RedisError as e:
+            raise translate(e, "reading chat offsets") from e
+        return {p: int(value or 0) for p, value in zip(partitions, stored, strict=True)}
+
+    async def store(self, batch: Sequence[ConsumedEvent]) -> None:
+        """Apply ``batch`` and its offsets in one MULTI/EXEC (re-read if a watched key changed)."""
+        try:
+            for _ in range(WATCH_ATTEMPTS):
+                try:
+                    return await self._store(batch)
+                except redis.exceptions.WatchError:
+                    log.info("projector=%s: a watched key changed, re-reading the batch", self.name)
+        except redis.exceptions.RedisError as e:
+            raise translate(e, f"projector {self.name}") from e
+        raise CacheUnavailable(f"projector {self.name}: keys kept changing under {WATCH_ATTEMPTS} attempts")
+
+    async def _store(self, batch: Sequence[ConsumedEvent]) -> None:
+        stream_ids = sorted({c.event.stream_id for c in batch if isinstance(c.event, EVENTS)})
+        async with self._client.pipeline(transaction=True) as tx:
+            await tx.watch(self.keys.offsets, *(self.keys.window(s) for s in stream_ids))
+            applied_up_to, windows = await self._read(batch, stream_ids)
+            fresh = [c for c in batch if c.position.offset >= applied_up_to[_partition(c)]]
+            changed = _apply_all(windows, fresh)
+            tx.multi()
+            for stream_id in sorted(changed):
+                self._write(tx, stream_id, windows[stream_id])
+            next_offsets = _next_offsets(applied_up_to, batch)
+            tx.hset(self.keys.offsets, mapping={f"{t}:{p}": o for (t, p), o in next_offsets.items()})
+            await tx.execute()
+        self.stats.record(len(fresh), len(batch) - len(fresh), next_offsets)
+
+    async def _read(
+        self, batch: Sequence[ConsumedEvent], stream_ids: list[str]
+    ) -> tuple[dict[Partition, int], dict[str, Window]]:
+        partitions = sorted({_partition(c) for c in batch})
+        async with self._client.pipeline(transaction=False) as reads:
+            reads.hmget(self.keys.offsets, [f"{t}:{p}" for t, p in partitions])
+            for stream_id in stream_ids:
+                reads.get(self.keys.window(stream_id))
+            offsets, *stored = await reads.execute()
+        applied_up_to = {p: int(value or 0) for p, value in zip(partitions, offsets, strict=True)}
+        windows = {s: json.loads(w) if w else empty_window() for s, w in zip(stream_ids, stored, strict=True)}
+        return applied_up_to, windows
+
+    def _write(self, tx: Any, stream_id: str, window: Window) -> None:
+        tx.set(self.keys.window(stream_id), json.dumps(window, separators=(",", ":")))
+        tx.delete(self.keys.recent(stream_id))
+        items = [json.dumps(m, separators=(",", ":")) for m in recent(window)]
+        if items:
+            tx.rpush(self.keys.recent(stream_id), *items)
+
+
+def _apply_all(windows: dict[str, Window], batch: Sequence[ConsumedEvent]) -> set[str]:
+    changed: set[str] = set()
+    for consumed in batch:
+        if not isinstance(consumed.event, EVENTS):
+            continue
+        stream_id = consumed.event.stream_id
+        new = next_window(windows[stream_id], consumed)
+        if new != windows[stream_id]:
+            windows[stream_id] = new
+            changed.add(stream_id)
+    return changed
+
+
+def _partition(consumed: ConsumedEvent) -> Partition:
+    return consumed.position.topic, consumed.position.partition
+
+
+def _next_offsets(
+    applied_up_to: Mapping[Partition, int], batch: Sequence[ConsumedEvent]
+) -> dict[Partition, int]:
+    next_offsets = dict(applied_up_to)
+    for consumed in batch:
+        key = _partition(consumed)
+        next_offsets[key] = max(next_offsets[key], consumed.position.offset + 1)
+    return next_offsets

@@ -1,0 +1,224 @@
+"""The moderation agent: the I/O around :func:`stream_processors.moderation.decide`.
+
+Consumes ``chat.submitted``, ``chat.moderation``, ``streams`` (channel owner) and ``ingest`` (media
+clock), all keyed by ``stream_id`` and co-partitioned, into the ``moderation`` table (one
+:class:`~stream_processors.moderation_state.ChatChannel` per stream), and publishes decisions to
+``chat.messages`` with the idempotent publisher: publish first, then store the state (the lifecycle
+agent's order, for the same reason). ``now`` is the cause's ``occurred_at``, so a redelivery decides
+exactly as before.
+
+Roles and follows come from ``users`` (keyed by ``user_id``, not co-partitioned): every worker folds the
+whole topic into a :class:`~stream_processors.moderation_roster.ChatRoster` with :class:`RosterReader`,
+a consumer without a group, which reads to the end before the agents start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+from aiokafka.structs import ConsumerRecord
+from mode import Service
+
+from events.base import Event
+from events.codec import DecodeError, EventCodec
+from infra.kafka import DeadLetters, EventConsumer, KafkaError, TopicNames
+from infra.settings import ChatSettings, KafkaSettings
+from stream_processors.app import DecisionPublisher, LifecycleProcessor, _where
+from stream_processors.chat_rules import ChatLimits, LinkPolicy, normalised_term
+from stream_processors.metrics import ProcessorMetrics
+from stream_processors.moderation import decide, stream_id_of
+from stream_processors.moderation_roster import ChatRoster
+from stream_processors.moderation_state import ChatChannel
+from stream_processors.topology import LIFECYCLE_SOURCES, MODERATION_SOURCES, MODERATION_TABLE
+
+__all__ = ["ModerationProcessor", "RosterReader", "chat_limits", "register_moderation"]
+
+log = logging.getLogger(__name__)
+
+CATCH_UP_TIMEOUT_S = 30.0
+
+
+def chat_limits(chat: ChatSettings) -> ChatLimits:
+    """The rule engine's limits from the settings."""
+    return ChatLimits(
+        max_length=chat.max_message_length,
+        rate_messages=chat.rate_limit_messages,
+        rate_window_s=chat.rate_limit_window_s,
+        duplicate_window_s=chat.duplicate_window_s,
+        unique_window_s=chat.unique_chat_window_s,
+        max_caps_ratio=chat.max_caps_ratio,
+        caps_min_letters=chat.caps_min_letters,
+        max_repeated_chars=chat.max_repeated_chars,
+        max_repeated_words=chat.max_repeated_words,
+        max_marks_per_char=chat.max_marks_per_char,
+        hold_threshold=chat.hold_threshold,
+        blocked_terms=tuple(normalised_term(t) for t in chat.blocked_terms if t.strip()),
+        link_policy=LinkPolicy(chat.link_policy),
+        link_allowlist=tuple(d.lower() for d in chat.link_allowlist),
+    )
+
+
+class _LogOnlyDeadLetters(DeadLetters):
+    """Every worker reads all of ``users``: the projector already dead-letters its bad records once."""
+
+    def __init__(self) -> None:
+        pass
+
+    async def send(self, record: ConsumerRecord[bytes, bytes], reason: str, detail: str) -> Any:
+        log.warning(
+            "roster skips an undecodable record topic=%s partition=%s offset=%s: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            reason,
+        )
+
+
+class RosterReader(Service):
+    """Keeps a :class:`ChatRoster` of the whole ``users`` topic; started before the app."""
+
+    def __init__(
+        self, kafka: KafkaSettings, codec: EventCodec, metrics: ProcessorMetrics, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.roster = ChatRoster()
+        self._kafka = kafka
+        self._codec = codec
+        self._consumer: EventConsumer | None = None
+        self._following: asyncio.Future[None] | None = None
+        self._metrics = metrics
+
+    async def on_start(self) -> None:
+        self._consumer = EventConsumer(  # aiokafka wants a running loop: built here, not in __init__
+            self._kafka,
+            self._codec,
+            topics=["users"],
+            group_id=None,
+            dead_letters=_LogOnlyDeadLetters(),
+            names=TopicNames(self._kafka.topic_prefix),
+            from_beginning=True,
+        )
+        await self._consumer.start()
+        batches = self._consumer.batches(timeout_ms=200)
+        try:
+            await asyncio.wait_for(self._catch_up(batches), CATCH_UP_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("roster: still reading users after %ss; starting anyway", CATCH_UP_TIMEOUT_S)
+        self._following = asyncio.ensure_future(self._follow(batches))
+
+    async def on_stop(self) -> None:
+        if self._following is not None:  # before the consumer stops under it
+            self._following.cancel()
+            await asyncio.gather(self._following, return_exceptions=True)
+            self._following = None
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def _catch_up(self, batches: Any) -> None:
+        async for batch in batches:  # an empty fetch means the end of every partition was reached
+            if not batch:
+                log.info("roster caught up: %s moderator sets", len(self.roster.moderators))
+                return
+            self._apply(batch)
+
+    async def _follow(self, batches: Any) -> None:
+        try:
+            async for batch in batches:
+                self._apply(batch)
+        except KafkaError as e:
+            log.error("roster reader stopped: %s", e)
+
+    def _apply(self, batch: Sequence[Any]) -> None:
+        for consumed in batch:
+            if self.roster.apply(consumed.event):
+                self._metrics.roster_events[consumed.event.event_type()] += 1
+
+
+class ModerationProcessor(LifecycleProcessor):
+    """Decode, read the stream's chat state, decide, publish, then store the state."""
+
+    def __init__(
+        self,
+        codec: EventCodec,
+        publishing: DecisionPublisher,
+        table: Any,
+        metrics: ProcessorMetrics,
+        roster: ChatRoster,
+        limits: ChatLimits,
+        names: TopicNames,
+    ) -> None:
+        super().__init__(codec, publishing, table, metrics)
+        self._names = names
+        self._roster = roster
+        self._limits = limits
+
+    async def _decode(self, message: Any) -> Event | None:
+        """Dead-letters only the chat topics' bad records: the lifecycle agent reads the same
+        ``streams`` and ``ingest`` records and dead-letters theirs (once is enough)."""
+        if self._names.logical(message.topic) in LIFECYCLE_SOURCES:
+            if message.value is None:
+                return None
+            try:
+                return self._codec.decode(message.value)
+            except DecodeError:
+                return None
+        return await super()._decode(message)
+
+    async def handle(self, message: Any) -> None:
+        """Process one raw record of a moderation source."""
+        cause = await self._decode(message)
+        stream_id = None if cause is None else stream_id_of(cause)
+        if cause is None or stream_id is None:
+            return
+        self._metrics.chat_events[cause.event_type()] += 1
+        key = stream_id.encode()
+        stored = self._table.get(key)
+        state = ChatChannel(stream_id=stream_id) if stored is None else ChatChannel.from_json(stored)
+        try:
+            new_state, decisions = decide(
+                state, cause, cause.occurred_at, roster=self._roster, limits=self._limits
+            )
+        except Exception as e:  # a bug, not bad luck: retrying the same input cannot help
+            log.exception("moderation failed topic=%s partition=%s offset=%s", *_where(message))
+            await self._dead_letter(message, "processing_failed", repr(e))
+            return
+        if decisions:
+            await self._publish_chat(decisions, message)
+        if new_state != state:
+            self._table[key] = new_state.to_json()
+
+    async def _publish_chat(self, decisions: Sequence[Event], message: Any) -> None:
+        await self._retrying(
+            "publishing moderation decisions", lambda: self._publishing.publisher.publish_many(decisions)
+        )
+        for decision in decisions:
+            self._metrics.chat_decisions[decision.event_type()] += 1
+            log.debug("decided %s event_id=%s", decision.event_type(), decision.event_id)
+
+
+def register_moderation(
+    app: faust.App,
+    names: TopicNames,
+    partitions: int,
+    processor_args: tuple[EventCodec, DecisionPublisher, ProcessorMetrics],
+    roster: RosterReader,
+    limits: ChatLimits,
+) -> None:
+    """Add the moderation table and agent to ``app``."""
+    codec, publishing, metrics = processor_args
+    sources = app.topic(*(names.physical(n) for n in MODERATION_SOURCES), partitions=partitions)
+    table = app.Table(MODERATION_TABLE, key_type=bytes, partitions=partitions)
+    processor = ModerationProcessor(codec, publishing, table, metrics, roster.roster, limits, names)
+
+    @app.agent(sources, name="moderation")
+    async def moderation(stream: Any) -> None:
+        """Decide every submitted chat message and moderation request of each stream."""
+        manual = stream.noack()  # acked only once published and stored (at-least-once)
+        async for event in manual.events():
+            await processor.handle(event.message)
+            await manual.ack(event)

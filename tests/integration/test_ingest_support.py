@@ -1,0 +1,249 @@
+"""What the ingest tests share: a node on free ports with a small ladder, FFmpeg pushers, HLS readers.
+
+``ingest_env`` (one per test module) is the API stack of ``test_api_support`` (its authorize endpoint,
+over ASGI) plus an ingest node running in the test's event loop: the hook service, the ingest/origin
+nginx and the cache tier, under a temporary run folder, publishing to the stack's topics. Events are
+also kept in memory (``sink.events``) so tests can wait on them without a consumer per test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import signal
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import m3u8
+import pytest
+
+from events.base import Event
+from infra.kafka import EventPublisher
+from infra.settings import Settings
+from ingest_workers.control import ApiAuthorizer
+from ingest_workers.node import IngestNode, open_node
+from tests.integration.test_api_support import ApiStack, eventually, free_port, open_api_stack
+
+SOURCE = "testsrc2=size=320x180:rate=30"
+LADDER = ["144p:250", "90p:120"]  # under a 320x180 source: source passthrough + two rungs
+
+
+def node_settings(base: Settings, tmp: Path) -> Settings:
+    """Free ports, a private run folder, 1 s segments, a tiny ladder, a short grace period."""
+    ingest = base.ingest.model_copy(
+        update={
+            "rtmp_port": free_port(),
+            "srt_port": free_port(),
+            "origin_port": free_port(),
+            "cdn_port": free_port(),
+            "hook_port": free_port(),
+            "hls_dir": tmp / "hls",
+            "segment_s": 1.0,
+            "ladder": LADDER,
+            "x264_preset": "ultrafast",
+            "end_grace_s": 1.5,
+            "health_interval_s": 1.0,
+        }
+    )
+    ingest.public_hls_url = f"http://127.0.0.1:{ingest.cdn_port}/hls"
+    stack = base.stack.model_copy(update={"run_dir": tmp / "run"})
+    return base.model_copy(update={"ingest": ingest, "stack": stack})
+
+
+class RecordingSink:
+    """Publishes to Kafka (acknowledged) and keeps what it published."""
+
+    def __init__(self, publisher: EventPublisher) -> None:
+        self.publisher = publisher
+        self.events: list[Event] = []
+
+    async def publish_many(self, events: Sequence[Event]) -> Any:
+        positions = await self.publisher.publish_many(events)
+        self.events.extend(events)
+        return positions
+
+    def of(self, kind: type, stream_id: str) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind) and getattr(e, "stream_id", None) == stream_id]
+
+
+@dataclass
+class IngestEnv:
+    """The API stack, the running node and its event sink."""
+
+    stack: ApiStack
+    node: IngestNode
+    sink: RecordingSink
+    tmp: Path
+    claimed: set[str] = field(default_factory=set)
+
+    @property
+    def ingest(self) -> Any:
+        return self.node.settings.ingest
+
+    async def stream_key(self) -> tuple[str, str]:
+        """(channel id, stream key) of a new streamer's channel."""
+        owner = await self.stack.register()
+        channel = await self.stack.command(
+            "POST", "/api/v1/channels", owner, {"slug": f"i-{uuid.uuid4().hex[:12]}", "display_name": "I"}
+        )
+        issued = await self.stack.command(
+            "POST", f"/api/v1/channels/{channel['channel_id']}/stream-key", owner, expect=201
+        )
+        return channel["channel_id"], issued["stream_key"]
+
+    def rtmp_url(self, key: str) -> str:
+        return f"rtmp://127.0.0.1:{self.ingest.rtmp_port}/live/{key}"
+
+    def url(self, path: str, tier: str = "cdn") -> str:
+        return self.node.url(path, tier=tier)
+
+    async def stream_for(self, channel_id: str, *, timeout_s: float = 10.0) -> str:
+        """The stream id the node started for a channel's publisher (from IngestConnected)."""
+        from events.ingest import IngestConnected
+
+        async def probe() -> str | None:
+            known = {s.stream_id for s in self.node.control.sessions.values()}
+            connected = [e.stream_id for e in self.sink.events if isinstance(e, IngestConnected)]
+            fresh = [s for s in connected if s in known and s not in self.claimed]
+            return fresh[0] if fresh else None
+
+        stream_id = str(await eventually(probe, timeout_s=timeout_s))
+        self.claimed.add(stream_id)
+        return stream_id
+
+
+def push_command(
+    url: str, seconds: float, *, fmt: str = "flv", size: str = "320x180", realtime: bool = True
+) -> list[str]:
+    """An FFmpeg publisher: test pattern + tone, H.264 with a GOP of one 1 s segment, in real time."""
+    return [
+        "ffmpeg",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-nostdin",
+        *(["-re"] if realtime else []),
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc2=size={size}:rate=30",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440",
+        "-t",
+        str(seconds),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-tune",
+        "zerolatency",
+        "-g",
+        "30",
+        "-keyint_min",
+        "30",
+        "-sc_threshold",
+        "0",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "64k",
+        "-f",
+        fmt,
+        url,
+    ]
+
+
+class Pusher:
+    """A running FFmpeg publisher."""
+
+    def __init__(self, argv: list[str], log: Path) -> None:
+        self.log = log
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+
+    async def wait(self, timeout_s: float = 60.0) -> int:
+        return await asyncio.wait_for(asyncio.to_thread(self.process.wait), timeout_s)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(5)
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+async def fetch(url: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=10, trust_env=False) as client:
+        return await client.get(url)
+
+
+async def playlist(url: str) -> m3u8.M3U8:
+    response = await fetch(url)
+    assert response.status_code == 200, f"GET {url} -> {response.status_code}"
+    return m3u8.loads(response.text, uri=url)
+
+
+async def wait_playable(
+    env: IngestEnv, stream_id: str, *, segments: int = 2, timeout_s: float = 10.0
+) -> m3u8.M3U8:
+    """Until the master lists every rendition and each has `segments` segments (through the cache tier)."""
+    master_url = env.url(f"/hls/{stream_id}/master.m3u8")
+
+    async def probe() -> m3u8.M3U8 | None:
+        response = await fetch(master_url)
+        if response.status_code != 200:
+            return None
+        master = m3u8.loads(response.text, uri=master_url)
+        for variant in master.playlists:
+            media = m3u8.loads((await fetch(variant.absolute_uri)).text)
+            if len(media.segments) < segments:
+                return None
+        return master
+
+    return await eventually(probe, timeout_s=timeout_s, interval_s=0.2)
+
+
+def ffprobe_json(url: str) -> dict[str, Any]:
+    import json
+
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    return dict(json.loads(out.stdout))
+
+
+@contextlib.asynccontextmanager
+async def open_ingest_env(settings: Settings, tmp: Path) -> AsyncIterator[IngestEnv]:
+    async with open_api_stack(settings, tmp, lifecycle=False) as stack:
+        scoped = node_settings(stack.settings, tmp)
+        token = scoped.auth.internal_token
+        assert token is not None
+        sink = RecordingSink(stack.publisher)
+        async with open_node(scoped, sink, ApiAuthorizer(stack.client, token.get_secret_value())) as node:
+            env = IngestEnv(stack, node, sink, tmp)
+            yield env
+
+
+@pytest.fixture(scope="module")
+async def ingest_env(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[IngestEnv]:
+    assert shutil.which("ffmpeg") and shutil.which("nginx"), "ffmpeg and nginx: infra/local/install-system.sh"
+    async with open_ingest_env(settings, tmp_path_factory.mktemp("ingest")) as env:
+        yield env

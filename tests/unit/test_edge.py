@@ -1,0 +1,186 @@
+"""The edge's pure parts: protocol parsing, framing, history windows, the hub with fake peers, limits."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from edge_ws.fanout import FanoutHub
+from edge_ws.history import StreamHistory, resume_without_history
+from edge_ws.limits import AddressCap, TokenBucket
+from edge_ws.messages import Route, delivery_for
+from edge_ws.metrics import Metrics
+from edge_ws.protocol import LogPosition, ProtocolError, SendChat, Subscribe, parse, text_frame
+from events.chat import ChatMessageAccepted, ChatMessageRejected, RejectionReason
+from events.viewers import ViewerCountChanged
+
+
+def p(offset: int, partition: int = 0) -> LogPosition:
+    return LogPosition(partition, offset)
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("{nope", "bad_request"),
+        ("[1]", "bad_request"),
+        ('{"type": "dance"}', "bad_request"),
+        ('{"type": "subscribe"}', "bad_request"),
+        ('{"type": "subscribe", "stream": "a b"}', "bad_request"),
+        ('{"type": "subscribe", "stream": "s", "since": "x"}', "bad_request"),
+        ('{"type": "chat", "stream": "s", "text": "  ", "nonce": "n"}', "invalid_message"),
+        ('{"type": "chat", "stream": "s", "text": "' + "x" * 11 + '", "nonce": "n"}', "too_long"),
+        ('{"type": "chat", "stream": "s", "text": "hi"}', "bad_request"),
+        ('{"type": "vote", "stream": "s", "poll": "p"}', "bad_request"),
+        ('{"type": "mod", "stream": "s", "action": "nuke"}', "bad_request"),
+    ],
+)
+def test_bad_frames_are_protocol_errors(frame: str, code: str) -> None:
+    with pytest.raises(ProtocolError) as raised:
+        parse(frame, max_text=10)
+    assert raised.value.code == code
+
+
+def test_good_frames_parse() -> None:
+    assert parse('{"type": "subscribe", "stream": "s-1", "since": "2:40"}', max_text=10) == Subscribe(
+        "s-1", p(40, 2)
+    )
+    chat = parse('{"type": "chat", "stream": "s", "text": "hi", "nonce": "n1"}', max_text=10)
+    assert chat == SendChat("s", "hi", "n1")
+
+
+def test_error_keeps_the_nonce() -> None:
+    with pytest.raises(ProtocolError) as raised:
+        parse('{"type": "chat", "stream": "s", "text": "", "nonce": "n9"}', max_text=10)
+    assert raised.value.nonce == "n9"
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536])
+def test_text_frame_header(size: int) -> None:
+    frame = text_frame(b"a" * size)
+    assert frame[0] == 0x81 and frame.endswith(b"a" * size)
+    length = frame[1] & 0x7F
+    header = {126: 4, 127: 10}.get(length, 2)
+    assert len(frame) == header + size
+
+
+def test_history_resumes_exactly_and_reloads_when_evicted() -> None:
+    history = StreamHistory(3, floor=p(9))
+    for offset in (10, 12, 15, 20):
+        assert history.append(p(offset), str(offset).encode())
+    assert not history.append(p(20), b"again")  # redelivery
+    assert history.floor == p(10)
+    assert history.since(p(12)).missed == (b"15", b"20")
+    assert history.since(p(10)).missed == (b"12", b"15", b"20")
+    assert history.since(p(9)).reload
+    assert history.since(p(12, partition=1)).reload
+    assert history.since(p(25)).missed == ()
+    assert history.recent(2) == [b"15", b"20"]
+
+
+def test_resume_without_history_uses_the_partition_start() -> None:
+    assert not resume_without_history(p(99), {0: 100}).reload
+    assert resume_without_history(p(50), {0: 100}).reload
+    assert resume_without_history(p(50, partition=3), {0: 100}).reload
+
+
+@dataclass(eq=False)
+class FakePeer:
+    user_id: str | None = None
+    open: bool = True
+    frames: list[bytes] = field(default_factory=list)
+
+    @property
+    def ws(self) -> Any:
+        raise NotImplementedError
+
+    def fits(self) -> bool:
+        return self.open
+
+    def write_frame(self, frame: bytes) -> None:
+        self.frames.append(frame)
+
+    def messages(self) -> list[dict[str, Any]]:
+        return [json.loads(f[4:] if f[1] == 126 else f[2:]) for f in self.frames]
+
+
+def chat(offset: int, stream: str = "s") -> Any:
+    event = ChatMessageAccepted(
+        message_id=f"m{offset}", stream_id=stream, user_id="u", display_name="u", text="t"
+    )
+    return delivery_for(event, p(offset))
+
+
+async def test_hub_backfills_then_delivers_each_message_once_with_one_frame() -> None:
+    metrics = Metrics()
+    hub = FanoutHub(metrics, history_per_stream=10, backfill=2)
+    hub.partition_starts = {0: 0}
+    for offset in (1, 2, 3):
+        await hub.apply(chat(offset))
+    await hub.apply(delivery_for(ViewerCountChanged(stream_id="s", count=5, peak=9), p(7)))
+    peers = [FakePeer(), FakePeer()]
+    for peer in peers:
+        hub.subscribe(peer, "s", None)
+    await hub.apply(chat(4))
+    for peer in peers:
+        kinds = [(m["type"], m.get("id")) for m in peer.messages()]
+        assert kinds == [("count", None), ("chat", "m2"), ("chat", "m3"), ("state", None), ("chat", "m4")]
+    assert peers[0].frames[-1] is peers[1].frames[-1]  # framed once, the same bytes for both
+    assert metrics.deliveries == 2
+
+
+async def test_hub_skips_what_a_client_from_a_faster_node_already_has() -> None:
+    hub = FanoutHub(Metrics(), history_per_stream=10, backfill=5)
+    hub.partition_starts = {0: 0}
+    await hub.apply(chat(1))
+    peer = FakePeer()
+    hub.subscribe(peer, "s", p(3))  # it saw offset 3 elsewhere; this node has read only 1
+    for offset in (2, 3, 4):
+        await hub.apply(chat(offset))
+    assert [m.get("id") for m in peer.messages() if m["type"] == "chat"] == ["m4"]
+
+
+async def test_direct_deliveries_reach_only_that_user() -> None:
+    hub = FanoutHub(Metrics(), history_per_stream=10, backfill=5)
+    author, other = FakePeer(), FakePeer()
+    hub.identify(author, "u-1")
+    hub.identify(other, "u-2")
+    rejected = ChatMessageRejected(
+        message_id="m", stream_id="s", user_id="u-1", reason=RejectionReason.BANNED
+    )
+    delivery = delivery_for(rejected, p(3))
+    assert delivery is not None and delivery.route is Route.DIRECT
+    await hub.apply(delivery)
+    assert [m["code"] for m in author.messages()] == ["rejected"] and other.frames == []
+
+
+def test_token_bucket_and_address_cap() -> None:
+    bucket = TokenBucket(rate=1.0, burst=2, now=0.0)
+    assert [bucket.take(0.0) for _ in range(3)] == [True, True, False]
+    assert bucket.take(1.0)
+    cap = AddressCap(1)
+    cap.opened("1.2.3.4")
+    assert cap.full("1.2.3.4") and not cap.full("5.6.7.8")
+    cap.closed("1.2.3.4")
+    assert not cap.full("1.2.3.4")
+
+
+def test_metrics_exposition() -> None:
+    text = Metrics(deliveries=7).prometheus('node"1')
+    assert 'esports_edge_deliveries{node="node\\"1"} 7' in text
+    assert "# TYPE esports_edge_connections gauge" in text
+
+
+async def test_a_batch_is_one_write_per_subscriber_in_log_order() -> None:
+    metrics = Metrics()
+    hub = FanoutHub(metrics, history_per_stream=10, backfill=0)
+    hub.partition_starts = {0: 0}
+    peer = FakePeer()
+    hub.subscribe(peer, "s", None)
+    await hub.apply_batch([chat(1), chat(2), chat(3)])
+    assert len(peer.frames) == 2  # the subscribed marker, then one write with three frames
+    assert peer.frames[1] == b"".join(text_frame(chat(i).payload) for i in (1, 2, 3))
+    assert metrics.deliveries == 3
