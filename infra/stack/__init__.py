@@ -91,6 +91,7 @@ def port_conflicts(settings: Settings, services: Sequence[str] = SERVICES) -> li
         f"{processes.port_holder(port.number)}; stop that process "
         f"or move the local {port.what.split()[0]} with {port.env}=<free port>"
         for name in services
+        if _service(name).binds
         for port in _service(name).ports(settings)
         if processes.port_in_use(port.number, port.host)
     ]

@@ -39,6 +39,7 @@ class App:
     port_setting: str  # dotted path in Settings, e.g. "api.port"
     host_setting: str | None = None  # dotted path of the address it binds; None: 127.0.0.1
     health_path: str = "/health"
+    binds: bool = True  # False: it only polls `port` for readiness (another app listens there)
 
     @property
     def port_env(self) -> str:
@@ -86,6 +87,7 @@ APP_TABLE: Mapping[str, App] = MappingProxyType(
                 argv=esports("demo"),
                 port_setting="ingest.origin_port",
                 host_setting="ingest.host",
+                binds=False,
             ),
         )
     }
@@ -104,6 +106,7 @@ def service(name: str) -> Service:
     return Service(
         name=app.name,
         ports=lambda settings: [app.port(settings)],
+        binds=app.binds,
         prepare=_prepare,
         start=partial(_start, app),
         ready=check,

@@ -56,6 +56,7 @@ class Service:
     probe: Callable[[Settings], Awaitable[str]]  # answers → server version or health
     stop: Callable[[Settings, int], None]  # blocking, returns once the process is gone
     find_pid: Callable[[Settings], int | None] | None = None  # None: the process of its pid file
+    binds: bool = True  # False: it only polls its port (another service listens there): no conflict check
 
     def pid(self, settings: Settings) -> int | None:
         """The live process of this service that we started (or adopted), or None."""
