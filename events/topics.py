@@ -136,6 +136,8 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         name="chat.moderation",
         key_field="stream_id",
         event_types=(chat.ModerationActionRequested,),
+        # Commands, not facts: the edges (`mod` frames, chat commands) and the API's moderation route
+        # are two gateways for the same request; the moderation agent alone decides what follows.
         owner="edge_ws",
         # The moderation log in PostgreSQL is a projection of this topic: keep it to rebuild it.
         retention_ms=FOREVER,

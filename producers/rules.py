@@ -43,13 +43,16 @@ def check_owner_or_admin(user_id: str, role: str, owner_id: str, what: str) -> N
         raise Forbidden(f"only the owner of this {what} or an admin may do that")
 
 
+def check_can_moderate(user_id: str, role: str, owner_id: str, is_moderator: bool, what: str) -> None:
+    """The channel owner, its moderators and admins moderate a stream (its chat, its end)."""
+    if user_id != owner_id and not is_moderator and role != ADMIN:
+        raise Forbidden(f"only the channel owner, its moderators or an admin may {what}")
+
+
 def check_can_end_stream(user_id: str, role: str, owner_id: str, is_moderator: bool) -> str:
     """Owner, channel moderator or admin may end a stream; returns the StreamEndReason value."""
-    if user_id == owner_id:
-        return "ended_by_owner"
-    if is_moderator or role == ADMIN:
-        return "ended_by_moderator"
-    raise Forbidden("only the channel owner, its moderators or an admin may end this stream")
+    check_can_moderate(user_id, role, owner_id, is_moderator, "end this stream")
+    return "ended_by_owner" if user_id == owner_id else "ended_by_moderator"
 
 
 def check_can_organize(role: str) -> None:

@@ -141,7 +141,7 @@ async def schedule_stream(
 )
 async def end_stream(stream_id: StreamId, user: CurrentUser, services: ServicesDep) -> Accepted:
     """Ask to end a live stream (owner, channel moderator or admin); the lifecycle agent decides."""
-    stream = await _stream(services, stream_id)
+    stream = await find_stream(services, stream_id)
     is_moderator = await services.catalog.is_moderator(stream["channel_id"], user.user_id)
     reason = rules.check_can_end_stream(user.user_id, user.role, stream["owner_id"], is_moderator)
     rules.check_stream_transition("end", stream["state"])
@@ -184,10 +184,10 @@ async def live_streams(services: ServicesDep, limit: Limit = 20, cursor: Cursor 
 @router.get("/{stream_id}", response_model=StreamOut, responses=documented(404))
 async def get_stream(stream_id: StreamId, services: ServicesDep) -> StreamOut:
     """One stream."""
-    return StreamOut.model_validate(await _stream(services, stream_id))
+    return StreamOut.model_validate(await find_stream(services, stream_id))
 
 
-async def _stream(services: Services, stream_id: str) -> dict[str, Any]:
+async def find_stream(services: Services, stream_id: str) -> dict[str, Any]:
     stream = await services.streams.stream(stream_id)
     if stream is None or stream["created_at"] is None:
         raise NotFound(f"no stream {stream_id}")
@@ -195,7 +195,7 @@ async def _stream(services: Services, stream_id: str) -> dict[str, Any]:
 
 
 async def _owned_stream(services: Services, stream_id: str, user: Principal) -> dict[str, Any]:
-    stream = await _stream(services, stream_id)
+    stream = await find_stream(services, stream_id)
     rules.check_owner_or_admin(user.user_id, user.role, stream["owner_id"], "stream")
     return stream
 
