@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-import redis.exceptions
 
 from events.chat import (
     ChatCleared,
@@ -36,8 +35,8 @@ from events.chat import (
     UserUnbanned,
 )
 from infra.kafka import ConsumedEvent
-from infra.redis import CacheUnavailable, translate
-from projections.projector import Partition, ProjectorStats
+from projections.projector import Partition, partition_of
+from projections.redis_projector import RedisProjector, next_offsets, offset_fields
 
 __all__ = ["NAME", "RECENT", "TOPICS", "WINDOW", "ChatKeys", "RecentChatProjector", "next_window", "recent"]
 
@@ -47,7 +46,6 @@ NAME = "redis.chat"
 TOPICS = ("chat.messages",)
 RECENT = 100
 WINDOW = 300  # visible + hidden messages kept, so an unban can restore what a ban hid
-WATCH_ATTEMPTS = 5
 EVENTS = (
     ChatMessageAccepted,
     ChatMessageDeleted,
@@ -128,56 +126,35 @@ class ChatKeys:
         return f"{self.prefix}chat:window:{stream_id}"
 
 
-class RecentChatProjector:
+class RecentChatProjector(RedisProjector):
     """Projects ``chat.messages`` into the recent-chat keys of :class:`ChatKeys`."""
 
     name = NAME
     topics: tuple[str, ...] = TOPICS
 
     def __init__(self, client: aioredis.Redis, *, prefix: str = "") -> None:
-        self._client = client
         self.keys = ChatKeys(prefix)
-        self.stats = ProjectorStats()
-
-    async def start_positions(self, partitions: list[Partition]) -> dict[Partition, int]:
-        """Stored next offsets; 0 (the beginning) where nothing was applied yet."""
-        try:
-            stored = await self._client.hmget(self.keys.offsets, [f"{t}:{p}" for t, p in partitions])
-        except redis.exceptions.RedisError as e:
-            raise translate(e, "reading chat offsets") from e
-        return {p: int(value or 0) for p, value in zip(partitions, stored, strict=True)}
-
-    async def store(self, batch: Sequence[ConsumedEvent]) -> None:
-        """Apply ``batch`` and its offsets in one MULTI/EXEC (re-read if a watched key changed)."""
-        try:
-            for _ in range(WATCH_ATTEMPTS):
-                try:
-                    return await self._store(batch)
-                except redis.exceptions.WatchError:
-                    log.info("projector=%s: a watched key changed, re-reading the batch", self.name)
-        except redis.exceptions.RedisError as e:
-            raise translate(e, f"projector {self.name}") from e
-        raise CacheUnavailable(f"projector {self.name}: keys kept changing under {WATCH_ATTEMPTS} attempts")
+        super().__init__(client, offsets_key=self.keys.offsets)
 
     async def _store(self, batch: Sequence[ConsumedEvent]) -> None:
         stream_ids = sorted({c.event.stream_id for c in batch if isinstance(c.event, EVENTS)})
         async with self._client.pipeline(transaction=True) as tx:
             await tx.watch(self.keys.offsets, *(self.keys.window(s) for s in stream_ids))
             applied_up_to, windows = await self._read(batch, stream_ids)
-            fresh = [c for c in batch if c.position.offset >= applied_up_to[_partition(c)]]
+            fresh = [c for c in batch if c.position.offset >= applied_up_to[partition_of(c)]]
             changed = _apply_all(windows, fresh)
             tx.multi()
             for stream_id in sorted(changed):
                 self._write(tx, stream_id, windows[stream_id])
-            next_offsets = _next_offsets(applied_up_to, batch)
-            tx.hset(self.keys.offsets, mapping={f"{t}:{p}": o for (t, p), o in next_offsets.items()})
+            after = next_offsets(applied_up_to, batch)
+            tx.hset(self.keys.offsets, mapping=offset_fields(after))
             await tx.execute()
-        self.stats.record(len(fresh), len(batch) - len(fresh), next_offsets)
+        self.stats.record(len(fresh), len(batch) - len(fresh), after)
 
     async def _read(
         self, batch: Sequence[ConsumedEvent], stream_ids: list[str]
     ) -> tuple[dict[Partition, int], dict[str, Window]]:
-        partitions = sorted({_partition(c) for c in batch})
+        partitions = sorted({partition_of(c) for c in batch})
         async with self._client.pipeline(transaction=False) as reads:
             reads.hmget(self.keys.offsets, [f"{t}:{p}" for t, p in partitions])
             for stream_id in stream_ids:
@@ -206,17 +183,3 @@ def _apply_all(windows: dict[str, Window], batch: Sequence[ConsumedEvent]) -> se
             windows[stream_id] = new
             changed.add(stream_id)
     return changed
-
-
-def _partition(consumed: ConsumedEvent) -> Partition:
-    return consumed.position.topic, consumed.position.partition
-
-
-def _next_offsets(
-    applied_up_to: Mapping[Partition, int], batch: Sequence[ConsumedEvent]
-) -> dict[Partition, int]:
-    next_offsets = dict(applied_up_to)
-    for consumed in batch:
-        key = _partition(consumed)
-        next_offsets[key] = max(next_offsets[key], consumed.position.offset + 1)
-    return next_offsets

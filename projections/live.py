@@ -23,13 +23,12 @@ from datetime import datetime
 from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
-import redis.exceptions
 
 from events.base import Event
 from events.streams import StreamCreated, StreamEnded, StreamScheduled, StreamUpdated, StreamWentLive
 from infra.kafka import ConsumedEvent
-from infra.redis import CacheUnavailable, translate
-from projections.projector import Partition, ProjectorStats
+from projections.projector import Partition, partition_of
+from projections.redis_projector import RedisProjector, next_offsets, offset_fields
 
 __all__ = ["NAME", "STATE_RANK", "TOPICS", "LiveKeys", "LiveProjector", "next_hash"]
 
@@ -38,7 +37,6 @@ log = logging.getLogger(__name__)
 NAME = "redis.live"
 TOPICS = ("streams", "streams.lifecycle")
 STATE_RANK = {"created": 0, "scheduled": 1, "live": 2, "ended": 3}
-WATCH_ATTEMPTS = 5
 
 StreamHash = dict[str, str]
 E = TypeVar("E", bound=Event)
@@ -122,55 +120,34 @@ class LiveKeys:
         return f"{self.prefix}stream:{stream_id}"
 
 
-class LiveProjector:
+class LiveProjector(RedisProjector):
     """Projects ``streams`` and ``streams.lifecycle`` into the live-state keys of :class:`LiveKeys`."""
 
     name = NAME
     topics: tuple[str, ...] = TOPICS
 
     def __init__(self, client: aioredis.Redis, *, prefix: str = "") -> None:
-        self._client = client
         self.keys = LiveKeys(prefix)
-        self.stats = ProjectorStats()
-
-    async def start_positions(self, partitions: list[Partition]) -> dict[Partition, int]:
-        """Stored next offsets; 0 (the beginning) where nothing was applied yet."""
-        try:
-            stored = await self._client.hmget(self.keys.offsets, [f"{t}:{p}" for t, p in partitions])
-        except redis.exceptions.RedisError as e:
-            raise translate(e, "reading live offsets") from e
-        return {p: int(value or 0) for p, value in zip(partitions, stored, strict=True)}
-
-    async def store(self, batch: Sequence[ConsumedEvent]) -> None:
-        """Apply ``batch`` and its offsets in one MULTI/EXEC (re-read if a watched key changed)."""
-        try:
-            for _ in range(WATCH_ATTEMPTS):
-                try:
-                    return await self._store(batch)
-                except redis.exceptions.WatchError:
-                    log.info("projector=%s: a watched key changed, re-reading the batch", self.name)
-        except redis.exceptions.RedisError as e:
-            raise translate(e, f"projector {self.name}") from e
-        raise CacheUnavailable(f"projector {self.name}: keys kept changing under {WATCH_ATTEMPTS} attempts")
+        super().__init__(client, offsets_key=self.keys.offsets)
 
     async def _store(self, batch: Sequence[ConsumedEvent]) -> None:
         stream_ids = sorted({c.event.stream_id for c in batch if type(c.event) in CHANGES})  # type: ignore[attr-defined]
         async with self._client.pipeline(transaction=True) as tx:
             await tx.watch(self.keys.offsets, *(self.keys.stream(s) for s in stream_ids))
             applied_up_to, streams = await self._read(batch, stream_ids)
-            fresh = [c for c in batch if c.position.offset >= applied_up_to[_partition(c)]]
+            fresh = [c for c in batch if c.position.offset >= applied_up_to[partition_of(c)]]
             changed = _apply_all(streams, fresh)
             tx.multi()
             for stream_id in sorted(changed):
                 self._write_stream(tx, stream_id, streams[stream_id])
-            tx.hset(self.keys.offsets, mapping=_offset_fields(applied_up_to, batch))
+            tx.hset(self.keys.offsets, mapping=offset_fields(next_offsets(applied_up_to, batch)))
             await tx.execute()
-        self.stats.record(len(fresh), len(batch) - len(fresh), _next_offsets(applied_up_to, batch))
+        self.stats.record(len(fresh), len(batch) - len(fresh), next_offsets(applied_up_to, batch))
 
     async def _read(
         self, batch: Sequence[ConsumedEvent], stream_ids: list[str]
     ) -> tuple[dict[Partition, int], dict[str, StreamHash]]:
-        partitions = sorted({_partition(c) for c in batch})
+        partitions = sorted({partition_of(c) for c in batch})
         async with self._client.pipeline(transaction=False) as reads:
             reads.hmget(self.keys.offsets, [f"{t}:{p}" for t, p in partitions])
             for stream_id in stream_ids:
@@ -198,21 +175,3 @@ def _apply_all(streams: dict[str, StreamHash], batch: Sequence[ConsumedEvent]) -
             streams[stream_id] = new
             changed.add(stream_id)
     return changed
-
-
-def _partition(consumed: ConsumedEvent) -> Partition:
-    return consumed.position.topic, consumed.position.partition
-
-
-def _next_offsets(
-    applied_up_to: Mapping[Partition, int], batch: Sequence[ConsumedEvent]
-) -> dict[Partition, int]:
-    next_offsets = dict(applied_up_to)
-    for consumed in batch:
-        key = _partition(consumed)
-        next_offsets[key] = max(next_offsets[key], consumed.position.offset + 1)
-    return next_offsets
-
-
-def _offset_fields(applied_up_to: Mapping[Partition, int], batch: Sequence[ConsumedEvent]) -> dict[Any, int]:
-    return {f"{t}:{p}": offset for (t, p), offset in _next_offsets(applied_up_to, batch).items()}

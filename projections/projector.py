@@ -243,7 +243,7 @@ class PostgresProjector:
     async def _store(self, batch: Sequence[ConsumedEvent], *, pipelined: bool) -> None:
         async with self._transaction() as cur:
             applied_up_to = await self._lock_offsets(cur, batch)
-            fresh = [c for c in batch if c.position.offset >= applied_up_to[_partition(c)]]
+            fresh = [c for c in batch if c.position.offset >= applied_up_to[partition_of(c)]]
             if pipelined:
                 await self._apply_pipelined(cur, fresh)
             else:
@@ -276,7 +276,7 @@ class PostgresProjector:
             raise translate(e, f"projector {self.name}") from e
 
     async def _lock_offsets(self, cur: Cursor, batch: Sequence[ConsumedEvent]) -> dict[Partition, int]:
-        partitions = sorted({_partition(c) for c in batch})  # one lock order: no deadlock between twins
+        partitions = sorted({partition_of(c) for c in batch})  # one lock order: no deadlock between twins
         await cur.execute(LOCK_OFFSETS, (self.name, [t for t, _ in partitions], [p for _, p in partitions]))
         return {(topic, partition): offset for topic, partition, offset in await cur.fetchall()}
 
@@ -302,14 +302,14 @@ class _Unattributed(Exception):
     """An SQL error reported by a pipeline, which cannot say which statement caused it."""
 
 
-def _partition(consumed: ConsumedEvent) -> Partition:
+def partition_of(consumed: ConsumedEvent) -> Partition:
     return consumed.position.topic, consumed.position.partition
 
 
 def _next_offsets(batch: Sequence[ConsumedEvent]) -> dict[Partition, int]:
     next_offsets: dict[Partition, int] = {}
     for consumed in batch:
-        key = _partition(consumed)
+        key = partition_of(consumed)
         next_offsets[key] = max(next_offsets.get(key, 0), consumed.position.offset + 1)
     return next_offsets
 

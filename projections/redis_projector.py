@@ -1,0 +1,74 @@
+"""What every Redis projector shares: offsets stored beside the data, applied in one MULTI/EXEC.
+
+A projector keeps its next offset per partition in a hash written in the same transaction as its
+changes, WATCHing the keys it read; a concurrent writer makes the transaction fail and the batch is
+re-read and re-applied, so a batch is applied exactly once even with two instances running.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from infra.kafka import ConsumedEvent
+from infra.redis import CacheUnavailable, translate
+from projections.projector import Partition, ProjectorStats, partition_of
+
+log = logging.getLogger(__name__)
+
+WATCH_ATTEMPTS = 5
+
+
+class RedisProjector:
+    """Base of the Redis projectors: resume positions and the WATCH-retry loop; subclasses `_store`."""
+
+    name: str
+    topics: tuple[str, ...]
+
+    def __init__(self, client: aioredis.Redis, *, offsets_key: str) -> None:
+        self._client = client
+        self._offsets_key = offsets_key
+        self.stats = ProjectorStats()
+
+    async def start_positions(self, partitions: list[Partition]) -> dict[Partition, int]:
+        """Stored next offsets; 0 (the beginning) where nothing was applied yet."""
+        try:
+            stored = await self._client.hmget(self._offsets_key, [f"{t}:{p}" for t, p in partitions])
+        except redis.exceptions.RedisError as e:
+            raise translate(e, f"reading {self.name} offsets") from e
+        return {p: int(value or 0) for p, value in zip(partitions, stored, strict=True)}
+
+    async def store(self, batch: Sequence[ConsumedEvent]) -> None:
+        """Apply ``batch`` and its offsets in one MULTI/EXEC (re-read if a watched key changed)."""
+        try:
+            for _ in range(WATCH_ATTEMPTS):
+                try:
+                    return await self._store(batch)
+                except redis.exceptions.WatchError:
+                    log.info("projector=%s: a watched key changed, re-reading the batch", self.name)
+        except redis.exceptions.RedisError as e:
+            raise translate(e, f"projector {self.name}") from e
+        raise CacheUnavailable(f"projector {self.name}: keys kept changing under {WATCH_ATTEMPTS} attempts")
+
+    async def _store(self, batch: Sequence[ConsumedEvent]) -> None:
+        raise NotImplementedError
+
+
+def next_offsets(
+    applied_up_to: Mapping[Partition, int], batch: Sequence[ConsumedEvent]
+) -> dict[Partition, int]:
+    """The offsets to store after ``batch``: one past the last record seen per partition."""
+    after = dict(applied_up_to)
+    for consumed in batch:
+        key = partition_of(consumed)
+        after[key] = max(after[key], consumed.position.offset + 1)
+    return after
+
+
+def offset_fields(offsets: Mapping[Partition, int]) -> dict[Any, int]:
+    """The offsets hash's fields ("topic:partition") and values."""
+    return {f"{topic}:{partition}": offset for (topic, partition), offset in offsets.items()}
