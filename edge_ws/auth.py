@@ -26,13 +26,14 @@ class Identity:
     user_id: str
     role: str
     expires_at: int
+    name: str = ""  # display name from the token; the user id when the token carries none
 
     def expired(self, now: float | None = None) -> bool:
         return (now if now is not None else time.time()) >= self.expires_at
 
     @classmethod
     def of(cls, claims: AccessClaims) -> Identity:
-        return cls(claims.user_id, claims.role, claims.expires_at)
+        return cls(claims.user_id, claims.role, claims.expires_at, claims.name or claims.user_id)
 
 
 class TokenCheck:

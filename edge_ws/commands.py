@@ -39,7 +39,7 @@ class EdgeWrites:
             message_id=message_id,
             stream_id=command.stream,
             user_id=who.user_id,
-            display_name=who.user_id,  # the moderation agent resolves the display name it shows
+            display_name=who.name or who.user_id,
             text=command.text,
             edge_id=self.edge_id,
             nonce=command.nonce,

@@ -31,6 +31,7 @@ class AccessClaims:
     role: str
     token_id: str
     expires_at: int
+    name: str = ""  # display name at issue time, for chat (the edge has no user store)
 
 
 class AccessTokens:
@@ -45,11 +46,12 @@ class AccessTokens:
         self.ttl_s = ttl_s
         self._leeway_s = leeway_s
 
-    def issue(self, user_id: str, role: str, *, now: float | None = None) -> str:
+    def issue(self, user_id: str, role: str, *, name: str = "", now: float | None = None) -> str:
         issued = int(now if now is not None else time.time())
         claims = {
             "sub": user_id,
             "role": role,
+            "name": name,
             "typ": "access",
             "iss": self._issuer,
             "aud": self._audience,
@@ -78,7 +80,11 @@ class AccessTokens:
         if claims.get("typ") != "access" or not isinstance(claims.get("sub"), str):
             raise InvalidToken("not an access token")
         return AccessClaims(
-            claims["sub"], str(claims.get("role", "viewer")), str(claims.get("jti", "")), claims["exp"]
+            claims["sub"],
+            str(claims.get("role", "viewer")),
+            str(claims.get("jti", "")),
+            claims["exp"],
+            str(claims.get("name", "")),
         )
 
 

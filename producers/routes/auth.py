@@ -69,7 +69,7 @@ async def login(body: LoginRequest, request: Request, response: Response, servic
     await services.accounts.store_refresh(
         token_hash(refresh), uuid.uuid4().hex, account.user_id, _refresh_expiry(services)
     )
-    return _token_pair(services, account.user_id, account.role, refresh)
+    return _token_pair(services, account, refresh)
 
 
 @router.post("/refresh", response_model=TokenPair, responses=documented(401, 422, 503))
@@ -86,7 +86,7 @@ async def refresh(body: RefreshRequest, response: Response, services: ServicesDe
     if account is None:
         raise Unauthorized("the account no longer exists")
     _holds_secrets(response)
-    return _token_pair(services, account.user_id, account.role, new)
+    return _token_pair(services, account, new)
 
 
 @router.post(
@@ -108,11 +108,11 @@ def _refresh_expiry(services: Services) -> datetime:
     return datetime.now(UTC) + timedelta(seconds=services.settings.auth.refresh_ttl_s)
 
 
-def _token_pair(services: Services, user_id: str, role: str, refresh_token: str) -> TokenPair:
+def _token_pair(services: Services, account: Credential, refresh_token: str) -> TokenPair:
     return TokenPair(
-        access_token=services.tokens.issue(user_id, role),
+        access_token=services.tokens.issue(account.user_id, account.role, name=account.display_name),
         expires_in=services.tokens.ttl_s,
         refresh_token=refresh_token,
-        user_id=user_id,
-        role=role,
+        user_id=account.user_id,
+        role=account.role,
     )

@@ -34,8 +34,11 @@ SOURCE = "testsrc2=size=320x180:rate=30"
 LADDER = ["144p:250", "90p:120"]  # under a 320x180 source: source passthrough + two rungs
 
 
-def node_settings(base: Settings, tmp: Path) -> Settings:
-    """Free ports, a private run folder, 1 s segments, a tiny ladder, a short grace period."""
+def node_settings(base: Settings, tmp: Path, **overrides: Any) -> Settings:
+    """Free ports, a private run folder, 1 s segments, a tiny ladder, a short grace period.
+
+    ``overrides`` replace any of these ingest settings (``end_grace_s=0.5``, ...).
+    """
     ingest = base.ingest.model_copy(
         update={
             "rtmp_port": free_port(),
@@ -49,6 +52,7 @@ def node_settings(base: Settings, tmp: Path) -> Settings:
             "x264_preset": "ultrafast",
             "end_grace_s": 1.5,
             "health_interval_s": 1.0,
+            **overrides,
         }
     )
     ingest.public_hls_url = f"http://127.0.0.1:{ingest.cdn_port}/hls"
@@ -229,9 +233,12 @@ def ffprobe_json(url: str) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def open_ingest_env(settings: Settings, tmp: Path) -> AsyncIterator[IngestEnv]:
-    async with open_api_stack(settings, tmp, lifecycle=False) as stack:
-        scoped = node_settings(stack.settings, tmp)
+async def open_ingest_env(
+    settings: Settings, tmp: Path, *, lifecycle: bool = False, **ingest: Any
+) -> AsyncIterator[IngestEnv]:
+    """The stack (with the lifecycle worker if ``lifecycle``) and a node (``ingest``: setting overrides)."""
+    async with open_api_stack(settings, tmp, lifecycle=lifecycle) as stack:
+        scoped = node_settings(stack.settings, tmp, **ingest)
         token = scoped.auth.internal_token
         assert token is not None
         sink = RecordingSink(stack.publisher)
