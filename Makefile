@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	@$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
-up: install ## start the whole platform locally and print where it runs
+up: install ## start the whole platform with a demo live stream and print the URLs
 	@$(ESPORTS) up
 
 down: ## stop everything `make up` started
