@@ -6,6 +6,15 @@ States: ``unknown`` (never heard of) -> ``created`` -> ``scheduled`` -> ``live``
 ``created -> live``; ``scheduled -> scheduled`` (reschedule); ``live -> ended``; ``ended`` is final.
 A stream that never went live cannot be ended (the request is refused).
 
+``streams`` and ``ingest`` are two topics: Faust interleaves their records, not in time order, so an
+``IngestConnected`` can be read before the ``StreamCreated`` of its stream (a worker catching up after a
+restart, a rebalance or lag). Ingest workers only get a ``stream_id`` from the API, which creates the
+stream first, so a connect for an unknown stream is an early arrival, not a refusal: it is remembered
+(``unknown`` with a :class:`PendingConnect`) and decides nothing; the creation (or scheduling) then
+decides ``StreamWentLive`` *on the connect* (same ``event_id``, ``occurred_at`` and cause as if it had
+been decided at the connect). If that session disconnected before the creation, nothing went live and
+the creation decides nothing. A connect for an ended stream is still refused.
+
 Faust is at-least-once, so every cause may arrive twice (before or after its effect was stored).
 Two rules make that harmless:
 
@@ -44,6 +53,7 @@ __all__ = [
     "NAMESPACE",
     "PRODUCER",
     "Decision",
+    "PendingConnect",
     "StreamLifecycle",
     "StreamState",
     "decide",
@@ -70,6 +80,33 @@ class StreamState(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PendingConnect:
+    """An ``IngestConnected`` read before its stream's creation: what deciding on it later needs."""
+
+    event_id: str
+    occurred_at: datetime
+    trace_id: str
+    session_id: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "occurred_at": self.occurred_at.isoformat(),
+            "trace_id": self.trace_id,
+            "session_id": self.session_id,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PendingConnect:
+        return cls(
+            event_id=data["event_id"],
+            occurred_at=datetime.fromisoformat(data["occurred_at"]),
+            trace_id=data.get("trace_id", ""),
+            session_id=data["session_id"],
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StreamLifecycle:
     """One stream's lifecycle state: the Faust table's value, keyed by ``stream_id``."""
 
@@ -83,6 +120,10 @@ class StreamLifecycle:
     ended_at: datetime | None = None
     ended_cause: str = ""  # event_id of the cause that ended it (a redelivered end request is not refused)
     recent_causes: tuple[str, ...] = ()  # event ids already decided, newest last, bounded
+    # ``unknown`` only: the first connect read before the creation, and the session connected now
+    # ("" once it disconnected: the creation then decides nothing)
+    pending_cause: PendingConnect | None = None
+    pending_session: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the table's changelog value)."""
@@ -97,11 +138,14 @@ class StreamLifecycle:
             "ended_at": _iso(self.ended_at),
             "ended_cause": self.ended_cause,
             "recent_causes": list(self.recent_causes),
+            "pending_cause": None if self.pending_cause is None else self.pending_cause.to_json(),
+            "pending_session": self.pending_session,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StreamLifecycle:
-        """The inverse of :meth:`to_json`."""
+        """The inverse of :meth:`to_json` (also reads values stored before a field existed)."""
+        pending = data.get("pending_cause")
         return cls(
             stream_id=data["stream_id"],
             state=StreamState(data["state"]),
@@ -113,6 +157,8 @@ class StreamLifecycle:
             ended_at=_from_iso(data.get("ended_at")),
             ended_cause=data.get("ended_cause", ""),
             recent_causes=tuple(data.get("recent_causes", ())),
+            pending_cause=None if pending is None else PendingConnect.from_json(pending),
+            pending_session=data.get("pending_session", ""),
         )
 
 
@@ -154,7 +200,18 @@ def _on_created(state: StreamLifecycle, e: StreamCreated) -> Outcome:
     if state.state is not StreamState.UNKNOWN:
         return state, []  # a redelivered creation must not reset a stream that moved on
     created = StreamState.CREATED
-    return replace(state, state=created, channel_id=e.channel_id, match_id=e.match_id, role=e.role), []
+    known = replace(state, state=created, channel_id=e.channel_id, match_id=e.match_id, role=e.role)
+    return _go_live_if_pending(known)
+
+
+def _go_live_if_pending(known: StreamLifecycle) -> Outcome:
+    """The stream just became known: a connect read before it now takes effect, as if in order."""
+    pending, session = known.pending_cause, known.pending_session
+    known = replace(known, pending_cause=None, pending_session="")
+    if pending is None or not session:
+        return known, []  # no early connect, or its session already left: nothing went live
+    live = replace(known, state=StreamState.LIVE, session_id=session, live_since=pending.occurred_at)
+    return live, [_went_live(live, pending)]
 
 
 def _on_updated(state: StreamLifecycle, e: StreamUpdated) -> Outcome:
@@ -169,22 +226,43 @@ def _on_scheduled(state: StreamLifecycle, e: StreamScheduled) -> Outcome:
         return state, []  # too late to schedule; the API refuses it with 409 already
     match_id = state.match_id if e.match_id is None else e.match_id
     channel_id = state.channel_id or e.channel_id
-    return replace(state, state=StreamState.SCHEDULED, channel_id=channel_id, match_id=match_id), []
+    scheduled = replace(state, state=StreamState.SCHEDULED, channel_id=channel_id, match_id=match_id)
+    return _go_live_if_pending(scheduled)
 
 
 def _on_connected(state: StreamLifecycle, e: IngestConnected) -> Outcome:
     if state.state in (StreamState.CREATED, StreamState.SCHEDULED):
         live = replace(state, state=StreamState.LIVE, session_id=e.session_id, live_since=e.occurred_at)
-        return live, [_went_live(live, e)]
+        return live, [_went_live(live, _pending(e))]
     if state.state is StreamState.LIVE:
         return replace(state, session_id=e.session_id), []  # a reconnect: the newest session counts
-    if state.state is StreamState.ENDED and e.session_id == state.session_id:
+    if state.state is StreamState.UNKNOWN:
+        return _connected_early(state, e), []
+    if e.session_id == state.session_id:
         return state, []  # the session that went live, redelivered
-    reason = "the stream has ended" if state.state is StreamState.ENDED else "no such stream"
-    return state, [_rejected(state, e, "go_live", reason)]
+    return state, [_rejected(state, e, "go_live", "the stream has ended")]
+
+
+def _connected_early(state: StreamLifecycle, e: IngestConnected) -> StreamLifecycle:
+    """A connect read before the creation: remembered, decided when the stream becomes known."""
+    pending = state.pending_cause
+    if pending is not None and pending.event_id == str(e.event_id):
+        return state  # the pending connect, redelivered (even after its session left)
+    if pending is not None and state.pending_session:
+        # a reconnect before the creation: it will go live on the first connect, with this session
+        return replace(state, pending_session=e.session_id)
+    return replace(state, pending_cause=_pending(e), pending_session=e.session_id)
+
+
+def _pending(e: IngestConnected) -> PendingConnect:
+    return PendingConnect(
+        event_id=str(e.event_id), occurred_at=e.occurred_at, trace_id=e.trace_id, session_id=e.session_id
+    )
 
 
 def _on_disconnected(state: StreamLifecycle, e: IngestDisconnected) -> Outcome:
+    if state.state is StreamState.UNKNOWN and state.pending_session and e.session_id == state.pending_session:
+        return replace(state, pending_session=""), []  # left before its stream was known: never live
     if state.state is not StreamState.LIVE or e.session_id != state.session_id:
         return state, []  # not live, or a replaced session closing late
     return _end(state, e, StreamEndReason.PUBLISHER_STOPPED)
@@ -208,17 +286,18 @@ def _end(state: StreamLifecycle, cause: Event, reason: StreamEndReason) -> Outco
     return ended, [_ended(ended, cause, reason)]
 
 
-def _head(cause: Event, kind: type[Event]) -> dict[str, Any]:
+def _head(cause: Event | PendingConnect, kind: type[Event]) -> dict[str, Any]:
     """The envelope of a decision: derived from the cause only, so redelivery yields the same event."""
     return {
-        "event_id": decision_id(cause, kind),
+        "event_id": uuid.uuid5(NAMESPACE, f"{cause.event_id}:{kind.event_type()}"),
         "occurred_at": cause.occurred_at,
         "producer": PRODUCER,
         "trace_id": cause.trace_id,
     }
 
 
-def _went_live(state: StreamLifecycle, cause: IngestConnected) -> StreamWentLive:
+def _went_live(state: StreamLifecycle, cause: PendingConnect) -> StreamWentLive:
+    """Going live on a connect, decided at the connect or, if it came first, at the creation."""
     return StreamWentLive(
         **_head(cause, StreamWentLive),
         stream_id=state.stream_id,
@@ -227,7 +306,7 @@ def _went_live(state: StreamLifecycle, cause: IngestConnected) -> StreamWentLive
         ingest_session_id=cause.session_id,
         match_id=state.match_id,
         role=state.role,
-        cause_event_id=str(cause.event_id),
+        cause_event_id=cause.event_id,
     )
 
 

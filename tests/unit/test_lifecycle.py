@@ -1,7 +1,12 @@
-"""The lifecycle decision, exhaustively: every (state, cause) pair, redelivery, out-of-order causes."""
+"""The lifecycle decision, exhaustively: every (state, cause) pair, redelivery, out-of-order causes.
+
+``streams`` and ``ingest`` are different topics, read interleaved in no time order: a connect can be
+read before its stream's creation (it is remembered, and decided at the creation).
+"""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -28,6 +33,7 @@ from stream_processors.lifecycle import (
     CAUSES,
     NAMESPACE,
     RECENT_CAUSES,
+    PendingConnect,
     StreamLifecycle,
     StreamState,
     decide,
@@ -99,7 +105,8 @@ EXPECTED: dict[tuple[StreamState, str], tuple[StreamState, type[Event] | None]] 
     (StreamState.UNKNOWN, "StreamUpdated"): (StreamState.UNKNOWN, NOTHING),
     (StreamState.UNKNOWN, "StreamScheduled"): (StreamState.SCHEDULED, NOTHING),
     (StreamState.UNKNOWN, "StreamEndRequested"): (StreamState.UNKNOWN, StreamTransitionRejected),
-    (StreamState.UNKNOWN, "IngestConnected"): (StreamState.UNKNOWN, StreamTransitionRejected),
+    # read before the creation: remembered, decided when the stream becomes known (see PENDING_EXPECTED)
+    (StreamState.UNKNOWN, "IngestConnected"): (StreamState.UNKNOWN, NOTHING),
     (StreamState.UNKNOWN, "IngestDisconnected"): (StreamState.UNKNOWN, NOTHING),
     (StreamState.CREATED, "StreamCreated"): (StreamState.CREATED, NOTHING),
     (StreamState.CREATED, "StreamUpdated"): (StreamState.CREATED, NOTHING),
@@ -188,11 +195,11 @@ def test_ending_measures_the_broadcast_and_keeps_the_reason() -> None:
 
 
 def test_rejections_say_what_was_attempted_and_why() -> None:
-    _, [unknown] = decide(UNKNOWN, connected())
+    _, [unknown] = decide(UNKNOWN, end_requested())
     _, [never_live] = decide(SCHEDULED, end_requested())
     _, [new_session] = decide(ENDED, connected(session="another"))
     assert isinstance(unknown, StreamTransitionRejected)
-    assert (unknown.attempted, unknown.current_state, unknown.channel_id) == ("go_live", "unknown", "")
+    assert (unknown.attempted, unknown.current_state, unknown.channel_id) == ("end", "unknown", "")
     assert isinstance(never_live, StreamTransitionRejected)
     assert (never_live.attempted, never_live.current_state) == ("end", "scheduled")
     assert isinstance(new_session, StreamTransitionRejected)
@@ -225,14 +232,148 @@ def test_creation_redelivered_after_going_live_does_not_reset_the_stream() -> No
     assert decide(state, creation)[0].state is StreamState.LIVE
 
 
-def test_a_connect_seen_before_the_creation_is_refused_and_the_creation_still_counts() -> None:
-    # streams and ingest are different topics: their relative order is not guaranteed
-    state, [refused] = decide(UNKNOWN, connected())
-    assert isinstance(refused, StreamTransitionRejected)
-    state, _ = decide(state, created())
-    assert state.state is StreamState.CREATED
-    state, [went] = decide(state, connected(session="retry"))
+EARLY = connected()  # one connect, read before its stream's creation
+PENDING = replace(
+    UNKNOWN,
+    pending_cause=PendingConnect(
+        event_id=str(EARLY.event_id), occurred_at=at(30), trace_id="", session_id=SESSION
+    ),
+    pending_session=SESSION,
+)
+# unknown with a pending connect: cause -> (state after, kind of decision or None)
+PENDING_EXPECTED: dict[str, tuple[StreamState, type[Event] | None]] = {
+    "StreamCreated": (StreamState.LIVE, StreamWentLive),
+    "StreamUpdated": (StreamState.UNKNOWN, NOTHING),
+    "StreamScheduled": (StreamState.LIVE, StreamWentLive),
+    "StreamEndRequested": (StreamState.UNKNOWN, StreamTransitionRejected),
+    "IngestConnected": (StreamState.UNKNOWN, NOTHING),
+    "IngestDisconnected": (StreamState.UNKNOWN, NOTHING),
+}
+
+
+@pytest.mark.parametrize("cause_name", sorted(PENDING_EXPECTED))
+def test_every_cause_with_a_connect_pending(cause_name: str) -> None:
+    assert set(PENDING_EXPECTED) == set(CAUSE_FACTORIES)
+    cause = CAUSE_FACTORIES[cause_name]()
+    new, decisions = decide(PENDING, cause)
+    want_state, want_kind = PENDING_EXPECTED[cause_name]
+    assert new.state is want_state
+    assert [type(d) for d in decisions] == ([want_kind] if want_kind else [])
+    for decision in decisions:
+        # going live is decided on the pending connect, anything else on the cause itself
+        decided_on = EARLY if isinstance(decision, StreamWentLive) else cause
+        assert decision.cause_event_id == str(decided_on.event_id)
+        assert decision.event_id == uuid.uuid5(NAMESPACE, f"{decided_on.event_id}:{type(decision).__name__}")
+        assert decision.occurred_at == decided_on.occurred_at
+    assert decide(new, cause) == (new, [])  # redelivered after its effect was stored
+    assert decide(PENDING, cause) == (new, decisions)  # or before: the identical events
+
+
+def test_a_connect_before_the_creation_is_remembered_without_a_decision() -> None:
+    state, decisions = decide(UNKNOWN, EARLY)
+    assert decisions == []
+    assert (state.state, state.pending_session, state.recent_causes) == (
+        StreamState.UNKNOWN,
+        SESSION,
+        (str(EARLY.event_id),),
+    )
+    assert state.pending_cause == PENDING.pending_cause
+
+
+def test_a_connect_before_the_creation_goes_live_with_the_connect_as_cause() -> None:
+    early = connected(trace_id="abc")
+    pending, _ = decide(UNKNOWN, early)
+    live, [went] = decide(pending, created())
+    in_order, [went_in_order] = decide(CREATED, early)
+    assert went == went_in_order  # the identical event: same id, time, trace and facts
     assert isinstance(went, StreamWentLive)
+    assert went.cause_event_id == str(early.event_id)
+    assert went.event_id == uuid.uuid5(NAMESPACE, f"{early.event_id}:StreamWentLive")
+    assert (went.occurred_at, went.started_at, went.trace_id) == (at(30), at(30), "abc")
+    assert (went.channel_id, went.match_id, went.ingest_session_id) == ("chan-1", "m-1", SESSION)
+    assert replace(live, recent_causes=()) == replace(in_order, recent_causes=())
+    assert (live.pending_cause, live.pending_session) == (None, "")
+    # the connect redelivered now, even out of the recent window, changes nothing
+    assert decide(live, early) == (live, [])
+    assert decide(replace(live, recent_causes=()), early)[1] == []
+
+
+def test_a_connect_and_its_disconnect_before_the_creation_decide_nothing() -> None:
+    state, none = decide(UNKNOWN, connected())
+    state, nothing = decide(state, disconnected())
+    assert none == nothing == [] and state.state is StreamState.UNKNOWN
+    known, decisions = decide(state, created())
+    assert decisions == [] and known.state is StreamState.CREATED
+    assert (known.pending_cause, known.pending_session, known.session_id) == (None, "", "")
+    scheduled_first, decisions = decide(state, scheduled())
+    assert decisions == [] and scheduled_first.state is StreamState.SCHEDULED
+
+
+def test_a_pending_connect_redelivered_is_not_decided_twice() -> None:
+    state, _ = decide(UNKNOWN, EARLY)
+    assert decide(state, EARLY) == (state, [])
+    forgetful = replace(state, recent_causes=())  # out of the recent window: the pending cause knows it
+    assert decide(forgetful, EARLY) == (forgetful, [])
+    closed, _ = decide(state, disconnected())
+    assert decide(replace(closed, recent_causes=()), EARLY)[0].pending_session == ""  # stays closed
+    live, [went] = decide(state, created())
+    assert isinstance(went, StreamWentLive)
+    assert decide(live, EARLY) == (live, [])
+
+
+def test_a_creation_arriving_twice_decides_once() -> None:
+    creation = created()
+    pending, _ = decide(UNKNOWN, EARLY)
+    live, [went] = decide(pending, creation)
+    assert decide(pending, creation) == (live, [went])  # again before the effect was stored: identical
+    assert decide(live, creation) == (live, [])  # again after it
+    assert decide(replace(live, recent_causes=()), creation)[1] == []
+    assert decide(live, created())[1] == []  # another creation of the same stream
+
+
+def test_a_reconnect_before_the_creation_goes_live_on_the_first_connect_with_the_newest_session() -> None:
+    state, _ = decide(UNKNOWN, EARLY)
+    state, none = decide(state, connected(session="second", occurred_at=at(40)))
+    assert none == [] and state.pending_session == "second"
+    live, [went] = decide(state, created())
+    assert isinstance(went, StreamWentLive)
+    assert (went.cause_event_id, went.ingest_session_id, went.started_at) == (
+        str(EARLY.event_id),
+        SESSION,
+        at(30),
+    )
+    assert (live.session_id, live.live_since) == ("second", at(30))
+    assert decide(live, disconnected(session=SESSION)) == (live, [])  # the replaced session
+    ended, [end] = decide(live, disconnected(session="second"))
+    assert ended.state is StreamState.ENDED and isinstance(end, StreamEnded)
+
+
+def test_a_new_session_after_an_early_one_left_goes_live_on_the_new_connect() -> None:
+    state, _ = decide(UNKNOWN, EARLY)
+    state, _ = decide(state, disconnected())
+    again = connected(session="second", occurred_at=at(50))
+    state, _ = decide(state, again)
+    live, [went] = decide(state, created())
+    assert isinstance(went, StreamWentLive)
+    assert (went.cause_event_id, went.ingest_session_id) == (str(again.event_id), "second")
+    assert (live.session_id, live.live_since) == ("second", at(50))
+
+
+def test_a_stray_disconnect_before_the_creation_is_not_remembered() -> None:
+    assert decide(UNKNOWN, disconnected()) == (UNKNOWN, [])
+    assert decide(PENDING, disconnected(session="another")) == (PENDING, [])
+
+
+@pytest.mark.parametrize("connect_at", [0, 1, 2])
+def test_every_interleaving_of_the_two_topics_goes_live_once_identically(connect_at: int) -> None:
+    streams: list[Event] = [created(), updated(title="renamed")]
+    causes = [*streams[:connect_at], EARLY, *streams[connect_at:]]
+    state, decided = UNKNOWN, []
+    for cause in causes:
+        state, decisions = decide(state, cause)
+        decided.extend(decisions)
+    assert decided == decide(CREATED, EARLY)[1]
+    assert state.state is StreamState.LIVE
 
 
 def test_a_cause_that_changes_nothing_is_not_remembered() -> None:
@@ -272,10 +413,21 @@ def test_telemetry_is_not_a_cause() -> None:
     assert stream_id_of(connected()) == SID
 
 
-@pytest.mark.parametrize("state", list(STATES.values()), ids=lambda s: s.state.value)
+@pytest.mark.parametrize(
+    "state",
+    [*STATES.values(), PENDING, replace(PENDING, pending_session="")],
+    ids=[*(s.value for s in STATES), "pending", "pending-left"],
+)
 def test_the_state_survives_its_json_form(state: StreamLifecycle) -> None:
     with_causes = replace(state, recent_causes=("a", "b"))
-    assert StreamLifecycle.from_json(with_causes.to_json()) == with_causes
+    assert StreamLifecycle.from_json(json.loads(json.dumps(with_causes.to_json()))) == with_causes
+
+
+def test_a_state_stored_before_the_pending_fields_existed_still_reads() -> None:
+    for state in STATES.values():
+        stored = state.to_json()
+        del stored["pending_cause"], stored["pending_session"]
+        assert StreamLifecycle.from_json(stored) == state
 
 
 def test_decision_ids_depend_on_the_cause_and_the_kind_only() -> None:

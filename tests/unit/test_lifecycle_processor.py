@@ -85,6 +85,20 @@ async def test_a_decision_is_published_before_the_state_is_stored() -> None:
     assert metrics.decisions["StreamWentLive"] == 1 and metrics.events["IngestConnected"] == 1
 
 
+async def test_a_connect_read_before_the_creation_is_stored_then_decided_at_the_creation() -> None:
+    loop, publishing, table, metrics = processor()
+    connect = connected()
+    await loop.handle(message(CODEC.encode(connect)))
+    assert publishing.published == []
+    pending = StreamLifecycle.from_json(table[b"stream-1"])
+    assert pending.state is StreamState.UNKNOWN and pending.pending_session == "s"
+    await loop.handle(message(CODEC.encode(created()), offset=1))
+    [(went, _table_then)] = publishing.published
+    assert isinstance(went, StreamWentLive) and went.cause_event_id == str(connect.event_id)
+    assert StreamLifecycle.from_json(table[b"stream-1"]).state is StreamState.LIVE
+    assert metrics.decisions["StreamWentLive"] == 1
+
+
 async def test_a_failing_publish_is_retried_until_it_succeeds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(app_module, "RETRY_FIRST_S", 0.001)
     loop, publishing, _table, metrics = processor(failures=3)
