@@ -10,6 +10,9 @@ Agents:
   ``chat.moderation``, ``streams`` and ``ingest``, keeps one chat state per stream in the
   ``moderation`` table and publishes the decisions of :func:`~stream_processors.moderation.decide`
   to ``chat.messages``.
+- ``viewer_counts`` (:mod:`stream_processors.viewer_counts_agent`): consumes ``viewers.heartbeats``,
+  keeps each stream's sessions in the ``viewers`` table and publishes ``ViewerCountChanged`` to
+  ``viewers.counts`` (at most once a second per stream, on change), with a timer expiring sessions.
 
 Records are read raw and decoded with the project's codec; what cannot be decoded goes to the
 dead-letter topic. Decisions are published with :class:`infra.kafka.EventPublisher` (idempotent,
@@ -251,6 +254,9 @@ def create_app(
 
         limits = chat_limits(settings.chat)
         register_moderation(app, names, partitions, (codec, publishing, metrics), roster, limits)
+    from stream_processors.viewer_counts_agent import register_viewer_counts  # imports this module
+
+    register_viewer_counts(app, names, partitions, (codec, publishing, metrics))
     _add_pages(app, settings, publishing, metrics)
     return app
 

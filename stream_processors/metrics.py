@@ -22,6 +22,8 @@ class ProcessorMetrics:
         self.chat_events = Counter[str]()  # consumed moderation causes, by event type
         self.chat_decisions = Counter[str]()  # published moderation decisions, by kind
         self.roster_events = Counter[str]()  # users events folded into the chat roster, by type
+        self.heartbeats = 0  # viewer heartbeats folded into presence
+        self.viewer_counts = 0  # ViewerCountChanged published
         self.publish_retries = 0  # failed publish attempts that were retried
         self.publishing_blocked = False  # a publish is being retried right now (health says so)
 
@@ -36,6 +38,10 @@ class ProcessorMetrics:
             ),
             _counter(
                 "esports_chat_roster_events_total", "Users events in the roster.", "type", self.roster_events
+            ),
+            _counter("esports_viewer_heartbeats_total", "Heartbeats counted.", None, {"": self.heartbeats}),
+            _counter(
+                "esports_viewer_counts_total", "Viewer counts published.", None, {"": self.viewer_counts}
             ),
             _counter(
                 "esports_processor_dead_letters_total",
