@@ -23,6 +23,7 @@ from producers.metrics import ApiMetrics, MetricsMiddleware
 from producers.problems import install_problem_handlers
 from producers.routes import (
     auth,
+    beacons,
     channels,
     follows,
     internal,
@@ -86,6 +87,7 @@ def _include_routes(app: FastAPI) -> None:
         channels,
         streams,
         moderation,
+        beacons,
         tournaments,
         follows,
         internal,

@@ -2,11 +2,17 @@
 
 Keys (``prefix`` is a constructor parameter, "" by default):
 
-- ``{prefix}live:streams``: sorted set, member stream_id, score = current viewers (0 when a stream
-  goes live; a score already there is kept, it belongs to the viewer counter);
+- ``{prefix}live:streams``: sorted set of the live streams, member stream_id, score = current
+  viewers (the hash's ``viewers``: 0 when a stream goes live before any count);
 - ``{prefix}stream:{stream_id}``: hash with ``state``, ``title``, ``channel_id``, ``game``,
   ``started_at`` and ``ended_at`` (ISO 8601, UTC) and ``viewers``;
 - ``{prefix}offsets:redis.live``: hash ``"topic:partition"`` -> next offset to apply.
+
+``viewers.counts`` (ViewerCountChanged) sets the hash's ``viewers`` and, while the stream is live,
+its score in ``live:streams`` (a count never puts a stream in the listing; a count that arrives
+before the stream goes live is kept and becomes its score then). Counts are applied in log order
+per stream (keyed by stream_id), and a redelivered batch is skipped by its offsets like every other
+event.
 
 Each batch is written in one MULTI/EXEC together with its offsets (exactly-once, like PostgreSQL),
 under WATCH of the keys it read, so a concurrent writer makes it re-read instead of overwriting.
@@ -26,6 +32,7 @@ import redis.asyncio as aioredis
 
 from events.base import Event
 from events.streams import StreamCreated, StreamEnded, StreamScheduled, StreamUpdated, StreamWentLive
+from events.viewers import ViewerCountChanged
 from infra.kafka import ConsumedEvent
 from projections.projector import Partition, partition_of
 from projections.redis_projector import RedisProjector, next_offsets, offset_fields
@@ -35,7 +42,7 @@ __all__ = ["NAME", "STATE_RANK", "TOPICS", "LiveKeys", "LiveProjector", "next_ha
 log = logging.getLogger(__name__)
 
 NAME = "redis.live"
-TOPICS = ("streams", "streams.lifecycle")
+TOPICS = ("streams", "streams.lifecycle", "viewers.counts")
 STATE_RANK = {"created": 0, "scheduled": 1, "live": 2, "ended": 3}
 
 StreamHash = dict[str, str]
@@ -83,6 +90,10 @@ def _ended(stream: StreamHash, e: StreamEnded) -> None:
     _advance(stream, "ended")
 
 
+def _viewers(stream: StreamHash, e: ViewerCountChanged) -> None:
+    stream["viewers"] = str(e.count)
+
+
 def _change(event_type: type[E], change: Callable[[StreamHash, E], None]) -> tuple[type[Event], Change]:
     return event_type, cast(Change, change)
 
@@ -94,6 +105,7 @@ CHANGES: Mapping[type[Event], Change] = dict(
         _change(StreamScheduled, _scheduled),
         _change(StreamWentLive, _went_live),
         _change(StreamEnded, _ended),
+        _change(ViewerCountChanged, _viewers),
     ]
 )
 
@@ -121,7 +133,7 @@ class LiveKeys:
 
 
 class LiveProjector(RedisProjector):
-    """Projects ``streams`` and ``streams.lifecycle`` into the live-state keys of :class:`LiveKeys`."""
+    """Projects ``streams``, ``streams.lifecycle`` and ``viewers.counts`` into :class:`LiveKeys`."""
 
     name = NAME
     topics: tuple[str, ...] = TOPICS
@@ -159,7 +171,7 @@ class LiveProjector(RedisProjector):
     def _write_stream(self, tx: Any, stream_id: str, stream: StreamHash) -> None:
         tx.hset(self.keys.stream(stream_id), mapping=stream)
         if stream.get("state") == "live":
-            tx.zadd(self.keys.live, {stream_id: 0}, nx=True)  # nx: keep the viewer count's score
+            tx.zadd(self.keys.live, {stream_id: int(stream.get("viewers", "0"))})
         else:
             tx.zrem(self.keys.live, stream_id)
 

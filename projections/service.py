@@ -2,9 +2,9 @@
 
 Builds settings-driven clients (PostgreSQL pool bound to the read model's schema, Redis, the event
 codec, a publisher for dead letters), applies the read model's migrations, then runs the projectors
-(``pg.catalog`` and ``pg.chat`` into PostgreSQL, ``redis.live`` and ``redis.chat`` into Redis) under
-one ``asyncio.TaskGroup`` next to the ``/health`` and ``/metrics`` endpoints. ``esports projector``
-calls :func:`run`; tests and operators can also start it as
+(``pg.catalog``, ``pg.chat`` and ``pg.viewers`` into PostgreSQL, ``redis.live`` and ``redis.chat``
+into Redis) under one ``asyncio.TaskGroup`` next to the ``/health`` and ``/metrics`` endpoints.
+``esports projector`` calls :func:`run`; tests and operators can also start it as
 ``python -m projections [--schema S] [--redis-prefix P]``.
 """
 
@@ -26,7 +26,7 @@ from infra.kafka import DeadLetters, EventPublisher, KafkaError, TopicAdmin, Top
 from infra.postgres import DatabaseError
 from infra.redis import CacheError, make_client
 from infra.settings import Settings
-from projections import catalog, chat
+from projections import catalog, chat, viewer_counts
 from projections.chat_recent import RecentChatProjector
 from projections.database import make_pool, migrate
 from projections.live import LiveProjector
@@ -81,6 +81,7 @@ async def serve(
                 LiveProjector(client, prefix=redis_prefix),
                 chat.chat_projector(pool, schema=schema),
                 RecentChatProjector(client, prefix=redis_prefix),
+                viewer_counts.viewer_counts_projector(pool, schema=schema),
             ]
             monitored = [Monitored(store, DeadLetters(publisher, dead_letter_topic)) for store in stores]
             ops = OpsServer(

@@ -328,7 +328,7 @@ async def test_positions_wait_until_applied_and_time_out_beyond_the_end(platform
         assert await position_reached(conn, position, schema=platform.schema)
         assert not await position_reached(conn, beyond, schema=platform.schema)
         # a topic no PostgreSQL projector reads: nothing to wait for
-        assert await position_reached(conn, Position("viewers.counts", 0, 10**9), schema=platform.schema)
+        assert await position_reached(conn, Position("viewers.heartbeats", 0, 10**9), schema=platform.schema)
     # the same user's next event lands at exactly that position
     (next_position,) = await platform.publisher.publish_many(
         [UserRoleChanged(user_id=user, role=UserRole.ADMIN, previous_role=UserRole.VIEWER, changed_by="a")]

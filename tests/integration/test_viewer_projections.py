@@ -1,0 +1,221 @@
+"""Viewer counts in the read models and the HTTP beacon, against the real Kafka, PostgreSQL and Redis.
+
+ViewerCountChanged reaches the live listing (the ``live:streams`` score and the stream hash's
+``viewers``) and the 10 s PostgreSQL series (``pg.viewers``); the beacon publishes a ViewerHeartbeat
+from the "api-beacon" edge, anonymous or not, and is rate limited per session.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from events.codec import EventCodec
+from events.streams import StreamCreated, StreamEnded, StreamEndReason, StreamWentLive
+from events.viewers import ViewerCountChanged, ViewerHeartbeat
+from infra.kafka import DeadLetters, EventConsumer, EventPublisher, TopicNames
+from infra.settings import Settings
+from projections.live import LiveKeys
+from projections.viewer_counts import NAME as VIEWERS
+from projections.viewer_counts import bucket_of
+from tests.integration.projections_support import (
+    caught_up,
+    dump_redis,
+    dump_tables,
+    read_model,
+    redis_space,
+    running_service,
+    unique_schema,
+)
+from tests.integration.test_api_support import ApiStack, open_api_stack
+from tests.integration.test_projections_catalog import Platform, ids
+from tests.unit.event_samples import SAMPLE_TIME
+
+pytestmark = pytest.mark.integration
+
+T0 = SAMPLE_TIME.replace(second=0, microsecond=0)
+
+
+@pytest.fixture
+async def platform(namespace: Settings, codec: EventCodec) -> AsyncIterator[Platform]:
+    schema = unique_schema()
+    async with (
+        read_model(namespace, schema) as pool,
+        redis_space(namespace) as (client, prefix),
+        EventPublisher(namespace.kafka, codec, producer="tests") as publisher,
+        running_service(namespace, schema, prefix) as port,
+    ):
+        platform = Platform(publisher, pool, schema, client, prefix)
+        platform.port = port
+        yield platform
+
+
+def count(stream_id: str, viewers: int, peak: int, seconds: float) -> ViewerCountChanged:
+    return ViewerCountChanged(
+        stream_id=stream_id, count=viewers, peak=peak, occurred_at=T0 + timedelta(seconds=seconds)
+    )
+
+
+async def test_counts_order_the_live_listing_and_fill_the_series(
+    platform: Platform, namespace: Settings, codec: EventCodec
+) -> None:
+    channel, owner = ids("c"), ids("u")
+    small, big, early, ended = ids("s"), ids("s"), ids("s"), ids("s")
+    keys = LiveKeys(platform.prefix)
+    await platform.publish(
+        *(
+            StreamCreated(stream_id=s, channel_id=channel, owner_id=owner, title=s)
+            for s in (small, big, early)
+        ),
+        StreamWentLive(stream_id=small, channel_id=channel, started_at=T0),
+        StreamWentLive(stream_id=big, channel_id=channel, started_at=T0),
+        count(early, 7, 7, 0),  # counted before it goes live: kept, not listed yet
+        StreamWentLive(stream_id=ended, channel_id=channel, started_at=T0),
+        StreamEnded(stream_id=ended, channel_id=channel, ended_at=T0, reason=StreamEndReason.ENDED_BY_OWNER),
+        count(ended, 99, 99, 0),  # an ended stream never comes back into the listing
+    )
+    listed = await platform.redis.zrevrange(keys.live, 0, -1, withscores=True)
+    assert sorted(listed) == sorted([(big, 0.0), (small, 0.0)])
+    assert await platform.redis.hget(keys.stream(early), "viewers") == "7"
+
+    await platform.publish(
+        count(small, 5, 5, 1),
+        count(big, 3, 3, 2),
+        count(small, 12, 12, 3),  # same bucket: the max stays
+        count(small, 8, 12, 4),
+        count(big, 40, 40, 11),  # next bucket
+        StreamWentLive(stream_id=early, channel_id=channel, started_at=T0),
+    )
+    assert await platform.redis.zrevrange(keys.live, 0, -1, withscores=True) == [
+        (big, 40.0),
+        (small, 8.0),
+        (early, 7.0),
+    ]
+    assert await platform.redis.hget(keys.stream(small), "viewers") == "8"
+    assert await platform.redis.hget(keys.stream(ended), "viewers") == "99"
+    rows = await platform.rows(
+        "SELECT stream_id, bucket, viewers, peak FROM viewer_counts WHERE stream_id = ANY(%s)"
+        " ORDER BY stream_id = %s DESC, bucket",
+        [small, big],
+        big,
+    )
+    assert rows == [(big, T0, 3, 3), (big, T0 + timedelta(seconds=10), 40, 40), (small, T0, 12, 12)]
+    assert bucket_of(T0 + timedelta(seconds=19.9)) == T0 + timedelta(seconds=10)
+
+    # Every count again (a replay of the topic after a rebalance): the series does not change.
+    before = await dump_tables(platform.pool, platform.schema)
+    await platform.publish(count(small, 5, 5, 1), count(small, 12, 12, 3), count(big, 3, 3, 2))
+    assert (await dump_tables(platform.pool, platform.schema))["viewer_counts"] == before["viewer_counts"]
+
+
+async def test_restarted_service_applies_counts_once(namespace: Settings, codec: EventCodec) -> None:
+    """A second service over the same schema and prefix starts at the stored offsets: nothing twice."""
+    stream, channel = ids("s"), ids("c")
+    schema = unique_schema()
+    async with (
+        read_model(namespace, schema) as pool,
+        redis_space(namespace) as (client, prefix),
+        EventPublisher(namespace.kafka, codec, producer="tests") as publisher,
+    ):
+        events = [
+            StreamCreated(stream_id=stream, channel_id=channel, owner_id="o", title="t"),
+            StreamWentLive(stream_id=stream, channel_id=channel, started_at=T0),
+            *(count(stream, n, n, n) for n in range(1, 25)),
+        ]
+        async with running_service(namespace, schema, prefix):
+            await caught_up(pool, schema, client, prefix, await publisher.publish_many(events))
+            tables, keys = await dump_tables(pool, schema), await dump_redis(client, prefix)
+        async with running_service(namespace, schema, prefix):
+            last = await publisher.publish_many([count(stream, 24, 24, 24)])
+            await caught_up(pool, schema, client, prefix, last)
+            assert (await dump_tables(pool, schema))["viewer_counts"] == tables["viewer_counts"]
+            after = await dump_redis(client, prefix)
+            assert after[f"stream:{stream}"] == keys[f"stream:{stream}"]
+            assert after["live:streams"] == keys["live:streams"] == [(stream, 24.0)]
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT sum(next_offset) FROM projection_offsets WHERE projector = %s", (VIEWERS,)
+            )
+            assert (await cur.fetchone()) == (25,)
+
+
+@pytest.fixture(scope="module")
+async def beacon_stack(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ApiStack]:
+    async with open_api_stack(settings, Path(tmp_path_factory.mktemp("beacon")), lifecycle=False) as stack:
+        yield stack
+
+
+async def _heartbeats(stack: ApiStack, wanted: int, timeout_s: float = 20.0) -> list[ViewerHeartbeat]:
+    names = TopicNames(stack.settings.kafka.topic_prefix)
+    consumer = EventConsumer(
+        stack.settings.kafka,
+        EventCodec.load(),
+        topics=["viewers.heartbeats"],
+        group_id=None,
+        dead_letters=DeadLetters(stack.publisher, names.physical("deadletter")),
+        from_beginning=True,
+    )
+    found: list[ViewerHeartbeat] = []
+    deadline = time.monotonic() + timeout_s
+    async with consumer:
+        async for batch in consumer.batches(timeout_ms=100):
+            found.extend(c.event for c in batch if isinstance(c.event, ViewerHeartbeat))
+            if len(found) >= wanted or time.monotonic() > deadline:
+                return found
+    return found
+
+
+async def test_beacon_publishes_heartbeats_anonymous_or_not(beacon_stack: ApiStack) -> None:
+    stack = beacon_stack
+    owner = await stack.register()
+    channel = await stack.command(
+        "POST", "/api/v1/channels", owner, {"slug": f"b-{uuid.uuid4().hex[:12]}", "display_name": "B"}
+    )
+    created = await stack.command(
+        "POST", "/api/v1/streams", owner, {"channel_id": channel["channel_id"], "title": "Embed"}, expect=201
+    )
+    stream_id = created["stream_id"]
+    await stack.query(f"/api/v1/streams/{stream_id}", after=created["positions"])
+    url = f"/api/v1/streams/{stream_id}/beacon"
+
+    anonymous = await stack.client.post(url, json={"session_id": "anon-1"})
+    assert anonymous.status_code == 204 and anonymous.content == b""
+    signed_in = await stack.client.post(url, json={"session_id": "user-1"}, headers=owner.auth)
+    assert signed_in.status_code == 204
+
+    beats = await _heartbeats(stack, 2)
+    assert sorted((b.stream_id, b.session_id, b.edge_id, b.user_id) for b in beats) == [
+        (stream_id, "anon-1", "api-beacon", None),
+        (stream_id, "user-1", "api-beacon", owner.user_id),
+    ]
+
+
+async def test_beacon_refusals_are_problems(beacon_stack: ApiStack) -> None:
+    stack = beacon_stack
+    refusals = [
+        await stack.client.post("/api/v1/streams/no-such-stream/beacon", json={"session_id": "x"}),
+        await stack.client.post("/api/v1/streams/s/beacon", json={"session_id": "not valid!"}),
+        await stack.client.post("/api/v1/streams/s/beacon", json={}),
+        await stack.client.post(
+            "/api/v1/streams/s/beacon", json={"session_id": "x"}, headers={"Authorization": "Bearer nope"}
+        ),
+    ]
+    assert [r.status_code for r in refusals] == [404, 422, 422, 401]
+    assert all(r.headers["content-type"] == "application/problem+json" for r in refusals)
+
+    statuses = [
+        (await stack.client.post("/api/v1/streams/any/beacon", json={"session_id": "eager"})).status_code
+        for _ in range(5)
+    ]
+    assert statuses[:3] == [404, 404, 404]  # under the limit: the stream is looked up
+    assert statuses[3:] == [429, 429]
+    limited = await stack.client.post("/api/v1/streams/any/beacon", json={"session_id": "eager"})
+    assert limited.headers["content-type"] == "application/problem+json"
+    assert 1 <= int(limited.headers["retry-after"]) <= 10
