@@ -24,6 +24,9 @@ class ProcessorMetrics:
         self.roster_events = Counter[str]()  # users events folded into the chat roster, by type
         self.heartbeats = 0  # viewer heartbeats folded into presence
         self.viewer_counts = 0  # ViewerCountChanged published
+        self.poll_events = Counter[str]()  # consumed poll events, by event type
+        self.poll_ignored = Counter[str]()  # poll events that changed nothing, by reason
+        self.poll_tallies = Counter[str]()  # PollTallyUpdated published, by kind (running, final)
         self.publish_retries = 0  # failed publish attempts that were retried
         self.publishing_blocked = False  # a publish is being retried right now (health says so)
 
@@ -43,6 +46,9 @@ class ProcessorMetrics:
             _counter(
                 "esports_viewer_counts_total", "Viewer counts published.", None, {"": self.viewer_counts}
             ),
+            _counter("esports_poll_events_total", "Poll events consumed.", "type", self.poll_events),
+            _counter("esports_poll_ignored_total", "Poll events ignored.", "reason", self.poll_ignored),
+            _counter("esports_poll_tallies_total", "Poll tallies published.", "kind", self.poll_tallies),
             _counter(
                 "esports_processor_dead_letters_total",
                 "Records sent to the DLQ.",

@@ -21,6 +21,8 @@ MODERATION_TABLE = "moderation"
 MODERATION_SOURCES = ("chat.submitted", "chat.moderation", "streams", "ingest")
 VIEWER_TABLE = "viewers"
 VIEWER_SOURCE = "viewers.heartbeats"  # keyed by stream_id, like the table
+POLLS_TABLE = "polls"
+POLLS_SOURCE = "polls"  # keyed by stream_id, like the table
 
 
 class TopologyError(Exception):
@@ -64,13 +66,22 @@ def internal_topics(partitions: int) -> list[TopicSpec]:
             cleanup_policy="compact",
             description="Changelog of the viewer-count agent's table (ViewerPresence as JSON).",
         ),
+        TopicSpec(
+            name=f"{APP_ID}-{POLLS_TABLE}-changelog",
+            key_field="stream_id",
+            event_types=(),
+            owner="stream_processors",
+            partitions=partitions,
+            cleanup_policy="compact",
+            description="Changelog of the poll agent's table (PollBoard as JSON).",
+        ),
     ]
 
 
 async def prepare_topics(kafka: KafkaSettings) -> int:
     """Check the sources are co-partitioned, create the changelogs; returns the partition count."""
     async with TopicAdmin(kafka) as admin:
-        names = dict.fromkeys((*LIFECYCLE_SOURCES, *MODERATION_SOURCES, VIEWER_SOURCE, "users"))
+        names = dict.fromkeys((*LIFECYCLE_SOURCES, *MODERATION_SOURCES, VIEWER_SOURCE, POLLS_SOURCE, "users"))
         sources = await admin.states([spec(name) for name in names])
         missing = [s.name for s in sources if not s.exists]
         if missing:
