@@ -101,7 +101,7 @@ class TopicNames:
         return self.physical(topic_for(event).name)
 
 
-def _translate(error: BaseException, action: str) -> KafkaError:
+def translate(error: BaseException, action: str) -> KafkaError:
     """The one place driver errors become ours."""
     if isinstance(error, KafkaConnectionError | KafkaTimeoutError | asyncio.TimeoutError):
         return BrokerUnavailable(f"{action}: Kafka did not answer ({error!r})")
@@ -152,7 +152,7 @@ class EventPublisher:
             await self._producer.start()
         except Exception as e:
             await self._producer.stop()
-            raise _translate(e, "starting producer") from e
+            raise translate(e, "starting producer") from e
 
     async def stop(self) -> None:
         await self._producer.stop()
@@ -180,7 +180,7 @@ class EventPublisher:
         try:
             future = await self._producer.send(topic, value, key=key, headers=headers or [])
         except Exception as e:
-            raise _translate(e, f"publishing to {topic}") from e
+            raise translate(e, f"publishing to {topic}") from e
         return await self._acknowledged(future, f"publishing to {topic}")
 
     async def _send(self, event: Event) -> asyncio.Future[Any]:
@@ -190,13 +190,13 @@ class EventPublisher:
                 topic, self._codec.encode(event), key=partition_key(event), headers=self._codec.headers(event)
             )
         except Exception as e:
-            raise _translate(e, f"publishing {event.event_type()} to {topic}") from e
+            raise translate(e, f"publishing {event.event_type()} to {topic}") from e
 
     async def _acknowledged(self, future: asyncio.Future[Any], action: str) -> Position:
         try:
             metadata = await future
         except Exception as e:
-            raise _translate(e, action) from e
+            raise translate(e, action) from e
         return Position(self._names.logical(metadata.topic), metadata.partition, metadata.offset)
 
 
@@ -277,7 +277,7 @@ class EventConsumer:
             await self._consumer.start()
         except Exception as e:
             await self._consumer.stop()
-            raise _translate(e, f"starting consumer of {self.topics}") from e
+            raise translate(e, f"starting consumer of {self.topics}") from e
 
     async def stop(self) -> None:
         await self._consumer.stop()
@@ -288,9 +288,6 @@ class EventConsumer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
-
-    async def seek_to_beginning(self) -> None:
-        await self._consumer.seek_to_beginning()
 
     async def batches(self, timeout_ms: int = 500) -> AsyncIterator[list[ConsumedEvent]]:
         """Yield decoded events a fetch at a time (possibly empty batches, so callers can time out)."""
@@ -314,7 +311,7 @@ class EventConsumer:
         try:
             await self._consumer.commit()
         except Exception as e:
-            raise _translate(e, "committing offsets") from e
+            raise translate(e, "committing offsets") from e
 
     async def _seek_to_stored(self, assigned: set[TopicPartition]) -> None:
         if self._start_positions is None or not assigned:
@@ -375,7 +372,7 @@ class TopicAdmin:
             await self._admin.start()
         except Exception as e:
             await self._admin.close()
-            raise _translate(e, "connecting the admin client") from e
+            raise translate(e, "connecting the admin client") from e
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -395,7 +392,7 @@ class TopicAdmin:
         try:
             response = await self._admin.create_topics(wanted)
         except Exception as e:
-            raise _translate(e, "creating topics") from e
+            raise translate(e, "creating topics") from e
         created = []
         for name, code, message in (error[:3] for error in response.topic_errors):
             if code == 0:
@@ -420,7 +417,7 @@ class TopicAdmin:
             existing = set(await self._admin.list_topics())
             described = await self._admin.describe_topics([n for n in names if n in existing])
         except Exception as e:
-            raise _translate(e, "describing topics") from e
+            raise translate(e, "describing topics") from e
         partitions = {t["topic"]: len(t["partitions"]) for t in described}
         return [TopicState(n, partitions.get(n, 0), n in existing) for n in names]
 
@@ -428,7 +425,7 @@ class TopicAdmin:
         try:
             await self._admin.delete_topics(list(physical_names))
         except Exception as e:
-            raise _translate(e, "deleting topics") from e
+            raise translate(e, "deleting topics") from e
 
 
 def _has_leaders(described: dict[str, Any]) -> bool:

@@ -26,7 +26,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from infra.kafka import BrokerUnavailable, KafkaError, _translate
+from infra.kafka import BrokerUnavailable, KafkaError, translate
 from infra.settings import KafkaSettings
 from projections.replay_window import TimeWindow
 
@@ -158,7 +158,7 @@ class RangeReader:
             raise
         except Exception as e:
             await self._consumer.stop()
-            raise _translate(e, f"planning the replay of {self.topic}") from e
+            raise translate(e, f"planning the replay of {self.topic}") from e
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -224,7 +224,7 @@ class RangeReader:
         except KafkaError:
             raise
         except Exception as e:
-            raise _translate(e, f"reading {self.topic}") from e
+            raise translate(e, f"reading {self.topic}") from e
         return progressed
 
     def _in_window(self, span: PartitionSpan, records: list[Any], merge: PartitionMerge) -> list[RawRecord]:
