@@ -21,6 +21,7 @@ from websockets.http11 import Request, Response
 from edge_ws.auth import Identity, InvalidToken, TokenCheck, token_from_request
 from edge_ws.limits import AddressCap
 from edge_ws.metrics import Metrics
+from infra.net import ClientAddresses
 
 WEBSOCKET_PATHS = ("/", "/ws")
 
@@ -50,6 +51,7 @@ class Gate:
     metrics: Metrics
     health: Callable[[], dict[str, Any]]
     node_id: str
+    addresses: ClientAddresses = field(default_factory=ClientAddresses)
     draining: bool = False
     identities: dict[int, Identity] = field(default_factory=dict)  # handshake token → its session
 
@@ -80,7 +82,7 @@ class Gate:
         # Browsers always send Origin; a client without one is not a page another site could abuse.
         if origin is not None and origin.rstrip("/") not in self.origins:
             return refuse(HTTPStatus.FORBIDDEN, "forbidden_origin", f"origin {origin} is not allowed")
-        if self.cap.full(address_of(connection)):
+        if self.cap.full(self.address_of(connection, request)):
             return refuse(
                 HTTPStatus.TOO_MANY_REQUESTS, "too_many_connections", "connection limit per address"
             )
@@ -96,7 +98,10 @@ class Gate:
     def identity_of(self, connection: ServerConnection) -> Identity | None:
         return self.identities.pop(id(connection), None)
 
-
-def address_of(connection: ServerConnection) -> str:
-    remote = connection.remote_address
-    return str(remote[0]) if remote else "unknown"
+    def address_of(self, connection: ServerConnection, request: Request | None = None) -> str:
+        """The client's address: the peer's, or X-Forwarded-For's behind a trusted proxy."""
+        remote = connection.remote_address
+        peer = str(remote[0]) if remote else "unknown"
+        request = request or connection.request
+        forwarded = request.headers.get_all("X-Forwarded-For") if request is not None else []
+        return self.addresses.resolve(peer, forwarded)

@@ -20,7 +20,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from edge_ws.auth import TokenCheck
 from edge_ws.commands import EdgeWrites, HeartbeatBatch
 from edge_ws.fanout import FanoutHub
-from edge_ws.http import Gate, address_of, allowed_origins
+from edge_ws.http import Gate, allowed_origins
 from edge_ws.limits import AddressCap
 from edge_ws.metrics import Metrics
 from edge_ws.protocol import CLOSE_RESTART, notice
@@ -28,6 +28,7 @@ from edge_ws.reader import EdgeReader, chat_starts, pump
 from edge_ws.session import Session, SessionContext
 from events.codec import EventCodec
 from infra.kafka import EventPublisher
+from infra.net import ClientAddresses
 from infra.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,15 @@ class EdgeNode:
         )
         self.cap = AddressCap(edge.max_connections_per_ip)
         origins = allowed_origins(settings.api.cors_origins, settings.api.public_url)
-        self.gate = Gate(origins, self.cap, tokens, self.metrics, self.health, self.node_id)
+        self.gate = Gate(
+            origins,
+            self.cap,
+            tokens,
+            self.metrics,
+            self.health,
+            self.node_id,
+            ClientAddresses(settings.api.trusted_proxies),
+        )
         self.sessions: set[Session] = set()
         self.ready = asyncio.Event()
         self._reader_alive = False
@@ -140,7 +149,7 @@ class EdgeNode:
         log.info("edge node %s drained", self.node_id)
 
     async def _handle(self, ws: ServerConnection) -> None:
-        address = address_of(ws)
+        address = self.gate.address_of(ws)
         session = Session(ws, self.context, self.gate.identity_of(ws))
         self.cap.opened(address)
         self.sessions.add(session)

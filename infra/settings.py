@@ -11,8 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from infra.net import parse_networks
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,9 +96,20 @@ class ApiSettings(BaseModel):
         default_factory=list, description="Origins allowed by CORS, as a JSON list; empty = same origin only."
     )
     max_body_bytes: int = Field(65536, description="Largest accepted request body; larger gets 413.")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Reverse proxies (JSON list of addresses or CIDR blocks) whose X-Forwarded-For is "
+        "believed for per-IP limits, at the API and the edges; empty = the peer address is the client.",
+    )
     read_your_writes_timeout_s: float = Field(
         5.0, description="How long a query waits for the read model to reach a position the client names."
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        parse_networks(value)  # a typo fails at start, naming the entry
+        return value
 
 
 class AuthSettings(BaseModel):
@@ -193,6 +206,9 @@ class IngestSettings(BaseModel):
     demo_channel: str = Field(
         "demo", description="Slug of the channel `esports demo` pushes its test stream to."
     )
+    thumbnail_interval_s: float = Field(
+        10.0, description="How often the transcoder refreshes a stream's still (thumb.jpg next to the HLS)."
+    )
 
 
 class EdgeSettings(BaseModel):
@@ -235,6 +251,17 @@ class EdgeSettings(BaseModel):
         description="How deliveries are written: frames (frame once, same bytes to every transport), "
         "broadcast (websockets.broadcast) or naive (await send per client; benchmarks only).",
     )
+
+
+class WebSettings(BaseModel):
+    """The viewer web pages served by the API (``web/``)."""
+
+    edge_urls: list[str] = Field(
+        default_factory=list,
+        description="Websocket URLs of the edge nodes browsers connect to (JSON list, tried in turn); "
+        "empty = ws://EDGE_HOST:EDGE_PORT and the second local node.",
+    )
+    site_name: str = Field("eSports live", description="Site name in page titles and link previews.")
 
 
 class ChatSettings(BaseModel):
@@ -295,5 +322,6 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     edge: EdgeSettings = Field(default_factory=EdgeSettings)
     chat: ChatSettings = Field(default_factory=ChatSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
     log_level: str = Field("INFO", description="Log level of every service.")
     log_format: str = Field("text", description="Log format: text (for people) or json (for log shippers).")

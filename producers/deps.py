@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from infra.net import ClientAddresses
 from producers.auth.tokens import InvalidToken
 from producers.consistency import InvalidPosition, parse_positions, wait_for_positions
 from producers.pagination import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
@@ -27,6 +29,21 @@ def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+@lru_cache(maxsize=8)
+def _client_addresses(trusted_proxies: tuple[str, ...]) -> ClientAddresses:
+    return ClientAddresses(trusted_proxies)
+
+
+def client_ip(request: Request, services: ServicesDep) -> str:
+    """The caller's address for per-IP limits (X-Forwarded-For only from ``api.trusted_proxies``)."""
+    peer = request.client.host if request.client else "unknown"
+    addresses = _client_addresses(tuple(services.settings.api.trusted_proxies))
+    return addresses.resolve(peer, request.headers.getlist("x-forwarded-for"))
+
+
+ClientIp = Annotated[str, Depends(client_ip)]
 
 
 @dataclass(frozen=True, slots=True)

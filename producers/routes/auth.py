@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Response, status
 
 from events.base import utc_now
 from events.users import UserRegistered, UserRole
 from infra.kafka import KafkaError
 from producers.auth.tokens import new_refresh_token, token_hash
-from producers.deps import ServicesDep
+from producers.deps import ClientIp, ServicesDep
 from producers.idempotency import DO_NOT_STORE_HEADER
 from producers.models.accounts import LoginRequest, RefreshRequest, Registered, RegisterRequest, TokenPair
 from producers.problems import Conflict, ServiceUnavailable, TooManyRequests, Unauthorized, documented
@@ -52,9 +52,8 @@ async def register(body: RegisterRequest, services: ServicesDep) -> Registered:
 
 
 @router.post("/login", response_model=TokenPair, responses=documented(401, 422, 429, 503))
-async def login(body: LoginRequest, request: Request, response: Response, services: ServicesDep) -> TokenPair:
+async def login(body: LoginRequest, ip: ClientIp, response: Response, services: ServicesDep) -> TokenPair:
     """Exchange a username and password for tokens (failed attempts are rate limited)."""
-    ip = request.client.host if request.client else "unknown"
     wait_s = await services.limiter.blocked_for(body.username, ip)
     if wait_s:
         raise TooManyRequests("too many failed logins; try again later", wait_s)

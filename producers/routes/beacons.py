@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict
 from redis.exceptions import RedisError
@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from events.viewers import ViewerHeartbeat
 from infra.redis import translate
 from producers.auth.tokens import InvalidToken
-from producers.deps import ServicesDep
+from producers.deps import ClientIp, ServicesDep
 from producers.models.common import Id
 from producers.problems import TooManyRequests, Unauthorized, documented
 from producers.routes import API_PREFIX
@@ -85,13 +85,12 @@ async def _check_rate(services: Services, stream_id: str, session_id: str, ip: s
 async def beacon(
     stream_id: StreamId,
     body: BeaconRequest,
-    request: Request,
+    ip: ClientIp,
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_optional_bearer)],
 ) -> Response:
     """A player's heartbeat for viewers without a websocket (anonymous allowed); 204, nothing to read."""
     user_id = await _user_id(services, credentials)
-    ip = request.client.host if request.client else "unknown"
     await _check_rate(services, stream_id, body.session_id, ip)
     await find_stream(services, stream_id)
     await services.bus.publish(

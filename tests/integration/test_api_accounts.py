@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import time
+import uuid
 
 import jwt
 import pytest
@@ -186,6 +187,40 @@ async def test_wrong_passwords_are_rate_limited(api_stack: ApiStack) -> None:
         f"{api_stack.namespace.redis_prefix}api:login-fail:user:{user.username.lower()}",
         f"{api_stack.namespace.redis_prefix}api:login-fail:ip:127.0.0.1",
     )
+
+
+async def test_behind_a_trusted_proxy_the_ip_limit_counts_the_forwarded_client(
+    api_stack: ApiStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The test client's peer is 127.0.0.1: make it the balancer every request comes through.
+    monkeypatch.setattr(api_stack.services.settings.api, "trusted_proxies", ["127.0.0.1/32"])
+    limit = api_stack.settings.auth.login_attempts_per_minute
+    prefix = f"{api_stack.namespace.redis_prefix}api:login-fail"
+    attacker, bystander = "198.51.100.7", "198.51.100.8"
+    # The attacker tries many usernames (so only the per-IP count can stop it), spoofing a header.
+    for _ in range(limit):
+        failed = await api_stack.client.post(
+            "/api/v1/auth/login",
+            json={"username": f"nobody{uuid.uuid4().hex[:8]}", "password": "wrong password!"},
+            headers={"X-Forwarded-For": f"6.6.6.{_}, {attacker}"},
+        )
+        assert failed.status_code == 401, failed.text
+    blocked = await api_stack.client.post(
+        "/api/v1/auth/login",
+        json={"username": "nobody-else", "password": "wrong password!"},
+        headers={"X-Forwarded-For": attacker},
+    )
+    assert blocked.status_code == 429
+    # Another viewer behind the same balancer logs in normally.
+    user = await api_stack.register()
+    allowed = await api_stack.client.post(
+        "/api/v1/auth/login",
+        json={"username": user.username, "password": PASSWORD},
+        headers={"X-Forwarded-For": bystander},
+    )
+    assert allowed.status_code == 200, allowed.text
+    assert not await api_stack.services.redis.exists(f"{prefix}:ip:127.0.0.1")
+    await api_stack.services.redis.delete(f"{prefix}:ip:{attacker}")
 
 
 async def test_admins_change_roles_and_others_cannot(api_stack: ApiStack) -> None:
