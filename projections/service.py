@@ -33,7 +33,7 @@ from projections.live import LiveProjector
 from projections.ops import Check, Monitored, OpsServer, render_metrics
 from projections.projector import BatchStore, ProjectionFailed, consumer_for, project
 
-__all__ = ["main", "run", "serve"]
+__all__ = ["build_stores", "main", "run", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +76,7 @@ async def serve(
         ):
             await migrate(pool, schema)
             dead_letter_topic = TopicNames(settings.kafka.topic_prefix).physical("deadletter")
-            stores: list[BatchStore] = [
-                catalog.catalog_projector(pool, schema=schema),
-                LiveProjector(client, prefix=redis_prefix),
-                chat.chat_projector(pool, schema=schema),
-                RecentChatProjector(client, prefix=redis_prefix),
-                viewer_counts.viewer_counts_projector(pool, schema=schema),
-            ]
+            stores = build_stores(pool, client, schema=schema, redis_prefix=redis_prefix)
             monitored = [Monitored(store, DeadLetters(publisher, dead_letter_topic)) for store in stores]
             ops = OpsServer(
                 _checks(pool, client, admin),
@@ -105,6 +99,23 @@ async def serve(
     finally:
         await client.aclose()
     return exit_code
+
+
+def build_stores(
+    pool: AsyncConnectionPool, client: aioredis.Redis, *, schema: str, redis_prefix: str
+) -> list[BatchStore]:
+    """Every projector of the read model, writing into ``schema`` and under ``redis_prefix``.
+
+    The one registry of projectors: the service runs these, and ``esports rebuild`` builds the same
+    list on a shadow schema and prefix, so a projector added here is rebuilt too.
+    """
+    return [
+        catalog.catalog_projector(pool, schema=schema),
+        LiveProjector(client, prefix=redis_prefix),
+        chat.chat_projector(pool, schema=schema),
+        RecentChatProjector(client, prefix=redis_prefix),
+        viewer_counts.viewer_counts_projector(pool, schema=schema),
+    ]
 
 
 async def _project_until_stopped(
