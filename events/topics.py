@@ -44,12 +44,13 @@ CATALOGUE: tuple[TopicSpec, ...] = (
             users.TournamentUnfollowed,
             users.ModeratorAppointed,
             users.ModeratorRemoved,
+            users.NotificationsRead,
         ),
         owner="producers",
         # System of record: every read model of users and follows is rebuilt from it. Not
         # compacted, because a key carries many event types and compaction keeps only the last.
         retention_ms=FOREVER,
-        description="Accounts, roles, follows and channel moderators.",
+        description="Accounts, roles, follows, channel moderators and notification reads.",
     ),
     TopicSpec(
         name="channels",
@@ -183,6 +184,15 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         # rebuilt from it (the heartbeats behind it are gone after a day): keep it.
         retention_ms=FOREVER,
         description="Concurrent viewer counts and peaks per stream.",
+    ),
+    TopicSpec(
+        name="viewers.match_counts",
+        key_field="match_id",
+        event_types=(viewers.MatchAudienceChanged,),
+        owner="stream_processors",
+        # Like viewers.counts: the match audience series in PostgreSQL is rebuilt from it.
+        retention_ms=FOREVER,
+        description="Combined audience of each match (distinct sessions across its streams), with peaks.",
     ),
     TopicSpec(
         name="polls",

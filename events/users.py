@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import datetime
 
 from events.base import Event
 
@@ -16,6 +17,7 @@ __all__ = [
     "ChannelUnfollowed",
     "ModeratorAppointed",
     "ModeratorRemoved",
+    "NotificationsRead",
     "TournamentFollowed",
     "TournamentUnfollowed",
     "UserRegistered",
@@ -100,3 +102,14 @@ class ModeratorRemoved(Event):
     user_id: str
     channel_id: str
     removed_by: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NotificationsRead(Event):
+    """``user_id`` read notifications of their inbox: the ones named in ``notification_ids``, and with
+    ``all_before`` set, every one of theirs created at or before it ("mark all read"). Ids of other
+    users' notifications change nothing."""
+
+    user_id: str
+    notification_ids: tuple[str, ...] = ()
+    all_before: datetime | None = None

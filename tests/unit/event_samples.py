@@ -44,6 +44,8 @@ _NAMED_STRINGS = {
     "blocked_terms_1": "scam coin",
     "link_allowlist_0": "twitch.tv",
     "link_allowlist_1": "youtube.com",
+    "notification_ids_0": "5b0e2c1a-7d3f-5e49-9a8b-1c2d3e4f5a6b",  # NotificationsRead: uuid5 ids
+    "notification_ids_1": "6c1f3d2b-8e4a-5f5a-8b9c-2d3e4f5a6b7c",
 }
 # Float fields with a domain range (the rest get a frame rate).
 _NAMED_FLOATS = {"score": 0.7}  # ChatMessageHeld: a risk score in 0..1
