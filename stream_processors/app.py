@@ -13,9 +13,11 @@ Agents:
 - ``viewer_counts`` (:mod:`stream_processors.viewer_counts_agent`): consumes ``viewers.heartbeats``,
   keeps each stream's sessions in the ``viewers`` table and publishes ``ViewerCountChanged`` to
   ``viewers.counts`` (at most once a second per stream, on change), with a timer expiring sessions.
-- ``polls`` (:mod:`stream_processors.polls_agent`): consumes ``polls``, keeps each stream's polls and
-  votes in the ``polls`` table and publishes ``PollTallyUpdated`` to ``polls.tallies`` (at most every
-  250 ms per poll, on change, and a final tally on close), with a timer closing polls at the deadline.
+- ``polls`` (:mod:`stream_processors.polls_agent`): consumes ``polls`` (and ``streams`` for each
+  stream's owner: with the moderation roster it decides who may open/close polls), keeps each
+  stream's polls and votes in the ``polls`` table and publishes ``PollTallyUpdated`` to
+  ``polls.tallies`` (at most every 250 ms per poll, on change, and a final tally on close), with a
+  timer closing polls at the deadline.
 
 Records are read raw and decoded with the project's codec; what cannot be decoded goes to the
 dead-letter topic. Decisions are published with :class:`infra.kafka.EventPublisher` (idempotent,
@@ -260,9 +262,13 @@ def create_app(
     from stream_processors.viewer_counts_agent import register_viewer_counts  # imports this module
 
     register_viewer_counts(app, names, partitions, (codec, publishing, metrics))
+    from stream_processors.moderation_roster import ChatRoster
     from stream_processors.polls_agent import register_polls  # imports this module
 
-    register_polls(app, names, partitions, (codec, publishing, metrics))
+    # Who may open/close polls: the moderation agent's roster (without one, channel owners only).
+    register_polls(
+        app, names, partitions, (codec, publishing, metrics), roster.roster if roster else ChatRoster()
+    )
     _add_pages(app, settings, publishing, metrics)
     return app
 

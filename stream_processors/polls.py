@@ -12,6 +12,14 @@ changed vote moves one count. Counts are always recomputed from the votes, never
 Votes for unknown or closed polls, with a bad option index, or cast at/after ``closes_at`` are
 ignored, and ``fold`` says why (the agent counts the reasons in its metrics).
 
+Rights: the edge publishes ``/poll`` and ``/endpoll`` typed in chat without knowing who may (it has no
+database), so this module is the authority. A PollOpened or PollClosed counts only when its actor is
+the stream's channel owner (the board learns channel and owner from ``StreamCreated``, see
+:func:`own`), a moderator of that channel or a platform admin (the moderation agent's
+:class:`~stream_processors.moderation_roster.ChatRoster`); otherwise it is ignored as
+``not_allowed`` (:func:`allowed`). A PollClosed whose ``poll_id`` is :data:`ALL_OPEN` closes every
+open poll of the stream (``/endpoll``: the edge does not know which are open).
+
 Deadlines are decided on *event time*: the board keeps a watermark, the newest ``occurred_at`` of any
 record read from its partition (the agent passes the partition's watermark in too). ``settle(board,
 now_ms, watermark_ms=..., caught_up=...)`` closes a poll when the watermark reached ``closes_at`` +
@@ -24,7 +32,8 @@ board's clock for the 250 ms limit (it never goes back). ``settle`` decides:
 - a running :class:`PollTallyUpdated` when a poll's counts differ from the last one emitted and at
   least :data:`MIN_INTERVAL_MS` has passed since it; its id is ``uuid5(NAMESPACE, "stream:poll:seq")``
   with the poll's tally sequence number, so re-deciding it after a crash gives the same event id;
-- one final tally (``final=True``, id ``"stream:poll:final"``) when a poll closes, by PollClosed or the
+- one final tally (``final=True``, id ``"stream:poll:final"``, ``occurred_at`` = when the poll closed:
+  the accepted PollClosed's ``occurred_at``, or ``closes_at``) when a poll closes, by PollClosed or the
   deadline. A closed poll keeps its final counts (not its votes), so a redelivered PollOpened does not
   reopen it and redelivered votes are ignored.
 """
@@ -40,8 +49,11 @@ from typing import Any
 
 from events.base import Event
 from events.polls import PollClosed, PollOpened, PollTallyUpdated, PollVoteCast
+from events.streams import StreamCreated
+from stream_processors.moderation_roster import ChatRoster
 
 __all__ = [
+    "ALL_OPEN",
     "CLOSE_GRACE_MS",
     "IDLE_GRACE_MS",
     "MAX_CLOSED",
@@ -50,8 +62,11 @@ __all__ = [
     "PRODUCER",
     "Poll",
     "PollBoard",
+    "actor_of",
+    "allowed",
     "epoch_ms",
     "fold",
+    "own",
     "settle",
     "tally_id",
 ]
@@ -64,6 +79,7 @@ CLOSE_GRACE_MS = 2_000  # event time: a poll closes once a record this long past
 IDLE_GRACE_MS = 30_000  # wall clock, only when caught up: nothing newer arrives on the partition
 MIN_OPTIONS, MAX_OPTIONS = 2, 5
 MAX_CLOSED = 50  # closed polls remembered per stream (oldest forgotten first)
+ALL_OPEN = "*"  # PollClosed.poll_id of `/endpoll`: every poll of the stream open at that point of the log
 
 
 def epoch_ms(moment: datetime) -> int:
@@ -141,6 +157,8 @@ class PollBoard:
     """One stream's polls: the Faust table's value, keyed by ``stream_id``."""
 
     stream_id: str
+    channel_id: str | None = None  # from StreamCreated: whose moderators may run polls
+    owner_id: str | None = None  # from StreamCreated: the channel owner
     polls: dict[str, Poll] = field(default_factory=dict)
     clock_ms: int = 0  # the latest time seen (events and ticks); never goes back; for the rate limit
     watermark_ms: int = 0  # event time: the newest occurred_at read on the partition; closes polls
@@ -150,6 +168,8 @@ class PollBoard:
         """A JSON-ready dict (the table's changelog value)."""
         return {
             "stream_id": self.stream_id,
+            "channel_id": self.channel_id,
+            "owner_id": self.owner_id,
             "polls": {pid: poll.to_json() for pid, poll in self.polls.items()},
             "clock_ms": self.clock_ms,
             "watermark_ms": self.watermark_ms,
@@ -161,6 +181,8 @@ class PollBoard:
         """The inverse of :meth:`to_json`."""
         return cls(
             stream_id=data["stream_id"],
+            channel_id=data.get("channel_id"),
+            owner_id=data.get("owner_id"),
             polls={str(pid): Poll.from_json(p) for pid, p in data.get("polls", {}).items()},
             clock_ms=int(data.get("clock_ms", 0)),
             watermark_ms=int(data.get("watermark_ms", 0)),
@@ -168,10 +190,38 @@ class PollBoard:
         )
 
 
-def fold(board: PollBoard, records: Iterable[tuple[Event, int]]) -> tuple[PollBoard, Counter[str]]:
+def own(board: PollBoard, created: StreamCreated) -> PollBoard:
+    """``board`` knowing its stream's channel and owner (who, besides admins, may run polls)."""
+    if (board.channel_id, board.owner_id) == (created.channel_id, created.owner_id):
+        return board
+    return replace(board, channel_id=created.channel_id, owner_id=created.owner_id)
+
+
+def allowed(board: PollBoard, user_id: str, roster: ChatRoster) -> bool:
+    """May ``user_id`` open or close polls on the board's stream? Owner, channel moderator or admin."""
+    if roster.is_admin(user_id):
+        return True
+    if board.channel_id is None:
+        return False  # StreamCreated not read (yet): only admins
+    return user_id == board.owner_id or roster.is_moderator(board.channel_id, user_id)
+
+
+def actor_of(event: Event) -> str | None:
+    """Who opened or closed a poll (None for other events)."""
+    if isinstance(event, PollOpened):
+        return event.opened_by
+    if isinstance(event, PollClosed):
+        return event.closed_by
+    return None
+
+
+def fold(
+    board: PollBoard, records: Iterable[tuple[Event, int]], *, roster: ChatRoster
+) -> tuple[PollBoard, Counter[str]]:
     """``board`` with the poll events applied in log order, and why some were ignored (reason -> count).
 
     ``records`` are ``(event, offset)`` pairs: the offset is the record's position in its partition.
+    ``roster`` decides who may open and close polls (with the board's owner, see :func:`allowed`).
     """
     polls = dict(board.polls)
     copied: set[str] = set()  # polls whose votes dict is already this fold's own copy
@@ -183,10 +233,15 @@ def fold(board: PollBoard, records: Iterable[tuple[Event, int]]) -> tuple[PollBo
         watermark = max(watermark, epoch_ms(event.occurred_at))
         offset = max(offset, event_offset)
         reason: str | None
+        actor = actor_of(event)
         if isinstance(event, PollVoteCast):
             reason = _vote(polls, copied, event, event_offset)
+        elif actor is not None and not allowed(board, actor, roster):
+            reason = "not_allowed"
         elif isinstance(event, PollOpened):
             reason = _open(polls, event)
+        elif isinstance(event, PollClosed) and event.poll_id == ALL_OPEN:
+            reason = _close_all(polls, epoch_ms(event.occurred_at))
         elif isinstance(event, PollClosed):
             reason = _close(polls, event.poll_id, epoch_ms(event.occurred_at))
         else:
@@ -246,6 +301,13 @@ def _close(polls: dict[str, Poll], poll_id: str, at_ms: int) -> str | None:
     return None
 
 
+def _close_all(polls: dict[str, Poll], at_ms: int) -> str | None:
+    open_ids = [poll_id for poll_id, poll in polls.items() if not poll.closed]
+    for poll_id in open_ids:
+        _close(polls, poll_id, at_ms)
+    return None if open_ids else "no_open_poll"
+
+
 def _bounded(polls: dict[str, Poll]) -> dict[str, Poll]:
     closed = [p for p in polls.values() if p.closed and p.final_emitted]
     if len(closed) <= MAX_CLOSED:
@@ -274,7 +336,7 @@ def settle(
         if poll.closed:
             if not poll.final_emitted:
                 poll = replace(poll, final_emitted=True)
-                tallies.append(_tally(board.stream_id, poll, poll.counts, clock, final=True))
+                tallies.append(_tally(board.stream_id, poll, poll.counts, poll.closed_at_ms, final=True))
         else:
             counts = poll.counts
             due = poll.emitted_at_ms == 0 or clock - poll.emitted_at_ms >= MIN_INTERVAL_MS

@@ -1,6 +1,6 @@
 """The poll agent: the I/O around :mod:`stream_processors.polls`.
 
-Consumes ``polls`` (keyed by ``stream_id``) in batches, keeps one
+Consumes ``polls`` and ``streams`` (both keyed by ``stream_id``, co-partitioned) in batches, keeps one
 :class:`~stream_processors.polls.PollBoard` per stream in the ``polls`` table and publishes
 :class:`~events.polls.PollTallyUpdated` to ``polls.tallies`` with the idempotent publisher: publish
 first, then store the board, then ack (the lifecycle agent's order). A crash between publishing and
@@ -8,7 +8,13 @@ storing re-decides the same tallies (same event ids) from the redelivered votes;
 storing finds the votes in the board, where a vote replaces the voter's earlier one, so nothing is
 counted twice.
 
-Each record is folded with its partition offset (a user's latest vote is the latest in the log).
+``streams`` gives each board its channel and owner (``StreamCreated``); with the moderation agent's
+roster (:class:`~stream_processors.moderation_agent.RosterReader`, the ``users`` topic read whole) that
+decides who may open and close polls. The edge publishes ``/poll`` and ``/endpoll`` typed in chat
+without checking rights, so a refused PollOpened/PollClosed is ignored here, counted
+(``esports_poll_ignored_total{reason="not_allowed"}``) and logged with the stream, poll and actor ids.
+
+Each ``polls`` record is folded with its partition offset (a user's latest vote is the latest in the log).
 The agent keeps, per partition, an event-time watermark (the newest ``occurred_at`` read there) and
 the last offset it processed. A timer (:data:`TICK_S`) settles every stream of the owned partitions:
 it publishes tallies held back by the 250 ms limit and closes polls whose deadline passed *in event
@@ -32,12 +38,15 @@ from typing import Any
 import faust
 
 from events.base import Event
-from events.codec import EventCodec
+from events.codec import DecodeError, EventCodec
 from events.polls import PollTallyUpdated
+from events.streams import StreamCreated
 from infra.kafka import TopicNames
 from stream_processors.app import DecisionPublisher, LifecycleProcessor
+from stream_processors.batching import Batcher
 from stream_processors.metrics import ProcessorMetrics
-from stream_processors.polls import PollBoard, epoch_ms, fold, settle
+from stream_processors.moderation_roster import ChatRoster
+from stream_processors.polls import PollBoard, actor_of, allowed, epoch_ms, fold, own, settle
 from stream_processors.topology import POLLS_SOURCE, POLLS_TABLE
 from stream_processors.viewer_counts_agent import partition_of_key
 
@@ -60,17 +69,50 @@ class PollProcessor(LifecycleProcessor):
         table: Any,
         metrics: ProcessorMetrics,
         partitions: int,
+        roster: ChatRoster,
+        names: TopicNames,
     ) -> None:
         super().__init__(codec, publishing, table, metrics)
         self._partitions = partitions
+        self._roster = roster
+        self._names = names
         self._watermarks: dict[int, int] = {}  # partition -> newest occurred_at read (ms)
         self._processed: dict[int, int] = {}  # partition -> last offset processed
         self._lock = asyncio.Lock()  # a batch and a tick each read, publish, then store boards
 
     async def handle_batch(self, messages: Sequence[Any]) -> None:
-        """Process raw records of ``polls``."""
+        """Process raw records of ``polls`` and ``streams``."""
         async with self._lock:
-            await self._handle_batch(messages)
+            polls = [m for m in messages if self._names.logical(m.topic) != "streams"]
+            await self._learn_owners([m for m in messages if self._names.logical(m.topic) == "streams"])
+            await self._handle_batch(polls)
+
+    async def _learn_owners(self, messages: Sequence[Any]) -> None:
+        """Each created stream's channel and owner into its board (who may run its polls)."""
+        for message in messages:
+            if message.value is None:
+                continue
+            try:  # the lifecycle agent reads the same records and dead-letters the bad ones (once)
+                event = self._codec.decode(message.value)
+            except DecodeError:
+                continue
+            if isinstance(event, StreamCreated):
+                key = event.stream_id.encode()
+                board = self._board(key)
+                await self._settle(key, own(board, event), 0)
+
+    def _log_refused(self, board: PollBoard, records: Sequence[tuple[Event, int]]) -> None:
+        for event, offset in records:
+            actor = actor_of(event)
+            if actor is not None and not allowed(board, actor, self._roster):
+                log.info(
+                    "poll %s refused: stream=%s poll=%s actor=%s offset=%s (not owner, moderator or admin)",
+                    event.event_type(),
+                    board.stream_id,
+                    getattr(event, "poll_id", ""),
+                    actor,
+                    offset,
+                )
 
     async def _handle_batch(self, messages: Sequence[Any]) -> None:
         by_stream: dict[str, list[tuple[Event, int]]] = defaultdict(list)
@@ -89,7 +131,8 @@ class PollProcessor(LifecycleProcessor):
             by_stream[stream_id].append((event, offset))
         for stream_id, records in by_stream.items():
             key = stream_id.encode()
-            board, ignored = fold(self._board(key), records)
+            self._log_refused(self._board(key), records)
+            board, ignored = fold(self._board(key), records, roster=self._roster)
             self._metrics.poll_ignored.update(ignored)
             await self._settle(key, board, 0)
         # Only now, with every record of the batch folded and stored, may they move the tick's deadlines.
@@ -157,49 +200,24 @@ class PollProcessor(LifecycleProcessor):
             )
 
 
-class _Batcher:
-    """Batches of records read by the agent, processed, then acked: publish, store, ack.
-
-    Not ``stream.take_events``: when a record arrives while a batch is being processed and the next
-    batch starts before that record is added, Faust's take buffer drops the records that follow and
-    acks them unprocessed (a restart under load lost ~15 votes that way).
-    """
-
-    def __init__(self, processor: PollProcessor) -> None:
-        self._processor = processor
-        self._pending: list[tuple[Any, Any]] = []  # (stream, event) read, not yet processed or acked
-        self._since = 0.0  # monotonic time the oldest pending record was read
-
-    async def add(self, stream: Any, event: Any) -> None:
-        if not self._pending:
-            self._since = time.monotonic()
-        self._pending.append((stream, event))
-        if len(self._pending) >= BATCH_MAX:
-            await self.flush(due_only=False)
-
-    async def flush(self, *, due_only: bool) -> None:
-        if not self._pending or (due_only and time.monotonic() - self._since < BATCH_WITHIN_S):
-            return
-        batch, self._pending = self._pending, []  # taken before any await: batches stay in log order
-        await self._processor.handle_batch([event.message for _, event in batch])
-        for stream, event in batch:
-            await stream.ack(event)
-
-
 def register_polls(
     app: faust.App,
     names: TopicNames,
     partitions: int,
     processor_args: tuple[EventCodec, DecisionPublisher, ProcessorMetrics],
+    roster: ChatRoster,
 ) -> None:
-    """Add the ``polls`` table, the poll agent and its tick to ``app``."""
+    """Add the ``polls`` table, the poll agent and its tick to ``app``.
+
+    ``roster`` is the moderation agent's (admins and channel moderators), kept by its RosterReader.
+    """
     codec, publishing, metrics = processor_args
     source_name = names.physical(POLLS_SOURCE)
-    source = app.topic(source_name, partitions=partitions)
+    source = app.topic(source_name, names.physical("streams"), partitions=partitions)
     table = app.Table(POLLS_TABLE, key_type=bytes, partitions=partitions)
-    processor = PollProcessor(codec, publishing, table, metrics, partitions)
+    processor = PollProcessor(codec, publishing, table, metrics, partitions, roster, names)
 
-    batcher = _Batcher(processor)
+    batcher = Batcher(processor, max_records=BATCH_MAX, within_s=BATCH_WITHIN_S)
 
     @app.agent(source, name="polls")
     async def polls(stream: Any) -> None:

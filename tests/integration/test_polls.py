@@ -22,6 +22,7 @@ import pytest
 from events.base import utc_now
 from events.codec import EventCodec
 from events.polls import PollClosed, PollOpened, PollTallyUpdated, PollVoteCast
+from events.streams import StreamCreated
 from infra.kafka import DeadLetters, EventConsumer, EventPublisher, TopicAdmin, TopicNames
 from infra.settings import Settings
 from stream_processors.polls import CLOSE_GRACE_MS
@@ -141,6 +142,8 @@ async def test_five_hundred_voters_with_a_restart(
     stream_id = f"stream-{uuid.uuid4().hex[:8]}"
     a = Voters(stream_id, "poll-a", seed=1)
     b = Voters(stream_id, "poll-b", seed=2)
+    # "mod" owns the stream's channel: the agent lets only the owner, moderators and admins run polls.
+    await publisher.publish(StreamCreated(stream_id=stream_id, channel_id="c", owner_id="mod", title="t"))
     worker.start()
     try:
         await worker.wait_healthy(timeout_s=40)

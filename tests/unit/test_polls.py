@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from events.base import Event
 from events.polls import PollClosed, PollOpened, PollVoteCast
+from stream_processors.moderation_roster import ChatRoster
 from stream_processors.polls import (
     CLOSE_GRACE_MS,
     IDLE_GRACE_MS,
@@ -20,6 +21,8 @@ from stream_processors.polls import (
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 T0_MS = epoch_ms(T0)
+ROSTER = ChatRoster()  # nobody is an admin or a moderator: "mod" runs polls as the channel owner
+EMPTY = PollBoard(stream_id="s1", channel_id="c1", owner_id="mod")
 
 
 def opened(poll: str = "p1", options: int = 3, closes_s: float | None = 60) -> PollOpened:
@@ -50,22 +53,26 @@ def logged(events: Iterable[Event], first: int = 0) -> list[tuple[Event, int]]:
 
 
 def board(*events: Event) -> PollBoard:
-    state, _ = fold(PollBoard(stream_id="s1"), logged(events))
+    state, _ = fold(EMPTY, logged(events), roster=ROSTER)
     return state
 
 
 def test_one_vote_per_user_changed_vote_moves_repeat_changes_nothing() -> None:
     state = board(opened(), vote("a", 0), vote("b", 0), vote("a", 0, 1.0), vote("a", 2, 2.0), vote("c", 1))
     assert state.polls["p1"].counts == (1, 1, 1)
-    again, ignored = fold(state, [(vote("a", 2, 2.0), 4), (vote("b", 0), 2)])  # redelivered records
+    again, ignored = fold(
+        state, [(vote("a", 2, 2.0), 4), (vote("b", 0), 2)], roster=ROSTER
+    )  # redelivered records
     assert again.polls == state.polls and not ignored
-    later, _ = fold(state, [(vote("a", 2, 2.0), 10), (vote("b", 0), 11)])  # repeated, later in the log
+    later, _ = fold(
+        state, [(vote("a", 2, 2.0), 10), (vote("b", 0), 11)], roster=ROSTER
+    )  # repeated, later in the log
     assert later.polls["p1"].counts == (1, 1, 1)
 
 
 def test_older_vote_redelivered_after_a_newer_one_does_not_move_back() -> None:
     state = board(opened(), vote("a", 0, 1.0), vote("a", 1, 2.0))  # offsets 1 and 2
-    state, ignored = fold(state, [(vote("a", 0, 1.0), 1)])
+    state, ignored = fold(state, [(vote("a", 0, 1.0), 1)], roster=ROSTER)
     assert state.polls["p1"].counts == (0, 1, 0) and ignored["stale_vote"] == 1
 
 
@@ -77,13 +84,13 @@ def test_latest_vote_is_decided_by_log_offset_not_occurred_at() -> None:
     skewed = board(opened(), vote("a", 1, 5.0), vote("a", 0, 3.0))
     assert skewed.polls["p1"].counts == (1, 0, 0)
     # a redelivered older record with a newer occurred_at changes nothing
-    state, ignored = fold(skewed, [(vote("a", 1, 5.0), 1)])
+    state, ignored = fold(skewed, [(vote("a", 1, 5.0), 1)], roster=ROSTER)
     assert state.polls["p1"].counts == (1, 0, 0) and ignored == {"stale_vote": 1}
 
 
 def test_unknown_closed_bad_option_and_late_votes_are_ignored() -> None:
     _, ignored = fold(
-        PollBoard(stream_id="s1"),
+        EMPTY,
         logged(
             [
                 vote("a", 0, poll="nope"),
@@ -98,6 +105,7 @@ def test_unknown_closed_bad_option_and_late_votes_are_ignored() -> None:
                 opened("p3", options=6),
             ]
         ),
+        roster=ROSTER,
     )
     assert ignored == {
         "unknown_poll": 1,
@@ -112,7 +120,7 @@ def test_unknown_closed_bad_option_and_late_votes_are_ignored() -> None:
 def test_running_tallies_at_most_every_250ms_and_only_on_change() -> None:
     state, tallies = settle(board(opened()), 0)
     assert [t.counts for t in tallies] == [(0, 0, 0)] and not tallies[0].final
-    state, _ = fold(state, [(vote("a", 1, 0.1), 1)])
+    state, _ = fold(state, [(vote("a", 1, 0.1), 1)], roster=ROSTER)
     state, early = settle(state, 0)
     assert early == []  # due at 250 ms
     state, due = settle(state, T0_MS + MIN_INTERVAL_MS)
@@ -124,10 +132,10 @@ def test_running_tallies_at_most_every_250ms_and_only_on_change() -> None:
 
 def test_final_tally_on_poll_closed_once() -> None:
     state, _ = settle(board(opened(), vote("a", 0), vote("b", 2)), 0)
-    state, tallies = settle(fold(state, [(closed(5), 3)])[0], 0)
+    state, tallies = settle(fold(state, [(closed(5), 3)], roster=ROSTER)[0], 0)
     assert [(t.counts, t.final) for t in tallies] == [((1, 0, 1), True)]
     assert tallies[0].event_id == tally_id("s1", "p1", None)
-    state, ignored = fold(state, logged([closed(5), vote("c", 1, 6)], 4))
+    state, ignored = fold(state, logged([closed(5), vote("c", 1, 6)], 4), roster=ROSTER)
     assert ignored == {"closed_poll": 2}
     assert settle(state, T0_MS + 100_000)[1] == []
     assert state.polls["p1"].counts == (1, 0, 1)
@@ -167,7 +175,7 @@ def test_votes_read_after_the_deadline_by_wall_clock_still_count() -> None:
         state, ticked = settle(state, wall, watermark_ms=T0_MS)
         assert not any(t.final for t in ticked)
     in_time = [vote(f"u{i}", i % 3, 20 + i / 10) for i in range(7)] + [vote("late", 0, 30.0)]
-    state, ignored = fold(state, logged(in_time, 1))
+    state, ignored = fold(state, logged(in_time, 1), roster=ROSTER)
     assert ignored == {"late_vote": 1}
     state, tallies = settle(state, wall + 250, watermark_ms=T0_MS + 33_000)
     finals = [t for t in tallies if t.final]
@@ -183,13 +191,13 @@ def test_redelivery_after_restart_never_double_counts() -> None:
     """Publish-then-store: the worker restarts from the stored board and gets the batch again."""
     events = [opened(), *[vote(f"u{i}", i % 3, 1 + i / 100) for i in range(30)]]
     events += [vote(f"u{i}", (i + 1) % 3, 2 + i / 100) for i in range(10)]  # ten change their vote
-    state, first = settle(fold(PollBoard(stream_id="s1"), logged(events))[0], 0)
+    state, first = settle(fold(EMPTY, logged(events), roster=ROSTER)[0], 0)
     restored = PollBoard.from_json(state.to_json())
     assert restored == state
-    replayed, again = settle(fold(restored, logged(events))[0], 0)
+    replayed, again = settle(fold(restored, logged(events), roster=ROSTER)[0], 0)
     assert again == [] and replayed.polls["p1"].counts == state.polls["p1"].counts == (9, 11, 10)
     # a crash before storing: the same batch re-decided from the old board gives the same event
-    assert settle(fold(PollBoard(stream_id="s1"), logged(events))[0], 0)[1] == first
+    assert settle(fold(EMPTY, logged(events), roster=ROSTER)[0], 0)[1] == first
 
 
 def test_closed_polls_are_remembered_without_their_votes() -> None:
