@@ -18,6 +18,10 @@ Agents:
   stream's polls and votes in the ``polls`` table and publishes ``PollTallyUpdated`` to
   ``polls.tallies`` (at most every 250 ms per poll, on change, and a final tally on close), with a
   timer closing polls at the deadline.
+- ``notifications`` (:mod:`stream_processors.notifications_agent`): consumes ``streams``,
+  ``streams.lifecycle`` and ``tournaments``, with follows and channel names read whole from ``users``
+  and ``channels``, and publishes one ``NotificationIssued`` per follower to ``notifications`` when a
+  channel goes live or a tournament's match starts (never twice for one cause).
 
 Records are read raw and decoded with the project's codec; what cannot be decoded goes to the
 dead-letter topic. Decisions are published with :class:`infra.kafka.EventPublisher` (idempotent,
@@ -269,6 +273,9 @@ def create_app(
     register_polls(
         app, names, partitions, (codec, publishing, metrics), roster.roster if roster else ChatRoster()
     )
+    from stream_processors.notifications_agent import register_notifications  # imports this module
+
+    register_notifications(app, names, partitions, (codec, publishing, metrics), settings.kafka)
     _add_pages(app, settings, publishing, metrics)
     return app
 

@@ -21,8 +21,19 @@ MODERATION_TABLE = "moderation"
 MODERATION_SOURCES = ("chat.submitted", "chat.moderation", "streams", "ingest")
 VIEWER_TABLE = "viewers"
 VIEWER_SOURCE = "viewers.heartbeats"  # keyed by stream_id, like the table
+# The viewer-count agent also reads `streams` (co-partitioned) to know each stream's match.
+VIEWER_SOURCES = (VIEWER_SOURCE, "streams")
+MATCH_VIEWER_TABLE = "match_viewers"
+# Internal repartition topic: the heartbeats of match streams, re-keyed by match_id (like the table).
+MATCH_HEARTBEATS = f"{APP_ID}-match-heartbeats"
+DAY_MS = 86_400_000
 POLLS_TABLE = "polls"
 POLLS_SOURCE = "polls"  # keyed by stream_id, like the table
+NOTIFICATIONS_TABLE = "notifications"
+# `streams` and `streams.lifecycle` keyed by stream_id, `tournaments` by tournament_id: a stream's (or a
+# tournament's) records share a partition number, like its table entry. `users` and `channels` are read whole.
+NOTIFICATIONS_SOURCES = ("streams", "streams.lifecycle", "tournaments")
+WHOLE_SOURCES = ("users", "channels")  # read whole by every worker (no group): any partition count
 
 
 class TopologyError(Exception):
@@ -75,18 +86,48 @@ def internal_topics(partitions: int) -> list[TopicSpec]:
             cleanup_policy="compact",
             description="Changelog of the poll agent's table (PollBoard as JSON).",
         ),
+        TopicSpec(
+            name=f"{APP_ID}-{NOTIFICATIONS_TABLE}-changelog",
+            key_field="stream_id",  # or tournament_id: "stream:<id>" / "tournament:<id>" keys
+            event_types=(),
+            owner="stream_processors",
+            partitions=partitions,
+            cleanup_policy="compact",
+            description="Changelog of the notifications agent's table (Notifier as JSON).",
+        ),
+        TopicSpec(
+            name=f"{APP_ID}-{MATCH_VIEWER_TABLE}-changelog",
+            key_field="match_id",
+            event_types=(),
+            owner="stream_processors",
+            partitions=partitions,
+            cleanup_policy="compact",
+            description="Changelog of the match-audience agent's table (ViewerPresence as JSON).",
+        ),
+        TopicSpec(
+            name=MATCH_HEARTBEATS,
+            key_field="match_id",
+            event_types=(),  # ViewerHeartbeat records as the edges wrote them, only the key differs
+            owner="stream_processors",
+            partitions=partitions,
+            retention_ms=DAY_MS,  # like viewers.heartbeats: worthless after the counting window
+            description="Heartbeats of the streams of a match, re-keyed by match_id (repartition).",
+        ),
     ]
 
 
 async def prepare_topics(kafka: KafkaSettings) -> int:
     """Check the sources are co-partitioned, create the changelogs; returns the partition count."""
     async with TopicAdmin(kafka) as admin:
-        names = dict.fromkeys((*LIFECYCLE_SOURCES, *MODERATION_SOURCES, VIEWER_SOURCE, POLLS_SOURCE, "users"))
+        names = dict.fromkeys(
+            (*LIFECYCLE_SOURCES, *MODERATION_SOURCES, VIEWER_SOURCE, POLLS_SOURCE, *NOTIFICATIONS_SOURCES)
+        )
+        names.update(dict.fromkeys(WHOLE_SOURCES))
         sources = await admin.states([spec(name) for name in names])
         missing = [s.name for s in sources if not s.exists]
         if missing:
             raise TopologyError(f"topics {missing} do not exist; create them with `esports topics create`")
-        counts = {s.name: s.partitions for s in sources if s.name != "users"}
+        counts = {s.name: s.partitions for s in sources if s.name not in WHOLE_SOURCES}
         if len(set(counts.values())) != 1:
             raise TopologyError(f"{counts}: the agents' sources must have the same partition count")
         partitions = next(iter(counts.values()))
