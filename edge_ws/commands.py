@@ -1,5 +1,9 @@
 """What clients write, turned into events on Kafka: chat, moderator actions, votes, heartbeats.
 
+``/poll`` and ``/endpoll`` typed in chat are not chat: they are published as PollOpened / PollClosed
+to ``polls`` (this node is that topic's writer) and the poll agent decides whether the sender may; a
+malformed one is answered with an ``error`` (code ``bad_command``) and publishes nothing.
+
 Each write returns only after the broker's acknowledgement (the publisher is idempotent, acks=all),
 so an ``ack`` to the client is never a promise the log does not keep. Heartbeats are different:
 presence is sampled, so the node collects them and publishes one batch every few seconds.
@@ -10,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from datetime import timedelta
 
 from edge_ws.auth import Identity
 from edge_ws.metrics import Metrics
-from edge_ws.protocol import Moderate, SendChat, Vote
+from edge_ws.protocol import EndPoll, Moderate, OpenPoll, ProtocolError, SendChat, Vote, poll_command
+from events.base import utc_now
 from events.chat import ChatMessageSubmitted, ModerationAction, ModerationActionRequested
-from events.polls import PollVoteCast
+from events.polls import PollClosed, PollOpened, PollVoteCast
 from events.viewers import ViewerHeartbeat
 from infra.kafka import EventPublisher, KafkaError, Position
 
@@ -32,7 +38,17 @@ class EdgeWrites:
         self._metrics = metrics
 
     async def chat(self, who: Identity, command: SendChat) -> tuple[str, Position]:
-        """Publish a submitted message; returns its edge-assigned id and log position."""
+        """Publish a submitted message; returns its edge-assigned id and log position.
+
+        A poll command is published to ``polls`` instead; the id returned is then the poll's (``/poll``)
+        or the PollClosed's (``/endpoll``), and the position is in ``polls``.
+        """
+        try:
+            poll = poll_command(command.text)
+        except ProtocolError as e:
+            raise ProtocolError(e.code, e.message, command.nonce) from None
+        if poll is not None:
+            return await self.poll(who, command.stream, poll)
         message_id = str(uuid.uuid4())
         event = ChatMessageSubmitted(
             producer=PRODUCER,
@@ -73,8 +89,29 @@ class EdgeWrites:
         )
         return str(event.event_id), await self._publish(event)
 
+    async def poll(self, who: Identity, stream: str, command: OpenPoll | EndPoll) -> tuple[str, Position]:
+        """Open a poll or close the stream's poll(s); the poll agent checks the sender's rights."""
+        event: PollOpened | PollClosed
+        if isinstance(command, OpenPoll):
+            now = utc_now()
+            closes = None if command.duration_s is None else now + timedelta(seconds=command.duration_s)
+            event = PollOpened(
+                producer=PRODUCER,
+                occurred_at=now,
+                poll_id=str(uuid.uuid4()),
+                stream_id=stream,
+                question=command.question,
+                options=command.options,
+                opened_by=who.user_id,
+                closes_at=closes,
+            )
+            return event.poll_id, await self._publish(event)
+        event = PollClosed(producer=PRODUCER, poll_id=command.poll, stream_id=stream, closed_by=who.user_id)
+        return str(event.event_id), await self._publish(event)
+
     async def _publish(
-        self, event: ChatMessageSubmitted | ModerationActionRequested | PollVoteCast
+        self,
+        event: ChatMessageSubmitted | ModerationActionRequested | PollVoteCast | PollOpened | PollClosed,
     ) -> Position:
         position = await self._publisher.publish(event)
         self._metrics.published += 1
