@@ -25,6 +25,7 @@ from producers.routes import (
     auth,
     beacons,
     channels,
+    chat,
     follows,
     internal,
     moderation,
@@ -35,6 +36,7 @@ from producers.routes import (
     users,
 )
 from producers.services import Namespace, Services
+from web import pages as web_pages
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ def create_app(
     if services is not None:
         _attach(app, services)
     _include_routes(app)
+    web_pages.install(app)  # the viewer pages, sitemap, robots.txt and static files (web/)
     install_problem_handlers(app)
     # Added innermost first: CORS sees every request, the idempotency layer only routed POSTs.
     app.add_middleware(IdempotencyMiddleware)
@@ -86,6 +89,7 @@ def _include_routes(app: FastAPI) -> None:
         users,
         channels,
         streams,
+        chat,
         moderation,
         beacons,
         tournaments,

@@ -1,0 +1,261 @@
+"""The pages: one route per page, each reading the read models through the API's own readers.
+
+Pages are rendered on the server with everything a crawler or a link preview needs (title,
+description, canonical URL, OpenGraph/Twitter tags, JSON-LD); the ES modules in ``static/js`` then
+bring them to life (player, chat, polls, counts) from the ``data-*`` attributes of ``<main>``.
+Account pages (dashboard, notifications) are shells filled by the browser with the user's token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from producers.deps import ServicesDep
+from producers.services import Services
+from web.seo import (
+    PageMeta,
+    clip,
+    match_json_ld,
+    robots_txt,
+    sitemap_xml,
+    stream_json_ld,
+    tournament_json_ld,
+)
+from web.site import Site
+
+HERE = Path(__file__).parent
+TEMPLATES = Jinja2Templates(directory=HERE / "templates")
+HLS_JS_DIST = HERE / "node_modules" / "hls.js" / "dist"
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+LIVE_ON_HOME = 24
+UPCOMING_ON_HOME = 8
+TOURNAMENTS_SCANNED = 20
+SITEMAP_LIMIT = 100
+
+router = APIRouter(include_in_schema=False)
+
+
+def install(app: FastAPI) -> None:
+    """Mount the pages, the sitemap, robots.txt and the static files on the API's app."""
+    app.include_router(router)
+    app.mount("/static/vendor/hls", StaticFiles(directory=HLS_JS_DIST, check_dir=False), name="hls")
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+
+def site_of(services: Services) -> Site:
+    return Site.from_settings(services.settings)
+
+
+def render(
+    request: Request, services: Services, template: str, meta: PageMeta, *, status: int = 200, **context: Any
+) -> HTMLResponse:
+    """A page with its security headers: the CSP, no sniffing, no framing, a strict referrer."""
+    site = site_of(services)
+    response = TEMPLATES.TemplateResponse(
+        request, template, {"site": site, "meta": meta, **context}, status_code=status
+    )
+    response.headers["Content-Security-Policy"] = site.csp
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "strict-origin-when-cross-origin"
+    response.headers["X-Frame-Options"] = "DENY"
+    return response
+
+
+def not_found(request: Request, services: Services, what: str) -> HTMLResponse:
+    site = site_of(services)
+    meta = PageMeta(
+        title=f"Not found · {site.name}", description=what, canonical=site.url("/"), robots="noindex"
+    )
+    return render(request, services, "not_found.html", meta, status=404, what=what)
+
+
+async def _channel_names(services: Services, channel_ids: set[str]) -> dict[str, dict[str, Any]]:
+    ids = sorted(channel_ids)
+    rows = await asyncio.gather(*(services.catalog.channel(c) for c in ids))
+    return {c: row for c, row in zip(ids, rows, strict=True) if row is not None}
+
+
+async def upcoming_matches(services: Services, limit: int) -> list[dict[str, Any]]:
+    """Scheduled and live matches of the latest tournaments, soonest first."""
+    tournaments, _ = await services.tournaments.tournaments(game=None, limit=TOURNAMENTS_SCANNED, cursor=None)
+    lists = await asyncio.gather(*(services.tournaments.matches(t["tournament_id"]) for t in tournaments))
+    names = {t["tournament_id"]: t["name"] for t in tournaments}
+    now = datetime.now(UTC)
+    matches = [
+        {**m, "tournament_name": names[m["tournament_id"]]}
+        for ms in lists
+        for m in ms
+        if m["state"] == "live" or (m["state"] == "scheduled" and (m["scheduled_start"] or now) >= now)
+    ]
+    matches.sort(key=lambda m: (m["state"] != "live", m["scheduled_start"] or now))
+    return matches[:limit]
+
+
+@router.get("/", response_class=HTMLResponse)
+async def home(request: Request, services: ServicesDep) -> HTMLResponse:
+    """Live now (most viewers first, with stills and counts), upcoming matches, recent videos."""
+    site = site_of(services)
+    live, _, _ = await services.streams.live(limit=LIVE_ON_HOME, cursor=None)
+    ended, _ = await services.streams.streams(state="ended", channel=None, match=None, limit=8, cursor=None)
+    channels = await _channel_names(services, {s["channel_id"] for s in [*live, *ended]})
+    upcoming = await upcoming_matches(services, UPCOMING_ON_HOME)
+    meta = PageMeta(
+        title=f"{site.name}: live eSports streams, tournaments and matches",
+        description=clip(
+            f"{len(live)} live now. Watch eSports streams and tournament matches live, chat, vote in polls."
+        ),
+        canonical=site.url("/"),
+        json_ld={
+            "@context": "https://schema.org",
+            "@type": "WebSite",
+            "name": site.name,
+            "url": site.url("/"),
+        },
+    )
+    return render(
+        request, services, "home.html", meta, live=live, ended=ended, channels=channels, upcoming=upcoming
+    )
+
+
+@router.get("/live/{stream_id}", response_class=HTMLResponse)
+async def stream_page(request: Request, stream_id: str, services: ServicesDep) -> HTMLResponse:
+    """A stream: the player, chat, poll and count while live; the VOD with chat replay once ended."""
+    stream = await services.streams.stream(stream_id) if _ID.match(stream_id) else None
+    if stream is None or stream["created_at"] is None:
+        return not_found(request, services, f"There is no stream {stream_id}.")
+    site = site_of(services)
+    channel = await services.catalog.channel(stream["channel_id"])
+    channel_name = channel["display_name"] if channel else "a channel"
+    moderators = await services.catalog.moderators(stream["channel_id"]) if channel else []
+    match = await services.tournaments.match(stream["match_id"]) if stream["match_id"] else None
+    state_words = {"live": "Live now", "ended": "Video", "scheduled": "Scheduled", "created": "Coming up"}
+    meta = PageMeta(
+        title=f"{stream['title']} · {channel_name} · {site.name}",
+        description=clip(
+            f"{state_words[stream['state']]}: {stream['title']} by {channel_name}"
+            + (f", {stream['game']}" if stream["game"] else "")
+            + ". Watch with live chat and polls."
+        ),
+        canonical=site.url(f"/live/{stream_id}"),
+        og_type="video.other" if stream["state"] == "ended" else "video.episode",
+        image=site.thumbnail(stream_id),
+        json_ld=stream_json_ld(site, stream, channel_name),
+    )
+    return render(
+        request,
+        services,
+        "stream.html",
+        meta,
+        stream=stream,
+        channel=channel,
+        moderator_ids=[m["user_id"] for m in moderators],
+        match=match,
+        mode="vod" if stream["state"] == "ended" else "live",
+    )
+
+
+@router.get("/tournaments/{tournament_id}", response_class=HTMLResponse)
+async def tournament_page(request: Request, tournament_id: str, services: ServicesDep) -> HTMLResponse:
+    """A tournament: schedule, results, and each match's streams."""
+    tournament = await services.tournaments.tournament(tournament_id) if _ID.match(tournament_id) else None
+    if tournament is None:
+        return not_found(request, services, f"There is no tournament {tournament_id}.")
+    site = site_of(services)
+    matches = await services.tournaments.matches(tournament_id)
+    streams = await asyncio.gather(*(services.streams.of_match(m["match_id"]) for m in matches))
+    meta = PageMeta(
+        title=f"{tournament['name']} · {site.name}",
+        description=clip(f"{tournament['name']} ({tournament['game']}): schedule, results and live matches."),
+        canonical=site.url(f"/tournaments/{tournament_id}"),
+        json_ld=tournament_json_ld(site, tournament, matches),
+    )
+    rows = [{**m, "streams": s} for m, s in zip(matches, streams, strict=True)]
+    return render(request, services, "tournament.html", meta, tournament=tournament, matches=rows)
+
+
+@router.get("/matches/{match_id}", response_class=HTMLResponse)
+async def match_page(request: Request, match_id: str, services: ServicesDep) -> HTMLResponse:
+    """A match's simultaneous streams side by side (multi-view of up to four players)."""
+    match = await services.tournaments.match(match_id) if _ID.match(match_id) else None
+    if match is None:
+        return not_found(request, services, f"There is no match {match_id}.")
+    site = site_of(services)
+    tournament = await services.tournaments.tournament(match["tournament_id"])
+    streams = await services.streams.of_match(match_id)
+    watchable = [s for s in streams if s["state"] in ("live", "ended")][:4]
+    title = " vs ".join(match["teams"])
+    meta = PageMeta(
+        title=f"{title} · {tournament['name'] if tournament else ''} · {site.name}",
+        description=clip(f"{title}, {match['round_name']}: watch {len(watchable)} streams side by side."),
+        canonical=site.url(f"/matches/{match_id}"),
+        json_ld=match_json_ld(site, tournament, match) if tournament else None,
+    )
+    return render(
+        request, services, "match.html", meta, match=match, tournament=tournament, streams=watchable
+    )
+
+
+def _account_page(request: Request, services: Services, template: str, title: str) -> HTMLResponse:
+    site = site_of(services)
+    meta = PageMeta(
+        title=f"{title} · {site.name}",
+        description=title,
+        canonical=site.url(request.url.path),
+        robots="noindex",
+    )
+    return render(request, services, template, meta)
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_page(request: Request, services: ServicesDep) -> HTMLResponse:
+    """Sign in."""
+    return _account_page(request, services, "login.html", "Sign in")
+
+
+@router.get("/register", response_class=HTMLResponse)
+async def register_page(request: Request, services: ServicesDep) -> HTMLResponse:
+    """Create an account."""
+    return _account_page(request, services, "register.html", "Create an account")
+
+
+@router.get("/dashboard", response_class=HTMLResponse)
+async def dashboard_page(request: Request, services: ServicesDep) -> HTMLResponse:
+    """The streamer's dashboard: channels, stream key, OBS settings, live state (filled by the browser)."""
+    return _account_page(request, services, "dashboard.html", "Creator dashboard")
+
+
+@router.get("/notifications", response_class=HTMLResponse)
+async def notifications_page(request: Request, services: ServicesDep) -> HTMLResponse:
+    """The notification inbox (filled by the browser from GET /api/v1/me/notifications)."""
+    return _account_page(request, services, "notifications.html", "Notifications")
+
+
+@router.get("/sitemap.xml")
+async def sitemap(services: ServicesDep) -> Response:
+    """The home page, live and recent streams, tournaments."""
+    site = site_of(services)
+    live, _, _ = await services.streams.live(limit=SITEMAP_LIMIT, cursor=None)
+    ended, _ = await services.streams.streams(
+        state="ended", channel=None, match=None, limit=SITEMAP_LIMIT, cursor=None
+    )
+    tournaments, _ = await services.tournaments.tournaments(game=None, limit=SITEMAP_LIMIT, cursor=None)
+    urls: list[tuple[str, datetime | None]] = [(site.url("/"), None)]
+    urls += [(site.url(f"/live/{s['stream_id']}"), s.get("started_at")) for s in live]
+    urls += [(site.url(f"/live/{s['stream_id']}"), s.get("ended_at")) for s in ended]
+    urls += [(site.url(f"/tournaments/{t['tournament_id']}"), t.get("created_at")) for t in tournaments]
+    return Response(sitemap_xml(urls), media_type="application/xml")
+
+
+@router.get("/robots.txt", response_class=PlainTextResponse)
+async def robots(services: ServicesDep) -> PlainTextResponse:
+    """What crawlers may read, and where the sitemap is."""
+    return PlainTextResponse(robots_txt(site_of(services)))

@@ -1,0 +1,59 @@
+// The chat view: messages from the edge rendered with textContent only (chat text is data, never
+// HTML), deletions/bans/clears applied, and moderator tools.
+import { el } from "./session.js";
+
+const MAX_SHOWN = 300;
+
+export class ChatView {
+  constructor(list, { canModerate = () => false, onDelete = () => {} } = {}) {
+    this.list = list;
+    this.canModerate = canModerate;
+    this.onDelete = onDelete;
+    this.items = new Map(); // message id -> {li, at, user}
+  }
+
+  apply(m) {
+    if (m.type === "chat") this.add(m);
+    else if (m.type === "deleted") this.remove(m.id);
+    else if (m.type === "state" && (m.kind === "ban" || m.kind === "timeout")) this.removeWhere((x) => x.user === m.user);
+    else if (m.type === "state" && m.kind === "clear") this.removeWhere((x) => x.at < m.before);
+    else if (m.type === "notice" && m.code === "reload") this.clear();
+  }
+
+  add(m) {
+    this.remove(m.id); // a restored message replaces any copy
+    const li = el("li");
+    li.dataset.id = m.id;
+    for (const badge of m.badges || []) li.append(el("span", badge, `badge-${badge}`));
+    li.append(el("span", m.name || m.user, "name"), el("span", m.text, "text"));
+    if (this.canModerate()) {
+      const button = el("button", "Delete", "mod-delete");
+      button.type = "button";
+      button.setAttribute("aria-label", `Delete the message of ${m.name || m.user}`);
+      button.addEventListener("click", () => this.onDelete(m.id));
+      li.append(button);
+    }
+    const after = [...this.items.values()].find((x) => x.at > m.at);
+    const atBottom = this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight < 40;
+    this.list.insertBefore(li, after ? after.li : null);
+    this.items.set(m.id, { li, at: m.at, user: m.user });
+    while (this.items.size > MAX_SHOWN) this.remove(this.items.keys().next().value);
+    if (atBottom) this.list.scrollTop = this.list.scrollHeight;
+  }
+
+  remove(id) {
+    const item = this.items.get(id);
+    if (!item) return;
+    item.li.remove();
+    this.items.delete(id);
+  }
+
+  removeWhere(predicate) {
+    for (const [id, item] of [...this.items]) if (predicate(item)) this.remove(id);
+  }
+
+  clear() {
+    this.items.clear();
+    this.list.replaceChildren();
+  }
+}

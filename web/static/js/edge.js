@@ -1,0 +1,126 @@
+// The edge websocket client (edge_ws/PROTOCOL.md): reconnects with exponential backoff and jitter,
+// resumes each stream with `since` (the last chat-log position), sends heartbeats every 15 s,
+// authenticates with the user's token, and matches acks/errors to requests by nonce.
+
+const HEARTBEAT_MS = 15_000;
+const BACKOFF_MIN_MS = 500;
+const BACKOFF_MAX_MS = 30_000;
+const CHAT_LOG_STATES = new Set(["ban", "timeout", "unban", "settings", "clear", "subscribed"]);
+
+export function isChatLog(m) {
+  return m.type === "chat" || m.type === "deleted" || (m.type === "state" && CHAT_LOG_STATES.has(m.kind));
+}
+
+export function backoffMs(attempt, random = Math.random) {
+  const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** attempt);
+  return Math.round(ceiling / 2 + random() * (ceiling / 2)); // "equal jitter": never 0, never in lockstep
+}
+
+export class EdgeClient extends EventTarget {
+  constructor(urls, { token = async () => null } = {}) {
+    super();
+    this.urls = urls;
+    this.token = token;
+    this.streams = new Map(); // stream id -> last chat-log pos (or null)
+    this.pending = new Map(); // nonce -> {resolve}
+    this.attempt = 0;
+    this.urlIndex = 0;
+    this.ws = null;
+    this.user = null;
+    this.closed = false;
+    this.heartbeat = setInterval(() => this.#beat(), HEARTBEAT_MS);
+  }
+
+  connect() {
+    if (this.closed) return;
+    const url = this.urls[this.urlIndex % this.urls.length];
+    const ws = new WebSocket(url);
+    this.ws = ws;
+    ws.addEventListener("open", () => this.#opened(ws));
+    ws.addEventListener("message", (e) => this.#received(e.data));
+    ws.addEventListener("close", () => this.#lost(ws));
+  }
+
+  get connected() {
+    return this.ws?.readyState === WebSocket.OPEN;
+  }
+
+  subscribe(stream) {
+    if (!this.streams.has(stream)) this.streams.set(stream, null);
+    this.send({ type: "subscribe", stream });
+  }
+
+  send(message) {
+    if (!this.connected) return false;
+    this.ws.send(JSON.stringify(message));
+    return true;
+  }
+
+  /** Send with a nonce; resolves with the `ack` or `error` that names it (or {type:"error"} if offline). */
+  request(message) {
+    const nonce = crypto.randomUUID().slice(0, 32);
+    return new Promise((resolve) => {
+      if (!this.send({ ...message, nonce })) {
+        resolve({ type: "error", code: "offline", message: "not connected; try again in a moment" });
+        return;
+      }
+      this.pending.set(nonce, resolve);
+      setTimeout(() => {
+        if (this.pending.delete(nonce)) resolve({ type: "error", code: "timeout", message: "no answer" });
+      }, 15_000);
+    });
+  }
+
+  async authenticate() {
+    const token = await this.token();
+    if (token && this.connected) this.send({ type: "auth", token });
+  }
+
+  close() {
+    this.closed = true;
+    clearInterval(this.heartbeat);
+    this.ws?.close(1000);
+  }
+
+  async #opened(ws) {
+    if (ws !== this.ws) return;
+    this.attempt = 0;
+    await this.authenticate();
+    for (const [stream, since] of this.streams) {
+      this.send(since ? { type: "subscribe", stream, since } : { type: "subscribe", stream });
+    }
+    this.dispatchEvent(new CustomEvent("open", { detail: { url: ws.url } }));
+  }
+
+  #lost(ws) {
+    if (ws !== this.ws) return;
+    this.user = null;
+    this.dispatchEvent(new CustomEvent("close"));
+    if (this.closed) return;
+    this.urlIndex += 1; // try the next node: any node can resume us
+    const delay = backoffMs(this.attempt++);
+    setTimeout(() => this.connect(), delay);
+  }
+
+  #received(data) {
+    let m;
+    try {
+      m = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (m.nonce && this.pending.has(m.nonce) && (m.type === "ack" || m.type === "error")) {
+      this.pending.get(m.nonce)(m);
+      this.pending.delete(m.nonce);
+    }
+    if (m.stream && m.pos && isChatLog(m) && this.streams.has(m.stream)) this.streams.set(m.stream, m.pos);
+    if (m.type === "notice" && m.code === "authenticated") this.user = { user_id: m.user, role: m.role };
+    if (m.type === "notice" && m.code === "reload" && this.streams.has(m.stream)) this.streams.set(m.stream, null);
+    if (m.type === "notice" && m.code === "reconnect") this.ws.close(1000);
+    this.dispatchEvent(new CustomEvent("message", { detail: m }));
+  }
+
+  #beat() {
+    for (const stream of this.streams.keys()) this.send({ type: "heartbeat", stream });
+  }
+}

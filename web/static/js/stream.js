@@ -1,0 +1,172 @@
+// The stream page: player, live chat, poll, viewer count and follow button; for an ended stream
+// the VOD with the chat replayed in sync with the playhead.
+import "./shell.js";
+import { ChatView } from "./chat.js";
+import { EdgeClient } from "./edge.js";
+import { attachPlayer } from "./player.js";
+import { PollView } from "./poll.js";
+import { accessToken, api, currentUser, el, session } from "./session.js";
+
+const page = document.getElementById("content");
+const streamId = page.dataset.streamId;
+const video = document.getElementById("video");
+const $ = (id) => document.getElementById(id);
+
+attachPlayer(video, page.dataset.hls, {
+  quality: $("quality"),
+  liveEdge: $("live-edge"),
+  latency: $("latency"),
+  status: $("player-status"),
+  live: page.dataset.mode === "live",
+});
+setUpFollow();
+if (page.dataset.mode === "live") live();
+else replay();
+
+async function live() {
+  const me = await currentUser();
+  const moderators = new Set(JSON.parse(page.dataset.moderators || "[]"));
+  const canModerate = () =>
+    Boolean(me) && (me.user_id === page.dataset.ownerId || moderators.has(me.user_id) || me.role === "admin");
+  const edge = new EdgeClient(JSON.parse(page.dataset.edges), { token: accessToken });
+  const notice = $("chat-notice");
+  const say = (text) => (notice.textContent = text);
+  const chat = new ChatView($("messages"), {
+    canModerate,
+    onDelete: async (id) => {
+      const answer = await edge.request({ type: "mod", stream: streamId, action: "delete", message_id: id });
+      if (answer.type === "error") say(answer.message);
+    },
+  });
+  const poll = new PollView($("poll"), {
+    vote: async (pollId, option) => {
+      const answer = await edge.request({ type: "vote", stream: streamId, poll: pollId, option });
+      if (answer.type === "error") say(answer.code === "unauthorized" ? "Sign in to vote." : answer.message);
+      return answer;
+    },
+  });
+  const listing = await api(`/api/v1/streams/${streamId}/polls`);
+  const open = listing.ok ? (listing.data.items || []).find((p) => p.status === "open") : null;
+  if (open) poll.show(open);
+
+  edge.addEventListener("message", (e) => {
+    const m = e.detail;
+    if (m.stream && m.stream !== streamId) return;
+    chat.apply(m);
+    if (m.type === "poll") poll.apply(m);
+    if (m.type === "count") {
+      $("viewers").querySelector(".count").textContent = String(m.count);
+      $("viewers").dataset.count = String(m.count);
+    }
+    if (m.type === "state" && m.kind === "ended") {
+      $("state-tag").textContent = "ENDED";
+      say("The stream has ended. The video will be available here.");
+    }
+    if (m.type === "state" && m.kind === "subscribed") page.dataset.subscribed = "true";
+    if (m.type === "notice" && m.code === "rejected") say(`Not sent: ${m.detail || m.reason}`);
+    if (m.type === "notice" && m.code === "held") say("Your message waits for a moderator.");
+    if (m.type === "notice" && m.code === "authenticated") enableComposer();
+  });
+  edge.addEventListener("close", () => (page.dataset.subscribed = "false"));
+  edge.subscribe(streamId);
+  edge.connect();
+
+  function enableComposer() {
+    $("chat-input").disabled = false;
+    $("chat-send").disabled = false;
+    $("chat-input").placeholder = "Send a message";
+  }
+
+  $("chat-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const input = $("chat-input");
+    const text = input.value.trim();
+    if (!text) return;
+    // `/poll Q | A | B [60s]`, `/endpoll` and moderator commands are typed as chat: the edge and the
+    // agents decide them (edge_ws/PROTOCOL.md), so the page has no second parser to drift.
+    const media_time_ms = Number.isFinite(video.currentTime) ? Math.round(video.currentTime * 1000) : undefined;
+    const answer = await edge.request({ type: "chat", stream: streamId, text, media_time_ms });
+    if (answer.type === "ack") {
+      input.value = "";
+      say(text.startsWith("/") ? "Command sent." : "");
+    } else say(answer.code === "unauthorized" ? "Sign in to chat." : answer.message);
+  });
+  if (!session()?.access_token) $("chat-input").placeholder = "Sign in to chat";
+}
+
+// --- VOD: the chat archive replayed with the playhead ---------------------------------------
+const WINDOW_MS = 60_000;
+
+function replay() {
+  const list = $("messages");
+  const loaded = new Map(); // window start -> Promise<messages>
+  let shown = -1;
+  let all = [];
+
+  const load = (start) => {
+    if (!loaded.has(start)) {
+      loaded.set(
+        start,
+        api(`/api/v1/streams/${streamId}/chat?from_ms=${start}&to_ms=${start + WINDOW_MS}&limit=500`).then((r) => {
+          if (!r.ok) {
+            loaded.delete(start);
+            return;
+          }
+          const known = new Set(all.map((m) => m.message_id));
+          all = all.concat(r.data.items.filter((m) => !known.has(m.message_id)));
+          all.sort((a, b) => a.media_time_ms - b.media_time_ms);
+          shown = -1;
+        }),
+      );
+    }
+    return loaded.get(start);
+  };
+
+  const render = () => {
+    const now = video.currentTime * 1000;
+    const visible = all.filter((m) => m.media_time_ms <= now);
+    if (visible.length === shown) return;
+    shown = visible.length;
+    list.replaceChildren(
+      ...visible.slice(-200).map((m) => {
+        const li = el("li");
+        li.dataset.id = m.message_id;
+        li.append(el("span", m.display_name, "name"), el("span", m.text, "text"));
+        return li;
+      }),
+    );
+    list.scrollTop = list.scrollHeight;
+  };
+
+  const tick = async () => {
+    const start = Math.floor((video.currentTime * 1000) / WINDOW_MS) * WINDOW_MS;
+    await Promise.all([load(start), load(start + WINDOW_MS)]);
+    render();
+  };
+  video.addEventListener("timeupdate", tick);
+  video.addEventListener("seeked", tick);
+  tick();
+}
+
+function setUpFollow() {
+  const button = $("follow");
+  if (!button) return;
+  const channel = button.dataset.channelId;
+  let following = false;
+  const show = () => {
+    button.textContent = following ? "Following" : "Follow";
+    button.setAttribute("aria-pressed", String(following));
+  };
+  if (session()?.access_token) {
+    api("/api/v1/me/follows", { auth: true }).then((r) => {
+      following = Boolean(r.ok && (r.data.channels || []).some((c) => c.channel_id === channel));
+      show();
+    });
+  }
+  button.addEventListener("click", async () => {
+    if (!session()?.access_token) return location.assign("/login");
+    const r = await api(`/api/v1/me/follows/channels/${channel}`, { method: following ? "DELETE" : "PUT", auth: true });
+    if (r.ok) following = !following;
+    show();
+  });
+}
