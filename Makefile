@@ -16,11 +16,17 @@ help: ## list the targets
 install: $(VENV)/.installed ## install what is missing: Debian packages, venv, Kafka jars
 	@bash infra/local/install-system.sh
 	@$(BIN)/python -m infra.stack jars
+	@$(MAKE) -s web/node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)" >&2; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+# hls.js for the pages, exactly as web/package-lock.json pins it (never committed, served by the API).
+web/node_modules/.installed: web/package.json web/package-lock.json
+	@cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	@touch $@
 
 up: install ## start the whole platform with a demo live stream and print the URLs

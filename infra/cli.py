@@ -173,6 +173,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     stack.main(["status", "--all"])
     print(
         f"\nThe demo channel {settings.ingest.demo_channel!r} is live within seconds:"
+        f"\n  open:       {settings.api.public_url}/  (the web pages: live now, then the stream page)"
         f"\n  live now:   {settings.api.public_url}/api/v1/streams/live"
         f"\n  HLS:        {settings.ingest.public_hls_url}/<stream_id>/master.m3u8 (ffplay or any HLS player)"
         f"\n  chat edge:  ws://{settings.edge.host}:{settings.edge.port} (protocol: edge_ws/PROTOCOL.md)"

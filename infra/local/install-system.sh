@@ -6,7 +6,7 @@
 set -euo pipefail
 
 # Append later needs here (nginx libnginx-mod-rtmp ffmpeg chromium ...).
-PACKAGES="redis-server kcat postgresql-15 maven wrk nginx libnginx-mod-rtmp ffmpeg fonts-dejavu-core"  # wrk: bench/api.py; nginx + RTMP module, ffmpeg: ingest; fonts: the demo clock
+PACKAGES="redis-server kcat postgresql-15 maven wrk nginx libnginx-mod-rtmp ffmpeg fonts-dejavu-core chromium npm"  # wrk: bench/api.py; nginx + RTMP module, ffmpeg: ingest; fonts: the demo clock; chromium: e2e tests; npm: hls.js for the web pages
 # Only when no java is on PATH: any JDK/JRE 17+ runs Kafka 4.x.
 JAVA_PACKAGE="openjdk-17-jre-headless"
 
