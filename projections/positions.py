@@ -17,7 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from infra.kafka import Position
 from infra.postgres import translate
-from projections import catalog, chat, viewer_counts
+from projections import catalog, chat, notifications, viewer_counts
 from projections.database import checked_schema
 
 __all__ = [
@@ -33,6 +33,9 @@ POLL_INTERVAL_S = 0.02
 PROJECTORS_BY_TOPIC: dict[str, str] = {
     topic: projector.NAME for projector in (catalog, chat, viewer_counts) for topic in projector.TOPICS
 }
+# pg.notifications reads `users` too (NotificationsRead), but `users` positions stay pg.catalog's: the
+# inbox route waits for pg.notifications on them itself (producers/routes/notifications.py).
+PROJECTORS_BY_TOPIC["notifications"] = notifications.NAME
 
 REACHED = (
     "SELECT next_offset > %s FROM {}.projection_offsets"
