@@ -26,7 +26,7 @@ from infra.kafka import DeadLetters, EventPublisher, KafkaError, TopicAdmin, Top
 from infra.postgres import DatabaseError
 from infra.redis import CacheError, make_client
 from infra.settings import Settings
-from projections import catalog, chat, notifications, viewer_counts
+from projections import catalog, chat, notifications, polls, viewer_counts
 from projections.chat_recent import RecentChatProjector
 from projections.database import make_pool, migrate
 from projections.live import LiveProjector
@@ -116,6 +116,7 @@ def build_stores(
         RecentChatProjector(client, prefix=redis_prefix),
         viewer_counts.viewer_counts_projector(pool, schema=schema),
         notifications.notifications_projector(pool, schema=schema),
+        polls.polls_projector(pool, schema=schema),
         viewer_counts.MatchViewersProjector(client, prefix=redis_prefix),
     ]
 

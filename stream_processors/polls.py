@@ -44,7 +44,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from events.base import Event
@@ -82,13 +82,18 @@ MAX_CLOSED = 50  # closed polls remembered per stream (oldest forgotten first)
 ALL_OPEN = "*"  # PollClosed.poll_id of `/endpoll`: every poll of the stream open at that point of the log
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
 def epoch_ms(moment: datetime) -> int:
-    """``moment`` (tz-aware) as integer milliseconds since the epoch."""
-    return int(moment.timestamp() * 1000)
+    """``moment`` (tz-aware) as integer milliseconds since the epoch (exact: no float on the way)."""
+    return (moment - _EPOCH) // _MS
 
 
 def from_epoch_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
+    """The inverse of :func:`epoch_ms` for millisecond times (a final tally's time is its close's)."""
+    return _EPOCH + ms * _MS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
