@@ -30,6 +30,7 @@ from infra.kafka import (
 )
 from infra.local_secrets import ensure_local_secrets
 from infra.settings import REPO_ROOT, Settings
+from projections.rebuild_options import add_arguments as add_rebuild_arguments
 from projections.replay_options import add_arguments as add_replay_arguments
 
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -137,6 +138,17 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from projections import replay
 
     return replay.run(args, settings)
+
+
+# --- rebuild and report ------------------------------------------------------------------------
+
+
+def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    """Rebuild read models from the topics into a shadow schema and key prefix, then swap them in
+    atomically; resumable (an interrupted run continues where it stopped)."""
+    from projections import rebuild
+
+    return rebuild.run(args, settings)
 
 
 # --- stack and platform -------------------------------------------------------------------------
@@ -330,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--max", type=int, default=0, help="stop after N events (default: follow forever)")
     tail.add_argument("--idle-timeout", type=float, default=0, help="stop after S seconds without events")
     add_replay_arguments(add("replay", cmd_replay))
+    add_rebuild_arguments(add("rebuild", cmd_rebuild))
     add("api", cmd_api)
     add("processors", cmd_processors)
     add("projector", cmd_projector)

@@ -3,11 +3,17 @@
 A projector keeps its next offset per partition in a hash written in the same transaction as its
 changes, WATCHing the keys it read; a concurrent writer makes the transaction fail and the batch is
 re-read and re-applied, so a batch is applied exactly once even with two instances running.
+
+Which keys a projector owns (what ``esports rebuild`` replaces) follows from its key layout: every
+string attribute of its ``keys`` object is a key, and every one-argument method a family of keys
+(``keys.stream("*")``); a projector without such a layout names its ``key_patterns`` itself.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,6 +27,7 @@ from projections.projector import Partition, ProjectorStats, partition_of
 log = logging.getLogger(__name__)
 
 WATCH_ATTEMPTS = 5
+_ANY = "\x00any\x00"  # stands for a key family's variable part while deriving its pattern
 
 
 class RedisProjector:
@@ -41,6 +48,11 @@ class RedisProjector:
         except redis.exceptions.RedisError as e:
             raise translate(e, f"reading {self.name} offsets") from e
         return {p: int(value or 0) for p, value in zip(partitions, stored, strict=True)}
+
+    @property
+    def offsets_key(self) -> str:
+        """The hash of this projector's next offsets ("topic:partition" -> offset)."""
+        return self._offsets_key
 
     async def store(self, batch: Sequence[ConsumedEvent]) -> None:
         """Apply ``batch`` and its offsets in one MULTI/EXEC (re-read if a watched key changed)."""
@@ -72,3 +84,32 @@ def next_offsets(
 def offset_fields(offsets: Mapping[Partition, int]) -> dict[Any, int]:
     """The offsets hash's fields ("topic:partition") and values."""
     return {f"{topic}:{partition}": offset for (topic, partition), offset in offsets.items()}
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a literal in a Redis MATCH pattern."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+def owned_key_patterns(projector: RedisProjector) -> list[str]:
+    """The MATCH patterns of every key ``projector`` writes (its prefix included), offsets too.
+
+    From ``projector.key_patterns`` if it declares them, else from its ``keys`` layout object (see
+    the module docstring); ``ValueError`` if it has neither, since a rebuild could not replace its keys.
+    """
+    declared = getattr(projector, "key_patterns", None)
+    if declared:
+        return [*declared]
+    keys = getattr(projector, "keys", None)
+    if keys is None:
+        raise ValueError(f"{projector.name}: neither a `keys` layout nor `key_patterns`")
+    patterns = {glob_escape(projector.offsets_key)}
+    for name in dir(keys):
+        value = getattr(keys, name)
+        if name.startswith("_") or name == "prefix":
+            continue
+        if isinstance(value, str):
+            patterns.add(glob_escape(value))
+        elif callable(value) and len(inspect.signature(value).parameters) == 1:
+            patterns.add(glob_escape(value(_ANY)).replace(_ANY, "*"))
+    return sorted(patterns)
