@@ -39,6 +39,7 @@ class Delivery:
     position: LogPosition
     payload: bytes  # JSON, encoded once for every recipient
     snapshot_key: str = ""  # which snapshot entry it replaces (snapshot route)
+    once_key: str = ""  # direct route: a delivery with a key a node already pushed is not pushed again
 
 
 def _ms(moment: datetime) -> int:
@@ -155,7 +156,7 @@ def _cleared(e: chat.ChatCleared, p: LogPosition) -> Delivery:
 
 
 def _count(e: viewers.ViewerCountChanged, p: LogPosition) -> Delivery:
-    return _snapshot(e, p, "count", "count", count=e.count, peak=e.peak)
+    return _snapshot(e, p, "count", "count", count=e.count, peak=e.peak, average=e.average)
 
 
 def _tally(e: polls.PollTallyUpdated, p: LogPosition) -> Delivery:
@@ -184,7 +185,8 @@ def _notification(e: notifications.NotificationIssued, p: LogPosition) -> Delive
             "body": e.body,
         }
     )
-    return Delivery(Route.DIRECT, e.user_id, p, payload)
+    # The agent may publish a notification again after a restart (same id, new offset): pushed once.
+    return Delivery(Route.DIRECT, e.user_id, p, payload, once_key=f"notification:{e.notification_id}")
 
 
 _BUILDERS: dict[type[Event], Any] = {

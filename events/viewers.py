@@ -1,5 +1,6 @@
 """Viewer presence: heartbeats from edges (``viewers.heartbeats``) and derived counts
-(``viewers.counts``), both keyed by ``stream_id``."""
+(``viewers.counts``), both keyed by ``stream_id``; a match's combined audience across its streams
+(``viewers.match_counts``, keyed by ``match_id``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 
 from events.base import Event
 
-__all__ = ["ViewerCountChanged", "ViewerHeartbeat"]
+__all__ = ["MatchAudienceChanged", "ViewerCountChanged", "ViewerHeartbeat"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -22,8 +23,24 @@ class ViewerHeartbeat(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ViewerCountChanged(Event):
-    """Concurrent viewers of a stream over the counting window, and the peak so far."""
+    """Concurrent viewers of a stream over the counting window, the peak so far and the
+    time-weighted average since the stream's first count.
+
+    v2 added ``average`` (0.0 in v1 records: not known).
+    """
 
     stream_id: str
     count: int
     peak: int
+    average: float = 0.0  # v2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MatchAudienceChanged(Event):
+    """Concurrent viewers of a match: distinct sessions across all its streams (main, POVs,
+    co-streams) over the counting window, the peak so far and the time-weighted average."""
+
+    match_id: str
+    count: int
+    peak: int
+    average: float = 0.0

@@ -5,7 +5,8 @@ Keys (``prefix`` is a constructor parameter, "" by default):
 - ``{prefix}live:streams``: sorted set of the live streams, member stream_id, score = current
   viewers (the hash's ``viewers``: 0 when a stream goes live before any count);
 - ``{prefix}stream:{stream_id}``: hash with ``state``, ``title``, ``channel_id``, ``game``,
-  ``started_at`` and ``ended_at`` (ISO 8601, UTC) and ``viewers``;
+  ``started_at`` and ``ended_at`` (ISO 8601, UTC), ``viewers`` and, from the first count on,
+  ``peak_viewers`` and ``average_viewers`` (time-weighted mean since the stream's first count);
 - ``{prefix}offsets:redis.live``: hash ``"topic:partition"`` -> next offset to apply.
 
 ``viewers.counts`` (ViewerCountChanged) sets the hash's ``viewers`` and, while the stream is live,
@@ -92,6 +93,7 @@ def _ended(stream: StreamHash, e: StreamEnded) -> None:
 
 def _viewers(stream: StreamHash, e: ViewerCountChanged) -> None:
     stream["viewers"] = str(e.count)
+    stream.update(peak_viewers=str(e.peak), average_viewers=f"{e.average:g}")  # v2 events carry the average
 
 
 def _change(event_type: type[E], change: Callable[[StreamHash, E], None]) -> tuple[type[Event], Change]:

@@ -1,32 +1,63 @@
-"""The ``pg.viewers`` projector: concurrent viewers per stream as a 10 s time series in PostgreSQL.
+"""Viewer counts in the read models: 10 s time series in PostgreSQL, each match's audience in Redis.
 
-From ``viewers.counts``: each ViewerCountChanged falls into the 10 s bucket of its ``occurred_at``
-(aligned to the epoch); ``viewers`` keeps the highest count of the bucket and ``peak`` the stream's
-highest peak, so applying a count twice, or counts of one bucket in any order, gives the same row.
-Exactly-once comes from :class:`~projections.projector.PostgresProjector` as well.
+``pg.viewers`` (PostgreSQL), from ``viewers.counts`` and ``viewers.match_counts``: each
+ViewerCountChanged (MatchAudienceChanged) falls into the 10 s bucket of its ``occurred_at`` (aligned
+to the epoch) of ``viewer_counts`` (``match_viewer_counts``); ``viewers`` keeps the highest count of
+the bucket and ``peak`` the highest peak, so applying a count twice, or counts of one bucket in any
+order, gives the same row. Exactly-once comes from :class:`~projections.projector.PostgresProjector`
+as well.
+
+``redis.match_viewers`` (Redis), from ``viewers.match_counts``: per match the hash
+``{prefix}match:{match_id}:viewers`` with ``viewers``, ``peak`` and ``average`` of the latest
+MatchAudienceChanged (the API's match objects read it), written with its offsets in one MULTI/EXEC.
+A stream's count, peak and average live in the ``redis.live`` stream hash.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any, cast
 
+import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 
 from events.base import Event
-from events.viewers import ViewerCountChanged
-from projections.projector import Apply, Cursor, PostgresProjector, handles
+from events.viewers import MatchAudienceChanged, ViewerCountChanged
+from infra.kafka import ConsumedEvent
+from projections.projector import Apply, Cursor, PostgresProjector, handles, partition_of
+from projections.redis_projector import RedisProjector, next_offsets, offset_fields
 
-__all__ = ["BUCKET_S", "HANDLERS", "NAME", "TOPICS", "bucket_of", "viewer_counts_projector"]
+__all__ = [
+    "BUCKET_S",
+    "HANDLERS",
+    "MATCH_NAME",
+    "MATCH_TOPICS",
+    "NAME",
+    "TOPICS",
+    "MatchViewerKeys",
+    "MatchViewersProjector",
+    "bucket_of",
+    "viewer_counts_projector",
+]
 
 NAME = "pg.viewers"
-TOPICS = ("viewers.counts",)
+TOPICS = ("viewers.counts", "viewers.match_counts")
+MATCH_NAME = "redis.match_viewers"
+MATCH_TOPICS = ("viewers.match_counts",)
 BUCKET_S = 10
 
 UPSERT_COUNT = """
 INSERT INTO viewer_counts AS v (stream_id, bucket, viewers, peak)
 VALUES (%(stream)s, %(bucket)s, %(viewers)s, %(peak)s)
 ON CONFLICT (stream_id, bucket) DO UPDATE SET
+    viewers = GREATEST(v.viewers, EXCLUDED.viewers), peak = GREATEST(v.peak, EXCLUDED.peak)
+"""
+
+UPSERT_MATCH = """
+INSERT INTO match_viewer_counts AS v (match_id, bucket, viewers, peak)
+VALUES (%(match)s, %(bucket)s, %(viewers)s, %(peak)s)
+ON CONFLICT (match_id, bucket) DO UPDATE SET
     viewers = GREATEST(v.viewers, EXCLUDED.viewers), peak = GREATEST(v.peak, EXCLUDED.peak)
 """
 
@@ -47,9 +78,66 @@ async def count_changed(cur: Cursor, e: ViewerCountChanged) -> None:
     await cur.execute(UPSERT_COUNT, params)
 
 
-HANDLERS: Mapping[type[Event], Apply] = dict([handles(ViewerCountChanged, count_changed)])
+async def audience_changed(cur: Cursor, e: MatchAudienceChanged) -> None:
+    params = {
+        "match": e.match_id,
+        "bucket": bucket_of(e.occurred_at),
+        "viewers": e.count,
+        "peak": max(e.peak, e.count),
+    }
+    await cur.execute(UPSERT_MATCH, params)
+
+
+HANDLERS: Mapping[type[Event], Apply] = dict(
+    [handles(ViewerCountChanged, count_changed), handles(MatchAudienceChanged, audience_changed)]
+)
 
 
 def viewer_counts_projector(pool: AsyncConnectionPool, *, schema: str = "public") -> PostgresProjector:
-    """The viewer-count time series projector writing into ``schema``."""
+    """The viewer-count time series projector (streams and matches) writing into ``schema``."""
     return PostgresProjector(pool, name=NAME, topics=TOPICS, handlers=HANDLERS, schema=schema)
+
+
+class MatchViewerKeys:
+    """The key layout of ``redis.match_viewers`` under one prefix (the API reads it too)."""
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+        self.offsets = f"{prefix}offsets:{MATCH_NAME}"
+
+    def match(self, match_id: str) -> str:
+        return f"{self.prefix}match:{match_id}:viewers"
+
+
+def audience_hash(e: MatchAudienceChanged) -> dict[str, str]:
+    """The match hash's fields after ``e`` (the latest count of a match replaces the previous one)."""
+    return {"viewers": str(e.count), "peak": str(max(e.peak, e.count)), "average": f"{e.average:g}"}
+
+
+class MatchViewersProjector(RedisProjector):
+    """Projects ``viewers.match_counts`` into :class:`MatchViewerKeys` (exactly once, with offsets)."""
+
+    name = MATCH_NAME
+    topics: tuple[str, ...] = MATCH_TOPICS
+
+    def __init__(self, client: aioredis.Redis, *, prefix: str = "") -> None:
+        self.keys = MatchViewerKeys(prefix)
+        super().__init__(client, offsets_key=self.keys.offsets)
+
+    async def _store(self, batch: Sequence[ConsumedEvent]) -> None:
+        partitions = sorted({partition_of(c) for c in batch})
+        async with self._client.pipeline(transaction=True) as tx:
+            await tx.watch(self.keys.offsets)
+            stored = await tx.hmget(self.keys.offsets, [f"{t}:{p}" for t, p in partitions])
+            applied_up_to = {p: int(v or 0) for p, v in zip(partitions, stored, strict=True)}
+            fresh = [c for c in batch if c.position.offset >= applied_up_to[partition_of(c)]]
+            latest: dict[str, dict[str, str]] = {}
+            for consumed in fresh:  # in log order per match (keyed by match_id): the last one wins
+                if isinstance(consumed.event, MatchAudienceChanged):
+                    latest[consumed.event.match_id] = audience_hash(consumed.event)
+            tx.multi()
+            for match_id, fields in sorted(latest.items()):
+                tx.hset(self.keys.match(match_id), mapping=cast(Any, fields))  # redis-py's key type
+            tx.hset(self.keys.offsets, mapping=offset_fields(next_offsets(applied_up_to, batch)))
+            await tx.execute()
+        self.stats.record(len(fresh), len(batch) - len(fresh), next_offsets(applied_up_to, batch))

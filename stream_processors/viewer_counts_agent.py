@@ -1,18 +1,28 @@
 """The viewer-count agent: the I/O around :mod:`stream_processors.viewer_counts`.
 
-Consumes ``viewers.heartbeats`` (keyed by ``stream_id``) in batches, keeps one
+Consumes ``viewers.heartbeats`` and ``streams`` (both keyed by ``stream_id``, co-partitioned) in
+batches (:class:`~stream_processors.batching.Batcher`: processed, then acked), keeps one
 :class:`~stream_processors.viewer_counts.ViewerPresence` per stream in the ``viewers`` table and
 publishes :class:`~events.viewers.ViewerCountChanged` to ``viewers.counts`` with the idempotent
-publisher: publish first, then store the state, then ack (the lifecycle agent's order). A batch writes
-each stream's state once (a heartbeat-per-write would cost O(sessions) per heartbeat).
+publisher. A batch writes each stream's state once (a heartbeat-per-write would cost O(sessions)
+per heartbeat).
+
+``streams`` tells each stream's match (StreamCreated/Updated/Scheduled/WentLive ``match_id``). The
+heartbeats of a stream that belongs to a match are forwarded, unchanged and re-keyed by ``match_id``,
+to the internal repartition topic :data:`~stream_processors.topology.MATCH_HEARTBEATS`, where the
+match-audience agent counts each match's sessions once across all its streams. Order per batch:
+forward, publish the counts, store the states, ack. A crash anywhere redelivers the batch: forwarded
+again (a session seen twice is still one session) and re-decided into the same events.
 
 A timer (:data:`TICK_S`) settles every stream of the partitions this worker owns on the wall clock, so
 counts fall when heartbeats stop arriving altogether. State is stored with the changelog partition of
 its key (murmur2, the heartbeats' partition), so the timer, which has no current event, can store too.
+A lock keeps a batch and a tick from interleaving (both read a state, publish, then store it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -20,17 +30,24 @@ from collections.abc import Sequence
 from typing import Any
 
 import faust
-from aiokafka.partitioner import murmur2
 
 from events.codec import EventCodec
 from events.viewers import ViewerCountChanged, ViewerHeartbeat
 from infra.kafka import TopicNames
 from stream_processors.app import DecisionPublisher, LifecycleProcessor
+from stream_processors.batching import Batcher, partition_of_key
 from stream_processors.metrics import ProcessorMetrics
-from stream_processors.topology import VIEWER_SOURCE, VIEWER_TABLE
-from stream_processors.viewer_counts import ViewerPresence, observe, settle
+from stream_processors.topology import MATCH_HEARTBEATS, VIEWER_SOURCE, VIEWER_SOURCES, VIEWER_TABLE
+from stream_processors.viewer_counts import ViewerPresence, attach, observe, settle
 
-__all__ = ["BATCH_MAX", "BATCH_WITHIN_S", "TICK_S", "ViewerCountProcessor", "register_viewer_counts"]
+__all__ = [
+    "BATCH_MAX",
+    "BATCH_WITHIN_S",
+    "TICK_S",
+    "ViewerCountProcessor",
+    "partition_of_key",
+    "register_viewer_counts",
+]
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +55,12 @@ TICK_S = 0.25  # settles every owned stream this often: counts fall within windo
 BATCH_MAX = 2_000  # heartbeats folded into one state write per stream
 BATCH_WITHIN_S = 0.1  # ... or whatever arrived within this long
 
-
-def partition_of_key(key: bytes, partitions: int) -> int:
-    """The partition aiokafka's default partitioner gives ``key`` (the heartbeats' and the table's)."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+Forward = tuple[bytes, Any]  # (match_id key, the heartbeat's raw message)
 
 
 class ViewerCountProcessor(LifecycleProcessor):
-    """Decode a batch, fold it into each stream's presence, settle, publish, then store."""
+    """Decode a batch, fold it into each stream's presence, forward match heartbeats, settle,
+    publish, then store."""
 
     def __init__(
         self,
@@ -54,32 +69,67 @@ class ViewerCountProcessor(LifecycleProcessor):
         table: Any,
         metrics: ProcessorMetrics,
         partitions: int,
+        forward_topic: str,
     ) -> None:
         super().__init__(codec, publishing, table, metrics)
         self._partitions = partitions
+        self._forward_topic = forward_topic
+        self._lock = asyncio.Lock()  # a batch and a tick each read, publish, then store states
 
     async def handle_batch(self, messages: Sequence[Any]) -> None:
-        """Process raw records of ``viewers.heartbeats``."""
-        by_stream: dict[str, list[ViewerHeartbeat]] = defaultdict(list)
+        """Process raw records of ``viewers.heartbeats`` and ``streams``."""
+        async with self._lock:
+            await self._handle_batch(messages)
+
+    async def _handle_batch(self, messages: Sequence[Any]) -> None:
+        beats: dict[str, list[tuple[ViewerHeartbeat, Any]]] = defaultdict(list)
+        matches: dict[str, list[str | None]] = defaultdict(list)
         for message in messages:
             event = await self._decode(message)
             if isinstance(event, ViewerHeartbeat):
-                by_stream[event.stream_id].append(event)
-        self._metrics.heartbeats += sum(len(beats) for beats in by_stream.values())
-        for stream_id, beats in by_stream.items():
-            state = observe(self._state(stream_id.encode()), beats)
+                beats[event.stream_id].append((event, message))
+            elif isinstance(stream_id := getattr(event, "stream_id", None), str):  # `streams`
+                matches[stream_id].append(getattr(event, "match_id", None))
+        self._metrics.heartbeats += sum(len(b) for b in beats.values())
+        states: dict[str, ViewerPresence] = {}
+        forwards: list[Forward] = []
+        for stream_id in sorted(set(beats) | set(matches)):  # a stream's match first, then its viewers
+            state = self._state(stream_id.encode())
+            for match_id in matches.get(stream_id, ()):
+                state = attach(state, match_id)
+            state = observe(state, (beat for beat, _ in beats.get(stream_id, ())))
+            if state.match_id is not None:
+                forwards.extend((state.match_id.encode(), message) for _, message in beats.get(stream_id, ()))
+            states[stream_id] = state
+        if forwards:
+            await self._retrying("forwarding match heartbeats", lambda: self._forward(forwards))
+        for stream_id, state in states.items():
             await self._settle(stream_id.encode(), state, 0)
 
     async def tick(self, owned: set[int]) -> None:
         """Settle every stream of the ``owned`` partitions at the wall clock."""
-        now_ms = int(time.time() * 1000)
-        for key in list(self._table.keys()):
-            if partition_of_key(key, self._partitions) in owned:
-                await self._settle(key, self._state(key), now_ms)
+        async with self._lock:
+            now_ms = int(time.time() * 1000)
+            for key in list(self._table.keys()):
+                if partition_of_key(key, self._partitions) in owned:
+                    await self._settle(key, self._state(key), now_ms)
 
     def _state(self, key: bytes) -> ViewerPresence:
         stored = self._table.get(key)
-        return ViewerPresence(stream_id=key.decode()) if stored is None else ViewerPresence.from_json(stored)
+        if stored is None:
+            return ViewerPresence(audience_id=key.decode())
+        return ViewerPresence.from_json(stored)
+
+    async def _forward(self, forwards: list[Forward]) -> None:
+        publisher = self._publishing.publisher
+        await asyncio.gather(
+            *(
+                publisher.publish_raw(
+                    self._forward_topic, message.value, key=key, headers=list(message.headers or ())
+                )
+                for key, message in forwards
+            )
+        )
 
     async def _settle(self, key: bytes, state: ViewerPresence, now_ms: int) -> None:
         before = self._table.get(key)
@@ -105,19 +155,21 @@ def register_viewer_counts(
     partitions: int,
     processor_args: tuple[EventCodec, DecisionPublisher, ProcessorMetrics],
 ) -> None:
-    """Add the ``viewers`` table, the viewer-count agent and its tick to ``app``."""
+    """Add the ``viewers`` table, the viewer-count agent, its tick, and the match-audience agent."""
     codec, publishing, metrics = processor_args
     source_name = names.physical(VIEWER_SOURCE)
-    source = app.topic(source_name, partitions=partitions)
+    sources = app.topic(*(names.physical(name) for name in VIEWER_SOURCES), partitions=partitions)
     table = app.Table(VIEWER_TABLE, key_type=bytes, partitions=partitions)
-    processor = ViewerCountProcessor(codec, publishing, table, metrics, partitions)
+    forward_topic = names.physical(MATCH_HEARTBEATS)
+    processor = ViewerCountProcessor(codec, publishing, table, metrics, partitions, forward_topic)
+    batcher = Batcher(processor, max_records=BATCH_MAX, within_s=BATCH_WITHIN_S)
 
-    @app.agent(source, name="viewer_counts")
+    @app.agent(sources, name="viewer_counts")
     async def viewer_counts(stream: Any) -> None:
         """Count each stream's concurrent viewers from the edges' heartbeats."""
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            # take_events acks the batch when this iteration ends: after publishing and storing
-            await processor.handle_batch([event.message for event in events])
+        manual = stream.noack()  # acked by the batcher, only once a batch is forwarded, published, stored
+        async for event in manual.events():
+            await batcher.add(manual, event)
 
     @app.timer(TICK_S, name="viewer_counts_tick")
     async def viewer_counts_tick() -> None:
@@ -127,3 +179,7 @@ def register_viewer_counts(
         owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == source_name}
         if owned:
             await processor.tick(owned)
+
+    from stream_processors.match_audience_agent import register_match_audience  # imports this module
+
+    register_match_audience(app, names, partitions, processor_args)

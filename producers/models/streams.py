@@ -138,6 +138,8 @@ class LiveStreamOut(BaseModel):
     game: str
     started_at: datetime | None
     viewers: int
+    peak_viewers: int = Field(0, description="The stream's highest count so far.")
+    average_viewers: float = Field(0.0, description="Time-weighted mean count since its first count.")
 
 
 class LivePage(BaseModel):

@@ -158,6 +158,9 @@ class MatchOut(BaseModel):
                     "scores": [{"team": "G2 Esports", "score": 1}, {"team": "Fnatic", "score": 0}],
                     "winner": None,
                     "main_stream_id": "9e1f...",
+                    "viewers": 48210,
+                    "peak_viewers": 61377,
+                    "average_viewers": 39512.4,
                 }
             ]
         }
@@ -175,6 +178,11 @@ class MatchOut(BaseModel):
     scores: list[TeamScoreOut]
     winner: str | None
     main_stream_id: str | None
+    viewers: int = Field(
+        0, description="Concurrent viewers across all the match's streams, each counted once."
+    )
+    peak_viewers: int = Field(0, description="The highest combined audience so far.")
+    average_viewers: float = Field(0.0, description="Time-weighted mean of the combined audience.")
 
 
 class MatchDetail(MatchOut):

@@ -18,7 +18,7 @@ from producers.read_model.catalog import Page, next_cursor
 log = logging.getLogger(__name__)
 
 LiveListing = tuple[list[dict[str, Any]], str | None, str]
-_LIVE_FIELDS = ("channel_id", "title", "game", "started_at")
+_LIVE_FIELDS = ("channel_id", "title", "game", "started_at", "peak_viewers", "average_viewers")
 
 _STREAM_COLUMNS = (
     "stream_id, channel_id, owner_id, title, game, tags, language, match_id, role, state, scheduled_start,"
@@ -137,4 +137,6 @@ def _live_row(stream_id: str, score: float, fields: dict[str, str | None]) -> di
         "game": fields.get("game") or "",
         "started_at": datetime.fromisoformat(started) if started else None,
         "viewers": int(score),
+        "peak_viewers": int(fields.get("peak_viewers") or score),
+        "average_viewers": float(fields.get("average_viewers") or 0.0),
     }

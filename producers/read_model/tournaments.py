@@ -1,13 +1,20 @@
-"""Tournaments and matches in the read model."""
+"""Tournaments and matches in the read model; each match's combined audience from Redis."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from producers.pagination import decode_cursor
 from producers.read_model import Reader
 from producers.read_model.catalog import Page, next_cursor
+from projections.viewer_counts import MatchViewerKeys
+
+log = logging.getLogger(__name__)
 
 
 class TournamentReader(Reader):
@@ -41,3 +48,31 @@ class TournamentReader(Reader):
 
     async def match(self, match_id: str) -> dict[str, Any] | None:
         return await self._one("SELECT * FROM matches WHERE match_id = %s", (match_id,))
+
+
+async def match_audiences(
+    redis: aioredis.Redis, prefix: str, match_ids: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Each match's combined audience from Redis (``redis.match_viewers``): ``viewers``,
+    ``peak_viewers``, ``average_viewers``; zeros for a match never counted, and for every match
+    when Redis fails (a match page must not fail on its viewer count)."""
+    keys = MatchViewerKeys(prefix)
+    zero: dict[str, Any] = {"viewers": 0, "peak_viewers": 0, "average_viewers": 0.0}
+    if not match_ids:
+        return {}
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for match_id in match_ids:
+                pipe.hmget(keys.match(match_id), ("viewers", "peak", "average"))
+            values = await pipe.execute()
+    except RedisError as e:
+        log.warning("match audiences unavailable, showing 0: %s", e)
+        return {match_id: dict(zero) for match_id in match_ids}
+    return {
+        match_id: {
+            "viewers": int(viewers or 0),
+            "peak_viewers": int(peak or 0),
+            "average_viewers": float(average or 0.0),
+        }
+        for match_id, (viewers, peak, average) in zip(match_ids, values, strict=True)
+    }

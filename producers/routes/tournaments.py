@@ -35,6 +35,7 @@ from producers.models.tournaments import (
     TournamentPage,
 )
 from producers.problems import NotFound, documented
+from producers.read_model.tournaments import match_audiences
 from producers.routes import API_PREFIX, accepted
 from producers.services import Services
 
@@ -83,6 +84,8 @@ async def get_tournament(tournament_id: TournamentId, services: ServicesDep) -> 
     """A tournament with its matches."""
     tournament = await _tournament(services, tournament_id)
     matches = await services.tournaments.matches(tournament_id)
+    audiences = await _audiences(services, [m["match_id"] for m in matches])
+    matches = [{**m, **audiences[m["match_id"]]} for m in matches]
     return TournamentDetail.model_validate({**tournament, "matches": matches})
 
 
@@ -113,10 +116,13 @@ async def schedule_match(
 
 @router.get("/matches/{match_id}", response_model=MatchDetail, responses=documented(404))
 async def get_match(match_id: MatchId, services: ServicesDep) -> MatchDetail:
-    """A match with every stream attached to it."""
+    """A match with every stream attached to it and its combined audience."""
     match = await _match(services, match_id)
     streams = await services.streams.of_match(match_id)
-    return MatchDetail.model_validate({**match, "streams": [StreamOut.model_validate(s) for s in streams]})
+    audience = (await _audiences(services, [match_id]))[match_id]
+    return MatchDetail.model_validate(
+        {**match, **audience, "streams": [StreamOut.model_validate(s) for s in streams]}
+    )
 
 
 @router.post(
@@ -199,6 +205,10 @@ def _leader(scores: tuple[TeamScore, ...]) -> str | None:
     if not ranked or (len(ranked) > 1 and ranked[0].score == ranked[1].score):
         return None
     return ranked[0].team
+
+
+async def _audiences(services: Services, match_ids: list[str]) -> dict[str, dict[str, Any]]:
+    return await match_audiences(services.redis, services.namespace.redis_prefix, match_ids)
 
 
 async def _tournament(services: Services, tournament_id: str) -> dict[str, Any]:

@@ -49,6 +49,7 @@ _NAMED_STRINGS = {
 }
 # Float fields with a domain range (the rest get a frame rate).
 _NAMED_FLOATS = {"score": 0.7}  # ChatMessageHeld: a risk score in 0..1
+_NAMED_FLOATS["average"] = 1204.25  # ViewerCountChanged, MatchAudienceChanged: mean concurrent viewers
 
 
 def sample_event(cls: type[Event], *, fill_optional: bool = True, **overrides: Any) -> Event:

@@ -50,7 +50,7 @@ def _retention_words(retention_ms: int | None) -> str:
 
 
 def test_the_topic_table_matches_the_catalogue() -> None:
-    rows = dict(re.findall(r"^\| `([a-z.]+)` \|.*\| ([^|]+) \|$", README, flags=re.MULTILINE))
+    rows = dict(re.findall(r"^\| `([a-z._]+)` \|.*\| ([^|]+) \|$", README, flags=re.MULTILINE))
     for topic in CATALOGUE:
         assert topic.name in rows, f"README topic table lacks {topic.name}"
         assert rows[topic.name].strip() == _retention_words(topic.retention_ms), topic.name

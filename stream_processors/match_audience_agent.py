@@ -1,0 +1,131 @@
+"""The match-audience agent: the I/O around :mod:`stream_processors.match_audience`.
+
+Consumes the internal repartition topic :data:`~stream_processors.topology.MATCH_HEARTBEATS` (the
+heartbeats of match streams, forwarded by the viewer-count agent with ``match_id`` as the key), keeps
+one presence per match in the ``match_viewers`` table (co-partitioned with that topic) and publishes
+:class:`~events.viewers.MatchAudienceChanged` to ``viewers.match_counts``. Like the viewer-count
+agent: batches processed, then acked (:class:`~stream_processors.batching.Batcher`); publish, store,
+ack; a lock between batches and the wall-clock tick that expires sessions.
+
+Never double counting: a session is a key of the match's presence, so a heartbeat forwarded twice
+(a redelivered batch upstream), or seen on two streams of the match, or redelivered here after a
+restart or rebalance, only moves that session's last-seen time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+
+from events.codec import EventCodec
+from events.viewers import MatchAudienceChanged, ViewerHeartbeat
+from infra.kafka import TopicNames
+from stream_processors.app import DecisionPublisher, LifecycleProcessor
+from stream_processors.batching import Batcher, partition_of_key
+from stream_processors.match_audience import observe_match, settle_match
+from stream_processors.metrics import ProcessorMetrics
+from stream_processors.topology import MATCH_HEARTBEATS, MATCH_VIEWER_TABLE
+from stream_processors.viewer_counts import ViewerPresence
+
+__all__ = ["MatchAudienceProcessor", "register_match_audience"]
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.25
+BATCH_MAX = 2_000
+BATCH_WITHIN_S = 0.1
+
+
+class MatchAudienceProcessor(LifecycleProcessor):
+    """Decode a batch, fold it into each match's presence, settle, publish, then store."""
+
+    def __init__(
+        self,
+        codec: EventCodec,
+        publishing: DecisionPublisher,
+        table: Any,
+        metrics: ProcessorMetrics,
+        partitions: int,
+    ) -> None:
+        super().__init__(codec, publishing, table, metrics)
+        self._partitions = partitions
+        self._lock = asyncio.Lock()
+
+    async def handle_batch(self, messages: Sequence[Any]) -> None:
+        """Process raw forwarded heartbeats (key: the match id)."""
+        async with self._lock:
+            by_match: dict[bytes, list[ViewerHeartbeat]] = defaultdict(list)
+            for message in messages:
+                event = await self._decode(message)
+                if isinstance(event, ViewerHeartbeat) and message.key:
+                    by_match[bytes(message.key)].append(event)
+            for key, beats in by_match.items():
+                await self._settle(key, observe_match(self._state(key), beats), 0)
+
+    async def tick(self, owned: set[int]) -> None:
+        """Settle every match of the ``owned`` partitions at the wall clock."""
+        async with self._lock:
+            now_ms = int(time.time() * 1000)
+            for key in list(self._table.keys()):
+                if partition_of_key(key, self._partitions) in owned:
+                    await self._settle(key, self._state(key), now_ms)
+
+    def _state(self, key: bytes) -> ViewerPresence:
+        stored = self._table.get(key)
+        if stored is None:
+            return ViewerPresence(audience_id=key.decode())
+        return ViewerPresence.from_json(stored)
+
+    async def _settle(self, key: bytes, state: ViewerPresence, now_ms: int) -> None:
+        before = self._table.get(key)
+        settled, changed = settle_match(state, now_ms)
+        if changed is not None:
+            await self._publish_audience(changed)
+        stored = settled.to_json()
+        if stored != before:
+            # As the viewer-count agent does: the tick has no current event to take the partition from.
+            self._table.data[key] = stored
+            self._table.send_changelog(partition_of_key(key, self._partitions), key, stored)
+
+    async def _publish_audience(self, changed: MatchAudienceChanged) -> None:
+        publisher = self._publishing.publisher
+        await self._retrying("publishing a match audience", lambda: publisher.publish(changed))
+        self._metrics.viewer_counts += 1
+        log.debug("audience match=%s count=%s peak=%s", changed.match_id, changed.count, changed.peak)
+
+
+def register_match_audience(
+    app: faust.App,
+    names: TopicNames,
+    partitions: int,
+    processor_args: tuple[EventCodec, DecisionPublisher, ProcessorMetrics],
+) -> None:
+    """Add the ``match_viewers`` table, the match-audience agent and its tick to ``app``."""
+    codec, publishing, metrics = processor_args
+    source_name = names.physical(MATCH_HEARTBEATS)
+    source = app.topic(source_name, partitions=partitions)
+    table = app.Table(MATCH_VIEWER_TABLE, key_type=bytes, partitions=partitions)
+    processor = MatchAudienceProcessor(codec, publishing, table, metrics, partitions)
+    batcher = Batcher(processor, max_records=BATCH_MAX, within_s=BATCH_WITHIN_S)
+
+    @app.agent(source, name="match_audience")
+    async def match_audience(stream: Any) -> None:
+        """Count each match's viewers once across all its streams."""
+        manual = stream.noack()  # acked by the batcher, only once a batch is published and stored
+        async for event in manual.events():
+            await batcher.add(manual, event)
+
+    @app.timer(TICK_S, name="match_audience_tick")
+    async def match_audience_tick() -> None:
+        """Expire sessions that stopped sending heartbeats, also when none arrive at all."""
+        if app.rebalancing:
+            return
+        owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == source_name}
+        if owned:
+            await processor.tick(owned)
