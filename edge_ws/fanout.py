@@ -11,6 +11,7 @@ can fall between the backfill and the first delta, and none can be sent twice.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -25,6 +26,7 @@ from edge_ws.protocol import LogPosition, encode, notice, text_frame
 log = logging.getLogger(__name__)
 
 FANOUT_MODES = ("frames", "broadcast", "naive")
+RECENT_ONCE_KEYS = 10_000  # direct deliveries remembered per node so a republished one is not pushed twice
 
 
 class Peer(Protocol):
@@ -71,6 +73,8 @@ class FanoutHub:
         self.users: dict[str, set[Peer]] = {}
         # Where the reader began each chat.messages partition: what a fresh node's window starts at.
         self.partition_starts: dict[int, int] = {}
+        self._pushed_once: OrderedDict[str, None] = OrderedDict()  # once keys, oldest first, bounded
+        self.duplicates_dropped = 0  # direct deliveries not pushed again (a notification republished)
 
     # --- membership -------------------------------------------------------------------------------
 
@@ -137,7 +141,8 @@ class FanoutHub:
     async def apply(self, delivery: Delivery) -> None:
         """Keep what must be kept (history, snapshot), then send it to whoever should see it."""
         if delivery.route is Route.DIRECT:
-            await self._send(list(self.users.get(delivery.target, ())), delivery.payload)
+            if self._first_time(delivery.once_key):
+                await self._send(list(self.users.get(delivery.target, ())), delivery.payload)
             return
         channel = self.channel(delivery.target)
         if delivery.route is Route.SNAPSHOT:
@@ -173,6 +178,18 @@ class FanoutHub:
                 pending.setdefault(delivery.target, []).append(text_frame(delivery.payload))
         for stream, frames in pending.items():
             self._flush(frames, stream)
+
+    def _first_time(self, once_key: str) -> bool:
+        """False for a once key this node has already seen (among the last :data:`RECENT_ONCE_KEYS`)."""
+        if not once_key:
+            return True
+        if once_key in self._pushed_once:
+            self.duplicates_dropped += 1
+            return False
+        self._pushed_once[once_key] = None
+        if len(self._pushed_once) > RECENT_ONCE_KEYS:
+            self._pushed_once.popitem(last=False)
+        return True
 
     def _flush(self, frames: list[bytes] | None, stream: str) -> None:
         if not frames:
