@@ -22,6 +22,7 @@ __all__ = [
     "Rung",
     "RungSpec",
     "SourceInfo",
+    "Thumbnail",
     "parse_ladder",
     "plan_ladder",
     "transcode_command",
@@ -77,6 +78,15 @@ class FfmpegOutput:
     @property
     def playlist(self) -> Path:
         return self.directory / "index.m3u8"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Thumbnail:
+    """A still of the stream, rewritten in place every ``interval_s`` (for listings and previews)."""
+
+    path: Path
+    interval_s: float = 10.0
+    height: int = 180
 
 
 def parse_ladder(specs: Sequence[str]) -> tuple[RungSpec, ...]:
@@ -150,9 +160,15 @@ def plan_ladder(
     return tuple(rungs)
 
 
-def _filter_graph(encoded: Sequence[Rung]) -> str:
-    labels = "".join(f"[s{i}]" for i in range(len(encoded)))
-    chains = [f"[0:v:0]split={len(encoded)}{labels}"]
+def _filter_graph(encoded: Sequence[Rung], thumbnail: Thumbnail | None = None) -> str:
+    branches = len(encoded) + (1 if thumbnail else 0)
+    labels = "".join(f"[s{i}]" for i in range(branches))
+    chains = [f"[0:v:0]split={branches}{labels}"]
+    if thumbnail:  # the last branch: one frame every interval, small, full-range for JPEG
+        chains.append(
+            f"[s{len(encoded)}]fps=1/{thumbnail.interval_s:g},scale=-2:{thumbnail.height}:flags=bilinear,"
+            "format=yuvj420p[thumb]"
+        )
     for i, rung in enumerate(encoded):
         chain = f"[s{i}]scale={rung.width}:{rung.height}:flags=bilinear"
         if rung.fps:
@@ -224,11 +240,13 @@ def transcode_command(
     preset: str = "veryfast",
     tune: str = "",
     ffmpeg: str = "ffmpeg",
+    thumbnail: Thumbnail | None = None,
 ) -> list[str]:
     """The argv of the one FFmpeg that decodes `input_args` once and writes every rendition's HLS.
 
     `input_args` ends with ``-i URL``; the URL must not carry a secret (it is visible in ``ps``).
-    Progress goes to stdout as ``key=value`` blocks once a second.
+    Progress goes to stdout as ``key=value`` blocks once a second. With ``thumbnail``, one more
+    branch of the same decode writes a JPEG still (atomically replaced, so never served half-written).
     """
     encoded = [o.rung for o in outputs if not o.rung.copy]
     argv = [
@@ -243,8 +261,8 @@ def transcode_command(
         "1",
         *input_args,
     ]
-    if encoded:
-        argv += ["-filter_complex", _filter_graph(encoded)]
+    if encoded or thumbnail:
+        argv += ["-filter_complex", _filter_graph(encoded, thumbnail)]
     index = 0
     for output in outputs:
         label = "" if output.rung.copy else f"v{index}"
@@ -264,4 +282,25 @@ def transcode_command(
                 "48000",
             ]
         argv += _hls_args(output, segment_s)
+    if thumbnail:
+        argv += _thumbnail_args(thumbnail)
     return argv
+
+
+def _thumbnail_args(thumbnail: Thumbnail) -> list[str]:
+    return [
+        "-map",
+        "[thumb]",
+        "-an",
+        "-c:v",
+        "mjpeg",
+        "-q:v",
+        "5",
+        "-f",
+        "image2",
+        "-update",
+        "1",
+        "-atomic_writing",
+        "1",
+        str(thumbnail.path),
+    ]

@@ -36,7 +36,7 @@ from events.ingest import (
 from infra.settings import IngestSettings
 from ingest_workers import probe
 from ingest_workers.errors import ProbeFailed
-from ingest_workers.ladder import FfmpegOutput, Rung, SourceInfo, parse_ladder, plan_ladder
+from ingest_workers.ladder import FfmpegOutput, Rung, SourceInfo, Thumbnail, parse_ladder, plan_ladder
 from ingest_workers.playlists import (
     MediaSegment,
     RenditionTrack,
@@ -211,6 +211,7 @@ class StreamSession:
             segment_s=self.settings.segment_s,
             preset=self.settings.x264_preset,
             tune=self.settings.x264_tune,
+            thumbnail=Thumbnail(path=self.root / "thumb.jpg", interval_s=self.settings.thumbnail_interval_s),
         )
         self.current = ffmpeg
         await ffmpeg.start()

@@ -9,13 +9,16 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ingest_workers.ladder import FfmpegOutput, transcode_command
+from ingest_workers.ladder import FfmpegOutput, Thumbnail, transcode_command
 from ingest_workers.progress import Progress, ProgressParser
 
 __all__ = ["FfmpegRun"]
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 5.0
+# FFmpeg 5.x's swscale says this for every JPEG still it converts to full range (yuvj420p), which
+# is what the thumbnail wants: not worth a warning every few seconds.
+NOISE = "deprecated pixel format used"
 
 
 class FfmpegRun:
@@ -30,10 +33,13 @@ class FfmpegRun:
         segment_s: float,
         preset: str,
         tune: str = "",
+        thumbnail: Thumbnail | None = None,
     ) -> None:
         self.stream_id = stream_id
         self.outputs = tuple(outputs)
-        self.argv = transcode_command(input_args, outputs, segment_s=segment_s, preset=preset, tune=tune)
+        self.argv = transcode_command(
+            input_args, outputs, segment_s=segment_s, preset=preset, tune=tune, thumbnail=thumbnail
+        )
         self.progress = Progress()
         self.started = time.monotonic()
         self._process: asyncio.subprocess.Process | None = None
@@ -104,4 +110,7 @@ class FfmpegRun:
     async def _read_warnings(self) -> None:
         assert self._process is not None and self._process.stderr is not None
         async for raw in self._process.stderr:
-            log.warning("stream %s: ffmpeg: %s", self.stream_id, raw.decode(errors="replace").rstrip())
+            line = raw.decode(errors="replace").rstrip()
+            if NOISE in line:
+                continue
+            log.warning("stream %s: ffmpeg: %s", self.stream_id, line)
