@@ -68,6 +68,8 @@ class Progress:
     def start(self, total: int) -> None:
         self.total, self.done, self._started = total, 0, time.monotonic()
         if not self._quiet and self._task is None:
+            if not self._tty:
+                self._write(final=False)  # the total, in the log, before the first interval
             self._task = asyncio.create_task(self._show(), name="rebuild progress")
 
     def advance(self, events: int) -> None:

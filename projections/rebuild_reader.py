@@ -19,7 +19,16 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from events.codec import DecodeError, EventCodec
-from infra.kafka import BrokerUnavailable, ConsumedEvent, KafkaError, Position, TopicNames, translate
+from events.topics import spec
+from infra.kafka import (
+    BrokerUnavailable,
+    ConsumedEvent,
+    KafkaError,
+    Position,
+    TopicAdmin,
+    TopicNames,
+    translate,
+)
 from infra.settings import KafkaSettings
 from projections.projector import Partition
 
@@ -45,6 +54,7 @@ class TopicReader:
         self, settings: KafkaSettings, codec: EventCodec, topics: Iterable[str], *, max_records: int = 500
     ) -> None:
         self._codec = codec
+        self._settings = settings
         self._names = TopicNames(settings.topic_prefix)
         self.topics = tuple(topics)
         self._max_records = max_records
@@ -72,16 +82,13 @@ class TopicReader:
 
     async def partitions(self) -> list[Partition]:
         """Every (topic, partition) of the topics, as the cluster has them now."""
-        try:
-            await self._consumer.topics()  # a fresh metadata fetch
-        except Exception as e:
-            raise translate(e, f"reading the metadata of {self.topics}") from e
+        async with TopicAdmin(self._settings) as admin:
+            states = await admin.states([spec(topic) for topic in self.topics])
         found: list[Partition] = []
-        for topic in self.topics:
-            partitions = self._consumer.partitions_for_topic(self._names.physical(topic))
-            if not partitions:
-                raise BrokerUnavailable(f"topic {self._names.physical(topic)} does not exist")
-            found.extend((topic, p) for p in sorted(partitions))
+        for topic, state in zip(self.topics, states, strict=True):
+            if not state.exists:
+                raise BrokerUnavailable(f"topic {state.name} does not exist (esports topics create)")
+            found.extend((topic, p) for p in range(state.partitions))
         return found
 
     async def end_offsets(self) -> dict[Partition, int]:
