@@ -10,7 +10,10 @@ per heartbeat).
 ``streams`` tells each stream's match (StreamCreated/Updated/Scheduled/WentLive ``match_id``). The
 heartbeats of a stream that belongs to a match are forwarded, unchanged and re-keyed by ``match_id``,
 to the internal repartition topic :data:`~stream_processors.topology.MATCH_HEARTBEATS`, where the
-match-audience agent counts each match's sessions once across all its streams. Order per batch:
+match-audience agent counts each match's sessions once across all its streams. ``streams`` and the
+heartbeats are two topics, read in no fixed order: when a stream joins a match, the sessions it
+already has are forwarded too (as heartbeats at their last-seen times, from :data:`JOIN_EDGE`), so
+the match audience does not depend on which topic was read first. Order per batch:
 forward, publish the counts, store the states, ack. A crash anywhere redelivers the batch: forwarded
 again (a session seen twice is still one session) and re-decided into the same events.
 
@@ -38,11 +41,19 @@ from stream_processors.app import DecisionPublisher, LifecycleProcessor
 from stream_processors.batching import Batcher, partition_of_key
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.topology import MATCH_HEARTBEATS, VIEWER_SOURCE, VIEWER_SOURCES, VIEWER_TABLE
-from stream_processors.viewer_counts import ViewerPresence, attach, observe, settle
+from stream_processors.viewer_counts import (
+    PRODUCER,
+    ViewerPresence,
+    attach,
+    from_epoch_ms,
+    observe,
+    settle,
+)
 
 __all__ = [
     "BATCH_MAX",
     "BATCH_WITHIN_S",
+    "JOIN_EDGE",
     "TICK_S",
     "ViewerCountProcessor",
     "partition_of_key",
@@ -55,7 +66,9 @@ TICK_S = 0.25  # settles every owned stream this often: counts fall within windo
 BATCH_MAX = 2_000  # heartbeats folded into one state write per stream
 BATCH_WITHIN_S = 0.1  # ... or whatever arrived within this long
 
-Forward = tuple[bytes, Any]  # (match_id key, the heartbeat's raw message)
+JOIN_EDGE = "viewer_counts.join"  # edge_id of the heartbeats forwarded when a stream joins a match
+
+Forward = tuple[bytes, bytes, list[tuple[str, bytes]]]  # (match_id key, record value, headers)
 
 
 class ViewerCountProcessor(LifecycleProcessor):
@@ -94,12 +107,18 @@ class ViewerCountProcessor(LifecycleProcessor):
         states: dict[str, ViewerPresence] = {}
         forwards: list[Forward] = []
         for stream_id in sorted(set(beats) | set(matches)):  # a stream's match first, then its viewers
-            state = self._state(stream_id.encode())
+            state = before = self._state(stream_id.encode())
             for match_id in matches.get(stream_id, ()):
                 state = attach(state, match_id)
             state = observe(state, (beat for beat, _ in beats.get(stream_id, ())))
-            if state.match_id is not None:
-                forwards.extend((state.match_id.encode(), message) for _, message in beats.get(stream_id, ()))
+            if state.match_id is not None and state.match_id != before.match_id:
+                forwards.extend(self._present(state, state.match_id.encode()))
+            elif state.match_id is not None:
+                key = state.match_id.encode()
+                forwards.extend(
+                    (key, message.value, list(message.headers or ()))
+                    for _, message in beats.get(stream_id, ())
+                )
             states[stream_id] = state
         if forwards:
             await self._retrying("forwarding match heartbeats", lambda: self._forward(forwards))
@@ -120,14 +139,26 @@ class ViewerCountProcessor(LifecycleProcessor):
             return ViewerPresence(audience_id=key.decode())
         return ViewerPresence.from_json(stored)
 
+    def _present(self, state: ViewerPresence, key: bytes) -> list[Forward]:
+        """The stream's sessions as heartbeats at their last-seen times (it just joined a match)."""
+        present = [
+            ViewerHeartbeat(
+                stream_id=state.audience_id,
+                session_id=session_id,
+                edge_id=JOIN_EDGE,
+                occurred_at=from_epoch_ms(seen),
+                producer=PRODUCER,
+            )
+            for session_id, seen in sorted(state.sessions.items())
+        ]
+        return [(key, self._codec.encode(beat), self._codec.headers(beat)) for beat in present]
+
     async def _forward(self, forwards: list[Forward]) -> None:
         publisher = self._publishing.publisher
         await asyncio.gather(
             *(
-                publisher.publish_raw(
-                    self._forward_topic, message.value, key=key, headers=list(message.headers or ())
-                )
-                for key, message in forwards
+                publisher.publish_raw(self._forward_topic, value, key=key, headers=headers)
+                for key, value, headers in forwards
             )
         )
 
