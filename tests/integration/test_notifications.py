@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from events.codec import EventCodec
 from events.ingest import IngestConnected, IngestProtocol
-from events.notifications import NotificationIssued
+from events.notifications import NotificationIssued, NotificationKind
 from events.topics import spec
+from events.users import NotificationsRead
 from infra.kafka import TopicAdmin, TopicNames
 from infra.settings import Settings
 from stream_processors.notifications import notification_id
@@ -254,3 +256,54 @@ async def test_match_start_tells_tournament_followers_and_restarts_issue_nothing
         page = await inbox(stack, fan, count=3)
         assert page["unread_count"] == 3
         assert [i["kind"] for i in page["items"]] == ["match_starting", "match_starting", "stream_live"]
+
+
+def note(user: User, n: int, at: datetime) -> NotificationIssued:
+    """A notification as the agent publishes it (its id derived from a cause, the event id the same)."""
+    nid = notification_id(f"cause-{n}", user.user_id)
+    return NotificationIssued(
+        event_id=uuid.UUID(nid),
+        occurred_at=at,
+        notification_id=nid,
+        user_id=user.user_id,
+        kind=NotificationKind.STREAM_LIVE,
+        cause_id=f"cause-{n}",
+        title=f"Channel {n} is live",
+        url=f"/live/s-{n}",
+    )
+
+
+async def test_inbox_pages_dedupes_and_marks_all_read_whatever_order_the_events_come_in(
+    stack: ApiStack,
+) -> None:
+    user, other = await stack.register(), await stack.register()
+    t0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    notes = [note(user, n, t0 + timedelta(minutes=n)) for n in range(5)]
+    # A read that reaches the read model before the notification it names (topics are not ordered).
+    early = NotificationsRead(user_id=user.user_id, notification_ids=(note(user, 9, t0).notification_id,))
+    applied = await stack.publisher.publish(early)
+    assert (await stack.query("/api/v1/me/notifications", user, after=[str(applied)]))["items"] == []
+    positions = [await stack.publisher.publish(n) for n in [*notes, notes[2], note(other, 0, t0)]]
+    positions.append(await stack.publisher.publish(note(user, 9, t0 - timedelta(days=1))))
+    after = [str(p) for p in positions]
+
+    seen: list[dict[str, Any]] = []
+    cursor = ""
+    for _ in range(4):
+        page = await stack.query(f"/api/v1/me/notifications?limit=2{cursor}", user, after=after)
+        seen += page["items"]
+        if page["next_cursor"] is None:
+            break
+        cursor = f"&cursor={page['next_cursor']}"
+    expected = [n.notification_id for n in reversed(notes)] + [note(user, 9, t0).notification_id]
+    assert [i["notification_id"] for i in seen] == expected  # newest first, the republished one once
+    assert [i["read"] for i in seen] == [False] * 5 + [True]  # the early read found its notification
+    assert page["unread_count"] == 5
+
+    read_all = await stack.command("POST", "/api/v1/me/notifications/read", user, {"all": True})
+    later = note(user, 7, datetime.now(UTC) + timedelta(minutes=5))  # created after the "all" moment
+    after = [*read_all["positions"], str(await stack.publisher.publish(later))]
+    page = await stack.query("/api/v1/me/notifications?unread=true", user, after=after)
+    assert [i["notification_id"] for i in page["items"]] == [later.notification_id]
+    assert page["unread_count"] == 1
+    assert (await stack.query("/api/v1/me/notifications", other))["unread_count"] == 1
