@@ -1,12 +1,15 @@
 """Viewer counts in the read models and the HTTP beacon, against the real Kafka, PostgreSQL and Redis.
 
 ViewerCountChanged reaches the live listing (the ``live:streams`` score and the stream hash's
-``viewers``) and the 10 s PostgreSQL series (``pg.viewers``); the beacon publishes a ViewerHeartbeat
+``viewers``, ``peak_viewers``, ``average_viewers``) and the 10 s PostgreSQL series (``pg.viewers``);
+MatchAudienceChanged reaches ``redis.match_viewers``, ``match_viewer_counts`` and the API's match
+objects; the beacon publishes a ViewerHeartbeat
 from the "api-beacon" edge, anonymous or not, and is rate limited per session.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -17,12 +20,12 @@ import pytest
 
 from events.codec import EventCodec
 from events.streams import StreamCreated, StreamEnded, StreamEndReason, StreamWentLive
-from events.viewers import ViewerCountChanged, ViewerHeartbeat
-from infra.kafka import DeadLetters, EventConsumer, EventPublisher, TopicNames
+from events.viewers import MatchAudienceChanged, ViewerCountChanged, ViewerHeartbeat
+from infra.kafka import DeadLetters, EventConsumer, EventPublisher, Position, TopicNames
 from infra.settings import Settings
 from projections.live import LiveKeys
 from projections.viewer_counts import NAME as VIEWERS
-from projections.viewer_counts import bucket_of
+from projections.viewer_counts import MatchViewerKeys, bucket_of
 from tests.integration.projections_support import (
     caught_up,
     dump_redis,
@@ -219,3 +222,108 @@ async def test_beacon_refusals_are_problems(beacon_stack: ApiStack) -> None:
     limited = await stack.client.post("/api/v1/streams/any/beacon", json={"session_id": "eager"})
     assert limited.headers["content-type"] == "application/problem+json"
     assert 1 <= int(limited.headers["retry-after"]) <= 10
+
+
+def audience(match_id: str, viewers: int, peak: int, seconds: float, average: float) -> MatchAudienceChanged:
+    return MatchAudienceChanged(
+        match_id=match_id,
+        count=viewers,
+        peak=peak,
+        average=average,
+        occurred_at=T0 + timedelta(seconds=seconds),
+    )
+
+
+async def match_viewers_caught_up(platform: Platform, positions: list[Position]) -> None:
+    """Until ``redis.match_viewers`` stored offsets beyond ``positions`` (PostgreSQL is waited for too)."""
+    await caught_up(platform.pool, platform.schema, platform.redis, platform.prefix, positions)
+    keys = MatchViewerKeys(platform.prefix)
+    deadline = time.monotonic() + 30
+    for position in positions:
+        field = f"{position.topic}:{position.partition}"
+        while int(await platform.redis.hget(keys.offsets, field) or 0) <= position.offset:
+            assert time.monotonic() < deadline, f"redis.match_viewers did not reach {position}"
+            await asyncio.sleep(0.02)
+
+
+async def test_match_audiences_fill_redis_and_their_series(platform: Platform) -> None:
+    final, semi = ids("m"), ids("m")
+    events = [
+        audience(final, 5, 5, 1, 5.0),
+        audience(semi, 3, 3, 2, 3.0),
+        audience(final, 12, 12, 3, 6.5),  # same bucket: the max stays
+        audience(final, 8, 12, 4, 9.25),
+        audience(final, 40, 40, 11, 10.75),  # next bucket
+    ]
+    await match_viewers_caught_up(platform, await platform.publisher.publish_many(events))
+    keys = MatchViewerKeys(platform.prefix)
+    assert await platform.redis.hgetall(keys.match(final)) == {
+        "viewers": "40",
+        "peak": "40",
+        "average": "10.75",
+    }
+    assert await platform.redis.hgetall(keys.match(semi)) == {"viewers": "3", "peak": "3", "average": "3"}
+    rows = await platform.rows(
+        "SELECT match_id, bucket, viewers, peak FROM match_viewer_counts WHERE match_id = ANY(%s)"
+        " ORDER BY match_id = %s DESC, bucket",
+        [final, semi],
+        final,
+    )
+    assert rows == [(final, T0, 12, 12), (final, T0 + timedelta(seconds=10), 40, 40), (semi, T0, 3, 3)]
+
+    # Counts published again (the agent re-deciding after a crash): the series keeps its maxima, and a
+    # match whose count is the same again keeps its hash.
+    tables, redis_before = (
+        await dump_tables(platform.pool, platform.schema),
+        await dump_redis(platform.redis, platform.prefix),
+    )
+    await match_viewers_caught_up(platform, await platform.publisher.publish_many(events[:3]))
+    assert (await dump_tables(platform.pool, platform.schema))["match_viewer_counts"] == tables[
+        "match_viewer_counts"
+    ]
+    after = await dump_redis(platform.redis, platform.prefix)
+    assert after[f"match:{semi}:viewers"] == redis_before[f"match:{semi}:viewers"]
+
+
+async def test_stream_counts_carry_peak_and_average_to_the_stream_hash(platform: Platform) -> None:
+    stream, channel = ids("s"), ids("c")
+    await platform.publish(
+        StreamCreated(stream_id=stream, channel_id=channel, owner_id="o", title="t"),
+        StreamWentLive(stream_id=stream, channel_id=channel, started_at=T0),
+        ViewerCountChanged(stream_id=stream, count=4, peak=9, average=6.5, occurred_at=T0),
+    )
+    stored = await platform.redis.hgetall(LiveKeys(platform.prefix).stream(stream))
+    assert (stored["viewers"], stored["peak_viewers"], stored["average_viewers"]) == ("4", "9", "6.5")
+
+
+async def test_match_objects_show_the_combined_audience(beacon_stack: ApiStack) -> None:
+    stack = beacon_stack
+    organizer = await stack.register()
+    await stack.command(
+        "POST", "/api/v1/channels", organizer, {"slug": f"m-{uuid.uuid4().hex[:12]}", "display_name": "Org"}
+    )
+    body = {"name": "Cup", "game": "CS2", "starts_at": "2030-06-14T15:00:00Z"}
+    tournament = await stack.command("POST", "/api/v1/tournaments", organizer, body, expect=201)
+    tournament_id = tournament["tournament_id"]
+    await stack.query(f"/api/v1/tournaments/{tournament_id}", after=tournament["positions"])
+    match_body = {"teams": ["A", "B"], "scheduled_start": "2030-06-14T17:00:00Z"}
+    match = await stack.command(
+        "POST", f"/api/v1/tournaments/{tournament_id}/matches", organizer, match_body, expect=201
+    )
+    match_id = match["match_id"]
+    counted = await stack.query(f"/api/v1/matches/{match_id}", after=match["positions"])
+    assert (counted["viewers"], counted["peak_viewers"]) == (0, 0)  # never counted yet
+
+    # What the match-audience agent publishes, through the running projector service.
+    await stack.publisher.publish(
+        MatchAudienceChanged(match_id=match_id, count=1500, peak=2100, average=1320.5)
+    )
+    deadline = time.monotonic() + 30
+    while (await stack.query(f"/api/v1/matches/{match_id}"))["viewers"] != 1500:
+        assert time.monotonic() < deadline, "the match never showed its audience"
+        await asyncio.sleep(0.05)
+    shown = await stack.query(f"/api/v1/matches/{match_id}")
+    assert (shown["viewers"], shown["peak_viewers"], shown["average_viewers"]) == (1500, 2100, 1320.5)
+    listed = await stack.query(f"/api/v1/tournaments/{tournament_id}")
+    (in_tournament,) = [m for m in listed["matches"] if m["match_id"] == match_id]
+    assert (in_tournament["viewers"], in_tournament["peak_viewers"]) == (1500, 2100)
