@@ -7,7 +7,7 @@ import pytest
 from events.topics import spec
 from infra.kafka import Position
 from infra.settings import KafkaSettings
-from projections import catalog, chat, live, polls, viewer_counts
+from projections import catalog, chat, live, notifications, polls, viewer_counts
 from projections.database import checked_schema
 from projections.positions import PROJECTORS_BY_TOPIC, parse_position
 from projections.projector import ProjectorStats, group_id
@@ -15,12 +15,14 @@ from projections.projector import ProjectorStats, group_id
 
 def test_every_event_type_of_the_catalog_topics_has_a_handler() -> None:
     wanted = {event_type for topic in catalog.TOPICS for event_type in spec(topic).event_types}
+    wanted -= set(notifications.HANDLERS)  # NotificationsRead, on `users`: the inbox's, not the catalog's
     assert set(catalog.HANDLERS) == wanted
 
 
 def test_the_live_projector_reads_a_subset_of_the_catalog_topics() -> None:
     assert set(live.TOPICS) <= set(catalog.TOPICS) | set(viewer_counts.TOPICS)
     every = set(catalog.TOPICS) | set(chat.TOPICS) | set(viewer_counts.TOPICS) | set(polls.TOPICS)
+    every |= set(notifications.TOPICS)
     assert set(PROJECTORS_BY_TOPIC) == every
 
 
