@@ -32,6 +32,7 @@ from infra.local_secrets import ensure_local_secrets
 from infra.settings import REPO_ROOT, Settings
 from projections.rebuild_options import add_arguments as add_rebuild_arguments
 from projections.replay_options import add_arguments as add_replay_arguments
+from projections.report_options import add_arguments as add_report_arguments
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -149,6 +150,13 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     from projections import rebuild
 
     return rebuild.run(args, settings)
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    """Print a match's analytics (audience, streams, chat per minute, moderation, polls), text or JSON."""
+    from projections import report
+
+    return report.run(args, settings)
 
 
 # --- stack and platform -------------------------------------------------------------------------
@@ -343,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--idle-timeout", type=float, default=0, help="stop after S seconds without events")
     add_replay_arguments(add("replay", cmd_replay))
     add_rebuild_arguments(add("rebuild", cmd_rebuild))
+    add_report_arguments(add("report", cmd_report))
     add("api", cmd_api)
     add("processors", cmd_processors)
     add("projector", cmd_projector)
