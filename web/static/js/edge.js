@@ -47,7 +47,7 @@ export class EdgeClient extends EventTarget {
 
   subscribe(stream) {
     if (!this.streams.has(stream)) this.streams.set(stream, null);
-    this.send({ type: "subscribe", stream });
+    if (this.send({ type: "subscribe", stream })) this.send({ type: "heartbeat", stream });
   }
 
   send(message) {
@@ -88,6 +88,7 @@ export class EdgeClient extends EventTarget {
     await this.authenticate();
     for (const [stream, since] of this.streams) {
       this.send(since ? { type: "subscribe", stream, since } : { type: "subscribe", stream });
+      this.send({ type: "heartbeat", stream }); // counted at once, not 15 s later
     }
     this.dispatchEvent(new CustomEvent("open", { detail: { url: ws.url } }));
   }

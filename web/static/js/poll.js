@@ -16,11 +16,13 @@ export class PollView {
       this.polls.set(
         id,
         (async () => {
-          for (let attempt = 0; attempt < 10; attempt += 1) {
+          // The read model may lag the tally by a moment: retry a few times before giving up.
+          for (let attempt = 0; attempt < 6; attempt += 1) {
             const r = await api(`/api/v1/polls/${encodeURIComponent(id)}`);
             if (r.ok) return r.data;
-            await new Promise((resolve) => setTimeout(resolve, 500 * (attempt + 1)));
+            await new Promise((resolve) => setTimeout(resolve, 300 * (attempt + 1)));
           }
+          this.polls.delete(id); // ask again with the next frame
           return null;
         })(),
       );
@@ -35,8 +37,9 @@ export class PollView {
   }
 
   async apply(m) {
-    const poll = await this.describe(m.poll);
-    if (!poll) return;
+    const known = await this.describe(m.poll);
+    // Without the question yet, still show the live tally under neutral labels.
+    const poll = known || { question: "Poll", options: (m.counts || []).map((_c, i) => `Option ${i + 1}`) };
     if (this.current && this.current.id !== m.poll && this.current.final === false && m.final) return;
     this.current = { id: m.poll, final: m.final };
     this.render(m.poll, poll, m.counts || [], m.total || 0, m.final);
