@@ -348,7 +348,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             schema=checked_schema(args.schema),
             redis_prefix=args.redis_prefix,
             fresh=args.fresh,
-            batch_size=args.batch_size or settings.projections.batch_size,
+            batch_size=settings.projections.batch_size if args.batch_size is None else args.batch_size,
         )
         if options.batch_size < 1:
             raise SelectionError("--batch-size must be at least 1")

@@ -12,6 +12,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,10 @@ from events.chat import ChatMessageAccepted
 from events.codec import EventCodec
 from infra.kafka import EventPublisher, Position
 from infra.settings import REPO_ROOT, Settings
+from projections.database import drop_schema
 from projections.rebuild import Options, rebuild, shadow_prefix, shadow_schema
 from projections.rebuild_progress import Progress
+from projections.redis_projector import glob_escape
 from tests.integration.projections_support import (
     dump_tables,
     read_model,
@@ -49,6 +53,20 @@ def assert_same(live: tuple[Any, Any], rebuilt: tuple[Any, Any]) -> None:
     for table, rows in live[0].items():
         assert rebuilt[0][table] == rows, table
     assert rebuilt[1] == live[1]
+
+
+@asynccontextmanager
+async def shadows_dropped(
+    pool: AsyncConnectionPool, client: aioredis.Redis, schema: str, prefix: str
+) -> AsyncIterator[None]:
+    """Whatever happens, no shadow is left behind in the shared database and Redis."""
+    try:
+        yield
+    finally:
+        await drop_schema(pool, shadow_schema(schema))
+        keys = [k async for k in client.scan_iter(match=f"{glob_escape(shadow_prefix(prefix))}*")]
+        if keys:
+            await client.delete(*keys)
 
 
 async def schema_exists(pool: AsyncConnectionPool, schema: str) -> bool:
@@ -79,6 +97,7 @@ async def test_rebuild_while_live_serves_equals_the_live_read_models(
         read_model(namespace, schema) as pool,
         redis_space(namespace) as (client, prefix),
         running_service(namespace, schema, prefix),
+        shadows_dropped(pool, client, schema, prefix),
     ):
         positions = await publisher.publish_many(session_events())
         await wait_applied(pool, client, schema=schema, prefix=prefix, positions=positions)
@@ -152,6 +171,7 @@ async def test_rebuild_killed_mid_way_resumes_and_equals_the_live_read_models(
         read_model(namespace, schema) as pool,
         redis_space(namespace) as (client, prefix),
         running_service(namespace, schema, prefix),
+        shadows_dropped(pool, client, schema, prefix),
     ):
         positions = await publisher.publish_many(session_events(catalog=1500, chat_per_stream=150))
         await wait_applied(pool, client, schema=schema, prefix=prefix, positions=positions)
