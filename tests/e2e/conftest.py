@@ -76,6 +76,7 @@ class WebStack:
     stream_id: str
     tournament_id: str
     match_id: str
+    pusher: Pusher
 
     @property
     def stack(self) -> ApiStack:
@@ -165,7 +166,15 @@ async def web_stack(
                     await wait_playable(env, stream_id, segments=3, timeout_s=90)
                     tournament_id, match_id = await _tournament_of(stack, owner, stream_id)
                     yield WebStack(
-                        env, base_url, node, owner, channel["channel_id"], stream_id, tournament_id, match_id
+                        env,
+                        base_url,
+                        node,
+                        owner,
+                        channel["channel_id"],
+                        stream_id,
+                        tournament_id,
+                        match_id,
+                        pusher,
                     )
                 finally:
                     pusher.stop()

@@ -6,8 +6,9 @@
    deletes it and it disappears in both; a poll opened with ``/poll`` in chat is voted in one and the
    tally updates in both.
 4. Home shows the live stream with its viewer count (counted from the browsers' heartbeats).
-5. Screenshots of the main pages at phone (390 px) and desktop (1280 px) width, saved under
-   ``.run/artifacts/screenshots/``.
+5. Screenshots of the main pages at phone (390 px) and desktop (1280 px) width (and the stream page
+   in dark mode), saved under ``.run/artifacts/screenshots/``.
+6. Last (it ends the stream): the ended stream's page is a VOD whose chat replays with the playhead.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from typing import Any
 import httpx
 import pytest
 
+from events.chat import ChatMessageAccepted
 from infra.settings import Settings
 from tests.e2e.conftest import WebStack
-from tests.integration.test_api_support import PASSWORD
+from tests.integration.test_api_support import PASSWORD, stream_state
 
 pytestmark = pytest.mark.integration
 
@@ -214,5 +216,44 @@ async def test_screenshots_of_the_main_pages(
     no_overflow = "document.documentElement.scrollWidth <= window.innerWidth + 1"
     await signed_in.goto(f"/live/{web_stack.stream_id}")
     assert await signed_in.evaluate(no_overflow), f"horizontal scrolling at {width}px"
+    if width == 1280:
+        await signed_in.emulate_media(color_scheme="dark")
+        await signed_in.screenshot(path=str(SCREENSHOTS / "stream-1280-dark.png"), full_page=True)
     await signed_in.context.close()
     await login.context.close()
+
+
+async def test_vod_replays_the_chat_with_the_playhead(browser: Any, web_stack: WebStack) -> None:
+    stack, stream_id, owner = web_stack.stack, web_stack.stream_id, web_stack.owner
+
+    def accepted(text: str, media_time_ms: int) -> ChatMessageAccepted:  # as the moderation agent decides
+        return ChatMessageAccepted(
+            message_id=str(uuid.uuid4()),
+            stream_id=stream_id,
+            user_id=owner.user_id,
+            display_name=owner.username,
+            text=text,
+            media_time_ms=media_time_ms,
+        )
+
+    positions = await stack.publisher.publish_many([accepted("early bird", 1000), accepted("late owl", 8000)])
+    await stack.query(f"/api/v1/streams/{stream_id}/chat", after=[str(p) for p in positions])
+    web_stack.pusher.stop()
+    await stream_state(stack, stream_id, "ended", timeout_s=90)
+
+    page = await _page(browser, web_stack, f"/live/{stream_id}")
+    assert await page.get_attribute("#content", "data-mode") == "vod"
+    await page.wait_for_function(
+        "() => { const v = document.getElementById('video'); return v.duration > 10 && v.readyState >= 2; }",
+        timeout=WAIT_MS,
+    )
+    early = "#messages li:has(.text:text-is('early bird'))"
+    late = "#messages li:has(.text:text-is('late owl'))"
+    await page.evaluate("() => { const v = document.getElementById('video'); v.pause(); v.currentTime = 3; }")
+    await page.wait_for_selector(early, timeout=WAIT_MS)
+    assert await page.locator(late).count() == 0  # not said yet at 0:03
+    await page.evaluate("() => { document.getElementById('video').currentTime = 9; }")
+    await page.wait_for_selector(late, timeout=WAIT_MS)
+    await page.evaluate("() => { document.getElementById('video').currentTime = 2; }")
+    await page.wait_for_selector(late, state="detached", timeout=WAIT_MS)  # seeking back hides it again
+    await page.context.close()

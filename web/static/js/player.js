@@ -66,7 +66,10 @@ export function attachPlayer(video, src, ui = {}) {
   }
   if (latency && live) {
     setInterval(() => {
-      const l = state.hls?.latency;
+      // Wall clock minus the PROGRAM-DATE-TIME of the frame on screen (the ingest stamps every
+      // segment), else hls.js's distance to the live edge.
+      const date = state.hls?.playingDate;
+      const l = date ? (Date.now() - date.getTime()) / 1000 : state.hls?.latency;
       latency.textContent = Number.isFinite(l) && l > 0 ? `latency ${l.toFixed(1)} s` : "latency –";
     }, 1000);
   }
