@@ -27,6 +27,7 @@ from events.users import NotificationsRead
 from infra.kafka import TopicAdmin, TopicNames
 from infra.settings import Settings
 from stream_processors.notifications import notification_id
+from stream_processors.topology import internal_topics
 from tests.integration.test_api_support import ApiStack, User, eventually, open_api_stack, stream_state
 from tests.integration.test_edge_support import Client, edge_settings, running_node
 
@@ -101,6 +102,10 @@ async def inbox(stack: ApiStack, user: User, query: str = "", *, count: int | No
 async def stack(settings: Settings, tmp_path: Path) -> Any:
     async with open_api_stack(settings, tmp_path) as opened:
         yield opened
+    # The Faust changelogs the worker created (the stack deletes only the catalogue's topics).
+    async with TopicAdmin(opened.settings.kafka) as admin:
+        existing = {state.name for state in await admin.states(internal_topics(1)) if state.exists}
+        await admin.delete(sorted(existing))
 
 
 def edge_of(stack: ApiStack) -> Settings:
