@@ -131,7 +131,7 @@ class ViewerCountProcessor(LifecycleProcessor):
             now_ms = int(time.time() * 1000)
             for key in list(self._table.keys()):
                 if partition_of_key(key, self._partitions) in owned:
-                    await self._settle(key, self._state(key), now_ms)
+                    await self._settle(key, self._state(key), now_ms, tick=True)
 
     def _state(self, key: bytes) -> ViewerPresence:
         stored = self._table.get(key)
@@ -162,9 +162,13 @@ class ViewerCountProcessor(LifecycleProcessor):
             )
         )
 
-    async def _settle(self, key: bytes, state: ViewerPresence, now_ms: int) -> None:
-        before = self._table.get(key)
+    async def _settle(self, key: bytes, state: ViewerPresence, now_ms: int, *, tick: bool = False) -> None:
         settled, changed = settle(state, now_ms)
+        if tick and changed is None and settled.sessions is state.sessions:
+            # Only the clock moved, and the next tick moves it again: storing it would write every
+            # state to the changelog four times a second (the ticks then starved the batches).
+            return
+        before = self._table.get(key)
         if changed is not None:
             await self._publish_counts(changed)
         stored = settled.to_json()
