@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -145,9 +146,11 @@ async def _open_vote_and_end(
 ) -> str:
     body = {"question": "Who takes map 3?", "options": OPTIONS}
     opened = await stack.command("POST", f"/api/v1/streams/{stream}/polls", owner, body, expect=202)
+    acked = time.monotonic()
     poll_id = opened["poll_id"]
     assert opened["position"].startswith("polls:")
     zero = await watcher.wait_for(is_poll(poll_id), timeout_s=TIMEOUT_S)
+    shown_after = time.monotonic() - acked  # printed, never asserted: the machine is shared
     assert (zero["counts"], zero["total"], zero["final"]) == ([0, 0, 0], 0, False)
     shown = await stack.query(f"/api/v1/polls/{poll_id}", after=[tally_position(zero)])
     assert (shown["question"], shown["options"], shown["status"]) == (body["question"], OPTIONS, "open")
@@ -160,7 +163,9 @@ async def _open_vote_and_end(
             type="vote", stream=stream, poll=poll_id, option=option, nonce=nonce
         )
         await ack(clients[voter.user_id], nonce)
+    voted = time.monotonic()
     await watcher.wait_for(lambda m: is_poll(poll_id)(m) and m["counts"] == [0, 2, 1], timeout_s=TIMEOUT_S)
+    tallied_after = time.monotonic() - voted
 
     # The troll: a malformed /poll is an error frame; a well-formed /poll and /endpoll are acked
     # (the edge cannot check rights) and ignored by the agent.
@@ -180,7 +185,13 @@ async def _open_vote_and_end(
     # The owner ends it in chat.
     await clients[owner.user_id].send(type="chat", stream=stream, text="/endpoll", nonce="o1")
     await ack(clients[owner.user_id], "o1")
+    ended = time.monotonic()
     final = await watcher.wait_for(is_poll(poll_id, final=True), timeout_s=TIMEOUT_S)
+    finished_after = time.monotonic() - ended
+    print(
+        f"\nopen (API ack) -> zero tally at a subscriber {shown_after * 1000:.0f} ms; last vote ack -> "
+        f"tally {tallied_after * 1000:.0f} ms; /endpoll ack -> final tally {finished_after * 1000:.0f} ms"
+    )
     assert (final["counts"], final["total"]) == ([1, 1, 1], 3)
     # The troll's poll came before the /endpoll in the log: had it opened, its tally would be out.
     assert not any(m["type"] == "poll" and m["poll"] == troll_poll for m in watcher.messages)
