@@ -159,6 +159,15 @@ async def test_two_viewers_chat_moderation_and_poll(browser: Any, web_stack: Web
             timeout=WAIT_MS,
         )
     assert await viewer.get_attribute("#poll-options li:nth-child(2) button", "aria-pressed") == "true"
+
+    # A time-out from the message's tools: the author's lines leave every view.
+    await viewer.fill("#chat-input", "one more thing")
+    await viewer.press("#chat-input", "Enter")
+    again = "#messages li:has(.text:text-is('one more thing'))"
+    await moderator.wait_for_selector(again, timeout=WAIT_MS)
+    await moderator.click(f"{again} .mod-timeout")
+    for page in (moderator, viewer):
+        await page.wait_for_selector(again, state="detached", timeout=WAIT_MS)
     for page in (moderator, viewer):
         await page.context.close()
 

@@ -5,10 +5,10 @@ import { el } from "./session.js";
 const MAX_SHOWN = 300;
 
 export class ChatView {
-  constructor(list, { canModerate = () => false, onDelete = () => {} } = {}) {
+  constructor(list, { canModerate = () => false, onModerate = () => {} } = {}) {
     this.list = list;
     this.canModerate = canModerate;
-    this.onDelete = onDelete;
+    this.onModerate = onModerate; // (action, message) for "delete", "timeout", "ban"
     this.items = new Map(); // message id -> {li, at, user}
   }
 
@@ -27,11 +27,18 @@ export class ChatView {
     for (const badge of m.badges || []) li.append(el("span", badge, `badge-${badge}`));
     li.append(el("span", m.name || m.user, "name"), el("span", m.text, "text"));
     if (this.canModerate()) {
-      const button = el("button", "Delete", "mod-delete");
-      button.type = "button";
-      button.setAttribute("aria-label", `Delete the message of ${m.name || m.user}`);
-      button.addEventListener("click", () => this.onDelete(m.id));
-      li.append(button);
+      const who = m.name || m.user;
+      for (const [action, text, label] of [
+        ["delete", "Delete", `Delete the message of ${who}`],
+        ["timeout", "10m", `Time out ${who} for 10 minutes`],
+        ["ban", "Ban", `Ban ${who} from this chat`],
+      ]) {
+        const button = el("button", text, `mod-${action}`);
+        button.type = "button";
+        button.setAttribute("aria-label", label);
+        button.addEventListener("click", () => this.onModerate(action, m));
+        li.append(button);
+      }
     }
     const after = [...this.items.values()].find((x) => x.at > m.at);
     const atBottom = this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight < 40;

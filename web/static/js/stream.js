@@ -33,9 +33,13 @@ async function live() {
   const say = (text) => (notice.textContent = text);
   const chat = new ChatView($("messages"), {
     canModerate,
-    onDelete: async (id) => {
-      const answer = await edge.request({ type: "mod", stream: streamId, action: "delete", message_id: id });
-      if (answer.type === "error") say(answer.message);
+    onModerate: async (action, m) => {
+      const frame = { type: "mod", stream: streamId, action };
+      if (action === "delete") frame.message_id = m.id;
+      else frame.user = m.user;
+      if (action === "timeout") frame.duration_s = 600;
+      const answer = await edge.request(frame);
+      say(answer.type === "error" ? answer.message : "");
     },
   });
   const poll = new PollView($("poll"), {
