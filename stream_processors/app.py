@@ -10,9 +10,14 @@ Agents:
   ``chat.moderation``, ``streams`` and ``ingest``, keeps one chat state per stream in the
   ``moderation`` table and publishes the decisions of :func:`~stream_processors.moderation.decide`
   to ``chat.messages``.
-- ``viewer_counts`` (:mod:`stream_processors.viewer_counts_agent`): consumes ``viewers.heartbeats``,
-  keeps each stream's sessions in the ``viewers`` table and publishes ``ViewerCountChanged`` to
-  ``viewers.counts`` (at most once a second per stream, on change), with a timer expiring sessions.
+- ``viewer_counts`` (:mod:`stream_processors.viewer_counts_agent`): consumes ``viewers.heartbeats``
+  and ``streams``, keeps each stream's sessions (and match) in the ``viewers`` table and publishes
+  ``ViewerCountChanged`` to ``viewers.counts`` (at most once a second per stream, on change), with a
+  timer expiring sessions; forwards the heartbeats of match streams, keyed by match_id, to the
+  internal ``esports-processors-match-heartbeats`` topic.
+- ``match_audience`` (:mod:`stream_processors.match_audience_agent`): consumes that topic, keeps each
+  match's sessions in the ``match_viewers`` table and publishes ``MatchAudienceChanged`` to
+  ``viewers.match_counts`` (a viewer of several streams of a match counted once).
 - ``polls`` (:mod:`stream_processors.polls_agent`): consumes ``polls`` (and ``streams`` for each
   stream's owner: with the moderation roster it decides who may open/close polls), keeps each
   stream's polls and votes in the ``polls`` table and publishes ``PollTallyUpdated`` to
