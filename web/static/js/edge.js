@@ -64,10 +64,13 @@ export class EdgeClient extends EventTarget {
         resolve({ type: "error", code: "offline", message: "not connected; try again in a moment" });
         return;
       }
-      this.pending.set(nonce, resolve);
-      setTimeout(() => {
+      const timer = setTimeout(() => {
         if (this.pending.delete(nonce)) resolve({ type: "error", code: "timeout", message: "no answer" });
       }, 15_000);
+      this.pending.set(nonce, (answer) => {
+        clearTimeout(timer);
+        resolve(answer);
+      });
     });
   }
 

@@ -25,7 +25,7 @@ async function refresh() {
   if (!s?.refresh_token) return false;
   const r = await fetch("/api/v1/auth/refresh", {
     method: "POST",
-    headers: { "Content-Type": "application/json", "Idempotency-Key": crypto.randomUUID() },
+    headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ refresh_token: s.refresh_token }),
   });
   if (!r.ok) {
@@ -40,7 +40,8 @@ async function refresh() {
 export async function api(path, { method = "GET", body, auth = false, retry = true } = {}) {
   const headers = {};
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (method === "POST") headers["Idempotency-Key"] = crypto.randomUUID();
+  // Commands are safe to retry under a key; sign-in answers carry tokens, which no store should keep.
+  if (method === "POST" && !path.startsWith("/api/v1/auth/")) headers["Idempotency-Key"] = crypto.randomUUID();
   const s = session();
   if (auth && s?.access_token) headers.Authorization = `Bearer ${s.access_token}`;
   let response;

@@ -70,6 +70,12 @@ async function live() {
     if (m.type === "notice" && m.code === "rejected") say(`Not sent: ${m.detail || m.reason}`);
     if (m.type === "notice" && m.code === "held") say("Your message waits for a moderator.");
     if (m.type === "notice" && m.code === "authenticated") enableComposer();
+    if (m.type === "notice" && m.code === "notification") {
+      const badge = $("unread");
+      badge.textContent = String(Number(badge.textContent || 0) + 1);
+      badge.hidden = false;
+      say(`🔔 ${m.title}`);
+    }
   });
   edge.addEventListener("close", () => (page.dataset.subscribed = "false"));
   edge.subscribe(streamId);
