@@ -20,7 +20,11 @@ def test_edge_client_logic_under_node() -> None:
             pytest.fail("node is missing: infra/local/install-system.sh installs it (npm)")
         pytest.skip("node is not installed")
     run = subprocess.run(
-        [node, "--test", "web/tests/edge.test.mjs"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+        [node, "--test", "web/tests/edge.test.mjs"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert "# fail 0" in run.stdout and "# pass 4" in run.stdout
