@@ -11,6 +11,7 @@ can fall between the backfill and the first delta, and none can be sent twice.
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 
 FANOUT_MODES = ("frames", "broadcast", "naive")
 RECENT_ONCE_KEYS = 10_000  # direct deliveries remembered per node so a republished one is not pushed twice
+# A node reads recent records back at start (warm start): a notification whose cause is older than the
+# node by more than this was pushed by the node its user was on then; it stays in the inbox, unpushed.
+BACKLOG_GRACE_MS = 60_000
 
 
 class Peer(Protocol):
@@ -61,7 +65,13 @@ class FanoutHub:
     """Routes deliveries to this node's subscribers; holds history and snapshots per stream."""
 
     def __init__(
-        self, metrics: Metrics, *, history_per_stream: int, backfill: int, mode: str = "frames"
+        self,
+        metrics: Metrics,
+        *,
+        history_per_stream: int,
+        backfill: int,
+        mode: str = "frames",
+        started_ms: int | None = None,
     ) -> None:
         if mode not in FANOUT_MODES:
             raise ValueError(f"edge.fanout must be one of {FANOUT_MODES}, not {mode!r}")
@@ -75,6 +85,7 @@ class FanoutHub:
         self.partition_starts: dict[int, int] = {}
         self._pushed_once: OrderedDict[str, None] = OrderedDict()  # once keys, oldest first, bounded
         self.duplicates_dropped = 0  # direct deliveries not pushed again (a notification republished)
+        self._started_ms = int(time.time() * 1000) if started_ms is None else started_ms
 
     # --- membership -------------------------------------------------------------------------------
 
@@ -141,7 +152,7 @@ class FanoutHub:
     async def apply(self, delivery: Delivery) -> None:
         """Keep what must be kept (history, snapshot), then send it to whoever should see it."""
         if delivery.route is Route.DIRECT:
-            if self._first_time(delivery.once_key):
+            if self._first_time(delivery.once_key, delivery.at_ms):
                 await self._send(list(self.users.get(delivery.target, ())), delivery.payload)
             return
         channel = self.channel(delivery.target)
@@ -179,8 +190,9 @@ class FanoutHub:
         for stream, frames in pending.items():
             self._flush(frames, stream)
 
-    def _first_time(self, once_key: str) -> bool:
-        """False for a once key this node has already seen (among the last :data:`RECENT_ONCE_KEYS`)."""
+    def _first_time(self, once_key: str, at_ms: int) -> bool:
+        """False for a once key this node has already seen (among the last :data:`RECENT_ONCE_KEYS`),
+        and for one that happened before this node started (its warm-start backlog)."""
         if not once_key:
             return True
         if once_key in self._pushed_once:
@@ -189,7 +201,7 @@ class FanoutHub:
         self._pushed_once[once_key] = None
         if len(self._pushed_once) > RECENT_ONCE_KEYS:
             self._pushed_once.popitem(last=False)
-        return True
+        return not at_ms or at_ms >= self._started_ms - BACKLOG_GRACE_MS
 
     def _flush(self, frames: list[bytes] | None, stream: str) -> None:
         if not frames:

@@ -40,6 +40,7 @@ class Delivery:
     payload: bytes  # JSON, encoded once for every recipient
     snapshot_key: str = ""  # which snapshot entry it replaces (snapshot route)
     once_key: str = ""  # direct route: a delivery with a key a node already pushed is not pushed again
+    at_ms: int = 0  # direct route with a once key: when it happened (older than the node: not pushed)
 
 
 def _ms(moment: datetime) -> int:
@@ -186,7 +187,8 @@ def _notification(e: notifications.NotificationIssued, p: LogPosition) -> Delive
         }
     )
     # The agent may publish a notification again after a restart (same id, new offset): pushed once.
-    return Delivery(Route.DIRECT, e.user_id, p, payload, once_key=f"notification:{e.notification_id}")
+    key, at_ms = f"notification:{e.notification_id}", _ms(e.occurred_at)
+    return Delivery(Route.DIRECT, e.user_id, p, payload, once_key=key, at_ms=at_ms)
 
 
 _BUILDERS: dict[type[Event], Any] = {

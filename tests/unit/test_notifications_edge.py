@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from edge_ws import fanout
@@ -96,3 +97,16 @@ async def test_the_once_keys_are_bounded(monkeypatch: Any) -> None:
         await hub.apply(delivery)
     ids = [m["id"] for m in peers["u-1"].messages()]
     assert ids == ["n-0", "n-1", "n-2", "n-3", "n-4", "n-0"]
+
+
+async def test_a_fresh_node_does_not_push_the_backlog_it_warm_starts_with() -> None:
+    started = datetime(2026, 11, 25, 18, 0, tzinfo=UTC)
+    hub = FanoutHub(Metrics(), history_per_stream=10, backfill=5, started_ms=int(started.timestamp() * 1000))
+    peer = Peer()
+    hub.identify(peer, "u-1")
+    grace = timedelta(milliseconds=fanout.BACKLOG_GRACE_MS)
+    for n, at in enumerate((started - grace - timedelta(seconds=1), started - grace, started + grace)):
+        delivery = delivery_for(replace(issued(f"n-{n}"), occurred_at=at), LogPosition(0, n))
+        assert delivery is not None
+        await hub.apply(delivery)
+    assert [m["id"] for m in peer.messages()] == ["n-1", "n-2"]  # n-0 was its old node's to push
