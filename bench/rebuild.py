@@ -1,0 +1,179 @@
+"""Rebuild throughput: ``esports rebuild`` of every registered read model over N events.
+
+Publishes a scripted session of about N events (catalog stories, a match on three streams with chat
+and moderation, viewer counts, a poll, notifications) into a fresh topic namespace, then, per run,
+rebuilds every PostgreSQL and Redis read model from scratch (a fresh shadow, swapped into an empty
+live schema and prefix) and reports events/s: events applied summed over projectors (an event two
+projectors consume counts twice), from the first read to the end of the swaps.
+
+Baselines measured in the same run over the very same topic-partitions, read once per projector
+like the rebuild reads them: raw aiokafka (no decode, nothing stored) and aiokafka + the Avro decode
+(what the rebuild does before it stores). Medians of several runs.
+
+    python bench/rebuild.py [--events 20000] [--runs 3] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from events.codec import EventCodec
+from events.topics import CATALOGUE
+from infra.kafka import EventPublisher, TopicAdmin, TopicNames
+from infra.redis import make_client
+from infra.settings import Settings
+from projections.database import drop_schema, make_pool
+from projections.rebuild import Options, rebuild
+from projections.rebuild_progress import Progress
+from projections.service import build_stores
+from tests.integration.test_rebuild_support import session_events
+
+PUBLISH_BATCH = 2000
+
+
+async def publish(settings: Settings, codec: EventCodec, events: int) -> int:
+    chat = max(10, events // 6)
+    session = session_events(catalog=max(100, events // 2), chat_per_stream=chat)
+    async with EventPublisher(settings.kafka, codec, producer="bench.rebuild") as publisher:
+        for start in range(0, len(session), PUBLISH_BATCH):
+            await publisher.publish_many(session[start : start + PUBLISH_BATCH])
+    return len(session)
+
+
+def store_topics(settings: Settings) -> list[tuple[str, ...]]:
+    pool = make_pool(settings.postgres, name="bench")  # never opened: names and topics only
+    return [
+        s.topics
+        for s in build_stores(pool, make_client(settings.redis, name="bench"), schema="x", redis_prefix="")
+    ]
+
+
+async def partitions(settings: Settings) -> dict[str, int]:
+    """Partitions per catalogue topic, as the cluster has them."""
+    async with TopicAdmin(settings.kafka) as admin:
+        return {
+            spec.name: state.partitions for spec, state in zip(CATALOGUE, await admin.states(), strict=True)
+        }
+
+
+async def raw_consume(settings: Settings, codec: EventCodec | None) -> tuple[int, float]:
+    """Records read (and decoded if ``codec``) once per projector's topics, all projectors at
+    once like the rebuild, and the seconds it took."""
+    counts = await partitions(settings)
+    started = time.monotonic()
+    read = await asyncio.gather(
+        *(_read(settings, topics, counts, codec) for topics in store_topics(settings))
+    )
+    return sum(read), time.monotonic() - started
+
+
+async def _read(
+    settings: Settings, topics: tuple[str, ...], counts: dict[str, int], codec: EventCodec | None
+) -> int:
+    names = TopicNames(settings.kafka.topic_prefix)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    total = 0
+    try:
+        tps = [TopicPartition(names.physical(t), p) for t in topics for p in range(counts[t])]
+        ends = await consumer.end_offsets(tps)
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        due = {tp for tp in tps if ends[tp] > 0}
+        while due:
+            fetched = await consumer.getmany(*due, timeout_ms=500, max_records=500)
+            for tp, records in fetched.items():
+                total += len(records)
+                if codec is not None:
+                    for record in records:
+                        codec.decode(record.value)
+                if records and records[-1].offset + 1 >= ends[tp]:
+                    due.discard(tp)
+    finally:
+        await consumer.stop()
+    return total
+
+
+async def one_rebuild(settings: Settings) -> tuple[int, float]:
+    schema, prefix = f"bench_{uuid.uuid4().hex[:10]}", f"bench-{uuid.uuid4().hex[:8]}:"
+    pool = make_pool(settings.postgres, name="bench", schema=schema)
+    client = make_client(settings.redis, name="bench")
+    try:
+        summary = await rebuild(
+            settings,
+            Options(schema=schema, redis_prefix=prefix, fresh=True),
+            Progress(sys.stderr, quiet=True),
+        )
+        return summary.events, summary.seconds
+    finally:
+        async with pool:
+            await drop_schema(pool, schema)
+        keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+async def main(events: int, runs: int) -> None:
+    base = Settings()
+    prefix = f"bench-{uuid.uuid4().hex[:10]}."
+    settings = base.model_copy(update={"kafka": base.kafka.model_copy(update={"topic_prefix": prefix})})
+    codec = EventCodec.load()
+    async with TopicAdmin(settings.kafka) as admin:
+        await admin.ensure(CATALOGUE)
+    try:
+        published = await publish(settings, codec, events)
+        print(f"published {published:,} events into {prefix}*; {runs} runs each", file=sys.stderr)
+        ours, raw, decoded = [], [], []
+        for run in range(runs):
+            applied, seconds = await one_rebuild(settings)
+            ours.append(applied / seconds)
+            read, raw_s = await raw_consume(settings, None)
+            raw.append(read / raw_s)
+            read_decoded, decoded_s = await raw_consume(settings, codec)
+            decoded.append(read_decoded / decoded_s)
+            print(
+                f"run {run + 1}: rebuild {applied:,} store-events in {seconds:.2f}s ({ours[-1]:,.0f}/s);"
+                f" raw consume {read:,} records {raw[-1]:,.0f}/s; consume+decode {decoded[-1]:,.0f}/s",
+                file=sys.stderr,
+            )
+        rebuild_rate = statistics.median(ours)
+        print(f"\nrebuild of every read model over {published:,} events ({runs} runs, medians)")
+        print("| measure | events/s | ratio to rebuild |")
+        print("|---|---:|---:|")
+        stores = len(store_topics(settings))
+        label = f"esports rebuild ({stores} projectors, incl. migrations and swaps)"
+        print(f"| {label} | {rebuild_rate:,.0f} | 1.00 |")
+        for label, rates in (
+            ("raw aiokafka consume, same partitions (baseline)", raw),
+            ("aiokafka + Avro decode", decoded),
+        ):
+            rate = statistics.median(rates)
+            print(f"| {label} | {rate:,.0f} | {rate / rebuild_rate:.1f} |")
+    finally:
+        names = TopicNames(prefix)
+        async with TopicAdmin(settings.kafka) as admin:
+            await admin.delete([names.physical(t.name) for t in CATALOGUE])
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=20_000, help="events in the session (about)")
+    parser.add_argument("--runs", type=int, default=3, help="runs (the median is reported)")
+    parser.add_argument("--quick", action="store_true", help="2,000 events, 1 run (a smoke check)")
+    args = parser.parse_args()
+    asyncio.run(main(2_000 if args.quick else args.events, 1 if args.quick else args.runs))
