@@ -18,6 +18,11 @@ per follower who followed at or before the cause happened. Never twice for one c
 * a cause already decided is remembered in the notifier (:data:`RECENT_CAUSES` of them), so a
   redelivery after the state was stored issues nothing at all.
 
+A cause more than :data:`MAX_CAUSE_AGE` old when it is decided tells nobody: the agent's first start
+on a platform with history (a new consumer group reads its topics from the beginning) must not announce
+last month's go-lives; the inbox never had them. Whether a cause is that old only grows with time, so a
+re-decision never issues what the first decision did not.
+
 Only followers whose follow happened at or before the cause's ``occurred_at`` are told, so deciding
 the same cause later (a restart, a lagging worker) picks the same followers even if more followed
 meanwhile; an unfollow between the cause and a re-decision drops that follower (they may already
@@ -29,7 +34,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from events.base import Event
@@ -40,6 +45,7 @@ from events.tournaments import MatchScheduled, MatchStarted, TournamentCreated
 from events.users import ChannelFollowed, ChannelUnfollowed, TournamentFollowed, TournamentUnfollowed
 
 __all__ = [
+    "MAX_CAUSE_AGE",
     "NAMESPACE",
     "PRODUCER",
     "RECENT_CAUSES",
@@ -54,6 +60,7 @@ __all__ = [
 PRODUCER = "stream_processors.notifications"
 NAMESPACE = uuid.UUID("7c3e9a14-5b2d-5f68-a1c9-3e8d2f4b6a17")
 RECENT_CAUSES = 64  # a stream goes live a few times a day; a tournament starts a few dozen matches
+MAX_CAUSE_AGE = timedelta(hours=6)  # older go-lives and match starts are history, not news
 RECENT_MATCHES = 256  # teams of a tournament's latest scheduled matches, for the notification's text
 MAX_TITLE = 200
 
@@ -149,8 +156,11 @@ def notifier_key(event: Event) -> str | None:
     return None
 
 
-def decide(state: Notifier, cause: Event, audience: Audience) -> tuple[Notifier, list[NotificationIssued]]:
-    """The new notifier state and the notifications ``cause`` issues (none for a cause seen before)."""
+def decide(
+    state: Notifier, cause: Event, audience: Audience, *, now: datetime
+) -> tuple[Notifier, list[NotificationIssued]]:
+    """The new notifier state and the notifications ``cause`` issues at ``now`` (none for a cause seen
+    before, or more than :data:`MAX_CAUSE_AGE` old)."""
     match cause:
         case StreamCreated():
             return replace(state, name=cause.title), []
@@ -160,6 +170,8 @@ def decide(state: Notifier, cause: Event, audience: Audience) -> tuple[Notifier,
             return replace(state, name=cause.name), []
         case MatchScheduled():
             return replace(state, matches=_with_match(state.matches, cause)), []
+        case StreamWentLive() | MatchStarted() if now - cause.occurred_at > MAX_CAUSE_AGE:
+            return state, []
         case StreamWentLive() | MatchStarted() if str(cause.event_id) not in state.recent_causes:
             causes = (*state.recent_causes, str(cause.event_id))[-RECENT_CAUSES:]
             return replace(state, recent_causes=causes), list(_notifications(state, cause, audience))

@@ -29,12 +29,12 @@ import faust
 from aiokafka import ConsumerRecord, TopicPartition
 from mode import Service
 
-from events.base import Event
+from events.base import Event, utc_now
 from events.codec import DecodeError, EventCodec
 from events.notifications import NotificationIssued
 from events.streams import StreamWentLive
 from events.tournaments import MatchStarted
-from infra.kafka import BrokerUnavailable, DeadLetters, EventConsumer, KafkaError, Position, TopicNames
+from infra.kafka import BrokerUnavailable, DeadLetters, EventConsumer, Position, TopicNames
 from infra.settings import KafkaSettings
 from stream_processors.app import DecisionPublisher, LifecycleProcessor, _where
 from stream_processors.metrics import ProcessorMetrics
@@ -170,8 +170,8 @@ class AudienceService(Service):
                     # The reader is suspended between batches: its positions are what was applied.
                     self._applied = await reader.positions()
                     self._progress.set()
-            except KafkaError as e:
-                log.error("audience reader failed, retrying in %ss: %s", RETRY_S, e)
+            except Exception:  # aiokafka's own errors come through getmany untranslated; keep reading
+                log.exception("audience reader failed, retrying in %ss", RETRY_S)
                 await asyncio.sleep(RETRY_S)
 
 
@@ -211,7 +211,7 @@ class NotificationProcessor(LifecycleProcessor):
         stored = self._table.get(key.encode())
         state = Notifier(key=key) if stored is None else Notifier.from_json(stored)
         try:
-            new_state, issued = decide(state, cause, self._audience.audience)
+            new_state, issued = decide(state, cause, self._audience.audience, now=utc_now())
         except Exception as e:  # a bug, not bad luck: retrying the same input cannot help
             log.exception("notifying failed topic=%s partition=%s offset=%s", *_where(message))
             await self._dead_letter(message, "processing_failed", repr(e))
