@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from producers.deps import ServicesDep
+from producers.read_model.tournaments import match_audiences
 from producers.services import Services
 from web.seo import (
     PageMeta,
@@ -178,7 +179,8 @@ async def tournament_page(request: Request, tournament_id: str, services: Servic
         canonical=site.url(f"/tournaments/{tournament_id}"),
         json_ld=tournament_json_ld(site, tournament, matches),
     )
-    rows = [{**m, "streams": s} for m, s in zip(matches, streams, strict=True)]
+    audiences = await _audiences(services, [m["match_id"] for m in matches])
+    rows = [{**m, **audiences[m["match_id"]], "streams": s} for m, s in zip(matches, streams, strict=True)]
     return render(request, services, "tournament.html", meta, tournament=tournament, matches=rows)
 
 
@@ -199,9 +201,21 @@ async def match_page(request: Request, match_id: str, services: ServicesDep) -> 
         canonical=site.url(f"/matches/{match_id}"),
         json_ld=match_json_ld(site, tournament, match) if tournament else None,
     )
+    audience = (await _audiences(services, [match_id]))[match_id]
     return render(
-        request, services, "match.html", meta, match=match, tournament=tournament, streams=watchable
+        request,
+        services,
+        "match.html",
+        meta,
+        match={**match, **audience},
+        tournament=tournament,
+        streams=watchable,
     )
+
+
+async def _audiences(services: Services, match_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Each match's combined audience (distinct viewers across its streams), as the API shows it."""
+    return await match_audiences(services.redis, services.namespace.redis_prefix, match_ids)
 
 
 def _account_page(request: Request, services: Services, template: str, title: str) -> HTMLResponse:

@@ -129,6 +129,7 @@ async def test_tournament_and_match_pages(api_stack: ApiStack) -> None:
 
     multiview = (await api_stack.client.get(f"/matches/{match_id}")).text
     assert multiview.count('<figure class="tile"') == 1 and f"/hls/{stream_id}/master.m3u8" in multiview
+    assert '<span id="match-viewers">0 watching across its streams</span>' in multiview  # combined audience
     assert _json_ld(multiview)["competitor"] == [
         {"@type": "SportsTeam", "name": "Alpha"},
         {"@type": "SportsTeam", "name": "Beta"},
