@@ -24,7 +24,7 @@ from events.codec import EventCodec
 from events.ingest import IngestConnected, IngestProtocol
 from events.notifications import NotificationIssued, NotificationKind
 from events.topics import spec
-from events.users import NotificationsRead
+from events.users import ChannelFollowed, NotificationsRead
 from infra.kafka import TopicAdmin, TopicNames
 from infra.settings import Settings
 from stream_processors.notifications import notification_id
@@ -318,3 +318,26 @@ async def test_inbox_pages_dedupes_and_marks_all_read_whatever_order_the_events_
     assert [i["notification_id"] for i in page["items"]] == [later.notification_id]
     assert page["unread_count"] == 1
     assert (await stack.query("/api/v1/me/notifications", other))["unread_count"] == 1
+
+
+async def test_a_channel_with_many_followers_tells_each_once(stack: ApiStack, codec: EventCodec) -> None:
+    followers = 1_200  # more than one publishing batch (PUBLISH_BATCH = 500)
+    channel_id, stream_id = await channel_with_stream(stack, "Big Channel")
+    users = [f"fan-{uuid.uuid4().hex[:12]}" for _ in range(followers)]
+    # As the API publishes follows (the users need no accounts to be followers in the log).
+    await stack.publisher.publish_many([ChannelFollowed(user_id=u, channel_id=channel_id) for u in users])
+    await go_live(stack, stream_id)
+
+    async def all_in_inbox() -> bool:
+        async with stack.services.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT count(*) FROM notifications WHERE url = %s", (f"/live/{stream_id}",)
+            )
+            row = await cur.fetchone()
+        return bool(row and row[0] == followers)
+
+    await eventually(all_in_inbox, timeout_s=TIMEOUT_S)
+    records = [r for r in await issued_records(stack.settings, codec) if r.url == f"/live/{stream_id}"]
+    assert sorted(r.user_id for r in records) == sorted(users)
+    assert len({r.notification_id for r in records}) == followers
+    assert {r.cause_id for r in records} == {records[0].cause_id}
