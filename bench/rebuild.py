@@ -116,6 +116,8 @@ async def one_rebuild(settings: Settings) -> tuple[int, float]:
             Options(schema=schema, redis_prefix=prefix, fresh=True),
             Progress(sys.stderr, quiet=True),
         )
+        slowest = sorted(summary.per_store.items(), key=lambda item: -item[1][1])[:3]
+        print("  slowest: " + ", ".join(f"{n} {e:,} in {t:.1f}s" for n, (e, t) in slowest), file=sys.stderr)
         return summary.events, summary.seconds
     finally:
         async with pool:

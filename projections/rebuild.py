@@ -108,7 +108,7 @@ class Summary:
     redis: RedisSwap | None = None
     undecodable: int = 0
     swaps_refused: int = 0
-    lines: list[str] = field(default_factory=list)
+    per_store: dict[str, tuple[int, float]] = field(default_factory=dict)  # events, seconds
 
 
 def shadow_schema(live: str) -> str:
@@ -148,6 +148,8 @@ class CatchUp:
         self._readers = readers
         self._progress = progress
         self.events = 0
+        self.per_store: dict[str, int] = {}  # events applied per projector
+        self.seconds: dict[str, float] = {}  # ... and the time it took (last catch-up round)
 
     async def run(self, stores: Sequence[BatchStore], targets: Mapping[str, Mapping[Partition, int]]) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -169,9 +171,12 @@ class CatchUp:
     async def _one(self, store: BatchStore, targets: Mapping[Partition, int]) -> None:
         starts = await store.start_positions(list(targets))
         reached = dict(starts)
+        started = time.monotonic()
         async for batch in self._readers[store.name].read(starts, targets):
             await store_with_retries(store, batch)
             self.events += len(batch)
+            self.per_store[store.name] = self.per_store.get(store.name, 0) + len(batch)
+            self.seconds[store.name] = time.monotonic() - started
             for consumed in batch:
                 p = (consumed.position.topic, consumed.position.partition)
                 after = consumed.position.offset + 1
@@ -219,6 +224,9 @@ async def rebuild(settings: Settings, options: Options, progress: Progress) -> S
             summary.undecodable = sum(r.undecodable for r in readers.values())
             progress.phase = "done"
         summary.events = catch_up.events
+        summary.per_store = {
+            name: (count, catch_up.seconds.get(name, 0.0)) for name, count in catch_up.per_store.items()
+        }
     finally:
         await progress.close()
         await client.aclose()
@@ -334,6 +342,8 @@ def _report(summary: Summary, options: Options) -> None:
             f"Redis: {summary.redis.moved} keys swapped in under prefix {options.redis_prefix!r},"
             f" {summary.redis.deleted} old keys deleted"
         )
+    for name, (events, seconds) in sorted(summary.per_store.items()):
+        print(f"  {name:<22} {events:>9,} events in {seconds:6.1f} s")
     if summary.undecodable:
         print(f"skipped {summary.undecodable} undecodable records (they are on the dead-letter topic)")
 

@@ -26,7 +26,7 @@ from events.chat import ChatMessageAccepted
 from events.codec import EventCodec
 from infra.kafka import EventPublisher, Position
 from infra.settings import REPO_ROOT, Settings
-from projections.database import drop_schema
+from projections.database import MIGRATIONS, drop_schema
 from projections.rebuild import Options, rebuild, shadow_prefix, shadow_schema
 from projections.rebuild_progress import Progress
 from projections.redis_projector import glob_escape
@@ -101,6 +101,7 @@ async def test_rebuild_while_live_serves_equals_the_live_read_models(
     ):
         positions = await publisher.publish_many(session_events())
         await wait_applied(pool, client, schema=schema, prefix=prefix, positions=positions)
+        await _command_side_neighbours(pool, client, prefix)
         live = await dumps(pool, schema, client, prefix)
         assert sum(map(len, live[0].values())) > 400 and len(live[1]) > 30
 
@@ -127,6 +128,33 @@ async def test_rebuild_while_live_serves_equals_the_live_read_models(
         assert len(late) == len(more)
         await rebuild(namespace, options, Progress(io.StringIO(), quiet=True))
         assert_same(after, await dumps(pool, schema, client, prefix))
+        await _command_side_neighbours(pool, client, prefix, check=True)
+
+
+async def _command_side_neighbours(
+    pool: AsyncConnectionPool, client: aioredis.Redis, prefix: str, *, check: bool = False
+) -> None:
+    """What else lives in the live schema and prefix (the command side's tables and migrations, the
+    API's keys) is left alone by the swaps: created before, checked after."""
+    async with pool.connection() as conn:
+        if not check:
+            await conn.execute("CREATE TABLE command_side_accounts (id text PRIMARY KEY, a text, b text)")
+            await conn.execute("INSERT INTO command_side_accounts VALUES ('alice', 'a', 'b')")
+            await conn.execute(
+                "INSERT INTO schema_migrations (component, version, name) VALUES ('producers', 1, 'x')"
+            )
+            await client.set(f"{prefix}api:idempotency:k1", "kept")
+            return
+        rows = await (await conn.execute("SELECT id FROM command_side_accounts")).fetchall()
+        producers = await (
+            await conn.execute("SELECT name FROM schema_migrations WHERE component = 'producers'")
+        ).fetchall()
+        ours = await (
+            await conn.execute("SELECT count(*) FROM schema_migrations WHERE component = 'projections'")
+        ).fetchone()
+    assert rows == [("alice",)] and producers == [("x",)]
+    assert ours is not None and ours[0] == len(list(MIGRATIONS.glob("*.sql")))
+    assert await client.get(f"{prefix}api:idempotency:k1") == "kept"
 
 
 async def _publish_slowly(publisher: EventPublisher, positions: list[Position]) -> None:
