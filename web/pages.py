@@ -41,6 +41,7 @@ LIVE_ON_HOME = 24
 UPCOMING_ON_HOME = 8
 TOURNAMENTS_SCANNED = 20
 SITEMAP_LIMIT = 100
+CHANNEL_STREAMS = 30
 
 router = APIRouter(include_in_schema=False)
 
@@ -164,6 +165,31 @@ async def stream_page(request: Request, stream_id: str, services: ServicesDep) -
     )
 
 
+@router.get("/channels/{channel}", response_class=HTMLResponse)
+async def channel_page(request: Request, channel: str, services: ServicesDep) -> HTMLResponse:
+    """A channel: what it streams now, what is coming, its past videos."""
+    row = await services.catalog.channel(channel) if _ID.match(channel) else None
+    if row is None:
+        return not_found(request, services, f"There is no channel {channel}.")
+    site = site_of(services)
+    streams, _ = await services.streams.streams(
+        state=None, channel=row["channel_id"], match=None, limit=CHANNEL_STREAMS, cursor=None
+    )
+    meta = PageMeta(
+        title=f"{row['display_name']} · {site.name}",
+        description=clip(row["description"] or f"{row['display_name']}: live eSports streams and videos."),
+        canonical=site.url(f"/channels/{row['slug']}"),
+        og_type="profile",
+        json_ld={
+            "@context": "https://schema.org",
+            "@type": "Organization",
+            "name": row["display_name"],
+            "url": site.url(f"/channels/{row['slug']}"),
+        },
+    )
+    return render(request, services, "channel.html", meta, channel=row, streams=streams)
+
+
 @router.get("/tournaments/{tournament_id}", response_class=HTMLResponse)
 async def tournament_page(request: Request, tournament_id: str, services: ServicesDep) -> HTMLResponse:
     """A tournament: schedule, results, and each match's streams."""
@@ -266,6 +292,8 @@ async def sitemap(services: ServicesDep) -> Response:
     urls += [(site.url(f"/live/{s['stream_id']}"), s.get("started_at")) for s in live]
     urls += [(site.url(f"/live/{s['stream_id']}"), s.get("ended_at")) for s in ended]
     urls += [(site.url(f"/tournaments/{t['tournament_id']}"), t.get("created_at")) for t in tournaments]
+    channels, _ = await services.catalog.channels(owner=None, limit=SITEMAP_LIMIT, cursor=None)
+    urls += [(site.url(f"/channels/{c['slug']}"), c.get("updated_at")) for c in channels]
     return Response(sitemap_xml(urls), media_type="application/xml")
 
 

@@ -160,6 +160,11 @@ async def test_two_viewers_chat_moderation_and_poll(browser: Any, web_stack: Web
         )
     assert await viewer.get_attribute("#poll-options li:nth-child(2) button", "aria-pressed") == "true"
 
+    # Follow the channel from the stream page (a command, then the read model says so).
+    await viewer.click("#follow")
+    await viewer.wait_for_selector("#follow[aria-pressed='true']", timeout=WAIT_MS)
+    assert (await viewer.text_content("#follow")) == "Following"
+
     # A time-out from the message's tools: the author's lines leave every view.
     await viewer.fill("#chat-input", "one more thing")
     await viewer.press("#chat-input", "Enter")
@@ -200,6 +205,7 @@ async def test_screenshots_of_the_main_pages(
     pages = {
         "home": "/",
         "stream": f"/live/{web_stack.stream_id}",
+        "channel": f"/channels/{web_stack.channel_id}",
         "tournament": f"/tournaments/{web_stack.tournament_id}",
         "match": f"/matches/{web_stack.match_id}",
         "dashboard": "/dashboard",

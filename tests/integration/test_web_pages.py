@@ -138,8 +138,28 @@ async def test_tournament_and_match_pages(api_stack: ApiStack) -> None:
     assert f'href="/matches/{match_id}">Alpha vs Beta<' in home  # upcoming matches
 
 
+async def test_channel_page_lists_its_live_stream(api_stack: ApiStack) -> None:
+    _, channel, stream_id = await _live_stream(api_stack, "Channel <live>")
+
+    response = await api_stack.client.get(f"/channels/{channel['slug']}")
+
+    page = response.text
+    assert response.status_code == 200 and "content-security-policy" in response.headers
+    assert f'href="/live/{stream_id}"' in page and "Channel &lt;live&gt;" in page
+    assert _json_ld(page) == {
+        "@context": "https://schema.org",
+        "@type": "Organization",
+        "name": "Web Ch",
+        "url": f"{api_stack.settings.api.public_url}/channels/{channel['slug']}",
+    }
+    stream_page = (await api_stack.client.get(f"/live/{stream_id}")).text
+    assert f'href="/channels/{channel["slug"]}">Web Ch<' in stream_page
+    sitemap = (await api_stack.client.get("/sitemap.xml")).text
+    assert f"/channels/{channel['slug']}</loc>" in sitemap
+
+
 async def test_unknown_pages_are_html_404s_and_account_pages_are_not_indexed(api_stack: ApiStack) -> None:
-    for path in ("/live/nope", "/live/bad%20id!", "/tournaments/nope", "/matches/nope"):
+    for path in ("/live/nope", "/live/bad%20id!", "/tournaments/nope", "/matches/nope", "/channels/nope"):
         response = await api_stack.client.get(path)
         assert response.status_code == 404 and "text/html" in response.headers["content-type"], path
         assert "content-security-policy" in response.headers
