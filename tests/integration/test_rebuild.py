@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -30,6 +32,7 @@ from projections.database import MIGRATIONS, drop_schema
 from projections.rebuild import Options, rebuild, shadow_prefix, shadow_schema
 from projections.rebuild_progress import Progress
 from projections.redis_projector import glob_escape
+from projections.service import build_stores
 from tests.integration.projections_support import (
     dump_tables,
     read_model,
@@ -189,8 +192,11 @@ async def shadow_applied(pool: AsyncConnectionPool, shadow: str) -> int:
     return int(row[0]) if row else 0
 
 
+@pytest.mark.parametrize(
+    ("stop", "exit_code"), [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGINT, 130)], ids=["kill-9", "ctrl-c"]
+)
 async def test_rebuild_killed_mid_way_resumes_and_equals_the_live_read_models(
-    namespace: Settings, codec: EventCodec, tmp_path: Path
+    namespace: Settings, codec: EventCodec, tmp_path: Path, stop: signal.Signals, exit_code: int
 ) -> None:
     schema = unique_schema()
     shadow, log_path = shadow_schema(schema), tmp_path / "rebuild.log"
@@ -211,8 +217,8 @@ async def test_rebuild_killed_mid_way_resumes_and_equals_the_live_read_models(
             assert first.poll() is None, log_path.read_text()
             assert time.monotonic() < deadline, log_path.read_text()
             await asyncio.sleep(0.005)
-        first.send_signal(signal.SIGKILL)
-        assert first.wait(10) == -signal.SIGKILL
+        first.send_signal(stop)
+        assert await asyncio.to_thread(first.wait, 30) == exit_code, log_path.read_text()[-3000:]
         killed_at = await shadow_applied(pool, shadow)
         assert 0 < killed_at < len(positions), killed_at
         assert_same(live, await dumps(pool, schema, client, prefix))  # the live models are untouched
@@ -221,8 +227,18 @@ async def test_rebuild_killed_mid_way_resumes_and_equals_the_live_read_models(
         assert await asyncio.to_thread(second.wait, 120) == 0, log_path.read_text()[-3000:]
         output = log_path.read_text()
         assert "rebuild catching up:" in output  # plain progress lines: stderr is not a terminal
-        resumed = [line for line in output.splitlines() if line.startswith("rebuilt ")]
+        resumed = re.search(r"^rebuilt .*: ([\d,]+) events applied", output, flags=re.MULTILINE)
         assert resumed, output
-        print(f"\nkilled with {killed_at} offsets applied in the shadow; the second run: {resumed[0]}")
+        if stop == signal.SIGINT:
+            assert "interrupted; run it again to resume" in output
+        # Resumed, not started over: what the first run stored in the shadow is not applied again.
+        topics = Counter(p.topic for p in positions)
+        full = sum(
+            topics[t]
+            for store in build_stores(pool, client, schema=schema, redis_prefix=prefix)
+            for t in store.topics
+        )
+        assert int(resumed.group(1).replace(",", "")) <= full - killed_at
+        print(f"\nstopped with {killed_at} offsets applied in the shadow; the second run: {resumed.group(0)}")
         assert_same(live, await dumps(pool, schema, client, prefix))
         assert not await schema_exists(pool, shadow)
