@@ -139,9 +139,10 @@ class AudienceService(Service):
 
     async def on_stop(self) -> None:
         if self._following is not None:  # before the consumer stops under it
-            self._following.cancel()
-            await asyncio.gather(self._following, return_exceptions=True)
-            self._following = None
+            following, self._following = self._following, None
+            following.cancel()
+            await asyncio.gather(following, return_exceptions=True)
+            self._progress.set()  # wakes a waiting caught_up(), which then sees the reader stopped
         if self._reader is not None:
             await self._reader.stop()
             self._reader = None
@@ -154,6 +155,8 @@ class AudienceService(Service):
         ends = await reader.end_offsets()
         waited = 0.0
         while not all(self._applied.get(tp, 0) >= end for tp, end in ends.items()):
+            if self._following is None:  # stopped under a waiting agent: the cause stays unacked
+                raise RuntimeError("the audience reader stopped before catching up")
             self._progress.clear()
             try:
                 await asyncio.wait_for(self._progress.wait(), CATCH_UP_WARN_S)
