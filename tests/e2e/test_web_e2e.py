@@ -31,6 +31,24 @@ from tests.integration.test_api_support import PASSWORD, stream_state
 pytestmark = pytest.mark.integration
 
 WAIT_MS = 60_000
+# Form controls without a label, images without alt, buttons and links without a name, a missing
+# <main> or <h1>: what a screen reader or keyboard user would stumble on first.
+UNLABELLED = """() => {
+  const named = (e) => (e.getAttribute('aria-label') || e.textContent || '').trim().length > 0;
+  const problems = [];
+  for (const c of document.querySelectorAll('input:not([type=hidden]), select, textarea')) {
+    const label = c.id && document.querySelector(`label[for="${c.id}"]`);
+    const labelled = label || c.getAttribute('aria-label') || c.closest('label');
+    if (!labelled) problems.push(`unlabelled ${c.id || c.name}`);
+  }
+  for (const i of document.querySelectorAll('img:not([alt])')) problems.push(`img without alt ${i.src}`);
+  for (const b of document.querySelectorAll('button, a[href]')) {
+    if (!named(b)) problems.push(`unnamed ${b.outerHTML}`);
+  }
+  if (!document.querySelector('main')) problems.push('no main');
+  if (document.querySelectorAll('h1').length !== 1) problems.push('not exactly one h1');
+  return problems;
+}"""
 SCREENSHOTS = Settings().stack.run_dir / "artifacts" / "screenshots"
 
 
@@ -221,6 +239,7 @@ async def test_screenshots_of_the_main_pages(
             )
         if name == "dashboard":
             await signed_in.wait_for_selector("#channel:not([hidden])", timeout=WAIT_MS)
+        assert await signed_in.evaluate(UNLABELLED) == [], name
         target = SCREENSHOTS / f"{name}-{width}.png"
         await signed_in.screenshot(path=str(target), full_page=True)
         written.append(target)
