@@ -362,10 +362,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
         if options.batch_size < 1:
             raise SelectionError("--batch-size must be at least 1")
-        select(_registered(settings), options.names)
+        selected = select(_registered(settings), options.names)
     except (SelectionError, ValueError) as e:
         _err(str(e))
         return 2
+    try:
+        for store in selected:
+            if isinstance(store, RedisProjector):
+                owned_key_patterns(store)  # a projector whose keys are unknown cannot be swapped
+    except ValueError as e:
+        _err(f"cannot rebuild: {e}")
+        return 1
     progress = Progress(sys.stderr, quiet=args.quiet)
     try:
         summary = asyncio.run(rebuild(settings, options, progress))
