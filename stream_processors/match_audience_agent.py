@@ -4,8 +4,9 @@ Consumes the internal repartition topic :data:`~stream_processors.topology.MATCH
 heartbeats of match streams, forwarded by the viewer-count agent with ``match_id`` as the key), keeps
 one presence per match in the ``match_viewers`` table (co-partitioned with that topic) and publishes
 :class:`~events.viewers.MatchAudienceChanged` to ``viewers.match_counts``. Like the viewer-count
-agent: batches processed, then acked (:class:`~stream_processors.batching.Batcher`); publish, store,
-ack; a lock between batches and the wall-clock tick that expires sessions.
+agent (:class:`~stream_processors.viewer_counts_store.PresenceProcessor`): batches processed, then
+acked (:class:`~stream_processors.batching.Batcher`); publish, store, ack; a lock between batches
+and the wall-clock tick that expires sessions.
 
 Never double counting: a session is a key of the match's presence, so a heartbeat forwarded twice
 (a redelivered batch upstream), or seen on two streams of the match, or redelivered here after a
@@ -14,24 +15,24 @@ restart or rebalance, only moves that session's last-seen time.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 import faust
 
+from events.base import Event
 from events.codec import EventCodec
-from events.viewers import MatchAudienceChanged, ViewerHeartbeat
+from events.viewers import ViewerHeartbeat
 from infra.kafka import TopicNames
-from stream_processors.app import DecisionPublisher, LifecycleProcessor
-from stream_processors.batching import Batcher, partition_of_key
+from stream_processors.app import DecisionPublisher
+from stream_processors.batching import Batcher
 from stream_processors.match_audience import observe_match, settle_match
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.topology import MATCH_HEARTBEATS, MATCH_VIEWER_TABLE
 from stream_processors.viewer_counts import ViewerPresence
+from stream_processors.viewer_counts_store import PresenceProcessor
 
 __all__ = ["MatchAudienceProcessor", "register_match_audience"]
 
@@ -42,20 +43,8 @@ BATCH_MAX = 2_000
 BATCH_WITHIN_S = 0.1
 
 
-class MatchAudienceProcessor(LifecycleProcessor):
+class MatchAudienceProcessor(PresenceProcessor):
     """Decode a batch, fold it into each match's presence, settle, publish, then store."""
-
-    def __init__(
-        self,
-        codec: EventCodec,
-        publishing: DecisionPublisher,
-        table: Any,
-        metrics: ProcessorMetrics,
-        partitions: int,
-    ) -> None:
-        super().__init__(codec, publishing, table, metrics)
-        self._partitions = partitions
-        self._lock = asyncio.Lock()
 
     async def handle_batch(self, messages: Sequence[Any]) -> None:
         """Process raw forwarded heartbeats (key: the match id)."""
@@ -68,40 +57,8 @@ class MatchAudienceProcessor(LifecycleProcessor):
             for key, beats in by_match.items():
                 await self._settle(key, observe_match(self._state(key), beats), 0)
 
-    async def tick(self, owned: set[int]) -> None:
-        """Settle every match of the ``owned`` partitions at the wall clock."""
-        async with self._lock:
-            now_ms = int(time.time() * 1000)
-            for key in list(self._table.keys()):
-                if partition_of_key(key, self._partitions) in owned:
-                    await self._settle(key, self._state(key), now_ms, tick=True)
-
-    def _state(self, key: bytes) -> ViewerPresence:
-        stored = self._table.get(key)
-        if stored is None:
-            return ViewerPresence(audience_id=key.decode())
-        return ViewerPresence.from_json(stored)
-
-    async def _settle(self, key: bytes, state: ViewerPresence, now_ms: int, *, tick: bool = False) -> None:
-        settled, changed = settle_match(state, now_ms)
-        if tick and changed is None and settled.sessions is state.sessions:
-            # Only the clock moved, and the next tick moves it again: storing it would write every
-            # state to the changelog four times a second (the ticks then starved the batches).
-            return
-        before = self._table.get(key)
-        if changed is not None:
-            await self._publish_audience(changed)
-        stored = settled.to_json()
-        if stored != before:
-            # As the viewer-count agent does: the tick has no current event to take the partition from.
-            self._table.data[key] = stored
-            self._table.send_changelog(partition_of_key(key, self._partitions), key, stored)
-
-    async def _publish_audience(self, changed: MatchAudienceChanged) -> None:
-        publisher = self._publishing.publisher
-        await self._retrying("publishing a match audience", lambda: publisher.publish(changed))
-        self._metrics.viewer_counts += 1
-        log.debug("audience match=%s count=%s peak=%s", changed.match_id, changed.count, changed.peak)
+    def _decide(self, state: ViewerPresence, now_ms: int) -> tuple[ViewerPresence, Event | None]:
+        return settle_match(state, now_ms)
 
 
 def register_match_audience(

@@ -175,9 +175,9 @@ def settle_presence(
     """
     clock = max(state.clock_ms, now_ms)
     horizon = clock - window_ms
-    sessions = {s: seen for s, seen in state.sessions.items() if seen > horizon}
-    if len(sessions) == len(state.sessions):
-        sessions = state.sessions
+    sessions = state.sessions  # the same object when none expires (min() is cheap: C, no new dict)
+    if sessions and min(sessions.values()) <= horizon:
+        sessions = {s: seen for s, seen in sessions.items() if seen > horizon}
     settled = replace(state, sessions=sessions, clock_ms=clock)
     count = len(sessions)
     due = state.emitted_at_ms == 0 or clock - state.emitted_at_ms >= MIN_INTERVAL_MS

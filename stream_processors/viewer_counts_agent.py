@@ -27,17 +27,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 import faust
 
+from events.base import Event
 from events.codec import EventCodec
-from events.viewers import ViewerCountChanged, ViewerHeartbeat
+from events.viewers import ViewerHeartbeat
 from infra.kafka import TopicNames
-from stream_processors.app import DecisionPublisher, LifecycleProcessor
+from stream_processors.app import DecisionPublisher
 from stream_processors.batching import Batcher, partition_of_key
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.topology import MATCH_HEARTBEATS, VIEWER_SOURCE, VIEWER_SOURCES, VIEWER_TABLE
@@ -49,6 +49,7 @@ from stream_processors.viewer_counts import (
     observe,
     settle,
 )
+from stream_processors.viewer_counts_store import PresenceProcessor
 
 __all__ = [
     "BATCH_MAX",
@@ -71,7 +72,7 @@ JOIN_EDGE = "viewer_counts.join"  # edge_id of the heartbeats forwarded when a s
 Forward = tuple[bytes, bytes, list[tuple[str, bytes]]]  # (match_id key, record value, headers)
 
 
-class ViewerCountProcessor(LifecycleProcessor):
+class ViewerCountProcessor(PresenceProcessor):
     """Decode a batch, fold it into each stream's presence, forward match heartbeats, settle,
     publish, then store."""
 
@@ -84,10 +85,11 @@ class ViewerCountProcessor(LifecycleProcessor):
         partitions: int,
         forward_topic: str,
     ) -> None:
-        super().__init__(codec, publishing, table, metrics)
-        self._partitions = partitions
+        super().__init__(codec, publishing, table, metrics, partitions)
         self._forward_topic = forward_topic
-        self._lock = asyncio.Lock()  # a batch and a tick each read, publish, then store states
+
+    def _decide(self, state: ViewerPresence, now_ms: int) -> tuple[ViewerPresence, Event | None]:
+        return settle(state, now_ms)
 
     async def handle_batch(self, messages: Sequence[Any]) -> None:
         """Process raw records of ``viewers.heartbeats`` and ``streams``."""
@@ -119,25 +121,12 @@ class ViewerCountProcessor(LifecycleProcessor):
                     (key, message.value, list(message.headers or ()))
                     for _, message in beats.get(stream_id, ())
                 )
-            states[stream_id] = state
+            if state != before or stream_id in beats:  # a stream event that changes nothing stores nothing
+                states[stream_id] = state
         if forwards:
             await self._retrying("forwarding match heartbeats", lambda: self._forward(forwards))
         for stream_id, state in states.items():
             await self._settle(stream_id.encode(), state, 0)
-
-    async def tick(self, owned: set[int]) -> None:
-        """Settle every stream of the ``owned`` partitions at the wall clock."""
-        async with self._lock:
-            now_ms = int(time.time() * 1000)
-            for key in list(self._table.keys()):
-                if partition_of_key(key, self._partitions) in owned:
-                    await self._settle(key, self._state(key), now_ms, tick=True)
-
-    def _state(self, key: bytes) -> ViewerPresence:
-        stored = self._table.get(key)
-        if stored is None:
-            return ViewerPresence(audience_id=key.decode())
-        return ViewerPresence.from_json(stored)
 
     def _present(self, state: ViewerPresence, key: bytes) -> list[Forward]:
         """The stream's sessions as heartbeats at their last-seen times (it just joined a match)."""
@@ -161,27 +150,6 @@ class ViewerCountProcessor(LifecycleProcessor):
                 for key, value, headers in forwards
             )
         )
-
-    async def _settle(self, key: bytes, state: ViewerPresence, now_ms: int, *, tick: bool = False) -> None:
-        settled, changed = settle(state, now_ms)
-        if tick and changed is None and settled.sessions is state.sessions:
-            # Only the clock moved, and the next tick moves it again: storing it would write every
-            # state to the changelog four times a second (the ticks then starved the batches).
-            return
-        before = self._table.get(key)
-        if changed is not None:
-            await self._publish_counts(changed)
-        stored = settled.to_json()
-        if stored != before:
-            # Not table[key] = ...: Faust takes the changelog partition from the current event, and
-            # the tick has none. The key's own partition is the heartbeats' (same key, same hash).
-            self._table.data[key] = stored
-            self._table.send_changelog(partition_of_key(key, self._partitions), key, stored)
-
-    async def _publish_counts(self, changed: ViewerCountChanged) -> None:
-        await self._retrying("publishing a viewer count", lambda: self._publishing.publisher.publish(changed))
-        self._metrics.viewer_counts += 1
-        log.debug("viewers stream=%s count=%s peak=%s", changed.stream_id, changed.count, changed.peak)
 
 
 def register_viewer_counts(
