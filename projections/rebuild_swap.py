@@ -186,7 +186,7 @@ async def _move_all(conn: AsyncConnection, *, live: str, shadow: str, old: str) 
         await conn.execute(_set_schema(keyword, live, name, old))
     for keyword, name in incoming:
         await conn.execute(_set_schema(keyword, shadow, name, live))
-    log.info("swapped %s objects of %s into %s (%s replaced)", len(incoming), shadow, live, len(replaced))
+    log.debug("swapped %s objects of %s into %s (%s replaced)", len(incoming), shadow, live, len(replaced))
     return PostgresSwap(relations=len(incoming), replaced=len(replaced))
 
 
@@ -296,5 +296,5 @@ async def redis_swap(
     if reply[0] == "behind":
         _, key, field, mine, theirs = reply
         raise ShadowBehind(f"{key} {field}: shadow at {mine}, live at {theirs}")
-    log.info("swapped Redis keys %r -> %r: %s deleted, %s moved", shadow, live, reply[1], reply[2])
+    log.debug("swapped Redis keys %r -> %r: %s deleted, %s moved", shadow, live, reply[1], reply[2])
     return RedisSwap(deleted=int(reply[1]), moved=int(reply[2]))
