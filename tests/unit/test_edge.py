@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -107,9 +108,14 @@ class FakePeer:
         return [json.loads(f[4:] if f[1] == 126 else f[2:]) for f in self.frames]
 
 
+AT = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
 def chat(offset: int, stream: str = "s") -> Any:
+    # A fixed occurred_at: the same message built twice must encode to the same bytes (with the
+    # clock's default, a millisecond passing between two builds made the comparison flaky).
     event = ChatMessageAccepted(
-        message_id=f"m{offset}", stream_id=stream, user_id="u", display_name="u", text="t"
+        message_id=f"m{offset}", stream_id=stream, user_id="u", display_name="u", text="t", occurred_at=AT
     )
     return delivery_for(event, p(offset))
 
