@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,14 @@ async def test_rebuild_while_live_serves_equals_the_live_read_models(
         assert not await schema_exists(pool, shadow_schema(schema))
         assert not [k async for k in client.scan_iter(match=f"{shadow_prefix(prefix)}*")]
         assert "rebuild done" in stderr.getvalue() and "events/s" in stderr.getvalue()
+
+        # One Redis projector alone: its keys are replaced, the other projectors' are left alone.
+        alone = await rebuild(
+            namespace, replace(options, names=("redis.chat",)), Progress(stderr, quiet=True)
+        )
+        assert alone.projectors == ["redis.chat"] and alone.redis is not None and alone.redis.moved > 0
+        assert alone.postgres is None
+        assert_same(live, await dumps(pool, schema, client, prefix))
 
         # Chat keeps coming during a second rebuild and after it: the live projector goes on from
         # the swapped-in positions, so everything lands once; a third rebuild changes nothing.
