@@ -149,7 +149,7 @@ class CatchUp:
         self._progress = progress
         self.events = 0
         self.per_store: dict[str, int] = {}  # events applied per projector
-        self.seconds: dict[str, float] = {}  # ... and the time it took (last catch-up round)
+        self.seconds: dict[str, float] = {}  # ... and the time it took, over every catch-up round
 
     async def run(self, stores: Sequence[BatchStore], targets: Mapping[str, Mapping[Partition, int]]) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -176,13 +176,13 @@ class CatchUp:
             await store_with_retries(store, batch)
             self.events += len(batch)
             self.per_store[store.name] = self.per_store.get(store.name, 0) + len(batch)
-            self.seconds[store.name] = time.monotonic() - started
             for consumed in batch:
                 p = (consumed.position.topic, consumed.position.partition)
                 after = consumed.position.offset + 1
                 self._progress.advance(max(0, after - reached[p]))
                 reached[p] = max(reached[p], after)
         self._progress.advance(sum(max(0, targets[p] - reached[p]) for p in targets))  # skipped records
+        self.seconds[store.name] = self.seconds.get(store.name, 0.0) + time.monotonic() - started
 
 
 async def rebuild(settings: Settings, options: Options, progress: Progress) -> Summary:
