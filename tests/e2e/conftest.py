@@ -77,6 +77,15 @@ class WebStack:
     tournament_id: str
     match_id: str
     pusher: Pusher
+    stream_key: str
+    followers: list[str] = dataclasses.field(default_factory=list)  # usernames, added by the tests
+    pushers: list[Pusher] = dataclasses.field(default_factory=list)  # later pushes, stopped at teardown
+
+    def push(self, log: Path) -> Pusher:
+        """Publish the test pattern again with the channel's key (a new stream of the channel)."""
+        pusher = Pusher(push_command(self.env.rtmp_url(self.stream_key), PUSH_SECONDS), log)
+        self.pushers.append(pusher)
+        return pusher
 
     @property
     def stack(self) -> ApiStack:
@@ -160,12 +169,13 @@ async def web_stack(
                 pusher = Pusher(
                     push_command(env.rtmp_url(issued["stream_key"]), PUSH_SECONDS), tmp / "push.log"
                 )
+                pushers: list[Pusher] = []
                 try:
                     stream_id = await env.stream_for(channel["channel_id"], timeout_s=60)
                     await stream_state(stack, stream_id, "live", timeout_s=90)
                     await wait_playable(env, stream_id, segments=3, timeout_s=90)
                     tournament_id, match_id = await _tournament_of(stack, owner, stream_id)
-                    yield WebStack(
+                    running = WebStack(
                         env,
                         base_url,
                         node,
@@ -175,9 +185,14 @@ async def web_stack(
                         tournament_id,
                         match_id,
                         pusher,
+                        issued["stream_key"],
+                        pushers=pushers,
                     )
+                    yield running
                 finally:
                     pusher.stop()
+                    for later in pushers:
+                        later.stop()
 
 
 @pytest.fixture(scope="module")

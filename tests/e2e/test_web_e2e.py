@@ -8,7 +8,9 @@
 4. Home shows the live stream with its viewer count (counted from the browsers' heartbeats).
 5. Screenshots of the main pages at phone (390 px) and desktop (1280 px) width (and the stream page
    in dark mode), saved under ``.run/artifacts/screenshots/``.
-6. Last (it ends the stream): the ended stream's page is a VOD whose chat replays with the playhead.
+6. Last (it ends the stream): the ended stream's page is a VOD whose chat replays with the playhead;
+   then the channel goes live again and the viewer who followed it in (3) finds the notification in
+   the inbox, linking to the new stream.
 """
 
 from __future__ import annotations
@@ -74,7 +76,9 @@ async def _sign_in(browser: Any, stack: WebStack, username: str) -> Any:
 
 async def _register(browser: Any, stack: WebStack) -> Any:
     page = await _page(browser, stack, "/register")
-    await page.fill("#username", f"v{uuid.uuid4().hex[:10]}")
+    username = f"v{uuid.uuid4().hex[:10]}"
+    page.username = username
+    await page.fill("#username", username)
     await page.fill("#password", PASSWORD)
     await page.click("#register-form button[type=submit]")
     await page.wait_for_url(stack.url("/"), timeout=WAIT_MS)
@@ -182,6 +186,7 @@ async def test_two_viewers_chat_moderation_and_poll(browser: Any, web_stack: Web
     await viewer.click("#follow")
     await viewer.wait_for_selector("#follow[aria-pressed='true']", timeout=WAIT_MS)
     assert (await viewer.text_content("#follow")) == "Following"
+    web_stack.followers.append(viewer.username)
 
     # A time-out from the message's tools: the author's lines leave every view.
     await viewer.fill("#chat-input", "one more thing")
@@ -291,3 +296,31 @@ async def test_vod_replays_the_chat_with_the_playhead(browser: Any, web_stack: W
     await page.evaluate("() => { document.getElementById('video').currentTime = 2; }")
     await page.wait_for_selector(late, state="detached", timeout=WAIT_MS)  # seeking back hides it again
     await page.context.close()
+
+
+async def test_a_follower_finds_the_go_live_notification_in_the_inbox(
+    browser: Any, web_stack: WebStack, tmp_path: Path
+) -> None:
+    assert web_stack.followers, "the chat test follows the channel first"
+    follower = await _sign_in(browser, web_stack, web_stack.followers[0])
+    web_stack.push(tmp_path / "push-again.log")
+    new_stream = await web_stack.env.stream_for(web_stack.channel_id, timeout_s=60)
+    await stream_state(web_stack.stack, new_stream, "live", timeout_s=90)
+
+    link = f"#inbox a[href='/live/{new_stream}']"
+    for _ in range(30):  # the notifications agent decides, the projector writes the inbox
+        await follower.goto("/notifications")
+        await follower.wait_for_selector("#inbox-status:not(:text-is('Loading…'))", timeout=WAIT_MS)
+        if await follower.locator(link).count():
+            break
+        await follower.wait_for_timeout(2000)
+    await follower.wait_for_selector(link, timeout=WAIT_MS)
+    item = follower.locator(f"#inbox li:has(a[href='/live/{new_stream}'])")
+    assert await item.get_attribute("class") == "unread"
+    assert int(await follower.text_content("#unread") or "0") >= 1  # the header's badge
+    await item.locator("button").click()  # mark as read
+    await follower.wait_for_selector(f"#inbox li.unread a[href='/live/{new_stream}']", state="detached")
+    await follower.reload()
+    await follower.wait_for_selector(link, timeout=WAIT_MS)
+    assert await item.get_attribute("class") == ""  # read, also after a reload
+    await follower.context.close()

@@ -31,8 +31,21 @@ async function load(reset) {
     const li = el("li");
     li.className = n.read ? "" : "unread";
     const title = el(n.url ? "a" : "span", n.title, "title");
-    if (n.url && n.url.startsWith("/")) title.href = n.url;
     li.append(title, el("p", n.body), el("time", new Date(n.created_at).toLocaleString()));
+    if (n.url && n.url.startsWith("/")) title.href = n.url; // same-site links only
+    if (!n.read) {
+      const mark = el("button", "Mark as read");
+      mark.type = "button";
+      mark.addEventListener("click", async () => {
+        const r = await api("/api/v1/me/notifications/read", { method: "POST", auth: true, body: { ids: [n.notification_id] } });
+        if (r.ok) {
+          li.className = "";
+          mark.remove();
+        }
+      });
+      title.addEventListener("click", () => api("/api/v1/me/notifications/read", { method: "POST", auth: true, body: { ids: [n.notification_id] } }));
+      li.append(mark);
+    }
     $("inbox").append(li);
   }
   cursor = r.data.next_cursor;
