@@ -366,6 +366,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except (SelectionError, ValueError) as e:
         _err(str(e))
         return 2
+    postgres = [s.name for s in selected if isinstance(s, PostgresProjector)]
+    if len(postgres) > len({n for n in options.names if n in postgres}) and set(options.names) & set(
+        postgres
+    ):
+        _err(f"PostgreSQL projectors share one schema and are rebuilt together: {', '.join(postgres)}")
     try:
         for store in selected:
             if isinstance(store, RedisProjector):

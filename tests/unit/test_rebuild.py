@@ -131,6 +131,20 @@ def test_cli_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert exit_info.value.code == 2
 
 
+def test_cli_says_naming_one_postgres_projector_rebuilds_them_all(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from projections import rebuild as command
+
+    async def no_rebuild(*args: object) -> None:
+        raise command.RebuildFailed("not in a unit test")
+
+    monkeypatch.setattr(command, "rebuild", no_rebuild)
+    assert cli.main(["rebuild", "pg.chat"]) == 1
+    err = capsys.readouterr().err
+    assert "rebuilt together: pg.catalog, pg.chat" in err and "not in a unit test" in err
+
+
 def test_cli_lists_the_registry(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["rebuild", "--list"]) == 0
     out = capsys.readouterr().out
