@@ -64,8 +64,12 @@ def empty_window() -> Window:
 
 
 def next_window(window: Window, consumed: ConsumedEvent) -> Window:
-    """The stream's window after one event (pure; a copy)."""
-    w = json.loads(json.dumps(window))
+    """The stream's window after one event (pure: ``window`` is left as it was).
+
+    A shallow copy is enough because nothing below edits a list or a record in place: every change
+    assigns a new list. (A deep copy of the 300-message window per event was half of a rebuild's CPU.)
+    """
+    w = dict(window)
     e = consumed.event
     if isinstance(e, ChatMessageAccepted):
         _accept(w, e, str(consumed.position))

@@ -3,6 +3,7 @@ are no-ops."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 from events.base import Event
@@ -104,3 +105,33 @@ def test_an_undelete_puts_the_message_back_in_its_place() -> None:
         == []
     )  # still banned
     assert ids(apply(*msgs, restored(9))) == ["m1", "m2", "m3"]  # older than the window: stays out
+
+
+def test_next_window_never_changes_the_window_it_was_given() -> None:
+    # The projector keeps the stored window when a batch fails; a shallow copy is only safe if no
+    # event kind edits a list or record in place.
+    events: list[Event] = [
+        accepted(1, "a"),
+        accepted(2, "b"),
+        ChatMessageDeleted(message_id="m1", stream_id="s1", deleted_by="mod"),
+        ChatMessageRestored(
+            message_id="m1",
+            stream_id="s1",
+            user_id="a",
+            display_name="a",
+            text="t1",
+            sent_at=T0 + timedelta(seconds=1),
+            restored_by="mod",
+        ),
+        UserBanned(stream_id="s1", user_id="b", actor_id="mod"),
+        UserUnbanned(stream_id="s1", user_id="b", actor_id="mod"),
+        ChatCleared(stream_id="s1", actor_id="mod", cleared_before=T0 + timedelta(seconds=1)),
+        accepted(3, "a"),
+    ]
+    window = empty_window()
+    for offset, event in enumerate(events):
+        before = json.dumps(window, sort_keys=True)
+        after = next_window(window, consumed(event, offset))
+        assert json.dumps(window, sort_keys=True) == before, type(event).__name__
+        assert after is not window
+        window = after
