@@ -17,8 +17,9 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 # Unversioned apt packages: Debian's security updates replace exact versions; the base image pins the release.
 # hadolint ignore=DL3008
+# npm installs the pages' browser dependencies (hls.js, pinned by web/package-lock.json) at build time.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && apt-get install -y --no-install-recommends gcc libc6-dev npm \
     && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
@@ -31,8 +32,12 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && pip install -r /tmp/requirements.txt
 
 # 2. The project itself (a regular, non-editable install: packages + package data, no tests or bench).
+#    web/node_modules is not in the context (.dockerignore): `npm ci` installs it from the lock file, and
+#    the package data of `web` carries hls.js into the virtualenv.
 COPY . .
-RUN pip install --no-deps . \
+RUN npm ci --prefix web --omit=dev --ignore-scripts --no-audit --no-fund \
+    && pip install --no-deps . \
+    && test -f /opt/venv/lib/python3.11/site-packages/web/node_modules/hls.js/dist/hls.min.js \
     && esports --help >/dev/null
 
 
