@@ -34,7 +34,7 @@ from typing import Any
 import faust
 
 from events.base import Event
-from events.codec import EventCodec
+from events.codec import DecodeError, EventCodec
 from events.viewers import ViewerHeartbeat
 from infra.kafka import TopicNames
 from stream_processors.app import DecisionPublisher
@@ -84,12 +84,26 @@ class ViewerCountProcessor(PresenceProcessor):
         metrics: ProcessorMetrics,
         partitions: int,
         forward_topic: str,
+        source: str,
     ) -> None:
         super().__init__(codec, publishing, table, metrics, partitions)
         self._forward_topic = forward_topic
+        self._source = source  # the heartbeats' physical topic name
 
     def _decide(self, state: ViewerPresence, now_ms: int) -> tuple[ViewerPresence, Event | None]:
         return settle(state, now_ms)
+
+    async def _decode(self, message: Any) -> Event | None:
+        """Dead-letters only the heartbeats' bad records: the lifecycle agent reads the same
+        ``streams`` records and dead-letters theirs (once is enough)."""
+        if message.topic != self._source:
+            if message.value is None:
+                return None
+            try:
+                return self._codec.decode(message.value)
+            except DecodeError:
+                return None
+        return await super()._decode(message)
 
     async def handle_batch(self, messages: Sequence[Any]) -> None:
         """Process raw records of ``viewers.heartbeats`` and ``streams``."""
@@ -164,7 +178,9 @@ def register_viewer_counts(
     sources = app.topic(*(names.physical(name) for name in VIEWER_SOURCES), partitions=partitions)
     table = app.Table(VIEWER_TABLE, key_type=bytes, partitions=partitions)
     forward_topic = names.physical(MATCH_HEARTBEATS)
-    processor = ViewerCountProcessor(codec, publishing, table, metrics, partitions, forward_topic)
+    processor = ViewerCountProcessor(
+        codec, publishing, table, metrics, partitions, forward_topic, source_name
+    )
     batcher = Batcher(processor, max_records=BATCH_MAX, within_s=BATCH_WITHIN_S)
 
     @app.agent(sources, name="viewer_counts")
