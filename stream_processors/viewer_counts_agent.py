@@ -101,7 +101,8 @@ class ViewerCountProcessor(PresenceProcessor):
                 return None
             try:
                 return self._codec.decode(message.value)
-            except DecodeError:
+            except DecodeError as e:
+                log.debug("skipped topic=%s partition=%s offset=%s: %s", *_where(message), e)
                 return None
         return await super()._decode(message)
 
@@ -164,6 +165,10 @@ class ViewerCountProcessor(PresenceProcessor):
                 for key, value, headers in forwards
             )
         )
+
+
+def _where(message: Any) -> tuple[str, int, int]:
+    return message.topic, message.partition, message.offset
 
 
 def register_viewer_counts(
