@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from events.viewers import ViewerHeartbeat
+from edge_ws.messages import delivery_for
+from edge_ws.protocol import LogPosition
+from events.viewers import ViewerCountChanged, ViewerHeartbeat
 from stream_processors.batching import Batcher
 from stream_processors.match_audience import MATCH_NAMESPACE, observe_match, settle_match
 from stream_processors.viewer_counts import (
@@ -104,3 +107,12 @@ async def test_the_last_records_of_a_burst_are_processed_without_any_timer() -> 
             break
         await asyncio.sleep(0.01)
     assert recorder.batches == [[0, 1, 2]] and stream.acked == [0, 1, 2]
+
+
+def test_the_edge_count_frame_carries_the_average() -> None:
+    changed = ViewerCountChanged(stream_id="s-42", count=1204, peak=1730, average=987.5)
+    delivery = delivery_for(changed, LogPosition(1, 880))
+    assert delivery is not None
+    frame = json.loads(delivery.payload)
+    assert (frame["type"], frame["stream"], frame["pos"]) == ("count", "s-42", "1:880")
+    assert (frame["count"], frame["peak"], frame["average"]) == (1204, 1730, 987.5)
