@@ -266,6 +266,12 @@ def main() -> int:
     settings = Settings()
     results = [asyncio.run(one_run(settings, sizes)) for _ in range(runs)]
     m = {key: statistics.median(r[key] for r in results) for key in results[0]}
+    for i, r in enumerate(results, 1):  # the spread behind the medians (the machine may be shared)
+        print(
+            f"run {i}: heartbeats {r['hb_absorbed']:,.0f}/s (raw {r['hb_baseline']:,.0f}/s, "
+            f"{r['hb_latency'] * 1000:.0f} ms), votes {r['vote_absorbed']:,.0f}/s "
+            f"(raw {r['vote_baseline']:,.0f}/s, {r['vote_latency'] * 1000:.0f} ms)"
+        )
     print(f"viewer counts and poll tallies, medians of {runs} run(s)")
     print(f"  heartbeats: {sizes.heartbeats:,} over {sizes.streams} streams")
     print(f"    absorbed by the agent {m['hb_absorbed']:>10,.0f} /s (first publish -> every exact count)")
