@@ -49,7 +49,7 @@ test-unit: $(VENV)/.installed ## only the tests that need no services
 lint: $(VENV)/.installed ## ruff and mypy
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
-	@$(BIN)/mypy events infra producers stream_processors projections edge_ws ingest_workers
+	@$(BIN)/mypy events infra producers stream_processors projections edge_ws ingest_workers web
 
 bench: install ## run the benchmarks in bench/ (prints figures with their baselines)
 	@$(ESPORTS) infra up
