@@ -6,9 +6,12 @@
 set -euo pipefail
 
 # Append later needs here (nginx libnginx-mod-rtmp ffmpeg chromium ...).
-PACKAGES="redis-server kcat postgresql-15 maven wrk nginx libnginx-mod-rtmp ffmpeg fonts-dejavu-core chromium npm"  # wrk: bench/api.py; nginx + RTMP module, ffmpeg: ingest; fonts: the demo clock; chromium: e2e tests; npm: hls.js for the web pages
+PACKAGES="redis-server kcat postgresql-15 maven wrk nginx libnginx-mod-rtmp ffmpeg fonts-dejavu-core chromium"  # wrk: bench/api.py; nginx + RTMP module, ffmpeg: ingest; fonts: the demo clock; chromium: e2e tests
 # Only when no java is on PATH: any JDK/JRE 17+ runs Kafka 4.x.
 JAVA_PACKAGE="openjdk-17-jre-headless"
+# Only when no npm is on PATH (it installs hls.js for the web pages): a Node.js from elsewhere (e.g.
+# NodeSource, whose nodejs package conflicts with Debian's npm) is just as good.
+NPM_PACKAGE="npm"
 
 missing=()
 for package in $PACKAGES; do
@@ -20,9 +23,12 @@ done
 if ! command -v java >/dev/null 2>&1; then
   missing+=("$JAVA_PACKAGE")
 fi
+if ! command -v npm >/dev/null 2>&1; then
+  missing+=("$NPM_PACKAGE")
+fi
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "system packages: all present ($PACKAGES, java)"
+  echo "system packages: all present ($PACKAGES, java, npm)"
   exit 0
 fi
 if [[ "${1:-}" == "--check" ]]; then
