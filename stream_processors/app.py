@@ -231,6 +231,12 @@ def faust_options(settings: Settings, partitions: int) -> dict[str, Any]:
         "broker_session_timeout": settings.processors.session_timeout_s,
         "broker_heartbeat_interval": settings.processors.session_timeout_s / 5,
         "web_enabled": True,
+        # Every agent acks only after publishing and storing, and every state is replace-by-key, so a
+        # record in flight at shutdown or rebalance is simply redelivered. Waiting for it instead hung
+        # shutdown for good when several agents share a topic (five read `streams`): a record left in
+        # one agent's stream buffer when the fetcher stopped was never acked. The batching agents
+        # process what they hold before Faust commits (stream_processors.batching.Batcher).
+        "stream_wait_empty": False,
     }
 
 

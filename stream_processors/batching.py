@@ -47,7 +47,11 @@ class Batcher:
     and a due one from the timer never overlap), so acks follow the log too.
     """
 
-    def __init__(self, processor: BatchProcessor, *, max_records: int, within_s: float) -> None:
+    def __init__(
+        self, processor: BatchProcessor, *, max_records: int, within_s: float, app: Any = None
+    ) -> None:
+        """With ``app`` (the Faust app), what is pending is processed and acked when the worker stops,
+        before Faust commits its offsets (see :func:`stream_processors.app.faust_options`)."""
         self._processor = processor
         self._max = max_records
         self._within_s = within_s
@@ -55,6 +59,11 @@ class Batcher:
         self._since = 0.0  # monotonic time the oldest pending record was read
         self._lock = asyncio.Lock()  # FIFO: batches are processed in the order they were taken
         self._waiter: asyncio.Task[None] | None = None  # flushes the pending batch when it is due
+        if app is not None:
+            app.on_before_shutdown.connect(self._drain)
+
+    async def _drain(self, sender: Any, **kwargs: Any) -> None:
+        await self.flush(due_only=False)
 
     async def add(self, stream: Any, event: Any) -> None:
         """Queue ``event`` (read from ``stream``); process the batch once it is full or due."""

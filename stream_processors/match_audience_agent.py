@@ -73,7 +73,7 @@ def register_match_audience(
     source = app.topic(source_name, partitions=partitions)
     table = app.Table(MATCH_VIEWER_TABLE, key_type=bytes, partitions=partitions)
     processor = MatchAudienceProcessor(codec, publishing, table, metrics, partitions)
-    batcher = Batcher(processor, max_records=BATCH_MAX, within_s=BATCH_WITHIN_S)
+    batcher = Batcher(processor, max_records=BATCH_MAX, within_s=BATCH_WITHIN_S, app=app)
 
     @app.agent(source, name="match_audience")
     async def match_audience(stream: Any) -> None:

@@ -186,7 +186,7 @@ def register_viewer_counts(
     processor = ViewerCountProcessor(
         codec, publishing, table, metrics, partitions, forward_topic, source_name
     )
-    batcher = Batcher(processor, max_records=BATCH_MAX, within_s=BATCH_WITHIN_S)
+    batcher = Batcher(processor, max_records=BATCH_MAX, within_s=BATCH_WITHIN_S, app=app)
 
     @app.agent(sources, name="viewer_counts")
     async def viewer_counts(stream: Any) -> None:

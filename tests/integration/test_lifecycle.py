@@ -278,9 +278,12 @@ async def _scenario(
     assert f'esports_lifecycle_decisions_total{{kind="StreamWentLive"}} {STREAMS + EARLY}' in metrics, metrics
 
     # restart, replay causes, then a sentinel per replayed (topic, key), which is processed after it
-    assert await worker.stop() == 0, worker.log_tail()
-    # all, on SIGTERM
-    assert await committed(ns) == {"streams": STREAMS + EARLY + 2, "ingest": STREAMS + EARLY + 2}
+    assert await worker.stop() == 0, worker.log_tail()  # a clean exit on SIGTERM, promptly
+    # What was acked is committed; other agents reading `streams` may not have reached its last
+    # records yet (the worker does not wait for them: stream_wait_empty=False), and those are
+    # redelivered after the restart, which the replay below shows changes nothing.
+    done = await committed(ns)
+    assert 0 < done["streams"] <= STREAMS + EARLY + 2 and 0 < done["ingest"] <= STREAMS + EARLY + 2, done
     worker.start()
     await worker.wait_healthy()
 
