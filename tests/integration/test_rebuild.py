@@ -226,7 +226,11 @@ async def test_rebuild_killed_mid_way_resumes_and_equals_the_live_read_models(
             assert first.poll() is None, log_path.read_text()
             assert time.monotonic() < deadline, log_path.read_text()
             await asyncio.sleep(0.005)
+        # Frozen first, so that a fast rebuild cannot finish between the check above and the signal:
+        # the signal is handled as soon as it runs again, mid-way.
+        first.send_signal(signal.SIGSTOP)
         first.send_signal(stop)
+        first.send_signal(signal.SIGCONT)
         assert await asyncio.to_thread(first.wait, 30) == exit_code, log_path.read_text()[-3000:]
         killed_at = await shadow_applied(pool, shadow)
         assert 0 < killed_at < len(positions), killed_at

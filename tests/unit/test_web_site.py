@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from xml.etree import ElementTree
+
+import pytest
 
 from infra.settings import Settings
 from web.seo import clip, robots_txt, sitemap_xml, stream_json_ld, tournament_json_ld
 from web.site import Site, origin_of
 
 NOW = datetime(2026, 11, 25, 18, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _default_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """These tests check the documented defaults: the machine's ESPORTS_* variables (a CI run on other
+    ports, say) must not leak in."""
+    for name in [n for n in os.environ if n.startswith("ESPORTS_")]:
+        monkeypatch.delenv(name)
+    yield
 
 
 def site(**web: object) -> Site:
