@@ -3,7 +3,9 @@
 The demo account, its channel (``ingest.demo_channel``) and a fresh stream key are made through the
 public API like a streamer would (the account's password is kept in ``<run_dir>/demo-account.json``,
 mode 0600). FFmpeg then pushes a 720p30 test pattern with a burned-in wall clock and a tone, like OBS
-would, until interrupted; it is restarted with backoff if it dies.
+would, until interrupted; it is restarted with backoff if it dies. While the stream is live, the demo
+streamer keeps a poll running on it (:class:`DemoPolls`, through the API like a streamer would), so the
+stream page shows one from the first minute.
 
 The publishing FFmpeg is the *publisher* here (OBS's stand-in), so the demo key is on its command
 line; the ingest side never sees it anywhere but in the hook.
@@ -25,12 +27,18 @@ import httpx
 from infra import logs
 from infra.settings import Settings
 
-__all__ = ["demo_command", "ensure_demo_key", "run"]
+__all__ = ["DemoPolls", "demo_command", "ensure_demo_key", "run"]
 
 log = logging.getLogger(__name__)
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf")  # fonts-dejavu-core
 USERNAME = "demo_streamer"
 MAX_BACKOFF_S = 30.0
+POLL_S = 300  # each demo poll runs five minutes; the next opens once it has closed
+POLLS = (
+    ("Who takes the grand final?", ["Team Red", "Team Blue"]),
+    ("Best map of the day?", ["Mirage", "Inferno", "Nuke", "Ancient"]),
+    ("How is the stream quality?", ["Crisp", "Fine", "Blurry"]),
+)
 
 
 def demo_command(
@@ -72,17 +80,69 @@ def _ok(response: httpx.Response, *allowed: int) -> dict[str, Any]:
     return dict(response.json()) if response.content else {}
 
 
+def _login(settings: Settings, client: httpx.Client) -> dict[str, str]:
+    tokens = _ok(client.post("/api/v1/auth/login", json=_account(settings)), 200)
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
 def ensure_demo_key(settings: Settings, client: httpx.Client) -> str:
     """Register the demo streamer and its channel if missing; issue a fresh stream key."""
     account = _account(settings)
     _ok(client.post("/api/v1/auth/register", json=account), 201, 409)
-    tokens = _ok(client.post("/api/v1/auth/login", json=account), 200)
-    auth = {"Authorization": f"Bearer {tokens['access_token']}"}
+    auth = _login(settings, client)
     slug = settings.ingest.demo_channel
     channel = {"slug": slug, "display_name": "Demo", "description": "A test pattern with a clock"}
     _ok(client.post("/api/v1/channels", json=channel, headers=auth), 201, 409)
     issued = _ok(client.post(f"/api/v1/channels/{slug}/stream-key", headers=auth), 201)
     return str(issued["stream_key"])
+
+
+class DemoPolls:
+    """Keeps one poll running on the demo channel's live stream, opened by its streamer via the API.
+
+    :meth:`step` is called every few seconds: it finds the channel's live stream and, when no demo
+    poll is running on it (none opened yet, the last one's time is up, or the stream changed), opens
+    the next of :data:`POLLS`. Failures are logged and retried at the next step: the demo stream
+    matters more than its poll.
+    """
+
+    def __init__(self, settings: Settings, client: httpx.Client, *, duration_s: int = POLL_S) -> None:
+        self._settings = settings
+        self._client = client
+        self._duration_s = duration_s
+        self._channel_id: str | None = None
+        self._running: tuple[str, float] | None = None  # (stream id, monotonic time it closes)
+        self._next = 0  # index into POLLS
+
+    def step(self, now: float | None = None) -> str | None:
+        """Open a poll if one is due; returns its id (None when nothing was opened)."""
+        now = time.monotonic() if now is None else now
+        try:
+            stream_id = self._live_stream()
+            if stream_id is None or (
+                self._running and self._running[0] == stream_id and now < self._running[1]
+            ):
+                return None
+            question, options = POLLS[self._next % len(POLLS)]
+            body = {"question": question, "options": options, "duration_s": self._duration_s}
+            headers = {**_login(self._settings, self._client), "Idempotency-Key": secrets.token_hex(16)}
+            opened = _ok(
+                self._client.post(f"/api/v1/streams/{stream_id}/polls", json=body, headers=headers), 202
+            )
+        except (httpx.HTTPError, RuntimeError) as e:
+            log.warning("demo: no poll this time: %s", e)
+            return None
+        self._next += 1
+        self._running = (stream_id, now + self._duration_s + 2)
+        log.info("demo: opened poll %s on stream %s: %s", opened["poll_id"], stream_id, question)
+        return str(opened["poll_id"])
+
+    def _live_stream(self) -> str | None:
+        if self._channel_id is None:
+            channel = _ok(self._client.get(f"/api/v1/channels/{self._settings.ingest.demo_channel}"), 200)
+            self._channel_id = str(channel["channel_id"])
+        live = _ok(self._client.get("/api/v1/streams/live", params={"limit": 100}), 200)
+        return next((str(s["stream_id"]) for s in live["items"] if s["channel_id"] == self._channel_id), None)
 
 
 def run(settings: Settings) -> int:
@@ -97,10 +157,11 @@ def run(settings: Settings) -> int:
         return 1
     url = f"rtmp://{settings.ingest.host}:{settings.ingest.rtmp_port}/live/{key}"
     log.info("demo: pushing to channel %r; watch %s", settings.ingest.demo_channel, settings.api.public_url)
-    return _push_forever(url)
+    with httpx.Client(base_url=base, timeout=10, trust_env=False) as client:
+        return _push_forever(url, DemoPolls(settings, client))
 
 
-def _push_forever(url: str) -> int:
+def _push_forever(url: str, polls: DemoPolls) -> int:
     stopping = False
 
     def stop(*_: object) -> None:
@@ -113,9 +174,13 @@ def _push_forever(url: str) -> int:
     while not stopping:
         started = time.monotonic()
         process = subprocess.Popen(demo_command(url), stdin=subprocess.DEVNULL)
+        next_poll_check = time.monotonic() + 5
         while process.poll() is None:
             if stopping:
                 process.terminate()
+            elif time.monotonic() >= next_poll_check:
+                polls.step()
+                next_poll_check = time.monotonic() + 5
             time.sleep(0.2)
         if stopping:
             break
