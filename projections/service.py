@@ -29,6 +29,7 @@ from infra.settings import Settings
 from projections import catalog, chat, notifications, polls, viewer_counts
 from projections.chat_recent import RecentChatProjector
 from projections.database import make_pool, migrate
+from projections.ingest_health import IngestHealthProjector
 from projections.live import LiveProjector
 from projections.ops import Check, Monitored, OpsServer, render_metrics
 from projections.projector import BatchStore, ProjectionFailed, consumer_for, project
@@ -118,6 +119,7 @@ def build_stores(
         notifications.notifications_projector(pool, schema=schema),
         polls.polls_projector(pool, schema=schema),
         viewer_counts.MatchViewersProjector(client, prefix=redis_prefix),
+        IngestHealthProjector(client, prefix=redis_prefix),
     ]
 
 

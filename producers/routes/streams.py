@@ -91,7 +91,7 @@ async def update_stream(
     stream_id: StreamId, body: StreamUpdateRequest, user: CurrentUser, services: ServicesDep
 ) -> Accepted:
     """Change a stream's metadata or attach it to a match (owner or admin; not once ended)."""
-    stream = await _owned_stream(services, stream_id, user)
+    stream = await owned_stream(services, stream_id, user)
     rules.check_stream_transition("update", stream["state"])
     changes = body.model_dump(exclude_none=True)
     if not changes:
@@ -121,7 +121,7 @@ async def schedule_stream(
     stream_id: StreamId, body: ScheduleRequest, user: CurrentUser, services: ServicesDep
 ) -> Accepted:
     """Set (or move) a stream's planned start; only before it goes live."""
-    stream = await _owned_stream(services, stream_id, user)
+    stream = await owned_stream(services, stream_id, user)
     rules.check_stream_transition("schedule", stream["state"])
     event = StreamScheduled(
         stream_id=stream_id,
@@ -194,7 +194,7 @@ async def find_stream(services: Services, stream_id: str) -> dict[str, Any]:
     return stream
 
 
-async def _owned_stream(services: Services, stream_id: str, user: Principal) -> dict[str, Any]:
+async def owned_stream(services: Services, stream_id: str, user: Principal) -> dict[str, Any]:
     stream = await find_stream(services, stream_id)
     rules.check_owner_or_admin(user.user_id, user.role, stream["owner_id"], "stream")
     return stream

@@ -85,7 +85,13 @@ async function ingestHealth(stream) {
   const base = document.getElementById("content").dataset.hls;
   const probe = await fetch(`${base}/${stream.stream_id}/master.m3u8`, { cache: "no-store" }).catch(() => null);
   const since = new Date(stream.started_at).toLocaleTimeString();
-  return probe?.ok ? `receiving since ${since}, playable` : `receiving since ${since}, not playable yet`;
+  const state = probe?.ok ? `receiving since ${since}, playable` : `receiving since ${since}, not playable yet`;
+  // The transcoder's latest report (about every 5 s); 404 when no publisher reported lately.
+  const r = await api(`/api/v1/streams/${encodeURIComponent(stream.stream_id)}/ingest`, { auth: true });
+  if (!r.ok) return `${state}; no health report yet`;
+  const h = r.data;
+  const speed = h.encoder_speed < 1 ? `speed ${h.encoder_speed.toFixed(2)}× (falling behind!)` : `speed ${h.encoder_speed.toFixed(2)}×`;
+  return `${state}; ${Math.round(h.input_bitrate_kbps).toLocaleString()} kbps, ${h.fps.toFixed(1)} fps, ${speed}, ${h.dropped_frames} dropped, ${h.restarts} restarts`;
 }
 
 main();
