@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -80,6 +81,10 @@ FATAL = (DatabaseError, CacheError, KafkaError, ProjectionFailed, ShadowBehind)
 
 class SelectionError(ValueError):
     """A projection name that is not registered (a usage error)."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C (or SIGTERM): the rebuild stopped after the batch it was storing, before any swap."""
 
 
 class RebuildFailed(Exception):
@@ -144,9 +149,12 @@ def select(stores: Sequence[BatchStore], names: Sequence[str]) -> list[BatchStor
 class CatchUp:
     """Brings shadow stores to target positions, each reading its own topics concurrently."""
 
-    def __init__(self, readers: Mapping[str, TopicReader], progress: Progress) -> None:
+    def __init__(
+        self, readers: Mapping[str, TopicReader], progress: Progress, stop: asyncio.Event | None = None
+    ) -> None:
         self._readers = readers
         self._progress = progress
+        self._stop = stop or asyncio.Event()  # set by Ctrl-C: each projector stops after its batch
         self.events = 0
         self.per_store: dict[str, int] = {}  # events applied per projector
         self.seconds: dict[str, float] = {}  # ... and the time it took, over every catch-up round
@@ -173,6 +181,8 @@ class CatchUp:
         reached = dict(starts)
         started = time.monotonic()
         async for batch in self._readers[store.name].read(starts, targets):
+            if self._stop.is_set():
+                raise Interrupted(f"{store.name} stopped at {reached}")
             await store_with_retries(store, batch)
             self.events += len(batch)
             self.per_store[store.name] = self.per_store.get(store.name, 0) + len(batch)
@@ -195,6 +205,14 @@ async def rebuild(settings: Settings, options: Options, progress: Progress) -> S
     stores = select(build_stores(shadow_pool, client, schema=shadow, redis_prefix=prefix), options.names)
     summary = Summary(projectors=[s.name for s in stores])
     started = time.monotonic()
+    # Ctrl-C and SIGTERM stop the catch-up between two batches (each batch is stored with its offsets,
+    # so the next run resumes exactly there) and never start a swap. Not asyncio.run's own SIGINT
+    # cancellation: a cancellation landing inside a database call could be taken for a lost
+    # connection and retried, and the rebuild then ran to the end.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
     try:
         async with live_pool, shadow_pool, _exclusive(live_pool, options.schema), AsyncExitStack() as stack:
             postgres = [s for s in stores if isinstance(s, PostgresProjector)]
@@ -209,10 +227,12 @@ async def rebuild(settings: Settings, options: Options, progress: Progress) -> S
                 )
                 for s in stores
             }
-            catch_up = CatchUp(readers, progress)
+            catch_up = CatchUp(readers, progress, stop)
             ends = {s.name: await readers[s.name].end_offsets() for s in stores}
             progress.start(await catch_up.remaining(stores, ends))
             await catch_up.run(stores, ends)
+            if stop.is_set():
+                raise Interrupted("before the swap")
             if postgres:
                 progress.phase = "swapping PostgreSQL"
                 summary.postgres = await _swap_postgres(live_pool, options.schema, shadow, postgres, catch_up)
@@ -227,7 +247,11 @@ async def rebuild(settings: Settings, options: Options, progress: Progress) -> S
         summary.per_store = {
             name: (count, catch_up.seconds.get(name, 0.0)) for name, count in catch_up.per_store.items()
         }
+    except* Interrupted:
+        raise Interrupted("stopped between two batches") from None
     finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
         await progress.close()
         await client.aclose()
     summary.seconds = time.monotonic() - started
@@ -381,7 +405,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     progress = Progress(sys.stderr, quiet=args.quiet)
     try:
         summary = asyncio.run(rebuild(settings, options, progress))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         _err("interrupted; run it again to resume from the shadow's stored positions")
         return 130
     except (*FATAL, RebuildFailed) as e:
