@@ -14,13 +14,17 @@ co-partitioned): every worker reads both whole with :class:`AudienceReader`, a c
 group. Before deciding a cause, the agent waits until the reader has applied both topics up to the
 end offsets they had *at that moment* (:meth:`AudienceService.caught_up`): a follow acknowledged
 before the cause was read is then always known. (The moderation roster only waits for the end once,
-at start; a go-live needs the follows of right now.)
+at start; a go-live needs the follows of right now.) End offsets read after the cause was written
+serve every cause written before them: asking the broker for each cause cost half a second each (the
+request waits behind the reader's long-poll fetch), and a worker catching up on a backlog of causes
+held up every agent sharing its topics.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -131,6 +135,8 @@ class AudienceService(Service):
         self._following: asyncio.Future[None] | None = None
         self._applied: dict[TopicPartition, int] = {}  # next offset not yet applied, per partition
         self._progress = asyncio.Event()
+        self._ends: dict[TopicPartition, int] | None = None  # end offsets last read ...
+        self._ends_read_ms = 0  # ... and the wall-clock time just before they were asked for
 
     async def on_start(self) -> None:
         self._reader = AudienceReader(self._kafka, self._codec)  # aiokafka wants a running loop
@@ -147,12 +153,20 @@ class AudienceService(Service):
             await self._reader.stop()
             self._reader = None
 
-    async def caught_up(self) -> None:
-        """Return once every record of ``users`` and ``channels`` written before this call is applied."""
+    async def caught_up(self, written_at_ms: int | None = None) -> None:
+        """Return once every record of ``users`` and ``channels`` written before the cause is applied.
+
+        ``written_at_ms`` is the cause record's timestamp: end offsets read after it are reused (every
+        follow acknowledged before the cause is below them); None reads them afresh.
+        """
         reader = self._reader
         if reader is None:
             raise RuntimeError("the audience reader is not started")
-        ends = await reader.end_offsets()
+        if self._ends is None or written_at_ms is None or written_at_ms >= self._ends_read_ms:
+            read_ms = int(time.time() * 1000)  # taken before the request is sent
+            self._ends = await reader.end_offsets()
+            self._ends_read_ms = read_ms
+        ends = self._ends
         waited = 0.0
         while not all(self._applied.get(tp, 0) >= end for tp, end in ends.items()):
             if self._following is None:  # stopped under a waiting agent: the cause stays unacked
@@ -210,7 +224,7 @@ class NotificationProcessor(LifecycleProcessor):
         if cause is None or key is None:
             return
         if isinstance(cause, StreamWentLive | MatchStarted):
-            await self._audience.caught_up()
+            await self._audience.caught_up(_timestamp_ms(message))
         stored = self._table.get(key.encode())
         state = Notifier(key=key) if stored is None else Notifier.from_json(stored)
         try:
@@ -264,3 +278,9 @@ def register_notifications(
             await manual.ack(event)
 
     return audience
+
+
+def _timestamp_ms(message: Any) -> int | None:
+    """The record's Kafka timestamp in ms (Faust gives seconds), or None when it has none."""
+    timestamp = getattr(message, "timestamp", None)
+    return None if not timestamp or timestamp < 0 else int(timestamp * 1000)

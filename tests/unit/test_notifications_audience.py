@@ -1,0 +1,61 @@
+"""AudienceService.caught_up asks the broker for end offsets only when a cause is newer than the last
+answer: a backlog of old causes (a restart) must not cost a broker round trip each."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from events.codec import EventCodec
+from infra.settings import Settings
+from stream_processors.notifications_agent import AudienceService
+
+TP = TopicPartition("users", 0)
+
+
+class CountingReader:
+    def __init__(self, end: int) -> None:
+        self.end = end
+        self.calls = 0
+
+    async def end_offsets(self) -> dict[TopicPartition, int]:
+        self.calls += 1
+        return {TP: self.end}
+
+
+def service(reader: CountingReader, applied: int) -> AudienceService:
+    audience = AudienceService(Settings().kafka, EventCodec.load())
+    audience._reader = reader  # type: ignore[assignment]  # the reader's I/O is what is faked here
+    audience._following = asyncio.get_running_loop().create_future()
+    audience._applied = {TP: applied}
+    return audience
+
+
+async def test_old_causes_reuse_the_end_offsets_read_after_them() -> None:
+    reader = CountingReader(end=5)
+    audience = service(reader, applied=5)
+    now_ms = int(time.time() * 1000)
+    await audience.caught_up(now_ms - 60_000)
+    for age_ms in (50_000, 40_000, 1_000):  # all written before the first answer was asked for
+        await audience.caught_up(now_ms - age_ms)
+    assert reader.calls == 1
+    # A cause written after that answer needs a fresh one (a follow may have come in since).
+    await asyncio.sleep(0.002)
+    await audience.caught_up(int(time.time() * 1000))
+    assert reader.calls == 2
+    await audience.caught_up(None)  # no timestamp: always fresh
+    assert reader.calls == 3
+
+
+async def test_it_waits_for_the_reader_to_apply_up_to_the_end() -> None:
+    reader = CountingReader(end=7)
+    audience = service(reader, applied=5)
+    waiting: asyncio.Task[Any] = asyncio.ensure_future(audience.caught_up(None))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    audience._applied = {TP: 7}
+    audience._progress.set()
+    await asyncio.wait_for(waiting, 1)
