@@ -24,8 +24,7 @@ import redis.asyncio as aioredis
 
 from events.ingest import IngestDisconnected, IngestHealthReported
 from infra.kafka import ConsumedEvent
-from projections.projector import partition_of
-from projections.redis_projector import RedisProjector, next_offsets, offset_fields
+from projections.redis_projector import RedisProjector
 
 __all__ = ["FRESH_MS", "NAME", "TOPICS", "IngestHealthKeys", "IngestHealthProjector", "report_json"]
 
@@ -72,30 +71,23 @@ class IngestHealthProjector(RedisProjector):
         super().__init__(client, offsets_key=self.keys.offsets)
 
     async def _store(self, batch: Sequence[ConsumedEvent]) -> None:
-        partitions = sorted({partition_of(c) for c in batch})
-        async with self._client.pipeline(transaction=True) as tx:
-            await tx.watch(self.keys.offsets)
-            stored = await tx.hmget(self.keys.offsets, [f"{t}:{p}" for t, p in partitions])
-            applied_up_to = {p: int(v or 0) for p, v in zip(partitions, stored, strict=True)}
-            fresh = [c for c in batch if c.position.offset >= applied_up_to[partition_of(c)]]
-            seconds, micros = await self._client.time()  # Redis' clock is the one PXAT is checked against
-            now_ms = int(seconds) * 1000 + int(micros) // 1000
-            latest: dict[str, tuple[str, int] | None] = {}  # stream -> (report, expiry ms) or None = delete
-            for consumed in fresh:  # in log order per stream (keyed by stream_id): the last one wins
-                event = consumed.event
-                if isinstance(event, IngestHealthReported):
-                    latest[event.stream_id] = (report_json(event), _ms(event) + FRESH_MS)
-                elif isinstance(event, IngestDisconnected):
-                    latest[event.stream_id] = None
-            tx.multi()
-            for stream_id, value in sorted(latest.items()):
-                if value is None or value[1] <= now_ms:
-                    tx.delete(self.keys.stream(stream_id))
-                else:
-                    tx.set(self.keys.stream(stream_id), value[0], pxat=value[1])
-            tx.hset(self.keys.offsets, mapping=offset_fields(next_offsets(applied_up_to, batch)))
-            await tx.execute()
-        self.stats.record(len(fresh), len(batch) - len(fresh), next_offsets(applied_up_to, batch))
+        seconds, micros = await self._client.time()  # Redis' clock is the one PXAT is checked against
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        await self._store_fresh(batch, lambda tx, fresh: self._write(tx, fresh, now_ms))
+
+    def _write(self, tx: Any, fresh: Sequence[ConsumedEvent], now_ms: int) -> None:
+        latest: dict[str, tuple[str, int] | None] = {}  # stream -> (report, expiry ms) or None = delete
+        for consumed in fresh:  # in log order per stream (keyed by stream_id): the last one wins
+            event = consumed.event
+            if isinstance(event, IngestHealthReported):
+                latest[event.stream_id] = (report_json(event), _ms(event) + FRESH_MS)
+            elif isinstance(event, IngestDisconnected):
+                latest[event.stream_id] = None
+        for stream_id, value in sorted(latest.items()):
+            if value is None or value[1] <= now_ms:
+                tx.delete(self.keys.stream(stream_id))
+            else:
+                tx.set(self.keys.stream(stream_id), value[0], pxat=value[1])
 
 
 def _ms(event: Any) -> int:

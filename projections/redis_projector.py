@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -68,6 +68,24 @@ class RedisProjector:
 
     async def _store(self, batch: Sequence[ConsumedEvent]) -> None:
         raise NotImplementedError
+
+    async def _store_fresh(
+        self, batch: Sequence[ConsumedEvent], write: Callable[[Any, Sequence[ConsumedEvent]], None]
+    ) -> None:
+        """``_store`` for a projector whose writes read nothing stored but its offsets: WATCH the
+        offsets, drop what was already applied, queue ``write(tx, fresh)`` and the new offsets in one
+        MULTI/EXEC."""
+        partitions = sorted({partition_of(c) for c in batch})
+        async with self._client.pipeline(transaction=True) as tx:
+            await tx.watch(self._offsets_key)
+            stored = await tx.hmget(self._offsets_key, [f"{t}:{p}" for t, p in partitions])
+            applied_up_to = {p: int(v or 0) for p, v in zip(partitions, stored, strict=True)}
+            fresh = [c for c in batch if c.position.offset >= applied_up_to[partition_of(c)]]
+            tx.multi()
+            write(tx, fresh)
+            tx.hset(self._offsets_key, mapping=offset_fields(next_offsets(applied_up_to, batch)))
+            await tx.execute()
+        self.stats.record(len(fresh), len(batch) - len(fresh), next_offsets(applied_up_to, batch))
 
 
 def next_offsets(

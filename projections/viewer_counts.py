@@ -25,8 +25,8 @@ from psycopg_pool import AsyncConnectionPool
 from events.base import Event
 from events.viewers import MatchAudienceChanged, ViewerCountChanged
 from infra.kafka import ConsumedEvent
-from projections.projector import Apply, Cursor, PostgresProjector, handles, partition_of
-from projections.redis_projector import RedisProjector, next_offsets, offset_fields
+from projections.projector import Apply, Cursor, PostgresProjector, handles
+from projections.redis_projector import RedisProjector
 
 __all__ = [
     "BUCKET_S",
@@ -125,19 +125,12 @@ class MatchViewersProjector(RedisProjector):
         super().__init__(client, offsets_key=self.keys.offsets)
 
     async def _store(self, batch: Sequence[ConsumedEvent]) -> None:
-        partitions = sorted({partition_of(c) for c in batch})
-        async with self._client.pipeline(transaction=True) as tx:
-            await tx.watch(self.keys.offsets)
-            stored = await tx.hmget(self.keys.offsets, [f"{t}:{p}" for t, p in partitions])
-            applied_up_to = {p: int(v or 0) for p, v in zip(partitions, stored, strict=True)}
-            fresh = [c for c in batch if c.position.offset >= applied_up_to[partition_of(c)]]
-            latest: dict[str, dict[str, str]] = {}
-            for consumed in fresh:  # in log order per match (keyed by match_id): the last one wins
-                if isinstance(consumed.event, MatchAudienceChanged):
-                    latest[consumed.event.match_id] = audience_hash(consumed.event)
-            tx.multi()
-            for match_id, fields in sorted(latest.items()):
-                tx.hset(self.keys.match(match_id), mapping=cast(Any, fields))  # redis-py's key type
-            tx.hset(self.keys.offsets, mapping=offset_fields(next_offsets(applied_up_to, batch)))
-            await tx.execute()
-        self.stats.record(len(fresh), len(batch) - len(fresh), next_offsets(applied_up_to, batch))
+        await self._store_fresh(batch, self._write)
+
+    def _write(self, tx: Any, fresh: Sequence[ConsumedEvent]) -> None:
+        latest: dict[str, dict[str, str]] = {}
+        for consumed in fresh:  # in log order per match (keyed by match_id): the last one wins
+            if isinstance(consumed.event, MatchAudienceChanged):
+                latest[consumed.event.match_id] = audience_hash(consumed.event)
+        for match_id, fields in sorted(latest.items()):
+            tx.hset(self.keys.match(match_id), mapping=cast(Any, fields))  # redis-py's key type
