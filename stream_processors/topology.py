@@ -47,62 +47,54 @@ def app_id(kafka: KafkaSettings) -> str:
     return f"{kafka.topic_prefix}{APP_ID}"
 
 
+def _changelog(table: str, key_field: str, partitions: int, description: str) -> TopicSpec:
+    """A table's changelog: compacted, since the latest state per key is all a recovery needs."""
+    return TopicSpec(
+        name=f"{APP_ID}-{table}-changelog",
+        key_field=key_field,
+        event_types=(),
+        owner="stream_processors",
+        partitions=partitions,
+        cleanup_policy="compact",
+        description=description,
+    )
+
+
 def internal_topics(partitions: int) -> list[TopicSpec]:
     """The Faust-internal topics, named as Faust names them (the deployment prefix is added by TopicAdmin)."""
     return [
-        TopicSpec(
-            name=f"{APP_ID}-{LIFECYCLE_TABLE}-changelog",
-            key_field="stream_id",
-            event_types=(),
-            owner="stream_processors",
-            partitions=partitions,
-            cleanup_policy="compact",  # the latest state per stream is all a recovery needs
-            description="Changelog of the lifecycle agent's table (StreamLifecycle as JSON).",
+        _changelog(
+            LIFECYCLE_TABLE,
+            "stream_id",
+            partitions,
+            "Changelog of the lifecycle agent's table (StreamLifecycle as JSON).",
         ),
-        TopicSpec(
-            name=f"{APP_ID}-{MODERATION_TABLE}-changelog",
-            key_field="stream_id",
-            event_types=(),
-            owner="stream_processors",
-            partitions=partitions,
-            cleanup_policy="compact",
-            description="Changelog of the moderation agent's table (ChatChannel as JSON).",
+        _changelog(
+            MODERATION_TABLE,
+            "stream_id",
+            partitions,
+            "Changelog of the moderation agent's table (ChatChannel as JSON).",
         ),
-        TopicSpec(
-            name=f"{APP_ID}-{VIEWER_TABLE}-changelog",
-            key_field="stream_id",
-            event_types=(),
-            owner="stream_processors",
-            partitions=partitions,
-            cleanup_policy="compact",
-            description="Changelog of the viewer-count agent's table (ViewerPresence as JSON).",
+        _changelog(
+            VIEWER_TABLE,
+            "stream_id",
+            partitions,
+            "Changelog of the viewer-count agent's table (ViewerPresence as JSON).",
         ),
-        TopicSpec(
-            name=f"{APP_ID}-{POLLS_TABLE}-changelog",
-            key_field="stream_id",
-            event_types=(),
-            owner="stream_processors",
-            partitions=partitions,
-            cleanup_policy="compact",
-            description="Changelog of the poll agent's table (PollBoard as JSON).",
+        _changelog(
+            POLLS_TABLE, "stream_id", partitions, "Changelog of the poll agent's table (PollBoard as JSON)."
         ),
-        TopicSpec(
-            name=f"{APP_ID}-{NOTIFICATIONS_TABLE}-changelog",
-            key_field="stream_id",  # or tournament_id: "stream:<id>" / "tournament:<id>" keys
-            event_types=(),
-            owner="stream_processors",
-            partitions=partitions,
-            cleanup_policy="compact",
-            description="Changelog of the notifications agent's table (Notifier as JSON).",
+        _changelog(
+            NOTIFICATIONS_TABLE,
+            "stream_id",  # or tournament_id: "stream:<id>" / "tournament:<id>" keys
+            partitions,
+            "Changelog of the notifications agent's table (Notifier as JSON).",
         ),
-        TopicSpec(
-            name=f"{APP_ID}-{MATCH_VIEWER_TABLE}-changelog",
-            key_field="match_id",
-            event_types=(),
-            owner="stream_processors",
-            partitions=partitions,
-            cleanup_policy="compact",
-            description="Changelog of the match-audience agent's table (ViewerPresence as JSON).",
+        _changelog(
+            MATCH_VIEWER_TABLE,
+            "match_id",
+            partitions,
+            "Changelog of the match-audience agent's table (ViewerPresence as JSON).",
         ),
         TopicSpec(
             name=MATCH_HEARTBEATS,
