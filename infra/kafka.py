@@ -226,6 +226,28 @@ class DeadLetters:
         return position
 
 
+class LoggedDeadLetters(DeadLetters):
+    """For a reader that does not own its topics (a whole-topic reader on every worker): it logs an
+    undecodable record and skips it, since the topic's own consumer dead-letters it once."""
+
+    def __init__(self, reader: str) -> None:  # no publisher: nothing is copied anywhere
+        self._reader = reader
+        self.topic = ""
+        self.count = 0
+
+    async def send(self, record: ConsumerRecord[bytes, bytes], reason: str, detail: str) -> Position:
+        log.warning(
+            "%s skips an undecodable record topic=%s partition=%s offset=%s: %s",
+            self._reader,
+            record.topic,
+            record.partition,
+            record.offset,
+            reason,
+        )
+        self.count += 1
+        return Position(record.topic, record.partition, record.offset)
+
+
 def _dead_letter_headers(record: ConsumerRecord[bytes, bytes], reason: str, detail: str) -> Headers:
     return [
         ("dlq.reason", reason.encode()),

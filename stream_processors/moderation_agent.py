@@ -20,12 +20,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import faust
-from aiokafka.structs import ConsumerRecord
 from mode import Service
 
 from events.base import Event
 from events.codec import DecodeError, EventCodec
-from infra.kafka import DeadLetters, EventConsumer, KafkaError, TopicNames
+from infra.kafka import EventConsumer, KafkaError, LoggedDeadLetters, TopicNames
 from infra.settings import ChatSettings, KafkaSettings
 from stream_processors.app import DecisionPublisher, LifecycleProcessor, _where
 from stream_processors.chat_rules import ChatLimits, LinkPolicy, normalised_term
@@ -62,22 +61,6 @@ def chat_limits(chat: ChatSettings) -> ChatLimits:
     )
 
 
-class _LogOnlyDeadLetters(DeadLetters):
-    """Every worker reads all of ``users``: the projector already dead-letters its bad records once."""
-
-    def __init__(self) -> None:
-        pass
-
-    async def send(self, record: ConsumerRecord[bytes, bytes], reason: str, detail: str) -> Any:
-        log.warning(
-            "roster skips an undecodable record topic=%s partition=%s offset=%s: %s",
-            record.topic,
-            record.partition,
-            record.offset,
-            reason,
-        )
-
-
 class RosterReader(Service):
     """Keeps a :class:`ChatRoster` of the whole ``users`` topic; started before the app."""
 
@@ -98,7 +81,7 @@ class RosterReader(Service):
             self._codec,
             topics=["users"],
             group_id=None,
-            dead_letters=_LogOnlyDeadLetters(),
+            dead_letters=LoggedDeadLetters("roster"),
             names=TopicNames(self._kafka.topic_prefix),
             from_beginning=True,
         )

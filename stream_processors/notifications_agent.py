@@ -30,7 +30,7 @@ from functools import partial
 from typing import Any
 
 import faust
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import TopicPartition
 from mode import Service
 
 from events.base import Event, utc_now
@@ -38,7 +38,7 @@ from events.codec import DecodeError, EventCodec
 from events.notifications import NotificationIssued
 from events.streams import StreamWentLive
 from events.tournaments import MatchStarted
-from infra.kafka import BrokerUnavailable, DeadLetters, EventConsumer, Position, TopicNames
+from infra.kafka import BrokerUnavailable, EventConsumer, LoggedDeadLetters, TopicNames
 from infra.settings import KafkaSettings
 from stream_processors.app import DecisionPublisher, LifecycleProcessor, _where
 from stream_processors.metrics import ProcessorMetrics
@@ -62,23 +62,6 @@ CATCH_UP_WARN_S = 30.0
 RETRY_S = 1.0
 
 
-class _LoggedOnly(DeadLetters):
-    """Every worker reads all of ``users`` and ``channels``: their projector dead-letters bad records once."""
-
-    def __init__(self) -> None:
-        pass
-
-    async def send(self, record: ConsumerRecord[bytes, bytes], reason: str, detail: str) -> Any:
-        log.warning(
-            "audience skips an undecodable record topic=%s partition=%s offset=%s: %s",
-            record.topic,
-            record.partition,
-            record.offset,
-            reason,
-        )
-        return Position(record.topic, record.partition, record.offset)
-
-
 class AudienceReader(EventConsumer):
     """A group-less reader of ``users`` and ``channels`` from the beginning, which knows its positions."""
 
@@ -88,7 +71,7 @@ class AudienceReader(EventConsumer):
             codec,
             topics=AUDIENCE_TOPICS,
             group_id=None,
-            dead_letters=_LoggedOnly(),
+            dead_letters=LoggedDeadLetters("audience"),
             names=TopicNames(kafka.topic_prefix),
             from_beginning=True,
         )
