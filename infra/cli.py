@@ -224,7 +224,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_processors(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the Faust stream-processor worker (lifecycle, moderation, viewer counts) until interrupted."""
+    """Run the Faust stream-processor worker (every agent) until interrupted."""
     from stream_processors import worker
 
     return worker.run(settings)
