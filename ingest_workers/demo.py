@@ -149,15 +149,15 @@ def run(settings: Settings) -> int:
     """Push the demo stream until SIGINT/SIGTERM; returns the exit status."""
     logs.configure(settings.log_level, settings.log_format)
     base = f"http://{settings.api.host}:{settings.api.port}"
-    try:
-        with httpx.Client(base_url=base, timeout=10, trust_env=False) as client:
-            key = ensure_demo_key(settings, client)
-    except (httpx.HTTPError, RuntimeError) as e:
-        log.error("demo: the API at %s is needed to set up the demo channel: %s", base, e)
-        return 1
-    url = f"rtmp://{settings.ingest.host}:{settings.ingest.rtmp_port}/live/{key}"
-    log.info("demo: pushing to channel %r; watch %s", settings.ingest.demo_channel, settings.api.public_url)
     with httpx.Client(base_url=base, timeout=10, trust_env=False) as client:
+        try:
+            key = ensure_demo_key(settings, client)
+        except (httpx.HTTPError, RuntimeError) as e:
+            log.error("demo: the API at %s is needed to set up the demo channel: %s", base, e)
+            return 1
+        url = f"rtmp://{settings.ingest.host}:{settings.ingest.rtmp_port}/live/{key}"
+        channel, public = settings.ingest.demo_channel, settings.api.public_url
+        log.info("demo: pushing to channel %r; watch %s", channel, public)
         return _push_forever(url, DemoPolls(settings, client))
 
 

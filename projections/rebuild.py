@@ -249,6 +249,8 @@ async def rebuild(settings: Settings, options: Options, progress: Progress) -> S
         }
     except* Interrupted:
         raise Interrupted("stopped between two batches") from None
+    except* (*FATAL, RebuildFailed) as group:  # from the catch-up's TaskGroup: report the first
+        raise group.exceptions[0] from None
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
@@ -391,9 +393,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         _err(str(e))
         return 2
     postgres = [s.name for s in selected if isinstance(s, PostgresProjector)]
-    if len(postgres) > len({n for n in options.names if n in postgres}) and set(options.names) & set(
-        postgres
-    ):
+    named = set(options.names) & set(postgres)
+    if named and named != set(postgres):
         _err(f"PostgreSQL projectors share one schema and are rebuilt together: {', '.join(postgres)}")
     try:
         for store in selected:

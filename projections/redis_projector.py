@@ -6,7 +6,7 @@ re-read and re-applied, so a batch is applied exactly once even with two instanc
 
 Which keys a projector owns (what ``esports rebuild`` replaces) follows from its key layout: every
 string attribute of its ``keys`` object is a key, and every one-argument method a family of keys
-(``keys.stream("*")``); a projector without such a layout names its ``key_patterns`` itself.
+(``keys.stream("*")``).
 """
 
 from __future__ import annotations
@@ -112,15 +112,12 @@ def glob_escape(text: str) -> str:
 def owned_key_patterns(projector: RedisProjector) -> list[str]:
     """The MATCH patterns of every key ``projector`` writes (its prefix included), offsets too.
 
-    From ``projector.key_patterns`` if it declares them, else from its ``keys`` layout object (see
-    the module docstring); ``ValueError`` if it has neither, since a rebuild could not replace its keys.
+    From its ``keys`` layout object (see the module docstring); ``ValueError`` without one, since a
+    rebuild could not replace its keys.
     """
-    declared = getattr(projector, "key_patterns", None)
-    if declared:
-        return [*declared]
     keys = getattr(projector, "keys", None)
     if keys is None:
-        raise ValueError(f"{projector.name}: neither a `keys` layout nor `key_patterns`")
+        raise ValueError(f"{projector.name}: no `keys` layout, so its keys are unknown")
     patterns = {glob_escape(projector.offsets_key)}
     for name in dir(keys):
         value = getattr(keys, name)

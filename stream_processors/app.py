@@ -147,6 +147,17 @@ class LifecycleProcessor:
             await self._dead_letter(message, e.reason, str(e))
             return None
 
+    def _decode_quietly(self, message: Any) -> Event | None:
+        """Decode a record of a topic another agent dead-letters (``streams`` and ``ingest`` belong to
+        the lifecycle agent): a bad one is skipped with a debug line, never dead-lettered twice."""
+        if message.value is None:
+            return None
+        try:
+            return self._codec.decode(message.value)
+        except DecodeError as e:
+            log.debug("skipped topic=%s partition=%s offset=%s: %s", *_where(message), e.reason)
+            return None
+
     async def _publish(self, decisions: Sequence[Event], message: Any) -> None:
         await self._retrying(
             "publishing decisions", lambda: self._publishing.publisher.publish_many(decisions)

@@ -23,7 +23,7 @@ import faust
 from mode import Service
 
 from events.base import Event
-from events.codec import DecodeError, EventCodec
+from events.codec import EventCodec
 from infra.kafka import EventConsumer, KafkaError, LoggedDeadLetters, TopicNames
 from infra.settings import ChatSettings, KafkaSettings
 from stream_processors.app import DecisionPublisher, LifecycleProcessor, _where
@@ -144,12 +144,7 @@ class ModerationProcessor(LifecycleProcessor):
         """Dead-letters only the chat topics' bad records: the lifecycle agent reads the same
         ``streams`` and ``ingest`` records and dead-letters theirs (once is enough)."""
         if self._names.logical(message.topic) in LIFECYCLE_SOURCES:
-            if message.value is None:
-                return None
-            try:
-                return self._codec.decode(message.value)
-            except DecodeError:
-                return None
+            return self._decode_quietly(message)
         return await super()._decode(message)
 
     async def handle(self, message: Any) -> None:

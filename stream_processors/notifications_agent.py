@@ -34,7 +34,7 @@ from aiokafka import TopicPartition
 from mode import Service
 
 from events.base import Event, utc_now
-from events.codec import DecodeError, EventCodec
+from events.codec import EventCodec
 from events.notifications import NotificationIssued
 from events.streams import StreamWentLive
 from events.tournaments import MatchStarted
@@ -43,7 +43,7 @@ from infra.settings import KafkaSettings
 from stream_processors.app import DecisionPublisher, LifecycleProcessor, _where
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.notifications import Audience, Notifier, decide, notifier_key
-from stream_processors.topology import NOTIFICATIONS_SOURCES, NOTIFICATIONS_TABLE
+from stream_processors.topology import NOTIFICATIONS_SOURCES, NOTIFICATIONS_TABLE, WHOLE_SOURCES
 
 __all__ = [
     "AUDIENCE_TOPICS",
@@ -56,7 +56,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-AUDIENCE_TOPICS = ("users", "channels")
+AUDIENCE_TOPICS = WHOLE_SOURCES
 PUBLISH_BATCH = 500  # notifications sent before awaiting their acknowledgements
 CATCH_UP_WARN_S = 30.0
 RETRY_S = 1.0
@@ -190,15 +190,9 @@ class NotificationProcessor(LifecycleProcessor):
         self._audience = audience
 
     async def _decode(self, message: Any) -> Event | None:
-        """Logs, but does not dead-letter, what it cannot decode: the lifecycle agent (``streams``)
-        and the catalogue projector (all three topics) already dead-letter those records once."""
-        if message.value is None:
-            return None
-        try:
-            return self._codec.decode(message.value)
-        except DecodeError as e:
-            log.warning("skipping topic=%s partition=%s offset=%s: %s", *_where(message), e.reason)
-            return None
+        """Never dead-letters: the lifecycle agent (``streams``) and the catalogue projector (all
+        three topics) already dead-letter those records once."""
+        return self._decode_quietly(message)
 
     async def handle(self, message: Any) -> None:
         """Process one raw record of a notifications source."""

@@ -38,17 +38,16 @@ from typing import Any
 import faust
 
 from events.base import Event
-from events.codec import DecodeError, EventCodec
+from events.codec import EventCodec
 from events.polls import PollTallyUpdated
 from events.streams import StreamCreated
 from infra.kafka import TopicNames
 from stream_processors.app import DecisionPublisher, LifecycleProcessor
-from stream_processors.batching import Batcher
+from stream_processors.batching import Batcher, partition_of_key
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.moderation_roster import ChatRoster
 from stream_processors.polls import PollBoard, actor_of, allowed, epoch_ms, fold, own, settle
 from stream_processors.topology import POLLS_SOURCE, POLLS_TABLE
-from stream_processors.viewer_counts_agent import partition_of_key
 
 __all__ = ["BATCH_MAX", "BATCH_WITHIN_S", "TICK_S", "PollProcessor", "register_polls"]
 
@@ -90,12 +89,7 @@ class PollProcessor(LifecycleProcessor):
     async def _learn_owners(self, messages: Sequence[Any]) -> None:
         """Each created stream's channel and owner into its board (who may run its polls)."""
         for message in messages:
-            if message.value is None:
-                continue
-            try:  # the lifecycle agent reads the same records and dead-letters the bad ones (once)
-                event = self._codec.decode(message.value)
-            except DecodeError:
-                continue
+            event = self._decode_quietly(message)  # the lifecycle agent dead-letters bad ones (once)
             if isinstance(event, StreamCreated):
                 key = event.stream_id.encode()
                 board = self._board(key)
@@ -225,11 +219,6 @@ def register_polls(
         manual = stream.noack()  # acked by the batcher, only once a batch is published and stored
         async for event in manual.events():
             await batcher.add(manual, event)
-
-    @app.timer(BATCH_WITHIN_S, name="polls_flush")
-    async def polls_flush() -> None:
-        """Process what was read and not yet processed (the last records of a burst)."""
-        await batcher.flush(due_only=True)
 
     @app.timer(TICK_S, name="polls_tick")
     async def polls_tick() -> None:

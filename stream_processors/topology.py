@@ -8,7 +8,7 @@ changelog partition *p* holds the keys of source partition *p* (co-partitioning)
 
 from __future__ import annotations
 
-from events.topics import TopicSpec, spec
+from events.topics import DAY_MS, TopicSpec, spec
 from infra.kafka import TopicAdmin
 from infra.settings import KafkaSettings
 
@@ -26,7 +26,6 @@ VIEWER_SOURCES = (VIEWER_SOURCE, "streams")
 MATCH_VIEWER_TABLE = "match_viewers"
 # Internal repartition topic: the heartbeats of match streams, re-keyed by match_id (like the table).
 MATCH_HEARTBEATS = f"{APP_ID}-match-heartbeats"
-DAY_MS = 86_400_000
 POLLS_TABLE = "polls"
 POLLS_SOURCE = "polls"  # keyed by stream_id, like the table
 NOTIFICATIONS_TABLE = "notifications"

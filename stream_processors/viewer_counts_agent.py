@@ -34,11 +34,11 @@ from typing import Any
 import faust
 
 from events.base import Event
-from events.codec import DecodeError, EventCodec
+from events.codec import EventCodec
 from events.viewers import ViewerHeartbeat
 from infra.kafka import TopicNames
 from stream_processors.app import DecisionPublisher
-from stream_processors.batching import Batcher, partition_of_key
+from stream_processors.batching import Batcher
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.topology import MATCH_HEARTBEATS, VIEWER_SOURCE, VIEWER_SOURCES, VIEWER_TABLE
 from stream_processors.viewer_counts import (
@@ -57,7 +57,6 @@ __all__ = [
     "JOIN_EDGE",
     "TICK_S",
     "ViewerCountProcessor",
-    "partition_of_key",
     "register_viewer_counts",
 ]
 
@@ -97,13 +96,7 @@ class ViewerCountProcessor(PresenceProcessor):
         """Dead-letters only the heartbeats' bad records: the lifecycle agent reads the same
         ``streams`` records and dead-letters theirs (once is enough)."""
         if message.topic != self._source:
-            if message.value is None:
-                return None
-            try:
-                return self._codec.decode(message.value)
-            except DecodeError as e:
-                log.debug("skipped topic=%s partition=%s offset=%s: %s", *_where(message), e)
-                return None
+            return self._decode_quietly(message)
         return await super()._decode(message)
 
     async def handle_batch(self, messages: Sequence[Any]) -> None:
@@ -165,10 +158,6 @@ class ViewerCountProcessor(PresenceProcessor):
                 for key, value, headers in forwards
             )
         )
-
-
-def _where(message: Any) -> tuple[str, int, int]:
-    return message.topic, message.partition, message.offset
 
 
 def register_viewer_counts(

@@ -81,21 +81,21 @@ def not_found(request: Request, services: Services, what: str) -> HTMLResponse:
 
 
 async def _channel_names(services: Services, channel_ids: set[str]) -> dict[str, dict[str, Any]]:
-    ids = sorted(channel_ids)
-    rows = await asyncio.gather(*(services.catalog.channel(c) for c in ids))
-    return {c: row for c, row in zip(ids, rows, strict=True) if row is not None}
+    rows = await services.catalog.channels_by_id(sorted(channel_ids)) if channel_ids else []
+    return {row["channel_id"]: row for row in rows}
 
 
 async def upcoming_matches(services: Services, limit: int) -> list[dict[str, Any]]:
     """Scheduled and live matches of the latest tournaments, soonest first."""
     tournaments, _ = await services.tournaments.tournaments(game=None, limit=TOURNAMENTS_SCANNED, cursor=None)
-    lists = await asyncio.gather(*(services.tournaments.matches(t["tournament_id"]) for t in tournaments))
     names = {t["tournament_id"]: t["name"] for t in tournaments}
+    rows = await services.tournaments.matches_of(list(names)) if names else []
+    order = {tournament_id: index for index, tournament_id in enumerate(names)}
+    rows.sort(key=lambda m: order[m["tournament_id"]])  # stable: newest tournament first, as listed
     now = datetime.now(UTC)
     matches = [
         {**m, "tournament_name": names[m["tournament_id"]]}
-        for ms in lists
-        for m in ms
+        for m in rows
         if m["state"] == "live" or (m["state"] == "scheduled" and (m["scheduled_start"] or now) >= now)
     ]
     matches.sort(key=lambda m: (m["state"] != "live", m["scheduled_start"] or now))

@@ -46,6 +46,14 @@ class TournamentReader(Reader):
             (tournament_id,),
         )
 
+    async def matches_of(self, tournament_ids: list[str]) -> list[dict[str, Any]]:
+        """The matches of several tournaments in one query, each tournament's in ``matches`` order."""
+        return await self._all(
+            "SELECT * FROM matches WHERE tournament_id = ANY(%s)"
+            " ORDER BY tournament_id, scheduled_start NULLS LAST, match_id",
+            (tournament_ids,),
+        )
+
     async def match(self, match_id: str) -> dict[str, Any] | None:
         return await self._one("SELECT * FROM matches WHERE match_id = %s", (match_id,))
 

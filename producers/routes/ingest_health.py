@@ -7,10 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
 
+from infra.redis import translate
 from producers.deps import CurrentUser, ServicesDep
 from producers.models.common import ID_PATTERN
-from producers.problems import NotFound, ServiceUnavailable, documented
+from producers.problems import NotFound, documented
 from producers.routes import API_PREFIX
 from producers.routes.streams import owned_stream
 from projections.ingest_health import IngestHealthKeys
@@ -40,8 +42,8 @@ async def ingest_health(stream_id: StreamId, user: CurrentUser, services: Servic
     key = IngestHealthKeys(services.namespace.redis_prefix).stream(stream_id)
     try:
         report = await services.redis.get(key)
-    except Exception as e:  # redis-py's connection errors: the read model is unavailable, not empty
-        raise ServiceUnavailable(f"ingest health is unavailable: {type(e).__name__}") from None
+    except RedisError as e:  # the read model is unavailable (503), not empty
+        raise translate(e, "reading ingest health") from e
     if report is None:
         raise NotFound(f"no recent ingest report for stream {stream_id} (is a publisher connected?)")
     return IngestHealthOut.model_validate(json.loads(report))

@@ -5,13 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from events.chat import ModerationAction, ModerationActionRequested
-from producers import rules
 from producers.deps import CurrentUser, ReadYourWrites, ServicesDep
 from producers.models.common import Accepted
 from producers.models.moderation import ModerationRequest
 from producers.problems import documented
 from producers.routes import API_PREFIX, accepted
-from producers.routes.streams import StreamId, find_stream
+from producers.routes.streams import StreamId, moderated_stream
 
 router = APIRouter(prefix=f"{API_PREFIX}/streams", tags=["moderation"], dependencies=[ReadYourWrites])
 
@@ -26,9 +25,7 @@ async def moderate(
     stream_id: StreamId, body: ModerationRequest, user: CurrentUser, services: ServicesDep
 ) -> Accepted:
     """Ban, time out, unban, delete/undelete, approve/deny a held message, slow/followers-only, clear."""
-    stream = await find_stream(services, stream_id)
-    is_moderator = await services.catalog.is_moderator(stream["channel_id"], user.user_id)
-    rules.check_can_moderate(user.user_id, user.role, stream["owner_id"], is_moderator, "moderate this chat")
+    await moderated_stream(services, stream_id, user, "moderate this chat")
     event = ModerationActionRequested(
         stream_id=stream_id,
         action=ModerationAction(body.action),

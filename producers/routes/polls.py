@@ -17,14 +17,13 @@ from fastapi import APIRouter, Path, status
 
 from events.base import utc_now
 from events.polls import PollClosed, PollOpened
-from producers import rules
 from producers.deps import CurrentUser, Cursor, Limit, Principal, ReadYourWrites, ServicesDep
 from producers.models.common import ID_PATTERN, Accepted
 from producers.models.polls import PollAccepted, PollOpenRequest, PollOut, PollPage
 from producers.problems import Conflict, NotFound, documented
 from producers.read_model.polls import PollReader
 from producers.routes import API_PREFIX, accepted
-from producers.routes.streams import StreamId, find_stream
+from producers.routes.streams import StreamId, find_stream, moderated_stream
 from producers.services import Services
 
 router = APIRouter(prefix=API_PREFIX, tags=["polls"], dependencies=[ReadYourWrites])
@@ -98,6 +97,4 @@ async def get_poll(poll_id: PollId, services: ServicesDep) -> PollOut:
 
 
 async def _check_can_run_polls(services: Services, stream_id: str, user: Principal) -> None:
-    stream = await find_stream(services, stream_id)
-    is_moderator = await services.catalog.is_moderator(stream["channel_id"], user.user_id)
-    rules.check_can_moderate(user.user_id, user.role, stream["owner_id"], is_moderator, "run polls here")
+    await moderated_stream(services, stream_id, user, "run polls here")

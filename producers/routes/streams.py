@@ -194,6 +194,14 @@ async def find_stream(services: Services, stream_id: str) -> dict[str, Any]:
     return stream
 
 
+async def moderated_stream(services: Services, stream_id: str, user: Principal, what: str) -> dict[str, Any]:
+    """The stream, if ``user`` may moderate it (its owner, a moderator of its channel or an admin)."""
+    stream = await find_stream(services, stream_id)
+    is_moderator = await services.catalog.is_moderator(stream["channel_id"], user.user_id)
+    rules.check_can_moderate(user.user_id, user.role, stream["owner_id"], is_moderator, what)
+    return stream
+
+
 async def owned_stream(services: Services, stream_id: str, user: Principal) -> dict[str, Any]:
     stream = await find_stream(services, stream_id)
     rules.check_owner_or_admin(user.user_id, user.role, stream["owner_id"], "stream")
