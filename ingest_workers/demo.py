@@ -7,6 +7,14 @@ would, until interrupted; it is restarted with backoff if it dies. While the str
 streamer keeps a poll running on it (:class:`DemoPolls`, through the API like a streamer would), so the
 stream page shows one from the first minute.
 
+A demo that starts is a new broadcast. A stream the demo channel still has live at that point was
+left by a platform that stopped under it: the ingest node ended it with its VOD on the way down, but
+the lifecycle agent may not have read that yet (or a crash never said so), and a push authorized onto
+it would feed an ended stream that never goes live again. So the demo first asks the API to end such
+a leftover, like its streamer would, and waits until the channel shows nothing live
+(:func:`end_leftover_streams`); the push then gets a stream of its own. While the demo runs, a push
+restarted within ``ingest.end_grace_s`` continues the same stream.
+
 The publishing FFmpeg is the *publisher* here (OBS's stand-in), so the demo key is on its command
 line; the ingest side never sees it anywhere but in the hook.
 """
@@ -27,12 +35,13 @@ import httpx
 from infra import logs
 from infra.settings import Settings
 
-__all__ = ["DemoPolls", "demo_command", "ensure_demo_key", "run"]
+__all__ = ["DemoPolls", "demo_command", "end_leftover_streams", "ensure_demo_key", "run"]
 
 log = logging.getLogger(__name__)
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf")  # fonts-dejavu-core
 USERNAME = "demo_streamer"
 MAX_BACKOFF_S = 30.0
+LEFTOVER_WAIT_S = 60.0  # the lifecycle agent and projector catching up after a platform restart
 POLL_S = 300  # each demo poll runs five minutes; the next opens once it has closed
 POLLS = (
     ("Who takes the grand final?", ["Team Red", "Team Blue"]),
@@ -97,6 +106,37 @@ def ensure_demo_key(settings: Settings, client: httpx.Client) -> str:
     return str(issued["stream_key"])
 
 
+def _live_on_channel(client: httpx.Client, slug: str) -> list[str]:
+    listed = _ok(client.get("/api/v1/streams", params={"channel": slug, "state": "live", "limit": 100}), 200)
+    return [str(s["stream_id"]) for s in listed["items"]]
+
+
+def end_leftover_streams(
+    settings: Settings, client: httpx.Client, *, timeout_s: float = LEFTOVER_WAIT_S, poll_s: float = 0.5
+) -> list[str]:
+    """End the streams the demo channel still has live (see the module docstring); returns their ids.
+
+    Waits until the read model shows none live, at most `timeout_s` (then logs and goes on: without
+    the lifecycle agent nothing would end them).
+    """
+    slug = settings.ingest.demo_channel
+    leftover = _live_on_channel(client, slug)
+    if not leftover:
+        return []
+    auth = _login(settings, client)
+    for stream_id in leftover:
+        log.info("demo: ending stream %s, left live by an earlier run", stream_id)
+        # 409: the read model saw it end meanwhile; the lifecycle agent refuses a late request itself
+        _ok(client.post(f"/api/v1/streams/{stream_id}/end", headers=auth), 202, 409)
+    deadline = time.monotonic() + timeout_s
+    while still := _live_on_channel(client, slug):
+        if time.monotonic() > deadline:
+            log.warning("demo: streams %s still live after %.0fs; pushing anyway", still, timeout_s)
+            break
+        time.sleep(poll_s)
+    return leftover
+
+
 class DemoPolls:
     """Keeps one poll running on the demo channel's live stream, opened by its streamer via the API.
 
@@ -152,6 +192,7 @@ def run(settings: Settings) -> int:
     with httpx.Client(base_url=base, timeout=10, trust_env=False) as client:
         try:
             key = ensure_demo_key(settings, client)
+            end_leftover_streams(settings, client)
         except (httpx.HTTPError, RuntimeError) as e:
             log.error("demo: the API at %s is needed to set up the demo channel: %s", base, e)
             return 1

@@ -246,13 +246,20 @@ def transcode_command(
 
     `input_args` ends with ``-i URL``; the URL must not carry a secret (it is visible in ``ps``).
     Progress goes to stdout as ``key=value`` blocks once a second. With ``thumbnail``, one more
-    branch of the same decode writes a JPEG still (atomically replaced, so never served half-written).
+    branch of the same decode writes a JPEG still (atomically replaced, so never served half-written),
+    over the one an earlier run of the stream left. Every output is written through a ``.tmp`` file
+    that is renamed when complete (the origin refuses ``*.tmp``), so a killed run leaves nothing
+    half-written that a playlist lists.
     """
     encoded = [o.rung for o in outputs if not o.rung.copy]
     argv = [
         ffmpeg,
         "-hide_banner",
         "-nostdin",
+        # The still is replaced in place by every run of a stream: without -y, FFmpeg (which cannot ask
+        # with -nostdin) refuses an existing output and exits, so a restart after the first still would
+        # fail for ever. The HLS outputs are safe with it: each run writes a directory of its own.
+        "-y",
         "-loglevel",
         "warning",
         "-progress",

@@ -5,14 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import m3u8
 import pytest
 
+from infra.settings import Settings
+from ingest_workers.demo import end_leftover_streams
 from ingest_workers.errors import LadderError
 from ingest_workers.ladder import (
     FfmpegOutput,
     RungSpec,
     SourceInfo,
+    Thumbnail,
     parse_ladder,
     plan_ladder,
     transcode_command,
@@ -79,6 +83,16 @@ def test_command_aligns_keyframes_and_writes_fmp4_with_temp_files(tmp_path: Path
     assert text.count("temp_file+independent_segments+program_date_time") == 4
     assert text.count("-hls_segment_type fmp4") == 4 and "-c:v copy" in text
     assert "-g 120" in text and "-g 60" in text  # one segment of frames at 60 and at 30 fps
+
+
+def test_a_restarted_run_may_replace_the_still_an_earlier_run_wrote(tmp_path: Path) -> None:
+    rungs = plan_ladder(DEFAULT, source(720))
+    outputs = [FfmpegOutput(rung=r, directory=tmp_path / "run-2" / r.name) for r in rungs]
+    still = Thumbnail(path=tmp_path / "thumb.jpg")
+    argv = transcode_command(["-i", "rtmp://x/live/s"], outputs, segment_s=2, thumbnail=still)
+    # -nostdin makes FFmpeg refuse an existing output and exit unless -y says it may replace it
+    assert "-nostdin" in argv and argv.index("-y") < argv.index("-i")
+    assert argv[-1] == str(still.path) and "-atomic_writing 1" in " ".join(argv)
 
 
 def test_progress_blocks() -> None:
@@ -150,3 +164,25 @@ def test_srt_streamid_forms() -> None:
     assert _key_of("live_abc") == "live_abc"
     assert _key_of("#!::r=live_abc,m=publish") == "live_abc"
     assert _key_of("#!::m=publish") == ""
+
+
+def test_a_fresh_demo_ends_what_its_channel_still_shows_live_and_waits(tmp_path: Path) -> None:
+    calls: list[str] = []
+    live = [[{"stream_id": "old"}], [{"stream_id": "old"}], []]  # the read model catches up
+
+    def api(request: httpx.Request) -> httpx.Response:
+        calls.append(f"{request.method} {request.url.path}")
+        if request.url.path == "/api/v1/streams":
+            assert request.url.params["channel"] == "demo" and request.url.params["state"] == "live"
+            return httpx.Response(200, json={"items": live.pop(0) if len(live) > 1 else live[0]})
+        if request.url.path == "/api/v1/auth/login":
+            return httpx.Response(200, json={"access_token": "t0ken"})
+        return httpx.Response(202, json={"event_id": "e", "position": "streams:0:1"})
+
+    settings = Settings(stack={"run_dir": tmp_path})  # type: ignore[arg-type]
+    with httpx.Client(base_url="http://api", transport=httpx.MockTransport(api)) as client:
+        assert end_leftover_streams(settings, client, poll_s=0) == ["old"]
+        assert calls.count("POST /api/v1/streams/old/end") == 1 and calls.count("GET /api/v1/streams") == 3
+        calls.clear()
+        assert end_leftover_streams(settings, client, poll_s=0) == []  # nothing live: nothing ended
+        assert calls == ["GET /api/v1/streams"]
