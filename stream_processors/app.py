@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 from aiokafka.structs import ConsumerRecord
@@ -50,11 +50,14 @@ from events.codec import DecodeError, EventCodec
 from events.topics import spec
 from infra.kafka import DeadLetters, EventPublisher, KafkaError, TopicNames
 from infra.settings import KafkaSettings, Settings
+from stream_processors.consumer import GuardedConsumer, GuardedTransport, SkipReport
 from stream_processors.lifecycle import PRODUCER, StreamLifecycle, decide, stream_id_of
 from stream_processors.metrics import CONTENT_TYPE, ProcessorMetrics
 from stream_processors.topology import LIFECYCLE_SOURCES, LIFECYCLE_TABLE, app_id
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 RETRY_FIRST_S = 0.1
 RETRY_MAX_S = 5.0
@@ -178,14 +181,14 @@ class LifecycleProcessor:
         )
         self._metrics.dead_letters[reason] += 1
 
-    async def _retrying(self, action: str, attempt: Callable[[], Awaitable[object]]) -> None:
+    async def _retrying(self, action: str, attempt: Callable[[], Awaitable[T]]) -> T:
         """Retry with backoff until it succeeds, blocking this partition (never skip a decision)."""
         delay = RETRY_FIRST_S
         while True:
             try:
-                await attempt()
+                result = await attempt()
                 self._metrics.publishing_blocked = False
-                return
+                return result
             except KafkaError as e:
                 self._metrics.publish_retries += 1
                 self._metrics.publishing_blocked = True
@@ -214,6 +217,32 @@ def _as_record(message: Any) -> ConsumerRecord[bytes, bytes]:
         serialized_value_size=message.serialized_value_size or 0,
         headers=list(message.headers or ()),
     )
+
+
+class ProcessorApp(faust.App):
+    """Faust's app on :class:`~stream_processors.consumer.GuardedTransport` (the seek race closed)."""
+
+    on_skipped: SkipReport | None = None  # told of records a commit moved past unacknowledged
+
+    def _new_transport(self) -> Any:
+        return GuardedTransport(self.conf.broker_consumer, self)
+
+    def _new_consumer(self) -> Any:
+        consumer = super()._new_consumer()
+        if isinstance(consumer, GuardedConsumer):
+            consumer.on_skipped = self.on_skipped
+        return consumer
+
+
+def report_skips(app: ProcessorApp, metrics: ProcessorMetrics) -> None:
+    """Count records a commit moved past unacknowledged, for every agent reading their topic."""
+
+    def skipped(tp: Any, start: int, end: int, count: int) -> None:
+        for name, agent in app.agents.items():
+            if tp.topic in getattr(agent.channel, "topics", ()):
+                metrics.skipped[name.rsplit(".", 1)[-1]] += count
+
+    app.on_skipped = skipped
 
 
 def faust_options(settings: Settings, partitions: int) -> dict[str, Any]:
@@ -265,7 +294,7 @@ def create_app(
     ``roster`` (a started-before-the-app :class:`~stream_processors.moderation_agent.RosterReader`)
     adds the moderation agent; without it the app runs the lifecycle agent only.
     """
-    app = faust.App(app_id(settings.kafka), **faust_options(settings, partitions))
+    app = ProcessorApp(app_id(settings.kafka), **faust_options(settings, partitions))
     names = TopicNames(settings.kafka.topic_prefix)
     sources = app.topic(*(names.physical(name) for name in LIFECYCLE_SOURCES), partitions=partitions)
     # Keys raw (the stream_id's bytes, like the topics' keys), values JSON (StreamLifecycle.to_json).
@@ -284,7 +313,9 @@ def create_app(
         from stream_processors.moderation_agent import chat_limits, register_moderation  # imports this module
 
         limits = chat_limits(settings.chat)
-        register_moderation(app, names, partitions, (codec, publishing, metrics), roster, limits)
+        register_moderation(
+            app, names, partitions, (codec, publishing, metrics), roster, limits, settings.kafka
+        )
     from stream_processors.viewer_counts_agent import register_viewer_counts  # imports this module
 
     register_viewer_counts(app, names, partitions, (codec, publishing, metrics))
@@ -299,6 +330,7 @@ def create_app(
 
     register_notifications(app, names, partitions, (codec, publishing, metrics), settings.kafka)
     _add_pages(app, settings, publishing, metrics)
+    report_skips(app, metrics)
     return app
 
 

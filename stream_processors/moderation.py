@@ -32,6 +32,7 @@ from events.chat import (
     ChatCleared,
     ChatMessageAccepted,
     ChatMessageDeleted,
+    ChatMessageHeld,
     ChatMessageRejected,
     ChatMessageRestored,
     ChatMessageSubmitted,
@@ -61,7 +62,16 @@ from stream_processors.moderation_state import (
     privileged,
 )
 
-__all__ = ["CAUSES", "NAMESPACE", "PRODUCER", "decide", "decision_id", "outcome_ids", "stream_id_of"]
+__all__ = [
+    "CAUSES",
+    "NAMESPACE",
+    "PRODUCER",
+    "decide",
+    "decision_id",
+    "decision_ids",
+    "outcome_ids",
+    "stream_id_of",
+]
 
 MEDIA_DRIFT_MS = 1000  # re-anchor the media clock only past this much drift (fewer table writes)
 CHANNEL_PRINTS = 500
@@ -84,6 +94,11 @@ CAUSES: tuple[type[Event], ...] = (
     SegmentPublished,
 )
 Outcome = tuple[ChatChannel, list[Event]]
+
+
+def decision_ids(cause_id: str) -> list[str]:
+    """Every id a decision on ``cause_id`` can have, held messages included."""
+    return [*outcome_ids(cause_id), str(decision_id(cause_id, ChatMessageHeld))]
 
 
 def outcome_ids(cause_id: str) -> list[str]:

@@ -29,10 +29,16 @@ from infra.settings import ChatSettings, KafkaSettings
 from stream_processors.app import DecisionPublisher, LifecycleProcessor, _where
 from stream_processors.chat_rules import ChatLimits, LinkPolicy, normalised_term
 from stream_processors.metrics import ProcessorMetrics
-from stream_processors.moderation import decide, stream_id_of
+from stream_processors.moderation import decide, decision_ids, stream_id_of
 from stream_processors.moderation_roster import ChatRoster
 from stream_processors.moderation_state import ChatChannel
-from stream_processors.topology import LIFECYCLE_SOURCES, MODERATION_SOURCES, MODERATION_TABLE
+from stream_processors.redelivery import PublishedDecisions
+from stream_processors.topology import (
+    LIFECYCLE_SOURCES,
+    MODERATION_OUTPUT,
+    MODERATION_SOURCES,
+    MODERATION_TABLE,
+)
 
 __all__ = ["ModerationProcessor", "RosterReader", "chat_limits", "register_moderation"]
 
@@ -134,11 +140,13 @@ class ModerationProcessor(LifecycleProcessor):
         roster: ChatRoster,
         limits: ChatLimits,
         names: TopicNames,
+        published: PublishedDecisions | None = None,
     ) -> None:
         super().__init__(codec, publishing, table, metrics)
         self._names = names
         self._roster = roster
         self._limits = limits
+        self._published = published  # chat.messages read back after a rebalance
 
     async def _decode(self, message: Any) -> Event | None:
         """Dead-letters only the chat topics' bad records: the lifecycle agent reads the same
@@ -165,10 +173,30 @@ class ModerationProcessor(LifecycleProcessor):
             log.exception("moderation failed topic=%s partition=%s offset=%s", *_where(message))
             await self._dead_letter(message, "processing_failed", repr(e))
             return
-        if decisions:
+        if decisions and not await self._decided_before(cause, message):
             await self._publish_chat(decisions, message)
         if new_state != state:
             self._table[key] = new_state.to_json()
+
+    async def _decided_before(self, cause: Event, message: Any) -> bool:
+        """A redelivered cause whose decision a killed worker published before storing its state."""
+        published = self._published
+        if published is None or not message.timestamp:
+            return False
+        ids = decision_ids(str(cause.event_id))
+        since_ms = int(message.timestamp * 1000)
+        seen = await self._retrying(
+            "reading back decisions", lambda: published.seen(message.partition, since_ms, ids)
+        )
+        if seen:
+            self._metrics.redelivered_decided += 1
+            log.info(
+                "already decided, not again: %s event_id=%s topic=%s partition=%s offset=%s",
+                cause.event_type(),
+                cause.event_id,
+                *_where(message),
+            )
+        return seen
 
     async def _publish_chat(self, decisions: Sequence[Event], message: Any) -> None:
         await self._retrying(
@@ -186,12 +214,26 @@ def register_moderation(
     processor_args: tuple[EventCodec, DecisionPublisher, ProcessorMetrics],
     roster: RosterReader,
     limits: ChatLimits,
+    kafka: KafkaSettings,
 ) -> None:
     """Add the moderation table and agent to ``app``."""
     codec, publishing, metrics = processor_args
     sources = app.topic(*(names.physical(n) for n in MODERATION_SOURCES), partitions=partitions)
     table = app.Table(MODERATION_TABLE, key_type=bytes, partitions=partitions)
-    processor = ModerationProcessor(codec, publishing, table, metrics, roster.roster, limits, names)
+    # chat.messages is co-partitioned with the sources (topology.prepare_topics checks it): a cause's
+    # decisions are on the partition number it was read from.
+    published = PublishedDecisions(
+        kafka, codec, names.physical(MODERATION_OUTPUT), lambda: int(app.consumer_generation_id)
+    )
+    processor = ModerationProcessor(
+        codec, publishing, table, metrics, roster.roster, limits, names, published
+    )
+
+    async def close_readback(sender: Any, **kwargs: Any) -> None:
+        await published.stop()
+
+    shutdown: Any = app.on_before_shutdown  # sent once the consumer has stopped (mode's typing is narrower)
+    shutdown.connect(close_readback)
 
     @app.agent(sources, name="moderation")
     async def moderation(stream: Any) -> None:

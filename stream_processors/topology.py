@@ -19,6 +19,7 @@ LIFECYCLE_SOURCES = ("streams", "ingest")
 MODERATION_TABLE = "moderation"
 # All keyed by stream_id; `users` (keyed by user_id) is read whole by each worker, not co-partitioned.
 MODERATION_SOURCES = ("chat.submitted", "chat.moderation", "streams", "ingest")
+MODERATION_OUTPUT = "chat.messages"  # keyed by stream_id too: read back after a rebalance (redelivery)
 VIEWER_TABLE = "viewers"
 VIEWER_SOURCE = "viewers.heartbeats"  # keyed by stream_id, like the table
 # The viewer-count agent also reads `streams` (co-partitioned) to know each stream's match.
@@ -111,7 +112,14 @@ async def prepare_topics(kafka: KafkaSettings) -> int:
     """Check the sources are co-partitioned, create the changelogs; returns the partition count."""
     async with TopicAdmin(kafka) as admin:
         names = dict.fromkeys(
-            (*LIFECYCLE_SOURCES, *MODERATION_SOURCES, VIEWER_SOURCE, POLLS_SOURCE, *NOTIFICATIONS_SOURCES)
+            (
+                *LIFECYCLE_SOURCES,
+                *MODERATION_SOURCES,
+                MODERATION_OUTPUT,
+                VIEWER_SOURCE,
+                POLLS_SOURCE,
+                *NOTIFICATIONS_SOURCES,
+            )
         )
         names.update(dict.fromkeys(WHOLE_SOURCES))
         sources = await admin.states([spec(name) for name in names])
@@ -120,7 +128,9 @@ async def prepare_topics(kafka: KafkaSettings) -> int:
             raise TopologyError(f"topics {missing} do not exist; create them with `esports topics create`")
         counts = {s.name: s.partitions for s in sources if s.name not in WHOLE_SOURCES}
         if len(set(counts.values())) != 1:
-            raise TopologyError(f"{counts}: the agents' sources must have the same partition count")
+            raise TopologyError(
+                f"{counts}: the agents' sources (and chat.messages) must have the same partition count"
+            )
         partitions = next(iter(counts.values()))
         internal = internal_topics(partitions)
         await admin.ensure(internal)
