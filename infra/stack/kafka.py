@@ -120,8 +120,7 @@ def prepare(settings: Settings) -> None:
         "tools-log4j2.yaml",
         "kafka.tools.StorageTool",
         "format",
-        "-t",
-        cluster_id,
+        f"--cluster-id={cluster_id}",  # one argument: a base64 id may start with "-" (1 in 32)
         "-c",
         str(config),
         "--standalone",

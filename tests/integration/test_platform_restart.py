@@ -75,19 +75,14 @@ def _environment(run_dir: Path) -> dict[str, str]:
 def _esports(env: dict[str, str], command: str) -> float:
     """Run `esports COMMAND` as `make` does; returns how long it took."""
     started = time.monotonic()
-    for attempt in range(2):
-        done = subprocess.run(
-            [sys.executable, "-m", "infra.cli", command],
-            cwd=REPO_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=UP_TIMEOUT_S,
-        )
-        # A first start formats Kafka's storage with a random cluster id, which kafka-storage's
-        # parser takes for an option when it starts with "-" (1 in 64): formatted on the next try.
-        if attempt or "formatting Kafka storage failed" not in done.stderr:
-            break
+    done = subprocess.run(
+        [sys.executable, "-m", "infra.cli", command],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=UP_TIMEOUT_S,
+    )
     assert done.returncode == 0, f"esports {command} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return time.monotonic() - started
 
