@@ -46,15 +46,19 @@ from typing import Any
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 
-__all__ = ["GuardedConsumer", "GuardedTransport", "SkipReport"]
+__all__ = ["GuardedConsumer", "GuardedTransport", "SkipReport", "unacknowledged"]
 
 log = logging.getLogger(__name__)
 
-SEEK_QUIESCE_S = (
-    10.0  # longest wait for the drain loop to leave a batch (a callback blocked on a full buffer)
-)
+# The longest a seek waits for the drain loop to hand over its record (stop_flow frees a blocked one).
+SEEK_QUIESCE_S = 10.0
 
 SkipReport = Callable[[TP, int, int, int], None]  # (tp, committed before, committed now, never acked)
+
+
+def unacknowledged(start: int, end: int, acked: set[int]) -> int:
+    """How many offsets in ``[start, end)`` a commit to ``end`` passes without their ack."""
+    return max(0, end - start) - sum(1 for offset in acked if start <= offset < end)
 
 
 class GuardedConsumer(faust_aiokafka.Consumer):
@@ -128,9 +132,8 @@ class GuardedConsumer(faust_aiokafka.Consumer):
     def _audit(self, tp: TP, before: int | None, now: int) -> None:
         acked = self._acked_since[tp]
         start = max(before or 0, self._log_start.get(tp, 0))
-        passed = {o for o in acked if o < now}
-        skipped = max(0, now - start) - len({o for o in passed if o >= start})
-        acked -= passed
+        skipped = unacknowledged(start, now, acked)
+        acked.difference_update([o for o in acked if o < now])
         if skipped > 0:
             log.error(
                 "offset commit skipped %s records never acknowledged topic=%s partition=%s from=%s to=%s",

@@ -13,7 +13,7 @@ checker reads the topics:
 - the stream's last viewer count equals the sessions still sending heartbeats;
 - the worker's ``esports_processor_skipped_records_total`` stayed at zero (read before each kill).
 
-``ESPORTS_TEST_RESTART_CYCLES`` sets the cycles (the long form in the issue note ran more).
+``TEST_RESTART_CYCLES`` sets the cycles (the long form in the issue note ran more).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from tests.integration.test_lifecycle import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
-CYCLES = int(os.environ.get("ESPORTS_TEST_RESTART_CYCLES", "20"))
+CYCLES = int(os.environ.get("TEST_RESTART_CYCLES", "20"))
 SESSION_TIMEOUT_S = 6  # the broker's group.min.session.timeout.ms: a killed member is dropped soonest
 CHATTERS = 4
 VIEWERS = 6  # each subscribes, sends heartbeats and votes
