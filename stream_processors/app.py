@@ -53,7 +53,8 @@ from infra.settings import KafkaSettings, Settings
 from stream_processors.consumer import GuardedConsumer, GuardedTransport, SkipReport
 from stream_processors.lifecycle import PRODUCER, StreamLifecycle, decide, stream_id_of
 from stream_processors.metrics import CONTENT_TYPE, ProcessorMetrics
-from stream_processors.topology import LIFECYCLE_SOURCES, LIFECYCLE_TABLE, app_id
+from stream_processors.redelivery import PublishedDecisions
+from stream_processors.topology import LIFECYCLE_OUTPUT, LIFECYCLE_SOURCES, LIFECYCLE_TABLE, app_id
 
 log = logging.getLogger(__name__)
 
@@ -112,12 +113,19 @@ class LifecycleProcessor:
     """
 
     def __init__(
-        self, codec: EventCodec, publishing: DecisionPublisher, table: Any, metrics: ProcessorMetrics
+        self,
+        codec: EventCodec,
+        publishing: DecisionPublisher,
+        table: Any,
+        metrics: ProcessorMetrics,
+        published: PublishedDecisions | None = None,
     ) -> None:
+        """``published`` reads the agent's output back after a rebalance (see ``_decided_before``)."""
         self._codec = codec
         self._publishing = publishing
         self._table = table
         self._metrics = metrics
+        self._published = published
 
     async def handle(self, message: Any) -> None:
         """Process one raw record of ``streams`` or ``ingest``."""
@@ -135,10 +143,30 @@ class LifecycleProcessor:
             log.exception("deciding failed topic=%s partition=%s offset=%s", *_where(message))
             await self._dead_letter(message, "processing_failed", repr(e))
             return
-        if decisions:
+        if decisions and not await self._decided_before(cause, message, [str(d.event_id) for d in decisions]):
             await self._publish(decisions, message)
         if new_state != state:
             self._table[key] = new_state.to_json()
+
+    async def _decided_before(self, cause: Event, message: Any, ids: Sequence[str]) -> bool:
+        """Whether a decision of this redelivered cause (one of ``ids``) is already on the output: a
+        killed worker published it, but its state or offset never got stored."""
+        published = self._published
+        if published is None or not message.timestamp:
+            return False
+        since_ms = int(message.timestamp * 1000)
+        seen = await self._retrying(
+            "reading back decisions", lambda: published.seen(message.partition, since_ms, ids)
+        )
+        if seen:
+            self._metrics.redelivered_decided[published.agent] += 1
+            log.info(
+                "already decided, not again: %s event_id=%s topic=%s partition=%s offset=%s",
+                cause.event_type(),
+                cause.event_id,
+                *_where(message),
+            )
+        return seen
 
     async def _decode(self, message: Any) -> Event | None:
         if message.value is None:
@@ -245,6 +273,20 @@ def report_skips(app: ProcessorApp, metrics: ProcessorMetrics) -> None:
     app.on_skipped = skipped
 
 
+def read_back(
+    app: faust.App, kafka: KafkaSettings, codec: EventCodec, agent: str, topic: str
+) -> PublishedDecisions:
+    """The read-back of ``agent``'s output ``topic`` (co-partitioned with its sources), closed at stop."""
+    published = PublishedDecisions(kafka, codec, topic, lambda: int(app.consumer_generation_id), agent=agent)
+
+    async def close(sender: Any, **kwargs: Any) -> None:
+        await published.stop()
+
+    shutdown: Any = app.on_before_shutdown  # sent once the consumer has stopped (mode's typing is narrower)
+    shutdown.connect(close)
+    return published
+
+
 def faust_options(settings: Settings, partitions: int) -> dict[str, Any]:
     """Every Faust setting the platform sets, from Settings only."""
     kafka = settings.kafka
@@ -299,7 +341,8 @@ def create_app(
     sources = app.topic(*(names.physical(name) for name in LIFECYCLE_SOURCES), partitions=partitions)
     # Keys raw (the stream_id's bytes, like the topics' keys), values JSON (StreamLifecycle.to_json).
     table = app.Table(LIFECYCLE_TABLE, key_type=bytes, partitions=partitions)
-    processor = LifecycleProcessor(codec, publishing, table, metrics)
+    published = read_back(app, settings.kafka, codec, "lifecycle", names.physical(LIFECYCLE_OUTPUT))
+    processor = LifecycleProcessor(codec, publishing, table, metrics, published)
 
     @app.agent(sources, name="lifecycle")
     async def lifecycle(stream: Any) -> None:

@@ -27,7 +27,7 @@ class ProcessorMetrics:
         self.poll_events = Counter[str]()  # consumed poll events, by event type
         self.poll_ignored = Counter[str]()  # poll events that changed nothing, by reason
         self.poll_tallies = Counter[str]()  # PollTallyUpdated published, by kind (running, final)
-        self.redelivered_decided = 0  # redelivered causes found already decided on chat.messages
+        self.redelivered_decided = Counter[str]()  # redelivered causes found decided on the output, by agent
         self.skipped = Counter[str]()  # records an offset commit moved past unacknowledged, by agent
         self.publish_retries = 0  # failed publish attempts that were retried
         self.publishing_blocked = False  # a publish is being retried right now (health says so)
@@ -58,10 +58,10 @@ class ProcessorMetrics:
                 self.dead_letters,
             ),
             _counter(
-                "esports_chat_redelivered_decided_total",
+                "esports_processor_redelivered_decided_total",
                 "Redelivered causes whose decision was already published (not decided again).",
-                None,
-                {"": self.redelivered_decided},
+                "agent",
+                self.redelivered_decided,
             ),
             _counter(
                 "esports_processor_skipped_records_total",

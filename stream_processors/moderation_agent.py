@@ -26,7 +26,7 @@ from events.base import Event
 from events.codec import EventCodec
 from infra.kafka import EventConsumer, KafkaError, LoggedDeadLetters, TopicNames
 from infra.settings import ChatSettings, KafkaSettings
-from stream_processors.app import DecisionPublisher, LifecycleProcessor, _where
+from stream_processors.app import DecisionPublisher, LifecycleProcessor, _where, read_back
 from stream_processors.chat_rules import ChatLimits, LinkPolicy, normalised_term
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.moderation import decide, decision_ids, stream_id_of
@@ -142,11 +142,10 @@ class ModerationProcessor(LifecycleProcessor):
         names: TopicNames,
         published: PublishedDecisions | None = None,
     ) -> None:
-        super().__init__(codec, publishing, table, metrics)
+        super().__init__(codec, publishing, table, metrics, published)
         self._names = names
         self._roster = roster
         self._limits = limits
-        self._published = published  # chat.messages read back after a rebalance
 
     async def _decode(self, message: Any) -> Event | None:
         """Dead-letters only the chat topics' bad records: the lifecycle agent reads the same
@@ -173,30 +172,10 @@ class ModerationProcessor(LifecycleProcessor):
             log.exception("moderation failed topic=%s partition=%s offset=%s", *_where(message))
             await self._dead_letter(message, "processing_failed", repr(e))
             return
-        if decisions and not await self._decided_before(cause, message):
+        if decisions and not await self._decided_before(cause, message, decision_ids(str(cause.event_id))):
             await self._publish_chat(decisions, message)
         if new_state != state:
             self._table[key] = new_state.to_json()
-
-    async def _decided_before(self, cause: Event, message: Any) -> bool:
-        """A redelivered cause whose decision a killed worker published before storing its state."""
-        published = self._published
-        if published is None or not message.timestamp:
-            return False
-        ids = decision_ids(str(cause.event_id))
-        since_ms = int(message.timestamp * 1000)
-        seen = await self._retrying(
-            "reading back decisions", lambda: published.seen(message.partition, since_ms, ids)
-        )
-        if seen:
-            self._metrics.redelivered_decided += 1
-            log.info(
-                "already decided, not again: %s event_id=%s topic=%s partition=%s offset=%s",
-                cause.event_type(),
-                cause.event_id,
-                *_where(message),
-            )
-        return seen
 
     async def _publish_chat(self, decisions: Sequence[Event], message: Any) -> None:
         await self._retrying(
@@ -222,18 +201,10 @@ def register_moderation(
     table = app.Table(MODERATION_TABLE, key_type=bytes, partitions=partitions)
     # chat.messages is co-partitioned with the sources (topology.prepare_topics checks it): a cause's
     # decisions are on the partition number it was read from.
-    published = PublishedDecisions(
-        kafka, codec, names.physical(MODERATION_OUTPUT), lambda: int(app.consumer_generation_id)
-    )
+    published = read_back(app, kafka, codec, "moderation", names.physical(MODERATION_OUTPUT))
     processor = ModerationProcessor(
         codec, publishing, table, metrics, roster.roster, limits, names, published
     )
-
-    async def close_readback(sender: Any, **kwargs: Any) -> None:
-        await published.stop()
-
-    shutdown: Any = app.on_before_shutdown  # sent once the consumer has stopped (mode's typing is narrower)
-    shutdown.connect(close_readback)
 
     @app.agent(sources, name="moderation")
     async def moderation(stream: Any) -> None:

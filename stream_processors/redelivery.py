@@ -39,9 +39,16 @@ class PublishedDecisions:
     """Event ids on partitions of one output topic since a moment, read once per generation."""
 
     def __init__(
-        self, kafka: KafkaSettings, codec: EventCodec, topic: str, generation: Callable[[], int]
+        self,
+        kafka: KafkaSettings,
+        codec: EventCodec,
+        topic: str,
+        generation: Callable[[], int],
+        *,
+        agent: str,
     ) -> None:
         """``topic`` is the physical name; ``generation`` the consumer group generation now."""
+        self.agent = agent
         self._kafka = kafka
         self._codec = codec
         self._topic = topic

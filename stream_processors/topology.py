@@ -16,6 +16,7 @@ APP_ID = "esports-processors"
 LIFECYCLE_TABLE = "lifecycle"
 # Both keyed by stream_id, so one stream's causes land in the same partition number of each.
 LIFECYCLE_SOURCES = ("streams", "ingest")
+LIFECYCLE_OUTPUT = "streams.lifecycle"  # keyed by stream_id too: read back after a rebalance (redelivery)
 MODERATION_TABLE = "moderation"
 # All keyed by stream_id; `users` (keyed by user_id) is read whole by each worker, not co-partitioned.
 MODERATION_SOURCES = ("chat.submitted", "chat.moderation", "streams", "ingest")
@@ -116,6 +117,7 @@ async def prepare_topics(kafka: KafkaSettings) -> int:
                 *LIFECYCLE_SOURCES,
                 *MODERATION_SOURCES,
                 MODERATION_OUTPUT,
+                LIFECYCLE_OUTPUT,
                 VIEWER_SOURCE,
                 POLLS_SOURCE,
                 *NOTIFICATIONS_SOURCES,
@@ -129,7 +131,7 @@ async def prepare_topics(kafka: KafkaSettings) -> int:
         counts = {s.name: s.partitions for s in sources if s.name not in WHOLE_SOURCES}
         if len(set(counts.values())) != 1:
             raise TopologyError(
-                f"{counts}: the agents' sources (and chat.messages) must have the same partition count"
+                f"{counts}: the agents' sources and read-back outputs must have the same partition count"
             )
         partitions = next(iter(counts.values()))
         internal = internal_topics(partitions)
