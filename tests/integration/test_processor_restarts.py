@@ -71,6 +71,7 @@ class Acknowledged:
     refused: list[dict[str, Any]] = field(default_factory=list)  # error frames (none expected)
 
 
+@pytest.mark.timeout(120 + 15 * CYCLES)  # a cycle takes ~7 s: the session timeout and a restart
 async def test_nothing_acknowledged_is_lost_or_decided_twice_across_worker_kills(
     namespace: Settings, codec: EventCodec, tmp_path: Path
 ) -> None:
