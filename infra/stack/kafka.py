@@ -120,7 +120,7 @@ def prepare(settings: Settings) -> None:
         "tools-log4j2.yaml",
         "kafka.tools.StorageTool",
         "format",
-        f"--cluster-id={cluster_id}",  # one argument: a base64 id may start with "-" (1 in 32)
+        f"--cluster-id={cluster_id}",  # one argument: a base64url id starts with "-" 1 time in 64
         "-c",
         str(config),
         "--standalone",
