@@ -1,5 +1,7 @@
 """The Faust app of the stream processors: built from Settings by :func:`create_app`, never from the
-environment (Faust's own settings would otherwise read ``os.environ``).
+environment (Faust's own settings would otherwise read ``os.environ``). This is the composition root:
+it imports every agent family; they import the runtime below them (:mod:`stream_processors.runtime`:
+the decision publisher, the processor base, the guarded consumer, batched agents), never this module.
 
 Agents:
 
@@ -36,96 +38,39 @@ Faust's web server answers ``/health`` and ``/metrics``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import faust
-from aiokafka.structs import ConsumerRecord
-from mode import Service
 
-from events.base import Event
-from events.codec import DecodeError, EventCodec
-from events.topics import spec
-from infra.kafka import DeadLetters, EventPublisher, KafkaError, TopicNames
-from infra.settings import KafkaSettings, Settings
-from stream_processors.consumer import GuardedConsumer, GuardedTransport, SkipReport
-from stream_processors.lifecycle import PRODUCER, StreamLifecycle, decide, stream_id_of
+from events.codec import EventCodec
+from infra.kafka import TopicNames
+from infra.settings import Settings
+from stream_processors.lifecycle import StreamLifecycle, decide, stream_id_of
+from stream_processors.match_audience_agent import register_match_audience
 from stream_processors.metrics import CONTENT_TYPE, ProcessorMetrics
-from stream_processors.redelivery import PublishedDecisions
+from stream_processors.moderation_agent import chat_limits, register_moderation
+from stream_processors.moderation_roster import ChatRoster
+from stream_processors.notifications_agent import register_notifications
+from stream_processors.polls_agent import register_polls
+from stream_processors.runtime import (
+    DecisionPublisher,
+    Processor,
+    ProcessorApp,
+    read_back,
+    report_skips,
+    where,
+)
 from stream_processors.topology import LIFECYCLE_OUTPUT, LIFECYCLE_SOURCES, LIFECYCLE_TABLE, app_id
+from stream_processors.viewer_counts_agent import register_viewer_counts
+
+__all__ = ["DecisionPublisher", "LifecycleProcessor", "create_app", "faust_options"]
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
-RETRY_FIRST_S = 0.1
-RETRY_MAX_S = 5.0
-
-
-class DecisionPublisher(Service):
-    """Owns the idempotent, acks=all publisher of decisions and dead letters.
-
-    Given to the Faust worker before the app, so it starts before any agent and stops after them.
-    """
-
-    def __init__(self, kafka: KafkaSettings, codec: EventCodec, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._kafka = kafka
-        self._codec = codec
-        self._publisher: EventPublisher | None = None
-        self._dead_letters: DeadLetters | None = None
-
-    async def on_start(self) -> None:
-        publisher = EventPublisher(self._kafka, self._codec, producer=PRODUCER)
-        await publisher.start()
-        deadletter = TopicNames(self._kafka.topic_prefix).physical(spec("deadletter").name)
-        self._publisher, self._dead_letters = publisher, DeadLetters(publisher, deadletter)
-
-    async def on_stop(self) -> None:
-        if self._publisher is not None:
-            await self._publisher.stop()
-            self._publisher = None
-
-    @property
-    def up(self) -> bool:
-        return self._publisher is not None
-
-    @property
-    def publisher(self) -> EventPublisher:
-        if self._publisher is None:
-            raise RuntimeError("the decision publisher is not started")
-        return self._publisher
-
-    @property
-    def dead_letters(self) -> DeadLetters:
-        if self._dead_letters is None:
-            raise RuntimeError("the decision publisher is not started")
-        return self._dead_letters
-
-
-class LifecycleProcessor:
-    """The I/O around :func:`decide`: decode, read the state, decide, publish, then store the state.
-
-    Publishing comes first: a crash between the two re-decides the redelivered cause into the
-    identical (same ``event_id``) decision, and a crash after both finds the effect in the state.
-    """
-
-    def __init__(
-        self,
-        codec: EventCodec,
-        publishing: DecisionPublisher,
-        table: Any,
-        metrics: ProcessorMetrics,
-        published: PublishedDecisions | None = None,
-    ) -> None:
-        """``published`` reads the agent's output back after a rebalance (see ``_decided_before``)."""
-        self._codec = codec
-        self._publishing = publishing
-        self._table = table
-        self._metrics = metrics
-        self._published = published
+class LifecycleProcessor(Processor):
+    """The I/O around :func:`decide`: decode, read the state, decide, publish, then store the state."""
 
     async def handle(self, message: Any) -> None:
         """Process one raw record of ``streams`` or ``ingest``."""
@@ -140,151 +85,13 @@ class LifecycleProcessor:
         try:
             new_state, decisions = decide(state, cause)
         except Exception as e:  # a bug, not bad luck: retrying the same input cannot help
-            log.exception("deciding failed topic=%s partition=%s offset=%s", *_where(message))
+            log.exception("deciding failed topic=%s partition=%s offset=%s", *where(message))
             await self._dead_letter(message, "processing_failed", repr(e))
             return
         if decisions and not await self._decided_before(cause, message, [str(d.event_id) for d in decisions]):
             await self._publish(decisions, message)
         if new_state != state:
             self._table[key] = new_state.to_json()
-
-    async def _decided_before(self, cause: Event, message: Any, ids: Sequence[str]) -> bool:
-        """Whether a decision of this redelivered cause (one of ``ids``) is already on the output: a
-        killed worker published it, but its state or offset never got stored."""
-        published = self._published
-        if published is None or not message.timestamp:
-            return False
-        since_ms = int(message.timestamp * 1000)
-        seen = await self._retrying(
-            "reading back decisions", lambda: published.seen(message.partition, since_ms, ids)
-        )
-        if seen:
-            self._metrics.redelivered_decided[published.agent] += 1
-            log.info(
-                "already decided, not again: %s event_id=%s topic=%s partition=%s offset=%s",
-                cause.event_type(),
-                cause.event_id,
-                *_where(message),
-            )
-        return seen
-
-    async def _decode(self, message: Any) -> Event | None:
-        if message.value is None:
-            await self._dead_letter(message, "tombstone", "a null value is not an event")
-            return None
-        try:
-            return self._codec.decode(message.value)
-        except DecodeError as e:
-            await self._dead_letter(message, e.reason, str(e))
-            return None
-
-    def _decode_quietly(self, message: Any) -> Event | None:
-        """Decode a record of a topic another agent dead-letters (``streams`` and ``ingest`` belong to
-        the lifecycle agent): a bad one is skipped with a debug line, never dead-lettered twice."""
-        if message.value is None:
-            return None
-        try:
-            return self._codec.decode(message.value)
-        except DecodeError as e:
-            log.debug("skipped topic=%s partition=%s offset=%s: %s", *_where(message), e.reason)
-            return None
-
-    async def _publish(self, decisions: Sequence[Event], message: Any) -> None:
-        await self._retrying(
-            "publishing decisions", lambda: self._publishing.publisher.publish_many(decisions)
-        )
-        for decision in decisions:
-            self._metrics.decisions[decision.event_type()] += 1
-            log.info(
-                "decided %s event_id=%s cause topic=%s partition=%s offset=%s",
-                decision.event_type(),
-                decision.event_id,
-                *_where(message),
-            )
-
-    async def _dead_letter(self, message: Any, reason: str, detail: str) -> None:
-        record = _as_record(message)
-        await self._retrying(
-            "dead-lettering", lambda: self._publishing.dead_letters.send(record, reason, detail)
-        )
-        self._metrics.dead_letters[reason] += 1
-
-    async def _retrying(self, action: str, attempt: Callable[[], Awaitable[T]]) -> T:
-        """Retry with backoff until it succeeds, blocking this partition (never skip a decision)."""
-        delay = RETRY_FIRST_S
-        while True:
-            try:
-                result = await attempt()
-                self._metrics.publishing_blocked = False
-                return result
-            except KafkaError as e:
-                self._metrics.publish_retries += 1
-                self._metrics.publishing_blocked = True
-                level = logging.WARNING if e.retriable else logging.ERROR
-                log.log(level, "%s failed, retrying in %.1fs: %s", action, delay, e)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
-
-
-def _where(message: Any) -> tuple[str, int, int]:
-    return message.topic, message.partition, message.offset
-
-
-def _as_record(message: Any) -> ConsumerRecord[bytes, bytes]:
-    """Faust's message as the aiokafka record the shared dead-letter writer takes."""
-    return ConsumerRecord(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        timestamp=int((message.timestamp or 0) * 1000),
-        timestamp_type=message.timestamp_type or 0,
-        key=message.key,
-        value=message.value,
-        checksum=None,
-        serialized_key_size=message.serialized_key_size or 0,
-        serialized_value_size=message.serialized_value_size or 0,
-        headers=list(message.headers or ()),
-    )
-
-
-class ProcessorApp(faust.App):
-    """Faust's app on :class:`~stream_processors.consumer.GuardedTransport` (the seek race closed)."""
-
-    on_skipped: SkipReport | None = None  # told of records a commit moved past unacknowledged
-
-    def _new_transport(self) -> Any:
-        return GuardedTransport(self.conf.broker_consumer, self)
-
-    def _new_consumer(self) -> Any:
-        consumer = super()._new_consumer()
-        if isinstance(consumer, GuardedConsumer):
-            consumer.on_skipped = self.on_skipped
-        return consumer
-
-
-def report_skips(app: ProcessorApp, metrics: ProcessorMetrics) -> None:
-    """Count records a commit moved past unacknowledged, for every agent reading their topic."""
-
-    def skipped(tp: Any, start: int, end: int, count: int) -> None:
-        for name, agent in app.agents.items():
-            if tp.topic in getattr(agent.channel, "topics", ()):
-                metrics.skipped[name.rsplit(".", 1)[-1]] += count
-
-    app.on_skipped = skipped
-
-
-def read_back(
-    app: faust.App, kafka: KafkaSettings, codec: EventCodec, agent: str, topic: str
-) -> PublishedDecisions:
-    """The read-back of ``agent``'s output ``topic`` (co-partitioned with its sources), closed at stop."""
-    published = PublishedDecisions(kafka, codec, topic, lambda: int(app.consumer_generation_id), agent=agent)
-
-    async def close(sender: Any, **kwargs: Any) -> None:
-        await published.stop()
-
-    shutdown: Any = app.on_before_shutdown  # sent once the consumer has stopped (mode's typing is narrower)
-    shutdown.connect(close)
-    return published
 
 
 def faust_options(settings: Settings, partitions: int) -> dict[str, Any]:
@@ -353,24 +160,16 @@ def create_app(
             await manual.ack(event)
 
     if roster is not None:
-        from stream_processors.moderation_agent import chat_limits, register_moderation  # imports this module
-
         limits = chat_limits(settings.chat)
         register_moderation(
             app, names, partitions, (codec, publishing, metrics), roster, limits, settings.kafka
         )
-    from stream_processors.viewer_counts_agent import register_viewer_counts  # imports this module
-
     register_viewer_counts(app, names, partitions, (codec, publishing, metrics))
-    from stream_processors.moderation_roster import ChatRoster
-    from stream_processors.polls_agent import register_polls  # imports this module
-
+    register_match_audience(app, names, partitions, (codec, publishing, metrics))
     # Who may open/close polls: the moderation agent's roster (without one, channel owners only).
     register_polls(
         app, names, partitions, (codec, publishing, metrics), roster.roster if roster else ChatRoster()
     )
-    from stream_processors.notifications_agent import register_notifications  # imports this module
-
     register_notifications(app, names, partitions, (codec, publishing, metrics), settings.kafka)
     _add_pages(app, settings, publishing, metrics)
     report_skips(app, metrics)

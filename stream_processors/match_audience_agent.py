@@ -26,10 +26,9 @@ from events.base import Event
 from events.codec import EventCodec
 from events.viewers import ViewerHeartbeat
 from infra.kafka import TopicNames
-from stream_processors.app import DecisionPublisher
-from stream_processors.batching import Batcher
 from stream_processors.match_audience import observe_match, settle_match
 from stream_processors.metrics import ProcessorMetrics
+from stream_processors.runtime import DecisionPublisher, register_batched
 from stream_processors.topology import MATCH_HEARTBEATS, MATCH_VIEWER_TABLE
 from stream_processors.viewer_counts import ViewerPresence
 from stream_processors.viewer_counts_store import PresenceProcessor
@@ -73,20 +72,14 @@ def register_match_audience(
     source = app.topic(source_name, partitions=partitions)
     table = app.Table(MATCH_VIEWER_TABLE, key_type=bytes, partitions=partitions)
     processor = MatchAudienceProcessor(codec, publishing, table, metrics, partitions)
-    batcher = Batcher(processor, max_records=BATCH_MAX, within_s=BATCH_WITHIN_S, app=app)
 
-    @app.agent(source, name="match_audience")
-    async def match_audience(stream: Any) -> None:
-        """Count each match's viewers once across all its streams."""
-        manual = stream.noack()  # acked by the batcher, only once a batch is published and stored
-        async for event in manual.events():
-            await batcher.add(manual, event)
-
-    @app.timer(TICK_S, name="match_audience_tick")
-    async def match_audience_tick() -> None:
-        """Expire sessions that stopped sending heartbeats, also when none arrive at all."""
-        if app.rebalancing:
-            return
-        owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == source_name}
-        if owned:
-            await processor.tick(owned)
+    register_batched(
+        app,
+        source,
+        "match_audience",
+        processor,
+        batch=(BATCH_MAX, BATCH_WITHIN_S),
+        tick_s=TICK_S,
+        tick=processor.expire,
+        tick_topic=source_name,
+    )

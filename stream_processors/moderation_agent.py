@@ -26,13 +26,13 @@ from events.base import Event
 from events.codec import EventCodec
 from infra.kafka import EventConsumer, KafkaError, LoggedDeadLetters, TopicNames
 from infra.settings import ChatSettings, KafkaSettings
-from stream_processors.app import DecisionPublisher, LifecycleProcessor, _where, read_back
 from stream_processors.chat_rules import ChatLimits, LinkPolicy, normalised_term
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.moderation import decide, decision_ids, stream_id_of
 from stream_processors.moderation_roster import ChatRoster
 from stream_processors.moderation_state import ChatChannel
 from stream_processors.redelivery import PublishedDecisions
+from stream_processors.runtime import DecisionPublisher, Processor, read_back, where
 from stream_processors.topology import (
     LIFECYCLE_SOURCES,
     MODERATION_OUTPUT,
@@ -128,7 +128,7 @@ class RosterReader(Service):
                 self._metrics.roster_events[consumed.event.event_type()] += 1
 
 
-class ModerationProcessor(LifecycleProcessor):
+class ModerationProcessor(Processor):
     """Decode, read the stream's chat state, decide, publish, then store the state."""
 
     def __init__(
@@ -169,7 +169,7 @@ class ModerationProcessor(LifecycleProcessor):
                 state, cause, cause.occurred_at, roster=self._roster, limits=self._limits
             )
         except Exception as e:  # a bug, not bad luck: retrying the same input cannot help
-            log.exception("moderation failed topic=%s partition=%s offset=%s", *_where(message))
+            log.exception("moderation failed topic=%s partition=%s offset=%s", *where(message))
             await self._dead_letter(message, "processing_failed", repr(e))
             return
         if decisions and not await self._decided_before(cause, message, decision_ids(str(cause.event_id))):

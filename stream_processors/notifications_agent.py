@@ -40,9 +40,9 @@ from events.streams import StreamWentLive
 from events.tournaments import MatchStarted
 from infra.kafka import BrokerUnavailable, EventConsumer, LoggedDeadLetters, TopicNames
 from infra.settings import KafkaSettings
-from stream_processors.app import DecisionPublisher, LifecycleProcessor, _where
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.notifications import Audience, Notifier, decide, notifier_key
+from stream_processors.runtime import DecisionPublisher, Processor, where
 from stream_processors.topology import NOTIFICATIONS_SOURCES, NOTIFICATIONS_TABLE, WHOLE_SOURCES
 
 __all__ = [
@@ -175,7 +175,7 @@ class AudienceService(Service):
                 await asyncio.sleep(RETRY_S)
 
 
-class NotificationProcessor(LifecycleProcessor):
+class NotificationProcessor(Processor):
     """Decode, wait for the audience when the cause notifies, decide, publish, then store."""
 
     def __init__(
@@ -207,7 +207,7 @@ class NotificationProcessor(LifecycleProcessor):
         try:
             new_state, issued = decide(state, cause, self._audience.audience, now=utc_now())
         except Exception as e:  # a bug, not bad luck: retrying the same input cannot help
-            log.exception("notifying failed topic=%s partition=%s offset=%s", *_where(message))
+            log.exception("notifying failed topic=%s partition=%s offset=%s", *where(message))
             await self._dead_letter(message, "processing_failed", repr(e))
             return
         if issued:
@@ -227,7 +227,7 @@ class NotificationProcessor(LifecycleProcessor):
             len(issued),
             issued[0].kind,
             issued[0].cause_id,
-            *_where(message),
+            *where(message),
         )
 
 

@@ -42,11 +42,11 @@ from events.codec import EventCodec
 from events.polls import PollTallyUpdated
 from events.streams import StreamCreated
 from infra.kafka import TopicNames
-from stream_processors.app import DecisionPublisher, LifecycleProcessor
-from stream_processors.batching import Batcher, partition_of_key
+from stream_processors.batching import partition_of_key
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.moderation_roster import ChatRoster
 from stream_processors.polls import PollBoard, actor_of, allowed, epoch_ms, fold, own, settle
+from stream_processors.runtime import DecisionPublisher, Processor, register_batched
 from stream_processors.topology import POLLS_SOURCE, POLLS_TABLE
 
 __all__ = ["BATCH_MAX", "BATCH_WITHIN_S", "TICK_S", "PollProcessor", "register_polls"]
@@ -58,7 +58,7 @@ BATCH_MAX = 2_000  # votes folded into one board write per stream
 BATCH_WITHIN_S = 0.05  # ... or whatever arrived within this long
 
 
-class PollProcessor(LifecycleProcessor):
+class PollProcessor(Processor):
     """Decode a batch, fold it into each stream's board, settle, publish, then store."""
 
     def __init__(
@@ -211,25 +211,23 @@ def register_polls(
     table = app.Table(POLLS_TABLE, key_type=bytes, partitions=partitions)
     processor = PollProcessor(codec, publishing, table, metrics, partitions, roster, names)
 
-    batcher = Batcher(processor, max_records=BATCH_MAX, within_s=BATCH_WITHIN_S, app=app)
-
-    @app.agent(source, name="polls")
-    async def polls(stream: Any) -> None:
-        """Tally each stream's polls from the moderators' opens/closes and the viewers' votes."""
-        manual = stream.noack()  # acked by the batcher, only once a batch is published and stored
-        async for event in manual.events():
-            await batcher.add(manual, event)
-
-    @app.timer(TICK_S, name="polls_tick")
-    async def polls_tick() -> None:
+    async def settle(tps: list[Any]) -> None:
         """Publish held-back tallies and close polls at their deadline, also when no vote arrives."""
-        if app.rebalancing:
-            return
-        tps = [tp for tp in app.consumer.assignment() if tp.topic == source_name]
         owned = {tp.partition for tp in tps}
         processor.forget(set(range(partitions)) - owned)
         if owned:
             await processor.tick(owned, {tp.partition: _highwater(app, tp) for tp in tps})
+
+    register_batched(
+        app,
+        source,
+        "polls",
+        processor,
+        batch=(BATCH_MAX, BATCH_WITHIN_S),
+        tick_s=TICK_S,
+        tick=settle,
+        tick_topic=source_name,
+    )
 
 
 def _changed(before: dict[str, Any] | None, after: dict[str, Any]) -> bool:

@@ -37,9 +37,8 @@ from events.base import Event
 from events.codec import EventCodec
 from events.viewers import ViewerHeartbeat
 from infra.kafka import TopicNames
-from stream_processors.app import DecisionPublisher
-from stream_processors.batching import Batcher
 from stream_processors.metrics import ProcessorMetrics
+from stream_processors.runtime import DecisionPublisher, register_batched
 from stream_processors.topology import MATCH_HEARTBEATS, VIEWER_SOURCE, VIEWER_SOURCES, VIEWER_TABLE
 from stream_processors.viewer_counts import (
     PRODUCER,
@@ -166,7 +165,7 @@ def register_viewer_counts(
     partitions: int,
     processor_args: tuple[EventCodec, DecisionPublisher, ProcessorMetrics],
 ) -> None:
-    """Add the ``viewers`` table, the viewer-count agent, its tick, and the match-audience agent."""
+    """Add the ``viewers`` table and the viewer-count agent with its tick to ``app``."""
     codec, publishing, metrics = processor_args
     source_name = names.physical(VIEWER_SOURCE)
     sources = app.topic(*(names.physical(name) for name in VIEWER_SOURCES), partitions=partitions)
@@ -175,24 +174,14 @@ def register_viewer_counts(
     processor = ViewerCountProcessor(
         codec, publishing, table, metrics, partitions, forward_topic, source_name
     )
-    batcher = Batcher(processor, max_records=BATCH_MAX, within_s=BATCH_WITHIN_S, app=app)
 
-    @app.agent(sources, name="viewer_counts")
-    async def viewer_counts(stream: Any) -> None:
-        """Count each stream's concurrent viewers from the edges' heartbeats."""
-        manual = stream.noack()  # acked by the batcher, only once a batch is forwarded, published, stored
-        async for event in manual.events():
-            await batcher.add(manual, event)
-
-    @app.timer(TICK_S, name="viewer_counts_tick")
-    async def viewer_counts_tick() -> None:
-        """Expire sessions that stopped sending heartbeats, also when none arrive at all."""
-        if app.rebalancing:
-            return
-        owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == source_name}
-        if owned:
-            await processor.tick(owned)
-
-    from stream_processors.match_audience_agent import register_match_audience  # imports this module
-
-    register_match_audience(app, names, partitions, processor_args)
+    register_batched(
+        app,
+        sources,
+        "viewer_counts",
+        processor,
+        batch=(BATCH_MAX, BATCH_WITHIN_S),
+        tick_s=TICK_S,
+        tick=processor.expire,
+        tick_topic=source_name,
+    )

@@ -16,15 +16,15 @@ from typing import Any
 
 from events.base import Event
 from events.codec import EventCodec
-from stream_processors.app import DecisionPublisher, LifecycleProcessor
 from stream_processors.batching import partition_of_key
 from stream_processors.metrics import ProcessorMetrics
+from stream_processors.runtime import DecisionPublisher, Processor
 from stream_processors.viewer_counts import ViewerPresence
 
 __all__ = ["PresenceProcessor"]
 
 
-class PresenceProcessor(LifecycleProcessor):
+class PresenceProcessor(Processor):
     """Base of the count processors; subclasses decide (:meth:`_decide`) and handle batches."""
 
     def __init__(
@@ -42,6 +42,11 @@ class PresenceProcessor(LifecycleProcessor):
 
     def _decide(self, state: ViewerPresence, now_ms: int) -> tuple[ViewerPresence, Event | None]:
         raise NotImplementedError
+
+    async def expire(self, tps: list[Any]) -> None:
+        """The agent's tick: expire sessions that stopped sending heartbeats, also when none arrive."""
+        if owned := {tp.partition for tp in tps}:
+            await self.tick(owned)
 
     async def tick(self, owned: set[int]) -> None:
         """Settle every audience of the ``owned`` partitions at the wall clock."""

@@ -12,7 +12,7 @@ from events.codec import EventCodec
 from events.ingest import IngestConnected, IngestProtocol, SegmentPublished
 from events.streams import StreamCreated, StreamWentLive
 from infra.kafka import BrokerUnavailable
-from stream_processors import app as app_module
+from stream_processors import runtime as runtime_module
 from stream_processors.app import LifecycleProcessor
 from stream_processors.lifecycle import StreamLifecycle, StreamState
 from stream_processors.metrics import ProcessorMetrics
@@ -100,7 +100,7 @@ async def test_a_connect_read_before_the_creation_is_stored_then_decided_at_the_
 
 
 async def test_a_failing_publish_is_retried_until_it_succeeds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(app_module, "RETRY_FIRST_S", 0.001)
+    monkeypatch.setattr(runtime_module, "RETRY_FIRST_S", 0.001)
     loop, publishing, _table, metrics = processor(failures=3)
     await loop.handle(message(CODEC.encode(created())))
     await loop.handle(message(CODEC.encode(connected()), offset=1))
