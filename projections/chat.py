@@ -38,7 +38,7 @@ from events.chat import (
     UserUnbanned,
 )
 from projections.projector import Apply, Cursor, PostgresProjector, handles
-from stream_processors.moderation import outcome_ids
+from stream_processors.moderation.decisions import outcome_ids
 
 __all__ = ["AUTOMOD", "HANDLERS", "NAME", "TOPICS", "chat_projector"]
 

@@ -33,7 +33,7 @@ __all__ = ["ALL_OPEN", "HANDLERS", "NAME", "TOPICS", "polls_projector"]
 
 NAME = "pg.polls"
 TOPICS = ("polls", "polls.tallies")
-ALL_OPEN = "*"  # PollClosed.poll_id of /endpoll (stream_processors.polls.ALL_OPEN)
+ALL_OPEN = "*"  # PollClosed.poll_id of /endpoll (stream_processors.polls.board.ALL_OPEN)
 
 INSERT_OPEN = """
 INSERT INTO poll_requests

@@ -6,26 +6,26 @@ the decision publisher, the processor base, the guarded consumer, batched agents
 Agents:
 
 - ``lifecycle``: consumes ``streams`` and ``ingest`` (co-partitioned by stream_id), keeps one
-  :class:`~stream_processors.lifecycle.StreamLifecycle` per stream in the ``lifecycle`` table and
-  publishes the decisions of :func:`~stream_processors.lifecycle.decide` to ``streams.lifecycle``.
-- ``moderation`` (:mod:`stream_processors.moderation_agent`): consumes ``chat.submitted``,
+  :class:`~stream_processors.lifecycle.decisions.StreamLifecycle` per stream in the ``lifecycle`` table and
+  publishes the decisions of :func:`~stream_processors.lifecycle.decisions.decide` to ``streams.lifecycle``.
+- ``moderation`` (:mod:`stream_processors.moderation.agent`): consumes ``chat.submitted``,
   ``chat.moderation``, ``streams`` and ``ingest``, keeps one chat state per stream in the
-  ``moderation`` table and publishes the decisions of :func:`~stream_processors.moderation.decide`
+  ``moderation`` table and publishes the decisions of :func:`~stream_processors.moderation.decisions.decide`
   to ``chat.messages``.
-- ``viewer_counts`` (:mod:`stream_processors.viewer_counts_agent`): consumes ``viewers.heartbeats``
+- ``viewer_counts`` (:mod:`stream_processors.viewers.counts_agent`): consumes ``viewers.heartbeats``
   and ``streams``, keeps each stream's sessions (and match) in the ``viewers`` table and publishes
   ``ViewerCountChanged`` to ``viewers.counts`` (at most once a second per stream, on change), with a
   timer expiring sessions; forwards the heartbeats of match streams, keyed by match_id, to the
   internal ``esports-processors-match-heartbeats`` topic.
-- ``match_audience`` (:mod:`stream_processors.match_audience_agent`): consumes that topic, keeps each
+- ``match_audience`` (:mod:`stream_processors.viewers.match_audience_agent`): consumes that topic, keeps each
   match's sessions in the ``match_viewers`` table and publishes ``MatchAudienceChanged`` to
   ``viewers.match_counts`` (a viewer of several streams of a match counted once).
-- ``polls`` (:mod:`stream_processors.polls_agent`): consumes ``polls`` (and ``streams`` for each
+- ``polls`` (:mod:`stream_processors.polls.agent`): consumes ``polls`` (and ``streams`` for each
   stream's owner: with the moderation roster it decides who may open/close polls), keeps each
   stream's polls and votes in the ``polls`` table and publishes ``PollTallyUpdated`` to
   ``polls.tallies`` (at most every 250 ms per poll, on change, and a final tally on close), with a
   timer closing polls at the deadline.
-- ``notifications`` (:mod:`stream_processors.notifications_agent`): consumes ``streams``,
+- ``notifications`` (:mod:`stream_processors.notifications.agent`): consumes ``streams``,
   ``streams.lifecycle`` and ``tournaments``, with follows and channel names read whole from ``users``
   and ``channels``, and publishes one ``NotificationIssued`` per follower to ``notifications`` when a
   channel goes live or a tournament's match starts (never twice for one cause).
@@ -38,7 +38,6 @@ Faust's web server answers ``/health`` and ``/metrics``.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import faust
@@ -46,52 +45,22 @@ import faust
 from events.codec import EventCodec
 from infra.kafka import TopicNames
 from infra.settings import Settings
-from stream_processors.lifecycle import StreamLifecycle, decide, stream_id_of
-from stream_processors.match_audience_agent import register_match_audience
+from stream_processors.lifecycle.agent import register_lifecycle
 from stream_processors.metrics import CONTENT_TYPE, ProcessorMetrics
-from stream_processors.moderation_agent import chat_limits, register_moderation
-from stream_processors.moderation_roster import ChatRoster
-from stream_processors.notifications_agent import register_notifications
-from stream_processors.polls_agent import register_polls
+from stream_processors.moderation.agent import chat_limits, register_moderation
+from stream_processors.moderation.roster import ChatRoster
+from stream_processors.notifications.agent import register_notifications
+from stream_processors.polls.agent import register_polls
 from stream_processors.runtime import (
     DecisionPublisher,
-    Processor,
     ProcessorApp,
-    read_back,
     report_skips,
-    where,
 )
-from stream_processors.topology import LIFECYCLE_OUTPUT, LIFECYCLE_SOURCES, LIFECYCLE_TABLE, app_id
-from stream_processors.viewer_counts_agent import register_viewer_counts
+from stream_processors.topology import app_id
+from stream_processors.viewers.counts_agent import register_viewer_counts
+from stream_processors.viewers.match_audience_agent import register_match_audience
 
-__all__ = ["DecisionPublisher", "LifecycleProcessor", "create_app", "faust_options"]
-
-log = logging.getLogger(__name__)
-
-
-class LifecycleProcessor(Processor):
-    """The I/O around :func:`decide`: decode, read the state, decide, publish, then store the state."""
-
-    async def handle(self, message: Any) -> None:
-        """Process one raw record of ``streams`` or ``ingest``."""
-        cause = await self._decode(message)
-        stream_id = None if cause is None else stream_id_of(cause)
-        if cause is None or stream_id is None:
-            return
-        self._metrics.events[cause.event_type()] += 1
-        key = stream_id.encode()
-        stored = self._table.get(key)
-        state = StreamLifecycle(stream_id=stream_id) if stored is None else StreamLifecycle.from_json(stored)
-        try:
-            new_state, decisions = decide(state, cause)
-        except Exception as e:  # a bug, not bad luck: retrying the same input cannot help
-            log.exception("deciding failed topic=%s partition=%s offset=%s", *where(message))
-            await self._dead_letter(message, "processing_failed", repr(e))
-            return
-        if decisions and not await self._decided_before(cause, message, [str(d.event_id) for d in decisions]):
-            await self._publish(decisions, message)
-        if new_state != state:
-            self._table[key] = new_state.to_json()
+__all__ = ["DecisionPublisher", "create_app", "faust_options"]
 
 
 def faust_options(settings: Settings, partitions: int) -> dict[str, Any]:
@@ -140,25 +109,12 @@ def create_app(
 ) -> faust.App:
     """The configured Faust app with its agents, tables and web pages.
 
-    ``roster`` (a started-before-the-app :class:`~stream_processors.moderation_agent.RosterReader`)
+    ``roster`` (a started-before-the-app :class:`~stream_processors.moderation.agent.RosterReader`)
     adds the moderation agent; without it the app runs the lifecycle agent only.
     """
     app = ProcessorApp(app_id(settings.kafka), **faust_options(settings, partitions))
     names = TopicNames(settings.kafka.topic_prefix)
-    sources = app.topic(*(names.physical(name) for name in LIFECYCLE_SOURCES), partitions=partitions)
-    # Keys raw (the stream_id's bytes, like the topics' keys), values JSON (StreamLifecycle.to_json).
-    table = app.Table(LIFECYCLE_TABLE, key_type=bytes, partitions=partitions)
-    published = read_back(app, settings.kafka, codec, "lifecycle", names.physical(LIFECYCLE_OUTPUT))
-    processor = LifecycleProcessor(codec, publishing, table, metrics, published)
-
-    @app.agent(sources, name="lifecycle")
-    async def lifecycle(stream: Any) -> None:
-        """Decide each stream's lifecycle transitions from its requests and ingest reports."""
-        manual = stream.noack()  # acked only once published and stored (at-least-once)
-        async for event in manual.events():
-            await processor.handle(event.message)
-            await manual.ack(event)
-
+    register_lifecycle(app, names, partitions, (codec, publishing, metrics), settings.kafka)
     if roster is not None:
         limits = chat_limits(settings.chat)
         register_moderation(

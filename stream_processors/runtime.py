@@ -22,7 +22,7 @@ from infra.kafka import DeadLetters, EventPublisher, KafkaError, TopicNames
 from infra.settings import KafkaSettings
 from stream_processors.batching import Batcher, BatchProcessor
 from stream_processors.consumer import GuardedConsumer, GuardedTransport, SkipReport
-from stream_processors.lifecycle import PRODUCER
+from stream_processors.lifecycle.decisions import PRODUCER
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.redelivery import PublishedDecisions
 

@@ -40,7 +40,7 @@ from events.streams import (
 from events.topics import CATALOGUE
 from infra.kafka import DeadLetters, EventConsumer, EventPublisher, TopicAdmin, TopicNames
 from infra.settings import REPO_ROOT, Settings
-from stream_processors.lifecycle import NAMESPACE
+from stream_processors.lifecycle.decisions import NAMESPACE
 from stream_processors.topology import LIFECYCLE_SOURCES, app_id, internal_topics
 
 pytestmark = pytest.mark.integration

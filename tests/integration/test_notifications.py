@@ -27,7 +27,7 @@ from events.topics import spec
 from events.users import ChannelFollowed, NotificationsRead
 from infra.kafka import TopicAdmin, TopicNames
 from infra.settings import Settings
-from stream_processors.notifications import notification_id
+from stream_processors.notifications.notifier import notification_id
 from stream_processors.topology import internal_topics
 from tests.integration.test_api_support import ApiStack, User, eventually, open_api_stack, stream_state
 from tests.integration.test_edge_support import Client, edge_settings, running_node

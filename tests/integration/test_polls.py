@@ -25,7 +25,7 @@ from events.polls import PollClosed, PollOpened, PollTallyUpdated, PollVoteCast
 from events.streams import StreamCreated
 from infra.kafka import DeadLetters, EventConsumer, EventPublisher, TopicAdmin, TopicNames
 from infra.settings import Settings
-from stream_processors.polls import CLOSE_GRACE_MS
+from stream_processors.polls.board import CLOSE_GRACE_MS
 from stream_processors.topology import internal_topics
 from tests.integration.test_lifecycle import WorkerProcess
 

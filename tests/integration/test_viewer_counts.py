@@ -18,7 +18,7 @@ from events.viewers import ViewerCountChanged, ViewerHeartbeat
 from infra.kafka import DeadLetters, EventConsumer, EventPublisher, TopicAdmin, TopicNames
 from infra.settings import Settings
 from stream_processors.topology import internal_topics
-from stream_processors.viewer_counts import WINDOW_MS
+from stream_processors.viewers.counts import WINDOW_MS
 from tests.integration.test_lifecycle import WorkerProcess
 
 pytestmark = pytest.mark.integration

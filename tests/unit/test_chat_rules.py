@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from events.chat import RejectionReason
-from stream_processors.chat_rules import (
+from stream_processors.moderation.chat_rules import (
     ChannelRules,
     ChatLimits,
     LinkPolicy,
@@ -23,7 +23,7 @@ from stream_processors.chat_rules import (
     fingerprint,
     normalised_term,
 )
-from stream_processors.chat_rules_text import fold_variants
+from stream_processors.moderation.chat_rules_text import fold_variants
 
 NOW = datetime(2025, 6, 1, 18, 0, 0, tzinfo=UTC)
 T = NOW.timestamp()

@@ -29,7 +29,7 @@ from events.streams import (
     StreamUpdated,
     StreamWentLive,
 )
-from stream_processors.lifecycle import (
+from stream_processors.lifecycle.decisions import (
     CAUSES,
     NAMESPACE,
     RECENT_CAUSES,

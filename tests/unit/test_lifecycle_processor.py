@@ -13,8 +13,8 @@ from events.ingest import IngestConnected, IngestProtocol, SegmentPublished
 from events.streams import StreamCreated, StreamWentLive
 from infra.kafka import BrokerUnavailable
 from stream_processors import runtime as runtime_module
-from stream_processors.app import LifecycleProcessor
-from stream_processors.lifecycle import StreamLifecycle, StreamState
+from stream_processors.lifecycle.agent import LifecycleProcessor
+from stream_processors.lifecycle.decisions import StreamLifecycle, StreamState
 from stream_processors.metrics import ProcessorMetrics
 from tests.unit.event_samples import sample_event
 

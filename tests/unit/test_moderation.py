@@ -29,11 +29,11 @@ from events.chat import (
 from events.ingest import IngestConnected, IngestProtocol, SegmentPublished
 from events.streams import StreamCreated
 from events.users import ChannelFollowed, ModeratorAppointed, ModeratorRemoved, UserRegistered, UserRole
-from stream_processors.chat_rules import ChatLimits, normalised_term
-from stream_processors.moderation import decide, decision_id, outcome_ids
-from stream_processors.moderation_commands import parse_command, parse_duration
-from stream_processors.moderation_roster import ChatRoster
-from stream_processors.moderation_state import MAX_SHOWN, ChatChannel
+from stream_processors.moderation.chat_rules import ChatLimits, normalised_term
+from stream_processors.moderation.commands import parse_command, parse_duration
+from stream_processors.moderation.decisions import decide, decision_id, outcome_ids
+from stream_processors.moderation.roster import ChatRoster
+from stream_processors.moderation.state import MAX_SHOWN, ChatChannel
 
 T0 = datetime(2025, 6, 1, 18, 0, 0, tzinfo=UTC)
 LIMITS = ChatLimits(blocked_terms=(normalised_term("badword"),))

@@ -17,7 +17,7 @@ from events.users import (
     TournamentFollowed,
     TournamentUnfollowed,
 )
-from stream_processors.notifications import (
+from stream_processors.notifications.notifier import (
     MAX_CAUSE_AGE,
     NAMESPACE,
     RECENT_CAUSES,

@@ -11,7 +11,7 @@ from aiokafka import TopicPartition
 
 from events.codec import EventCodec
 from infra.settings import Settings
-from stream_processors.notifications_agent import AudienceService
+from stream_processors.notifications.agent import AudienceService
 
 TP = TopicPartition("users", 0)
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from events.base import Event
 from events.polls import PollClosed, PollOpened, PollVoteCast
-from stream_processors.moderation_roster import ChatRoster
-from stream_processors.polls import (
+from stream_processors.moderation.roster import ChatRoster
+from stream_processors.polls.board import (
     CLOSE_GRACE_MS,
     IDLE_GRACE_MS,
     MIN_INTERVAL_MS,

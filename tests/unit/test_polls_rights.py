@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from events.polls import PollClosed, PollOpened, PollVoteCast
 from events.streams import StreamCreated
 from events.users import ModeratorAppointed, ModeratorRemoved, UserRegistered, UserRole
-from stream_processors.moderation_roster import ChatRoster
-from stream_processors.polls import ALL_OPEN, PollBoard, allowed, fold, own, settle
+from stream_processors.moderation.roster import ChatRoster
+from stream_processors.polls.board import ALL_OPEN, PollBoard, allowed, fold, own, settle
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from events.viewers import ViewerHeartbeat
-from stream_processors.viewer_counts import (
+from stream_processors.viewers.counts import (
     MIN_INTERVAL_MS,
     WINDOW_MS,
     ViewerPresence,

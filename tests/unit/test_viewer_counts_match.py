@@ -13,8 +13,7 @@ from edge_ws.messages import delivery_for
 from edge_ws.protocol import LogPosition
 from events.viewers import ViewerCountChanged, ViewerHeartbeat
 from stream_processors.batching import Batcher
-from stream_processors.match_audience import MATCH_NAMESPACE, observe_match, settle_match
-from stream_processors.viewer_counts import (
+from stream_processors.viewers.counts import (
     NAMESPACE,
     WINDOW_MS,
     ViewerPresence,
@@ -23,6 +22,7 @@ from stream_processors.viewer_counts import (
     observe,
     settle,
 )
+from stream_processors.viewers.match_audience import MATCH_NAMESPACE, observe_match, settle_match
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -1,8 +1,8 @@
-"""The notifications agent: the I/O around :func:`stream_processors.notifications.decide`.
+"""The notifications agent: the I/O around :func:`stream_processors.notifications.notifier.decide`.
 
 Consumes ``streams`` (titles), ``streams.lifecycle`` (StreamWentLive), both keyed by ``stream_id``, and
 ``tournaments`` (names, matches, MatchStarted), keyed by ``tournament_id``, into the ``notifications``
-table (one :class:`~stream_processors.notifications.Notifier` per stream or tournament; stored with
+table (one :class:`~stream_processors.notifications.notifier.Notifier` per stream or tournament; stored with
 the partition of the record being processed, which a stream's or tournament's records always share).
 Decisions go to ``notifications`` with the idempotent publisher in batches of :data:`PUBLISH_BATCH`:
 publish first, then store the notifier, then ack (the lifecycle agent's order). A crash before the
@@ -41,7 +41,7 @@ from events.tournaments import MatchStarted
 from infra.kafka import BrokerUnavailable, EventConsumer, LoggedDeadLetters, TopicNames
 from infra.settings import KafkaSettings
 from stream_processors.metrics import ProcessorMetrics
-from stream_processors.notifications import Audience, Notifier, decide, notifier_key
+from stream_processors.notifications.notifier import Audience, Notifier, decide, notifier_key
 from stream_processors.runtime import DecisionPublisher, Processor, where
 from stream_processors.topology import NOTIFICATIONS_SOURCES, NOTIFICATIONS_TABLE, WHOLE_SOURCES
 

@@ -1,7 +1,7 @@
-"""The poll agent: the I/O around :mod:`stream_processors.polls`.
+"""The poll agent: the I/O around :mod:`stream_processors.polls.board`.
 
 Consumes ``polls`` and ``streams`` (both keyed by ``stream_id``, co-partitioned) in batches, keeps one
-:class:`~stream_processors.polls.PollBoard` per stream in the ``polls`` table and publishes
+:class:`~stream_processors.polls.board.PollBoard` per stream in the ``polls`` table and publishes
 :class:`~events.polls.PollTallyUpdated` to ``polls.tallies`` with the idempotent publisher: publish
 first, then store the board, then ack (the lifecycle agent's order). A crash between publishing and
 storing re-decides the same tallies (same event ids) from the redelivered votes; a crash after
@@ -9,7 +9,7 @@ storing finds the votes in the board, where a vote replaces the voter's earlier 
 counted twice.
 
 ``streams`` gives each board its channel and owner (``StreamCreated``); with the moderation agent's
-roster (:class:`~stream_processors.moderation_agent.RosterReader`, the ``users`` topic read whole) that
+roster (:class:`~stream_processors.moderation.agent.RosterReader`, the ``users`` topic read whole) that
 decides who may open and close polls. The edge publishes ``/poll`` and ``/endpoll`` typed in chat
 without checking rights, so a refused PollOpened/PollClosed is ignored here, counted
 (``esports_poll_ignored_total{reason="not_allowed"}``) and logged with the stream, poll and actor ids.
@@ -19,7 +19,7 @@ The agent keeps, per partition, an event-time watermark (the newest ``occurred_a
 the last offset it processed. A timer (:data:`TICK_S`) settles every stream of the owned partitions:
 it publishes tallies held back by the 250 ms limit and closes polls whose deadline passed *in event
 time* (the watermark), or, when nothing newer arrives, once the wall clock is
-:data:`~stream_processors.polls.IDLE_GRACE_MS` past the deadline and the partition is read to its end
+:data:`~stream_processors.polls.board.IDLE_GRACE_MS` past the deadline and the partition is read to its end
 (processed offset + 1 >= the consumer's highwater). A lagging worker never closes a poll early.
 A lock keeps a batch and a tick from interleaving (both read a board, publish, then store it). The
 board is stored with the changelog partition of its key
@@ -44,8 +44,8 @@ from events.streams import StreamCreated
 from infra.kafka import TopicNames
 from stream_processors.batching import partition_of_key
 from stream_processors.metrics import ProcessorMetrics
-from stream_processors.moderation_roster import ChatRoster
-from stream_processors.polls import PollBoard, actor_of, allowed, epoch_ms, fold, own, settle
+from stream_processors.moderation.roster import ChatRoster
+from stream_processors.polls.board import PollBoard, actor_of, allowed, epoch_ms, fold, own, settle
 from stream_processors.runtime import DecisionPublisher, Processor, register_batched
 from stream_processors.topology import POLLS_SOURCE, POLLS_TABLE
 

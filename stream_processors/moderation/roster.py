@@ -2,7 +2,7 @@
 
 ``users`` is keyed by ``user_id``, so it is not co-partitioned with the chat topics (keyed by
 ``stream_id``): a chat partition needs the roles and follows of *every* user. Each worker therefore
-reads the whole topic into one :class:`ChatRoster` (``stream_processors.moderation_agent.RosterReader``)
+reads the whole topic into one :class:`ChatRoster` (``stream_processors.moderation.agent.RosterReader``)
 instead of a Faust ``GlobalTable``, whose own documentation warns of endless recovery loops with
 several workers. The roster is eventually consistent with the chat: an appointment is effective once
 the worker has read it (its agent reports that in ``/metrics``).

@@ -15,8 +15,8 @@ from typing import Any
 
 from events.base import Event
 from events.chat import LinkPolicy
-from stream_processors.chat_rules import ChannelRules
-from stream_processors.moderation_roster import ChatRoster
+from stream_processors.moderation.chat_rules import ChannelRules
+from stream_processors.moderation.roster import ChatRoster
 
 __all__ = [
     "MAX_CHATTERS",

@@ -30,17 +30,17 @@ from events.chat import (
     UserTimedOut,
     UserUnbanned,
 )
-from stream_processors.moderation_commands import DEFAULT_TIMEOUT_S, ChatCommand
-from stream_processors.moderation_messages import (
+from stream_processors.moderation.commands import DEFAULT_TIMEOUT_S, ChatCommand
+from stream_processors.moderation.messages import (
     approved,
     delete_shown,
     keep_shown,
     rejected,
     restored,
 )
-from stream_processors.moderation_roster import ChatRoster
-from stream_processors.moderation_rules import settings_changed
-from stream_processors.moderation_state import ChatChannel, head, privileged
+from stream_processors.moderation.roster import ChatRoster
+from stream_processors.moderation.rules import settings_changed
+from stream_processors.moderation.state import ChatChannel, head, privileged
 
 __all__ = ["Request", "act_on"]
 

@@ -1,8 +1,8 @@
 """A match's combined audience as a pure decision: distinct sessions across all its streams.
 
-The match-audience agent (:mod:`stream_processors.match_audience_agent`) reads the heartbeats of a
+The match-audience agent (:mod:`stream_processors.viewers.match_audience_agent`) reads the heartbeats of a
 match's streams (main broadcast, POVs, co-streams), re-keyed by ``match_id``, and folds them into one
-:class:`~stream_processors.viewer_counts.ViewerPresence` per match with the stream counter's logic:
+:class:`~stream_processors.viewers.counts.ViewerPresence` per match with the stream counter's logic:
 a session is one viewer of the match whichever of its streams it watches (and however many), the
 same 30 s window, at most one :class:`~events.viewers.MatchAudienceChanged` a second, only on change,
 with the peak and the time-weighted average. Its id is ``uuid5(MATCH_NAMESPACE, "match:second")``,
@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterable
 
 from events.viewers import MatchAudienceChanged, ViewerHeartbeat
-from stream_processors.viewer_counts import (
+from stream_processors.viewers.counts import (
     WINDOW_MS,
     ViewerPresence,
     count_id,

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from events.chat import LinkPolicy, RejectionReason
-from stream_processors.chat_rules_text import (
+from stream_processors.moderation.chat_rules_text import (
     FoldedText,
     combining_marks,
     fold_variants,

@@ -1,6 +1,6 @@
 """Concurrent viewers per stream as a pure decision: ``observe`` heartbeats, ``settle`` the count.
 
-No ``await``, no clients: :mod:`stream_processors.viewer_counts_agent` does the I/O around it.
+No ``await``, no clients: :mod:`stream_processors.viewers.counts_agent` does the I/O around it.
 
 A stream's :class:`ViewerPresence` maps each session to the last time it was seen (epoch ms, the
 heartbeat's ``occurred_at``). Observing a heartbeat *replaces* that time by the later of the two, so a
@@ -19,7 +19,7 @@ Each decided count also carries the time-weighted average of the decided counts 
 (each count weighted by how long it held), kept as two integers in the state (``first_ms`` and the
 integral ``viewer_ms``), so a re-decided count carries the same average.
 
-The same presence counts a match's combined audience (:mod:`stream_processors.match_audience`):
+The same presence counts a match's combined audience (:mod:`stream_processors.viewers.match_audience`):
 sessions are observed with :func:`observe_seen`, whatever stream of the match they watch, so a viewer
 of two streams of a match is one viewer of the match.
 """

@@ -1,14 +1,14 @@
-"""The moderation agent: the I/O around :func:`stream_processors.moderation.decide`.
+"""The moderation agent: the I/O around :func:`stream_processors.moderation.decisions.decide`.
 
 Consumes ``chat.submitted``, ``chat.moderation``, ``streams`` (channel owner) and ``ingest`` (media
 clock), all keyed by ``stream_id`` and co-partitioned, into the ``moderation`` table (one
-:class:`~stream_processors.moderation_state.ChatChannel` per stream), and publishes decisions to
+:class:`~stream_processors.moderation.state.ChatChannel` per stream), and publishes decisions to
 ``chat.messages`` with the idempotent publisher: publish first, then store the state (the lifecycle
 agent's order, for the same reason). ``now`` is the cause's ``occurred_at``, so a redelivery decides
 exactly as before.
 
 Roles and follows come from ``users`` (keyed by ``user_id``, not co-partitioned): every worker folds the
-whole topic into a :class:`~stream_processors.moderation_roster.ChatRoster` with :class:`RosterReader`,
+whole topic into a :class:`~stream_processors.moderation.roster.ChatRoster` with :class:`RosterReader`,
 a consumer without a group, which reads to the end before the agents start.
 """
 
@@ -26,11 +26,11 @@ from events.base import Event
 from events.codec import EventCodec
 from infra.kafka import EventConsumer, KafkaError, LoggedDeadLetters, TopicNames
 from infra.settings import ChatSettings, KafkaSettings
-from stream_processors.chat_rules import ChatLimits, LinkPolicy, normalised_term
 from stream_processors.metrics import ProcessorMetrics
-from stream_processors.moderation import decide, decision_ids, stream_id_of
-from stream_processors.moderation_roster import ChatRoster
-from stream_processors.moderation_state import ChatChannel
+from stream_processors.moderation.chat_rules import ChatLimits, LinkPolicy, normalised_term
+from stream_processors.moderation.decisions import decide, decision_ids, stream_id_of
+from stream_processors.moderation.roster import ChatRoster
+from stream_processors.moderation.state import ChatChannel
 from stream_processors.redelivery import PublishedDecisions
 from stream_processors.runtime import DecisionPublisher, Processor, read_back, where
 from stream_processors.topology import (

@@ -1,10 +1,10 @@
-"""The match-audience agent: the I/O around :mod:`stream_processors.match_audience`.
+"""The match-audience agent: the I/O around :mod:`stream_processors.viewers.match_audience`.
 
 Consumes the internal repartition topic :data:`~stream_processors.topology.MATCH_HEARTBEATS` (the
 heartbeats of match streams, forwarded by the viewer-count agent with ``match_id`` as the key), keeps
 one presence per match in the ``match_viewers`` table (co-partitioned with that topic) and publishes
 :class:`~events.viewers.MatchAudienceChanged` to ``viewers.match_counts``. Like the viewer-count
-agent (:class:`~stream_processors.viewer_counts_store.PresenceProcessor`): batches processed, then
+agent (:class:`~stream_processors.viewers.store.PresenceProcessor`): batches processed, then
 acked (:class:`~stream_processors.batching.Batcher`); publish, store, ack; a lock between batches
 and the wall-clock tick that expires sessions.
 
@@ -26,12 +26,12 @@ from events.base import Event
 from events.codec import EventCodec
 from events.viewers import ViewerHeartbeat
 from infra.kafka import TopicNames
-from stream_processors.match_audience import observe_match, settle_match
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.runtime import DecisionPublisher, register_batched
 from stream_processors.topology import MATCH_HEARTBEATS, MATCH_VIEWER_TABLE
-from stream_processors.viewer_counts import ViewerPresence
-from stream_processors.viewer_counts_store import PresenceProcessor
+from stream_processors.viewers.counts import ViewerPresence
+from stream_processors.viewers.match_audience import observe_match, settle_match
+from stream_processors.viewers.store import PresenceProcessor
 
 __all__ = ["MatchAudienceProcessor", "register_match_audience"]
 

@@ -1,8 +1,8 @@
 """Message outcomes (pure): accepted, rejected, held, restored, and the copies the state keeps of them.
 
 The agent keeps a copy of each held message (to accept it once approved) and of the last shown ones
-(:data:`~stream_processors.moderation_state.MAX_SHOWN`), which a deletion moves aside (up to
-:data:`~stream_processors.moderation_state.MAX_DELETED`) so that an undelete can show it again.
+(:data:`~stream_processors.moderation.state.MAX_SHOWN`), which a deletion moves aside (up to
+:data:`~stream_processors.moderation.state.MAX_DELETED`) so that an undelete can show it again.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from events.chat import (
     ChatMessageSubmitted,
     RejectionReason,
 )
-from stream_processors.moderation_state import (
+from stream_processors.moderation.state import (
     MAX_DELETED,
     MAX_HELD,
     MAX_SHOWN,

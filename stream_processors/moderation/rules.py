@@ -13,10 +13,10 @@ from dataclasses import replace
 
 from events.base import Event
 from events.chat import ChatMessageSubmitted, ChatSettingsChanged, LinkPolicy, RejectionReason
-from stream_processors.chat_rules import ChannelRules, normalised_term
-from stream_processors.moderation_commands import ChatCommand
-from stream_processors.moderation_messages import rejected
-from stream_processors.moderation_state import ChatChannel, head
+from stream_processors.moderation.chat_rules import ChannelRules, normalised_term
+from stream_processors.moderation.commands import ChatCommand
+from stream_processors.moderation.messages import rejected
+from stream_processors.moderation.state import ChatChannel, head
 
 __all__ = ["apply_rule_command", "settings_changed"]
 

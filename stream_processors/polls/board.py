@@ -1,6 +1,6 @@
 """Poll tallies as a pure decision: ``fold`` poll events into a stream's board, ``settle`` the tallies.
 
-No ``await``, no clients: :mod:`stream_processors.polls_agent` does the I/O around it.
+No ``await``, no clients: :mod:`stream_processors.polls.agent` does the I/O around it.
 
 A stream's :class:`PollBoard` holds its polls; each open poll maps every voter to their current
 option and the log position (partition offset) of that vote. ``fold`` takes each event with its
@@ -16,7 +16,7 @@ Rights: the edge publishes ``/poll`` and ``/endpoll`` typed in chat without know
 database), so this module is the authority. A PollOpened or PollClosed counts only when its actor is
 the stream's channel owner (the board learns channel and owner from ``StreamCreated``, see
 :func:`own`), a moderator of that channel or a platform admin (the moderation agent's
-:class:`~stream_processors.moderation_roster.ChatRoster`); otherwise it is ignored as
+:class:`~stream_processors.moderation.roster.ChatRoster`); otherwise it is ignored as
 ``not_allowed`` (:func:`allowed`). A PollClosed whose ``poll_id`` is :data:`ALL_OPEN` closes every
 open poll of the stream (``/endpoll``: the edge does not know which are open).
 
@@ -50,7 +50,7 @@ from typing import Any
 from events.base import Event
 from events.polls import PollClosed, PollOpened, PollTallyUpdated, PollVoteCast
 from events.streams import StreamCreated
-from stream_processors.moderation_roster import ChatRoster
+from stream_processors.moderation.roster import ChatRoster
 
 __all__ = [
     "ALL_OPEN",

@@ -19,7 +19,7 @@ from events.codec import EventCodec
 from stream_processors.batching import partition_of_key
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.runtime import DecisionPublisher, Processor
-from stream_processors.viewer_counts import ViewerPresence
+from stream_processors.viewers.counts import ViewerPresence
 
 __all__ = ["PresenceProcessor"]
 

@@ -1,8 +1,8 @@
-"""The viewer-count agent: the I/O around :mod:`stream_processors.viewer_counts`.
+"""The viewer-count agent: the I/O around :mod:`stream_processors.viewers.counts`.
 
 Consumes ``viewers.heartbeats`` and ``streams`` (both keyed by ``stream_id``, co-partitioned) in
 batches (:class:`~stream_processors.batching.Batcher`: processed, then acked), keeps one
-:class:`~stream_processors.viewer_counts.ViewerPresence` per stream in the ``viewers`` table and
+:class:`~stream_processors.viewers.counts.ViewerPresence` per stream in the ``viewers`` table and
 publishes :class:`~events.viewers.ViewerCountChanged` to ``viewers.counts`` with the idempotent
 publisher. A batch writes each stream's state once (a heartbeat-per-write would cost O(sessions)
 per heartbeat).
@@ -40,7 +40,7 @@ from infra.kafka import TopicNames
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.runtime import DecisionPublisher, register_batched
 from stream_processors.topology import MATCH_HEARTBEATS, VIEWER_SOURCE, VIEWER_SOURCES, VIEWER_TABLE
-from stream_processors.viewer_counts import (
+from stream_processors.viewers.counts import (
     PRODUCER,
     ViewerPresence,
     attach,
@@ -48,7 +48,7 @@ from stream_processors.viewer_counts import (
     observe,
     settle,
 )
-from stream_processors.viewer_counts_store import PresenceProcessor
+from stream_processors.viewers.store import PresenceProcessor
 
 __all__ = [
     "BATCH_MAX",

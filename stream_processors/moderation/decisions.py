@@ -6,7 +6,7 @@ Causes (all keyed by ``stream_id``, so one partition sees a stream's chat in ord
 ingest's ``IngestConnected``/``SegmentPublished`` (the media clock). Decisions go to ``chat.messages``.
 
 Rights: the stream's channel owner, the channel's moderators and platform admins (from the
-:class:`~stream_processors.moderation_roster.ChatRoster`). An action from anyone else decides
+:class:`~stream_processors.moderation.roster.ChatRoster`). An action from anyone else decides
 nothing (it stays visible, as asked, in the ``moderation_requests`` table of the chat projection,
 where no outcome follows it); the same command typed in chat is rejected to its sender only.
 Moderators cannot act on the owner or admins, and only the owner or an admin can ban a moderator.
@@ -46,13 +46,20 @@ from events.chat import (
 )
 from events.ingest import IngestConnected, SegmentPublished
 from events.streams import StreamCreated
-from stream_processors.chat_rules import ChatLimits, Sender, SenderHistory, Verdict, evaluate, fingerprint
-from stream_processors.moderation_actions import Request, act_on
-from stream_processors.moderation_commands import RULE_COMMANDS, parse_command
-from stream_processors.moderation_messages import accepted, held, keep_held, keep_shown, rejected
-from stream_processors.moderation_roster import ChatRoster
-from stream_processors.moderation_rules import apply_rule_command
-from stream_processors.moderation_state import (
+from stream_processors.moderation.actions import Request, act_on
+from stream_processors.moderation.chat_rules import (
+    ChatLimits,
+    Sender,
+    SenderHistory,
+    Verdict,
+    evaluate,
+    fingerprint,
+)
+from stream_processors.moderation.commands import RULE_COMMANDS, parse_command
+from stream_processors.moderation.messages import accepted, held, keep_held, keep_shown, rejected
+from stream_processors.moderation.roster import ChatRoster
+from stream_processors.moderation.rules import apply_rule_command
+from stream_processors.moderation.state import (
     MAX_CHATTERS,
     NAMESPACE,
     PRODUCER,

@@ -1,0 +1,1 @@
+"""A stream's lifecycle: the pure decisions (``decisions``) and the agent around them (``agent``)."""
