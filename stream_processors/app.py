@@ -60,7 +60,7 @@ from stream_processors.topology import app_id
 from stream_processors.viewers.counts_agent import register_viewer_counts
 from stream_processors.viewers.match_audience_agent import register_match_audience
 
-__all__ = ["DecisionPublisher", "create_app", "faust_options"]
+__all__ = ["create_app", "faust_options"]
 
 
 def faust_options(settings: Settings, partitions: int) -> dict[str, Any]:

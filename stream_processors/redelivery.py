@@ -32,7 +32,7 @@ __all__ = ["MARGIN_MS", "PublishedDecisions"]
 
 log = logging.getLogger(__name__)
 
-MARGIN_MS = 10_000  # how far the decisions' producer clock may be behind the causes' producers'
+MARGIN_MS = 10_000  # how far the clock of the decisions' producer may lag the clocks of the causes'
 
 
 class PublishedDecisions:

@@ -15,9 +15,10 @@ import faust
 from events.codec import EventCodec
 from infra.kafka import KafkaError
 from infra.settings import Settings
-from stream_processors.app import DecisionPublisher, create_app
+from stream_processors.app import create_app
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.moderation.agent import RosterReader
+from stream_processors.runtime import DecisionPublisher
 from stream_processors.topology import TopologyError, prepare_topics
 
 log = logging.getLogger(__name__)
