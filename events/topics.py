@@ -173,7 +173,17 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         # The largest topic and worthless after the counting window: one day is enough to
         # recount after an outage.
         retention_ms=1 * DAY_MS,
-        description="Presence heartbeats of players, from the edge nodes.",
+        description="Presence heartbeats of players, one record each (read beside viewers.presence).",
+    ),
+    TopicSpec(
+        name="viewers.presence",
+        # A batch keyed by one of its sessions, every session of it hashing to the same partition:
+        # one stream's viewers spread over all partitions, a session's heartbeats stay on one.
+        key_field="shard_key",
+        event_types=(viewers.ViewerPresenceBatch,),
+        owner="edge_ws",
+        retention_ms=1 * DAY_MS,  # like viewers.heartbeats: worthless after the counting window
+        description="Presence heartbeats of players, batched per edge flush and per session partition.",
     ),
     TopicSpec(
         name="viewers.counts",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from events.base import Event
 
-__all__ = ["MatchAudienceChanged", "ViewerCountChanged", "ViewerHeartbeat"]
+__all__ = ["MatchAudienceChanged", "ViewerBeat", "ViewerCountChanged", "ViewerHeartbeat", "ViewerPresenceBatch"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,3 +44,28 @@ class MatchAudienceChanged(Event):
     count: int
     peak: int
     average: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ViewerBeat:
+    """One session seen watching one stream (an item of :class:`ViewerPresenceBatch`)."""
+
+    stream_id: str
+    session_id: str
+    user_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ViewerPresenceBatch(Event):
+    """The heartbeats one edge collected over a flush interval for the sessions of one partition of
+    ``viewers.presence``: every session was seen at ``occurred_at``.
+
+    Each session belongs to one partition (murmur2 of its ``session_id``, as Kafka's default
+    partitioner places a key), so a stream's viewers spread over every partition while each session's
+    heartbeats stay on one. ``shard_key`` is the session id of one of the beats and keys the record:
+    every beat of the batch hashes to the partition that key does.
+    """
+
+    shard_key: str
+    edge_id: str
+    beats: tuple[ViewerBeat, ...] = ()

@@ -28,6 +28,7 @@ from aiokafka import (
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from aiokafka.errors import KafkaError as DriverError
+from aiokafka.partitioner import murmur2
 
 from events.base import Event
 from events.codec import DecodeError, EventCodec
@@ -101,6 +102,12 @@ class TopicNames:
         return self.physical(topic_for(event).name)
 
 
+def partition_of_key(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as aiokafka's and the Java client's) gives
+    ``key`` among ``partitions``: where a keyed record lands, computed before sending it."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
 def translate(error: BaseException, action: str) -> KafkaError:
     """The one place driver errors become ours."""
     if isinstance(error, KafkaConnectionError | KafkaTimeoutError | asyncio.TimeoutError):
@@ -172,6 +179,14 @@ class EventPublisher:
         """Send every event first (so they batch), then wait for all acknowledgements, in order."""
         pending = [await self._send(event) for event in events]
         return [await self._acknowledged(future, "publishing") for future in pending]
+
+    async def partitions_of(self, event_type: type[Event]) -> int:
+        """How many partitions the catalogue topic of ``event_type`` has (from the cluster's metadata)."""
+        topic = self._names.physical(topic_for(event_type).name)
+        try:
+            return len(await self._producer.partitions_for(topic))
+        except Exception as e:
+            raise translate(e, f"reading the partitions of {topic}") from e
 
     async def publish_raw(
         self, topic: str, value: bytes | None, *, key: bytes | None = None, headers: Headers | None = None

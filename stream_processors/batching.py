@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from aiokafka.partitioner import murmur2
+from infra.kafka import partition_of_key
 
 __all__ = ["BatchProcessor", "Batcher", "partition_of_key"]
 
@@ -33,11 +33,6 @@ class BatchProcessor(Protocol):
     """What a :class:`Batcher` drives: one call per batch of raw Faust messages, in log order."""
 
     async def handle_batch(self, messages: Sequence[Any]) -> None: ...
-
-
-def partition_of_key(key: bytes, partitions: int) -> int:
-    """The partition aiokafka's default partitioner gives ``key`` (the source's and the table's)."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 class Batcher:

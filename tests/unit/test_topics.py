@@ -59,6 +59,7 @@ def test_suggested_catalogue_is_covered() -> None:
         "chat.moderation",
         "chat.messages",
         "viewers.heartbeats",
+        "viewers.presence",
         "viewers.counts",
         "viewers.match_counts",
         "polls",
