@@ -6,7 +6,8 @@ malformed one is answered with an ``error`` (code ``bad_command``) and publishes
 
 Each write returns only after the broker's acknowledgement (the publisher is idempotent, acks=all),
 so an ``ack`` to the client is never a promise the log does not keep. Heartbeats are different:
-presence is sampled, so the node collects them and publishes one batch every few seconds.
+presence is sampled, so the node collects them and every few seconds publishes them to
+``viewers.presence`` as ViewerPresenceBatch records, one per partition the sessions hash to.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from datetime import timedelta
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 
 from edge_ws.auth import Identity
 from edge_ws.metrics import Metrics
@@ -22,11 +24,18 @@ from edge_ws.protocol import EndPoll, Moderate, OpenPoll, ProtocolError, SendCha
 from events.base import utc_now
 from events.chat import ChatMessageSubmitted, ModerationAction, ModerationActionRequested
 from events.polls import PollClosed, PollOpened, PollVoteCast
-from events.viewers import ViewerHeartbeat
-from infra.kafka import EventPublisher, KafkaError, Position
+from events.viewers import ViewerBeat, ViewerPresenceBatch
+from infra.kafka import EventPublisher, KafkaError, Position, partition_of_key
 
 log = logging.getLogger(__name__)
 PRODUCER = "edge_ws"
+# Beats per ViewerPresenceBatch record, so a record's size is bounded however many viewers one
+# partition has: Avro-encoded, a beat is ~70 B (a stream UUID, a session id) or ~110 B with a user
+# id, so 500 stay under ~55 KB: one producer batch (64 KB by default), far below the broker's 1 MB.
+MAX_BEATS = 500
+
+# What a node saw over one interval: (stream, session) -> the signed-in user, or None if anonymous.
+Presence = Mapping[tuple[str, str], str | None]
 
 
 class EdgeWrites:
@@ -123,7 +132,9 @@ def _badges(who: Identity) -> tuple[str, ...]:
 
 
 class HeartbeatBatch:
-    """Collects (stream, session) presence and publishes it as one batch per interval."""
+    """Collects (stream, session) presence and publishes it every interval as ViewerPresenceBatch
+    records: the sessions grouped by their partition of ``viewers.presence``, at most
+    :data:`MAX_BEATS` beats a record, all of them sent before any acknowledgement is awaited."""
 
     def __init__(self, publisher: EventPublisher, edge_id: str, metrics: Metrics, interval_s: float) -> None:
         self._publisher = publisher
@@ -136,17 +147,15 @@ class HeartbeatBatch:
         self._seen[(stream, session_id)] = user_id
 
     async def flush(self) -> int:
+        """Publish what was seen since the last flush; returns the number of heartbeats (beats)."""
         seen, self._seen = self._seen, {}
-        events = [
-            ViewerHeartbeat(
-                producer=PRODUCER, stream_id=stream, session_id=session, edge_id=self._edge_id, user_id=user
-            )
-            for (stream, session), user in seen.items()
-        ]
-        if events:
-            await self._publisher.publish_many(events)
-            self._metrics.published += len(events)
-        return len(events)
+        if not seen:
+            return 0
+        partitions = await self._publisher.partitions_of(ViewerPresenceBatch)
+        batches = presence_batches(seen, partitions, edge_id=self._edge_id, seen_at=utc_now())
+        await self._publisher.publish_many(batches)
+        self._metrics.published += len(seen)
+        return len(seen)
 
     async def run(self) -> None:
         """Flush every interval until cancelled; a broker outage loses a sample, never the node."""
@@ -156,3 +165,25 @@ class HeartbeatBatch:
                 await self.flush()
             except KafkaError as e:
                 log.warning("heartbeat batch not published (retriable=%s): %s", e.retriable, e)
+
+
+def presence_batches(
+    seen: Presence, partitions: int, *, edge_id: str, seen_at: datetime, max_beats: int = MAX_BEATS
+) -> list[ViewerPresenceBatch]:
+    """One record per partition of ``viewers.presence`` the sessions hash to (split every ``max_beats``),
+    keyed by its first beat's session, so the publisher's partitioner puts it where its sessions belong."""
+    by_partition: dict[int, list[ViewerBeat]] = {}
+    for (stream, session), user in seen.items():
+        beat = ViewerBeat(stream_id=stream, session_id=session, user_id=user)
+        by_partition.setdefault(partition_of_key(session.encode(), partitions), []).append(beat)
+    return [
+        ViewerPresenceBatch(
+            producer=PRODUCER,
+            occurred_at=seen_at,
+            shard_key=chunk[0].session_id,
+            edge_id=edge_id,
+            beats=tuple(chunk),
+        )
+        for _, beats in sorted(by_partition.items())
+        for chunk in (beats[start : start + max_beats] for start in range(0, len(beats), max_beats))
+    ]

@@ -11,7 +11,7 @@ _HELP = {
     "deliveries": ("counter", "Messages written to subscribers (one per subscriber per message)."),
     "drops": ("counter", "Connections dropped as slow consumers (close 1013)."),
     "consumed": ("counter", "Events read from Kafka by the node's reader."),
-    "published": ("counter", "Events published to Kafka (chat, moderation, votes, heartbeats)."),
+    "published": ("counter", "Events published to Kafka (chat, moderation, votes), heartbeats one per beat."),
     "client_errors": ("counter", "Client frames answered with an error."),
     "rate_limited": ("counter", "Client frames refused by the per-connection rate limit."),
     "refused_handshakes": ("counter", "Handshakes refused (origin, token, per-IP cap, draining)."),

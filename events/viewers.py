@@ -8,7 +8,13 @@ from dataclasses import dataclass
 
 from events.base import Event
 
-__all__ = ["MatchAudienceChanged", "ViewerBeat", "ViewerCountChanged", "ViewerHeartbeat", "ViewerPresenceBatch"]
+__all__ = [
+    "MatchAudienceChanged",
+    "ViewerBeat",
+    "ViewerCountChanged",
+    "ViewerHeartbeat",
+    "ViewerPresenceBatch",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -117,7 +117,8 @@ def translate(error: BaseException, action: str) -> KafkaError:
     return PublishFailed(f"{action}: {error!r}")
 
 
-def _client_options(settings: KafkaSettings, role: str) -> dict[str, Any]:
+def client_options(settings: KafkaSettings, role: str) -> dict[str, Any]:
+    """What every client of the platform is given: the brokers, a client id naming its role, timeouts."""
     return {
         "bootstrap_servers": settings.bootstrap_servers,
         "client_id": f"{settings.client_id}-{role}",
@@ -146,7 +147,7 @@ class EventPublisher:
         self._names = names or TopicNames(settings.topic_prefix)
         self.producer_name = producer
         self._producer = AIOKafkaProducer(
-            **_client_options(settings, producer),
+            **client_options(settings, producer),
             enable_idempotence=True,
             acks="all",
             compression_type=None if settings.compression == "none" else settings.compression,
@@ -189,11 +190,20 @@ class EventPublisher:
             raise translate(e, f"reading the partitions of {topic}") from e
 
     async def publish_raw(
-        self, topic: str, value: bytes | None, *, key: bytes | None = None, headers: Headers | None = None
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        headers: Headers | None = None,
+        partition: int | None = None,
     ) -> Position:
-        """Publish already-encoded bytes to a physical topic name (dead letters, tools, tests)."""
+        """Publish already-encoded bytes to a physical topic name (dead letters, internal topics,
+        tools, tests); to ``partition`` when given, else where the key hashes."""
         try:
-            future = await self._producer.send(topic, value, key=key, headers=headers or [])
+            future = await self._producer.send(
+                topic, value, key=key, headers=headers or [], partition=partition
+            )
         except Exception as e:
             raise translate(e, f"publishing to {topic}") from e
         return await self._acknowledged(future, f"publishing to {topic}")
@@ -301,7 +311,7 @@ class EventConsumer:
         self._start_positions = start_positions
         self.topics = [self._names.physical(t) for t in topics]
         self._consumer = AIOKafkaConsumer(
-            **_client_options(settings, group_id or "reader"),
+            **client_options(settings, group_id or "reader"),
             group_id=group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest" if from_beginning else "latest",
@@ -402,7 +412,7 @@ class TopicAdmin:
     def __init__(self, settings: KafkaSettings, names: TopicNames | None = None) -> None:
         self._settings = settings
         self._names = names or TopicNames(settings.topic_prefix)
-        self._admin = AIOKafkaAdminClient(**_client_options(settings, "admin"))
+        self._admin = AIOKafkaAdminClient(**client_options(settings, "admin"))
 
     async def __aenter__(self) -> TopicAdmin:
         try:

@@ -142,6 +142,10 @@ class ProcessorSettings(BaseModel):
     session_timeout_s: float = Field(
         10.0, description="Consumer-group session timeout: how soon a crashed worker's partitions move on."
     )
+    viewer_window_s: float = Field(
+        30.0,
+        description="A viewer counts this long after a heartbeat (edges send one every 15 s: keep it > 30).",
+    )
 
 
 class ProjectionSettings(BaseModel):

@@ -12,14 +12,13 @@ Agents:
   ``chat.moderation``, ``streams`` and ``ingest``, keeps one chat state per stream in the
   ``moderation`` table and publishes the decisions of :func:`~stream_processors.moderation.decisions.decide`
   to ``chat.messages``.
-- ``viewer_counts`` (:mod:`stream_processors.viewers.counts_agent`): consumes ``viewers.heartbeats``
-  and ``streams``, keeps each stream's sessions (and match) in the ``viewers`` table and publishes
-  ``ViewerCountChanged`` to ``viewers.counts`` (at most once a second per stream, on change), with a
-  timer expiring sessions; forwards the heartbeats of match streams, keyed by match_id, to the
-  internal ``esports-processors-match-heartbeats`` topic.
-- ``match_audience`` (:mod:`stream_processors.viewers.match_audience_agent`): consumes that topic, keeps each
-  match's sessions in the ``match_viewers`` table and publishes ``MatchAudienceChanged`` to
-  ``viewers.match_counts`` (a viewer of several streams of a match counted once).
+- ``viewer_counts`` and ``match_audience`` (:mod:`stream_processors.viewers.counts_agent`): merge the
+  partial counts per (stream, presence partition) and (match, presence partition) that the presence
+  worker (:mod:`stream_processors.viewers.presence_worker`, beside this app in its own consumer
+  group, reading the heartbeats of ``viewers.presence`` partitioned by session) publishes to internal
+  topics; keep each audience's merged state in the ``viewers`` / ``match_viewers`` tables and publish
+  ``ViewerCountChanged`` to ``viewers.counts`` and ``MatchAudienceChanged`` to ``viewers.match_counts``
+  (at most once a second per audience, on change; a viewer of several streams of a match once).
 - ``polls`` (:mod:`stream_processors.polls.agent`): consumes ``polls`` (and ``streams`` for each
   stream's owner: with the moderation roster it decides who may open/close polls), keeps each
   stream's polls and votes in the ``polls`` table and publishes ``PollTallyUpdated`` to
@@ -57,8 +56,7 @@ from stream_processors.runtime import (
     report_skips,
 )
 from stream_processors.topology import app_id
-from stream_processors.viewers.counts_agent import register_viewer_counts
-from stream_processors.viewers.match_audience_agent import register_match_audience
+from stream_processors.viewers.counts_agent import register_match_audience, register_viewer_counts
 
 __all__ = ["create_app", "faust_options"]
 

@@ -24,6 +24,7 @@ class ProcessorMetrics:
         self.roster_events = Counter[str]()  # users events folded into the chat roster, by type
         self.heartbeats = 0  # viewer heartbeats folded into presence
         self.viewer_counts = 0  # ViewerCountChanged published
+        self.partial_reports = 0  # partial-count reports published by the presence worker
         self.poll_events = Counter[str]()  # consumed poll events, by event type
         self.poll_ignored = Counter[str]()  # poll events that changed nothing, by reason
         self.poll_tallies = Counter[str]()  # PollTallyUpdated published, by kind (running, final)
@@ -47,6 +48,12 @@ class ProcessorMetrics:
             _counter("esports_viewer_heartbeats_total", "Heartbeats counted.", None, {"": self.heartbeats}),
             _counter(
                 "esports_viewer_counts_total", "Viewer counts published.", None, {"": self.viewer_counts}
+            ),
+            _counter(
+                "esports_viewer_partial_reports_total",
+                "Partial-count reports published (per presence partition and merge partition).",
+                None,
+                {"": self.partial_reports},
             ),
             _counter("esports_poll_events_total", "Poll events consumed.", "type", self.poll_events),
             _counter("esports_poll_ignored_total", "Poll events ignored.", "reason", self.poll_ignored),

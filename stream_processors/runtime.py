@@ -18,7 +18,7 @@ from mode import Service
 from events.base import Event
 from events.codec import DecodeError, EventCodec
 from events.topics import spec
-from infra.kafka import DeadLetters, EventPublisher, KafkaError, TopicNames
+from infra.kafka import DeadLetters, EventConsumer, EventPublisher, KafkaError, LoggedDeadLetters, TopicNames
 from infra.settings import KafkaSettings
 from stream_processors.batching import Batcher, BatchProcessor
 from stream_processors.consumer import GuardedConsumer, GuardedTransport, SkipReport
@@ -30,6 +30,7 @@ __all__ = [
     "DecisionPublisher",
     "Processor",
     "ProcessorApp",
+    "WholeTopicReader",
     "read_back",
     "register_batched",
     "report_skips",
@@ -42,6 +43,7 @@ T = TypeVar("T")
 
 RETRY_FIRST_S = 0.1
 RETRY_MAX_S = 5.0
+CATCH_UP_TIMEOUT_S = 30.0  # a whole-topic reader starts anyway after this long (and says so)
 
 
 class DecisionPublisher(Service):
@@ -83,6 +85,80 @@ class DecisionPublisher(Service):
         if self._dead_letters is None:
             raise RuntimeError("the decision publisher is not started")
         return self._dead_letters
+
+
+class WholeTopicReader(Service):
+    """Reads catalogue ``topics`` whole, without a consumer group, into memory (:meth:`apply`): to
+    their end before the service counts as started (at most :data:`CATCH_UP_TIMEOUT_S`), then
+    follows them. What every worker needs entire, whatever partitions it owns (rosters, matches)."""
+
+    def __init__(
+        self, kafka: KafkaSettings, codec: EventCodec, topics: Sequence[str], what: str, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self._kafka = kafka
+        self._codec = codec
+        self._topics = list(topics)
+        self._what = what
+        self._consumer: EventConsumer | None = None
+        self._following: asyncio.Future[None] | None = None
+
+    def apply(self, event: Event) -> None:
+        raise NotImplementedError
+
+    def caught_up(self) -> str:
+        """What was read, for the log line once the end is reached."""
+        return ""
+
+    async def on_start(self) -> None:
+        self._consumer = EventConsumer(  # aiokafka wants a running loop: built here, not in __init__
+            self._kafka,
+            self._codec,
+            topics=self._topics,
+            group_id=None,
+            dead_letters=LoggedDeadLetters(self._what),
+            names=TopicNames(self._kafka.topic_prefix),
+            from_beginning=True,
+        )
+        await self._consumer.start()
+        batches = self._consumer.batches(timeout_ms=200)
+        try:
+            await asyncio.wait_for(self._catch_up(batches), CATCH_UP_TIMEOUT_S)
+        except TimeoutError:
+            log.warning(
+                "%s: still reading %s after %ss; starting anyway",
+                self._what,
+                self._topics,
+                CATCH_UP_TIMEOUT_S,
+            )
+        self._following = asyncio.ensure_future(self._follow(batches))
+
+    async def on_stop(self) -> None:
+        if self._following is not None:  # before the consumer stops under it
+            self._following.cancel()
+            await asyncio.gather(self._following, return_exceptions=True)
+            self._following = None
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def _catch_up(self, batches: Any) -> None:
+        async for batch in batches:  # an empty fetch means the end of every partition was reached
+            if not batch:
+                log.info("%s caught up: %s", self._what, self.caught_up())
+                return
+            self._apply(batch)
+
+    async def _follow(self, batches: Any) -> None:
+        try:
+            async for batch in batches:
+                self._apply(batch)
+        except KafkaError as e:
+            log.error("%s reader stopped: %s", self._what, e)
+
+    def _apply(self, batch: Sequence[Any]) -> None:
+        for consumed in batch:
+            self.apply(consumed.event)
 
 
 class Processor:

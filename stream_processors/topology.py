@@ -8,9 +8,11 @@ changelog partition *p* holds the keys of source partition *p* (co-partitioning)
 
 from __future__ import annotations
 
-from events.topics import DAY_MS, TopicSpec, spec
+from events.topics import TopicSpec, spec
 from infra.kafka import TopicAdmin
 from infra.settings import KafkaSettings
+
+HOUR_MS = 60 * 60 * 1000
 
 APP_ID = "esports-processors"
 LIFECYCLE_TABLE = "lifecycle"
@@ -21,13 +23,18 @@ MODERATION_TABLE = "moderation"
 # All keyed by stream_id; `users` (keyed by user_id) is read whole by each worker, not co-partitioned.
 MODERATION_SOURCES = ("chat.submitted", "chat.moderation", "streams", "ingest")
 MODERATION_OUTPUT = "chat.messages"  # keyed by stream_id too: read back after a rebalance (redelivery)
+# The presence workers' sources, read in their own consumer group (PRESENCE_GROUP), any partition
+# count: `viewers.presence` (keyed by session) and the single heartbeats of `viewers.heartbeats` (keyed
+# by stream_id, re-keyed by session onto `viewers.presence`); `streams` read whole for the matches.
+PRESENCE_SOURCE = "viewers.presence"
+LEGACY_HEARTBEATS = "viewers.heartbeats"
+PRESENCE_GROUP = f"{APP_ID}-presence"
 VIEWER_TABLE = "viewers"
-VIEWER_SOURCE = "viewers.heartbeats"  # keyed by stream_id, like the table
-# The viewer-count agent also reads `streams` (co-partitioned) to know each stream's match.
-VIEWER_SOURCES = (VIEWER_SOURCE, "streams")
+# Internal topics of the partial counts per (stream, partition) and (match, partition), keyed by the
+# stream (match) id like the merge agents' tables.
+VIEWER_PARTIALS = f"{APP_ID}-viewer-partials"
 MATCH_VIEWER_TABLE = "match_viewers"
-# Internal repartition topic: the heartbeats of match streams, re-keyed by match_id (like the table).
-MATCH_HEARTBEATS = f"{APP_ID}-match-heartbeats"
+MATCH_PARTIALS = f"{APP_ID}-match-partials"
 POLLS_TABLE = "polls"
 POLLS_SOURCE = "polls"  # keyed by stream_id, like the table
 NOTIFICATIONS_TABLE = "notifications"
@@ -35,6 +42,7 @@ NOTIFICATIONS_TABLE = "notifications"
 # tournament's) records share a partition number, like its table entry. `users` and `channels` are read whole.
 NOTIFICATIONS_SOURCES = ("streams", "streams.lifecycle", "tournaments")
 WHOLE_SOURCES = ("users", "channels")  # read whole by every worker (no group): any partition count
+PRESENCE_SOURCES = (PRESENCE_SOURCE, LEGACY_HEARTBEATS)
 
 
 class TopologyError(Exception):
@@ -58,6 +66,20 @@ def _changelog(table: str, key_field: str, partitions: int, description: str) ->
         partitions=partitions,
         cleanup_policy="compact",
         description=description,
+    )
+
+
+def _partials(name: str, key_field: str, partitions: int) -> TopicSpec:
+    """Partial counts (JSON): only the latest per (audience, partition) matters, and the merge state
+    holds it, so an hour is plenty."""
+    return TopicSpec(
+        name=name,
+        key_field=key_field,
+        event_types=(),
+        owner="stream_processors",
+        partitions=partitions,
+        retention_ms=HOUR_MS,
+        description=f"Partial viewer counts per ({key_field.removesuffix('_id')}, presence partition), JSON.",
     )
 
 
@@ -97,15 +119,8 @@ def internal_topics(partitions: int) -> list[TopicSpec]:
             partitions,
             "Changelog of the match-audience agent's table (ViewerPresence as JSON).",
         ),
-        TopicSpec(
-            name=MATCH_HEARTBEATS,
-            key_field="match_id",
-            event_types=(),  # ViewerHeartbeat records as the edges wrote them, only the key differs
-            owner="stream_processors",
-            partitions=partitions,
-            retention_ms=DAY_MS,  # like viewers.heartbeats: worthless after the counting window
-            description="Heartbeats of the streams of a match, re-keyed by match_id (repartition).",
-        ),
+        _partials(VIEWER_PARTIALS, "stream_id", partitions),
+        _partials(MATCH_PARTIALS, "match_id", partitions),
     ]
 
 
@@ -118,17 +133,16 @@ async def prepare_topics(kafka: KafkaSettings) -> int:
                 *MODERATION_SOURCES,
                 MODERATION_OUTPUT,
                 LIFECYCLE_OUTPUT,
-                VIEWER_SOURCE,
                 POLLS_SOURCE,
                 *NOTIFICATIONS_SOURCES,
             )
         )
-        names.update(dict.fromkeys(WHOLE_SOURCES))
+        names.update(dict.fromkeys((*WHOLE_SOURCES, *PRESENCE_SOURCES)))
         sources = await admin.states([spec(name) for name in names])
         missing = [s.name for s in sources if not s.exists]
         if missing:
             raise TopologyError(f"topics {missing} do not exist; create them with `esports topics create`")
-        counts = {s.name: s.partitions for s in sources if s.name not in WHOLE_SOURCES}
+        counts = {s.name: s.partitions for s in sources if s.name not in (*WHOLE_SOURCES, *PRESENCE_SOURCES)}
         if len(set(counts.values())) != 1:
             raise TopologyError(
                 f"{counts}: the agents' sources and read-back outputs must have the same partition count"

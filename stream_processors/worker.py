@@ -20,6 +20,7 @@ from stream_processors.metrics import ProcessorMetrics
 from stream_processors.moderation.agent import RosterReader
 from stream_processors.runtime import DecisionPublisher
 from stream_processors.topology import TopologyError, prepare_topics
+from stream_processors.viewers.presence_worker import PresenceWorker
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +45,23 @@ def _run_worker(settings: Settings, partitions: int, loop: asyncio.AbstractEvent
     metrics = ProcessorMetrics()
     publishing = DecisionPublisher(settings.kafka, codec, loop=loop)
     roster = RosterReader(settings.kafka, codec, metrics, loop=loop)
+    presence = PresenceWorker(
+        settings.kafka,
+        codec,
+        publishing,
+        metrics,
+        partitions,
+        session_timeout_s=settings.processors.session_timeout_s,
+        window_ms=int(settings.processors.viewer_window_s * 1000),
+        loop=loop,
+    )
     app = create_app(
         settings, partitions=partitions, codec=codec, publishing=publishing, metrics=metrics, roster=roster
     )
     worker = faust.Worker(
         app,
         publishing,  # started before the app, stopped after it
+        presence,  # counts the heartbeats in its own consumer group (never Faust's fetcher)
         roster,  # read to the end of `users` before the moderation agent decides
         loop=loop,
         quiet=True,

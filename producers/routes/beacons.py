@@ -1,8 +1,9 @@
 """The viewer beacon: players without a websocket (embeds) say they are still watching over HTTP.
 
-``POST /api/v1/streams/{stream_id}/beacon {session_id}`` publishes a ViewerHeartbeat on
-``viewers.heartbeats`` with ``edge_id`` "api-beacon", which the viewer-count agent counts like the
-edges' heartbeats (one session counted once whichever way it beats). Anonymous viewers are welcome;
+``POST /api/v1/streams/{stream_id}/beacon {session_id}`` publishes a ViewerPresenceBatch of one beat
+on ``viewers.presence``, keyed by the session (so it lands on the session's partition, like the edges'
+batches) with ``edge_id`` "api-beacon"; the viewer-count agent counts it like the edges' heartbeats
+(one session counted once whichever way it beats). Anonymous viewers are welcome;
 a valid access token adds the user id. Beacons are limited in fixed Redis windows per session and
 per client IP (a player beats every 15 s; an IP may hide many viewers behind a NAT): over the limit
 the answer is 429, and nothing is published.
@@ -17,7 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict
 from redis.exceptions import RedisError
 
-from events.viewers import ViewerHeartbeat
+from events.viewers import ViewerBeat, ViewerPresenceBatch
 from infra.redis import translate
 from producers.auth.tokens import InvalidToken
 from producers.deps import ClientIp, ServicesDep
@@ -93,12 +94,6 @@ async def beacon(
     user_id = await _user_id(services, credentials)
     await _check_rate(services, stream_id, body.session_id, ip)
     await find_stream(services, stream_id)
-    await services.bus.publish(
-        ViewerHeartbeat(
-            stream_id=stream_id,
-            session_id=body.session_id,
-            edge_id=EDGE_ID,
-            user_id=user_id,
-        )
-    )
+    beat = ViewerBeat(stream_id=stream_id, session_id=body.session_id, user_id=user_id)
+    await services.bus.publish(ViewerPresenceBatch(shard_key=body.session_id, edge_id=EDGE_ID, beats=(beat,)))
     return Response(status_code=status.HTTP_204_NO_CONTENT)

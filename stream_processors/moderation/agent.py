@@ -14,17 +14,15 @@ a consumer without a group, which reads to the end before the agents start.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 import faust
-from mode import Service
 
 from events.base import Event
 from events.codec import EventCodec
-from infra.kafka import EventConsumer, KafkaError, LoggedDeadLetters, TopicNames
+from infra.kafka import TopicNames
 from infra.settings import ChatSettings, KafkaSettings
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.moderation.chat_rules import ChatLimits, LinkPolicy, normalised_term
@@ -32,7 +30,7 @@ from stream_processors.moderation.decisions import decide, decision_ids, stream_
 from stream_processors.moderation.roster import ChatRoster
 from stream_processors.moderation.state import ChatChannel
 from stream_processors.redelivery import PublishedDecisions
-from stream_processors.runtime import DecisionPublisher, Processor, read_back, where
+from stream_processors.runtime import DecisionPublisher, Processor, WholeTopicReader, read_back, where
 from stream_processors.topology import (
     LIFECYCLE_SOURCES,
     MODERATION_OUTPUT,
@@ -67,65 +65,22 @@ def chat_limits(chat: ChatSettings) -> ChatLimits:
     )
 
 
-class RosterReader(Service):
+class RosterReader(WholeTopicReader):
     """Keeps a :class:`ChatRoster` of the whole ``users`` topic; started before the app."""
 
     def __init__(
         self, kafka: KafkaSettings, codec: EventCodec, metrics: ProcessorMetrics, **kwargs: Any
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(kafka, codec, ["users"], "roster", **kwargs)
         self.roster = ChatRoster()
-        self._kafka = kafka
-        self._codec = codec
-        self._consumer: EventConsumer | None = None
-        self._following: asyncio.Future[None] | None = None
         self._metrics = metrics
 
-    async def on_start(self) -> None:
-        self._consumer = EventConsumer(  # aiokafka wants a running loop: built here, not in __init__
-            self._kafka,
-            self._codec,
-            topics=["users"],
-            group_id=None,
-            dead_letters=LoggedDeadLetters("roster"),
-            names=TopicNames(self._kafka.topic_prefix),
-            from_beginning=True,
-        )
-        await self._consumer.start()
-        batches = self._consumer.batches(timeout_ms=200)
-        try:
-            await asyncio.wait_for(self._catch_up(batches), CATCH_UP_TIMEOUT_S)
-        except TimeoutError:
-            log.warning("roster: still reading users after %ss; starting anyway", CATCH_UP_TIMEOUT_S)
-        self._following = asyncio.ensure_future(self._follow(batches))
+    def apply(self, event: Event) -> None:
+        if self.roster.apply(event):
+            self._metrics.roster_events[event.event_type()] += 1
 
-    async def on_stop(self) -> None:
-        if self._following is not None:  # before the consumer stops under it
-            self._following.cancel()
-            await asyncio.gather(self._following, return_exceptions=True)
-            self._following = None
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
-
-    async def _catch_up(self, batches: Any) -> None:
-        async for batch in batches:  # an empty fetch means the end of every partition was reached
-            if not batch:
-                log.info("roster caught up: %s moderator sets", len(self.roster.moderators))
-                return
-            self._apply(batch)
-
-    async def _follow(self, batches: Any) -> None:
-        try:
-            async for batch in batches:
-                self._apply(batch)
-        except KafkaError as e:
-            log.error("roster reader stopped: %s", e)
-
-    def _apply(self, batch: Sequence[Any]) -> None:
-        for consumed in batch:
-            if self.roster.apply(consumed.event):
-                self._metrics.roster_events[consumed.event.event_type()] += 1
+    def caught_up(self) -> str:
+        return f"{len(self.roster.moderators)} moderator sets"
 
 
 class ModerationProcessor(Processor):

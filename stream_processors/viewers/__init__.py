@@ -1,2 +1,3 @@
-"""Viewer presence: concurrent counts per stream (``counts``, ``counts_agent``), the audience of a match
-(``match_audience``, ``match_audience_agent``) and the presence store both agents share (``store``)."""
+"""Viewer presence: sessions counted per partition of ``viewers.presence`` (``presence``,
+``presence_worker``), their partial counts merged per stream (``counts``) and per match
+(``match_audience``) by the agents of ``counts_agent`` (``merge``)."""

@@ -3,8 +3,8 @@
 ViewerCountChanged reaches the live listing (the ``live:streams`` score and the stream hash's
 ``viewers``, ``peak_viewers``, ``average_viewers``) and the 10 s PostgreSQL series (``pg.viewers``);
 MatchAudienceChanged reaches ``redis.match_viewers``, ``match_viewer_counts`` and the API's match
-objects; the beacon publishes a ViewerHeartbeat
-from the "api-beacon" edge, anonymous or not, and is rate limited per session.
+objects; the beacon publishes a ViewerPresenceBatch of one beat, keyed by its session, from the
+"api-beacon" edge, anonymous or not, and is rate limited per session.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 
 from events.codec import EventCodec
 from events.streams import StreamCreated, StreamEnded, StreamEndReason, StreamWentLive
-from events.viewers import MatchAudienceChanged, ViewerCountChanged, ViewerHeartbeat
+from events.viewers import MatchAudienceChanged, ViewerBeat, ViewerCountChanged, ViewerPresenceBatch
 from infra.kafka import DeadLetters, EventConsumer, EventPublisher, Position, TopicNames
 from infra.settings import Settings
 from projections.live import LiveKeys
@@ -155,21 +155,27 @@ async def beacon_stack(
         yield stack
 
 
-async def _heartbeats(stack: ApiStack, wanted: int, timeout_s: float = 20.0) -> list[ViewerHeartbeat]:
+async def _heartbeats(
+    stack: ApiStack, wanted: int, timeout_s: float = 20.0
+) -> list[tuple[ViewerPresenceBatch, ViewerBeat]]:
+    """The beats on ``viewers.presence``, each with its batch (checked to be keyed by its shard_key)."""
     names = TopicNames(stack.settings.kafka.topic_prefix)
     consumer = EventConsumer(
         stack.settings.kafka,
         EventCodec.load(),
-        topics=["viewers.heartbeats"],
+        topics=["viewers.presence"],
         group_id=None,
         dead_letters=DeadLetters(stack.publisher, names.physical("deadletter")),
         from_beginning=True,
     )
-    found: list[ViewerHeartbeat] = []
+    found: list[tuple[ViewerPresenceBatch, ViewerBeat]] = []
     deadline = time.monotonic() + timeout_s
     async with consumer:
         async for batch in consumer.batches(timeout_ms=100):
-            found.extend(c.event for c in batch if isinstance(c.event, ViewerHeartbeat))
+            for consumed in batch:
+                event = consumed.event
+                assert isinstance(event, ViewerPresenceBatch) and consumed.key == event.shard_key.encode()
+                found.extend((event, beat) for beat in event.beats)
             if len(found) >= wanted or time.monotonic() > deadline:
                 return found
     return found
@@ -194,10 +200,12 @@ async def test_beacon_publishes_heartbeats_anonymous_or_not(beacon_stack: ApiSta
     assert signed_in.status_code == 204
 
     beats = await _heartbeats(stack, 2)
-    assert sorted((b.stream_id, b.session_id, b.edge_id, b.user_id) for b in beats) == [
+    assert sorted((b.stream_id, b.session_id, batch.edge_id, b.user_id) for batch, b in beats) == [
         (stream_id, "anon-1", "api-beacon", None),
         (stream_id, "user-1", "api-beacon", owner.user_id),
     ]
+    assert all(batch.beats == (b,) and batch.shard_key == b.session_id for batch, b in beats)
+    assert {batch.producer for batch, _ in beats} == {"producers.api"}
 
 
 async def test_beacon_refusals_are_problems(beacon_stack: ApiStack) -> None:

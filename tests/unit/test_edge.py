@@ -1,22 +1,28 @@
-"""The edge's pure parts: protocol parsing, framing, history windows, the hub with fake peers, limits."""
+"""The edge's pure parts: protocol parsing, framing, history windows, the hub with fake peers, limits,
+and the presence batches heartbeats are published in."""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from edge_ws.commands import MAX_BEATS, PRODUCER, HeartbeatBatch, Presence, presence_batches
 from edge_ws.fanout import FanoutHub
 from edge_ws.history import StreamHistory, resume_without_history
 from edge_ws.limits import AddressCap, TokenBucket
 from edge_ws.messages import Route, delivery_for
 from edge_ws.metrics import Metrics
 from edge_ws.protocol import LogPosition, ProtocolError, SendChat, Subscribe, parse, text_frame
+from events.base import Event
 from events.chat import ChatMessageAccepted, ChatMessageRejected, RejectionReason
-from events.viewers import ViewerCountChanged
+from events.viewers import ViewerCountChanged, ViewerPresenceBatch
+from infra.kafka import Position, partition_of_key
 
 
 def p(offset: int, partition: int = 0) -> LogPosition:
@@ -190,3 +196,89 @@ async def test_a_batch_is_one_write_per_subscriber_in_log_order() -> None:
     assert len(peer.frames) == 2  # the subscribed marker, then one write with three frames
     assert peer.frames[1] == b"".join(text_frame(chat(i).payload) for i in (1, 2, 3))
     assert metrics.deliveries == 3
+
+
+def presence(sessions: int, streams: int = 1) -> dict[tuple[str, str], str | None]:
+    """``sessions`` sessions each watching ``streams`` streams; every third one signed in."""
+    return {
+        (f"stream-{s}", f"session-{n}"): f"u-{n}" if n % 3 == 0 else None
+        for n in range(sessions)
+        for s in range(streams)
+    }
+
+
+def beats_of(batches: Sequence[ViewerPresenceBatch]) -> Counter[tuple[str, str, str | None]]:
+    return Counter((b.stream_id, b.session_id, b.user_id) for batch in batches for b in batch.beats)
+
+
+def on_one_partition(batch: ViewerPresenceBatch, partitions: int) -> bool:
+    home = partition_of_key(batch.shard_key.encode(), partitions)
+    return all(partition_of_key(b.session_id.encode(), partitions) == home for b in batch.beats)
+
+
+@pytest.mark.parametrize(("sessions", "streams", "partitions"), [(1, 1, 3), (40, 2, 3), (2600, 1, 6)])
+def test_presence_batches_lose_nothing_and_sit_on_their_sessions_partition(
+    sessions: int, streams: int, partitions: int
+) -> None:
+    seen = presence(sessions, streams)
+    batches = presence_batches(seen, partitions, edge_id="edge-1", seen_at=AT)
+    assert beats_of(batches) == Counter((stream, session, user) for (stream, session), user in seen.items())
+    assert all(on_one_partition(batch, partitions) for batch in batches)
+    assert all(batch.shard_key == batch.beats[0].session_id for batch in batches)
+    assert all(0 < len(batch.beats) <= MAX_BEATS for batch in batches)
+    assert {(b.edge_id, b.producer, b.occurred_at) for b in batches} == {("edge-1", PRODUCER, AT)}
+
+
+def test_presence_batches_are_one_per_partition_until_max_beats() -> None:
+    seen = presence(2600)
+    batches = presence_batches(seen, 3, edge_id="edge-1", seen_at=AT)
+    per_partition = Counter(partition_of_key(s.encode(), 3) for _, s in seen)
+    records = Counter(partition_of_key(b.shard_key.encode(), 3) for b in batches)
+    assert records == {p: -(-n // MAX_BEATS) for p, n in per_partition.items()}  # ceil(n / MAX_BEATS)
+
+
+@pytest.mark.parametrize(
+    ("sessions", "sizes"), [(0, []), (500, [500]), (501, [500, 1]), (1000, [500, 500]), (1001, [500, 500, 1])]
+)
+def test_presence_batches_split_at_max_beats(sessions: int, sizes: list[int]) -> None:
+    batches = presence_batches(presence(sessions), 1, edge_id="edge-1", seen_at=AT)
+    assert [len(b.beats) for b in batches] == sizes
+
+
+def test_presence_batches_honour_a_smaller_max() -> None:
+    batches = presence_batches(presence(10), 1, edge_id="e", seen_at=AT, max_beats=4)
+    assert [len(b.beats) for b in batches] == [4, 4, 2]
+    assert [b.shard_key for b in batches] == ["session-0", "session-4", "session-8"]
+
+
+class PresencePublisher:
+    """Stands in for the broker: a topic of ``partitions`` partitions, every publish_many call kept."""
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self.calls: list[list[Event]] = []
+
+    async def partitions_of(self, event_type: type[Event]) -> int:
+        assert event_type is ViewerPresenceBatch
+        return self.partitions
+
+    async def publish_many(self, events: Sequence[Event]) -> list[Position]:
+        self.calls.append(list(events))
+        return [Position("viewers.presence", 0, n) for n, _ in enumerate(events)]
+
+
+async def test_a_flush_publishes_every_batch_in_one_call_and_counts_beats() -> None:
+    publisher, metrics = PresencePublisher(3), Metrics()
+    fake: Any = publisher
+    heartbeats = HeartbeatBatch(fake, "edge-1", metrics, interval_s=5.0)
+    seen: Presence = presence(1200, streams=2)
+    for (stream, session), user in seen.items():
+        heartbeats.record(stream, session, "stale-user")
+        heartbeats.record(stream, session, user)  # the last heartbeat of an interval wins
+    assert await heartbeats.flush() == 2400 and metrics.published == 2400
+    [published] = publisher.calls
+    batches = [e for e in published if isinstance(e, ViewerPresenceBatch)]
+    assert len(batches) == len(published)
+    assert beats_of(batches) == Counter((stream, session, user) for (stream, session), user in seen.items())
+    assert len({b.occurred_at for b in batches}) == 1  # one flush, one moment every beat was seen at
+    assert await heartbeats.flush() == 0 and len(publisher.calls) == 1  # nothing seen: nothing sent

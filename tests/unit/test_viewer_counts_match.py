@@ -1,4 +1,4 @@
-"""A match's combined audience (pure), and the ack-after-store batcher both count agents use."""
+"""A match's combined audience (pure), and the ack-after-store batcher the merge agents use."""
 
 from __future__ import annotations
 
@@ -6,53 +6,29 @@ import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from edge_ws.messages import delivery_for
 from edge_ws.protocol import LogPosition
-from events.viewers import ViewerCountChanged, ViewerHeartbeat
+from events.viewers import ViewerCountChanged
 from stream_processors.batching import Batcher
-from stream_processors.viewers.counts import (
-    NAMESPACE,
-    WINDOW_MS,
-    ViewerPresence,
-    count_id,
-    epoch_ms,
-    observe,
-    settle,
-)
-from stream_processors.viewers.match_audience import MATCH_NAMESPACE, observe_match, settle_match
+from stream_processors.viewers.counts import NAMESPACE, ViewerPresence, count_id, epoch_ms, observe_partial
+from stream_processors.viewers.match_audience import MATCH_NAMESPACE, settle_match
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
+T0 = epoch_ms(datetime(2026, 1, 1, tzinfo=UTC))
 
 
-def beat(stream: str, session: str, at_s: float = 0.0) -> ViewerHeartbeat:
-    return ViewerHeartbeat(
-        stream_id=stream, session_id=session, edge_id="edge-a", occurred_at=T0 + timedelta(seconds=at_s)
-    )
-
-
-def test_a_viewer_of_two_streams_of_a_match_counts_once_in_the_match_and_once_in_each() -> None:
-    beats = [beat("main", "alice"), beat("pov", "alice"), beat("main", "bob"), beat("pov", "carol")]
-    _, main = settle(observe(ViewerPresence(audience_id="main"), beats), 0)
-    _, pov = settle(observe(ViewerPresence(audience_id="pov"), beats), 0)
-    match, audience = settle_match(observe_match(ViewerPresence(audience_id="m1"), beats), 0)
-    assert main is not None and pov is not None and audience is not None
-    assert (main.count, pov.count, audience.count) == (2, 2, 3)
-    assert (audience.match_id, audience.peak, audience.average) == ("m1", 3, 3.0)
-    assert audience.event_id == count_id("m1", epoch_ms(T0), MATCH_NAMESPACE)
-    assert audience.event_id != count_id("m1", epoch_ms(T0), NAMESPACE)  # never a stream count's id
-    assert settle_match(observe_match(match, beats), 0)[1] is None  # forwarded again: nothing new
-
-
-def test_the_match_audience_falls_after_the_window() -> None:
-    state = observe_match(ViewerPresence(audience_id="m1"), [beat("main", "a"), beat("pov", "b", 20)])
-    state, _ = settle_match(state, 0)
-    state, fallen = settle_match(state, epoch_ms(T0) + WINDOW_MS + 1)
-    assert fallen is not None and (fallen.count, fallen.peak) == (1, 2)
-    state, empty = settle_match(state, epoch_ms(T0) + 20_000 + WINDOW_MS + 1_000)
-    assert empty is not None and empty.count == 0 and set(state.sessions) == set()
+def test_a_match_audience_is_decided_from_its_partials_with_its_own_ids() -> None:
+    state = observe_partial(observe_partial(ViewerPresence(audience_id="m1"), 0, 2, T0), 1, 1, T0)
+    state, audience = settle_match(state, 0)
+    assert audience is not None
+    assert (audience.match_id, audience.count, audience.peak, audience.average) == ("m1", 3, 3, 3.0)
+    assert audience.event_id == count_id("m1", T0, MATCH_NAMESPACE)
+    assert audience.event_id != count_id("m1", T0, NAMESPACE)  # never a stream count's id
+    assert settle_match(observe_partial(state, 0, 2, T0), 0)[1] is None  # reported again: nothing new
+    state, fallen = settle_match(observe_partial(state, 0, 0, T0 + 30_000), 0)
+    assert fallen is not None and (fallen.count, fallen.peak) == (1, 3)
 
 
 @dataclass
