@@ -21,19 +21,15 @@ from datetime import datetime, timedelta
 from edge_ws.auth import Identity
 from edge_ws.metrics import Metrics
 from edge_ws.protocol import EndPoll, Moderate, OpenPoll, ProtocolError, SendChat, Vote, poll_command
+from events import viewers
 from events.base import utc_now
 from events.chat import ChatMessageSubmitted, ModerationAction, ModerationActionRequested
 from events.polls import PollClosed, PollOpened, PollVoteCast
-from events.viewers import ViewerBeat, ViewerPresenceBatch
+from events.viewers import MAX_BEATS, ViewerBeat, ViewerPresenceBatch
 from infra.kafka import EventPublisher, KafkaError, Position, partition_of_key
 
 log = logging.getLogger(__name__)
 PRODUCER = "edge_ws"
-# Beats per ViewerPresenceBatch record, so a record's size is bounded however many viewers one
-# partition has: Avro-encoded, a beat is ~70 B (a stream UUID, a session id) or ~110 B with a user
-# id, so 500 stay under ~55 KB: one producer batch (64 KB by default), far below the broker's 1 MB.
-MAX_BEATS = 500
-
 # What a node saw over one interval: (stream, session) -> the signed-in user, or None if anonymous.
 Presence = Mapping[tuple[str, str], str | None]
 
@@ -170,20 +166,17 @@ class HeartbeatBatch:
 def presence_batches(
     seen: Presence, partitions: int, *, edge_id: str, seen_at: datetime, max_beats: int = MAX_BEATS
 ) -> list[ViewerPresenceBatch]:
-    """One record per partition of ``viewers.presence`` the sessions hash to (split every ``max_beats``),
-    keyed by its first beat's session, so the publisher's partitioner puts it where its sessions belong."""
-    by_partition: dict[int, list[ViewerBeat]] = {}
-    for (stream, session), user in seen.items():
-        beat = ViewerBeat(stream_id=stream, session_id=session, user_id=user)
-        by_partition.setdefault(partition_of_key(session.encode(), partitions), []).append(beat)
-    return [
-        ViewerPresenceBatch(
-            producer=PRODUCER,
-            occurred_at=seen_at,
-            shard_key=chunk[0].session_id,
-            edge_id=edge_id,
-            beats=tuple(chunk),
-        )
-        for _, beats in sorted(by_partition.items())
-        for chunk in (beats[start : start + max_beats] for start in range(0, len(beats), max_beats))
-    ]
+    """What a node saw as records of ``viewers.presence`` (of ``partitions``): see
+    :func:`events.viewers.presence_batches`."""
+    beats = (
+        ViewerBeat(stream_id=stream, session_id=session, user_id=user)
+        for (stream, session), user in seen.items()
+    )
+    return viewers.presence_batches(
+        beats,
+        lambda session: partition_of_key(session.encode(), partitions),
+        edge_id=edge_id,
+        seen_at=seen_at,
+        producer=PRODUCER,
+        max_beats=max_beats,
+    )

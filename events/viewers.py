@@ -1,20 +1,30 @@
-"""Viewer presence: heartbeats from edges (``viewers.heartbeats``) and derived counts
-(``viewers.counts``), both keyed by ``stream_id``; a match's combined audience across its streams
-(``viewers.match_counts``, keyed by ``match_id``)."""
+"""Viewer presence: heartbeats from edges, batched per flush and keyed by session
+(``viewers.presence``; single ones keyed by ``stream_id`` on ``viewers.heartbeats`` before that), and
+derived counts (``viewers.counts``, keyed by ``stream_id``); a match's combined audience across its
+streams (``viewers.match_counts``, keyed by ``match_id``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from events.base import Event
 
 __all__ = [
+    "MAX_BEATS",
     "MatchAudienceChanged",
     "ViewerBeat",
     "ViewerCountChanged",
     "ViewerHeartbeat",
     "ViewerPresenceBatch",
+    "presence_batches",
 ]
+
+# Beats per ViewerPresenceBatch record, so a record's size is bounded however many viewers one
+# partition has: Avro-encoded, a beat is ~70 B (a stream UUID, a session id) or ~110 B with a user
+# id, so 500 stay under ~55 KB: one producer batch (64 KB by default), far below the broker's 1 MB.
+MAX_BEATS = 500
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,3 +85,31 @@ class ViewerPresenceBatch(Event):
     shard_key: str
     edge_id: str
     beats: tuple[ViewerBeat, ...] = ()
+
+
+def presence_batches(
+    beats: Iterable[ViewerBeat],
+    partition_of: Callable[[str], int],
+    *,
+    edge_id: str,
+    seen_at: datetime,
+    producer: str,
+    max_beats: int = MAX_BEATS,
+) -> list[ViewerPresenceBatch]:
+    """The ``beats`` seen at ``seen_at`` as one record per partition their sessions belong to
+    (``partition_of(session_id)``), split every ``max_beats``; each keyed by its first beat's
+    session, so the publisher's partitioner puts it where all its sessions belong."""
+    by_partition: dict[int, list[ViewerBeat]] = {}
+    for beat in beats:
+        by_partition.setdefault(partition_of(beat.session_id), []).append(beat)
+    return [
+        ViewerPresenceBatch(
+            producer=producer,
+            occurred_at=seen_at,
+            shard_key=chunk[0].session_id,
+            edge_id=edge_id,
+            beats=tuple(chunk),
+        )
+        for _, held in sorted(by_partition.items())
+        for chunk in (held[start : start + max_beats] for start in range(0, len(held), max_beats))
+    ]

@@ -33,6 +33,7 @@ from infra.settings import REPO_ROOT, Settings
 from projections.rebuild_options import add_arguments as add_rebuild_arguments
 from projections.replay_options import add_arguments as add_replay_arguments
 from projections.report_options import add_arguments as add_report_arguments
+from stream_processors.topology import FAMILIES
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -224,10 +225,10 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_processors(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the Faust stream-processor worker (every agent) until interrupted."""
+    """Run the stream-processor worker (every agent family, or --only one) until interrupted."""
     from stream_processors import worker
 
-    return worker.run(settings)
+    return worker.run(settings, args.only)
 
 
 def cmd_projector(args: argparse.Namespace, settings: Settings) -> int:
@@ -353,7 +354,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_rebuild_arguments(add("rebuild", cmd_rebuild))
     add_report_arguments(add("report", cmd_report))
     add("api", cmd_api)
-    add("processors", cmd_processors)
+    processors = add("processors", cmd_processors)
+    processors.add_argument(
+        "--only",
+        metavar="FAMILY",
+        choices=FAMILIES,
+        default=None,
+        help=f"run one agent family in its own worker group ({', '.join(FAMILIES)}); "
+        "start several to share its partitions (default: every family in one group)",
+    )
     add("projector", cmd_projector)
     edge = add("edge", cmd_edge)
     where = edge.add_mutually_exclusive_group()

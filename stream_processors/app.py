@@ -55,7 +55,7 @@ from stream_processors.runtime import (
     ProcessorApp,
     report_skips,
 )
-from stream_processors.topology import app_id
+from stream_processors.topology import FAMILIES, app_id
 from stream_processors.viewers.counts_agent import register_match_audience, register_viewer_counts
 
 __all__ = ["create_app", "faust_options"]
@@ -104,27 +104,31 @@ def create_app(
     publishing: DecisionPublisher,
     metrics: ProcessorMetrics,
     roster: Any = None,
+    family: str | None = None,
 ) -> faust.App:
-    """The configured Faust app with its agents, tables and web pages.
+    """The configured Faust app with its agents, tables and web pages: every family's (one app,
+    one consumer group), or only ``family``'s, in that family's own app (its own group).
 
     ``roster`` (a started-before-the-app :class:`~stream_processors.moderation.agent.RosterReader`)
-    adds the moderation agent; without it the app runs the lifecycle agent only.
+    is needed by the moderation agent (left out without one) and tells the polls agent who moderates.
     """
-    app = ProcessorApp(app_id(settings.kafka), **faust_options(settings, partitions))
+    app = ProcessorApp(app_id(settings.kafka, family), **faust_options(settings, partitions))
     names = TopicNames(settings.kafka.topic_prefix)
-    register_lifecycle(app, names, partitions, (codec, publishing, metrics), settings.kafka)
-    if roster is not None:
+    runs = set(FAMILIES if family is None else (family,))
+    args = (codec, publishing, metrics)
+    if "lifecycle" in runs:
+        register_lifecycle(app, names, partitions, args, settings.kafka)
+    if "moderation" in runs and roster is not None:
         limits = chat_limits(settings.chat)
-        register_moderation(
-            app, names, partitions, (codec, publishing, metrics), roster, limits, settings.kafka
-        )
-    register_viewer_counts(app, names, partitions, (codec, publishing, metrics))
-    register_match_audience(app, names, partitions, (codec, publishing, metrics))
-    # Who may open/close polls: the moderation agent's roster (without one, channel owners only).
-    register_polls(
-        app, names, partitions, (codec, publishing, metrics), roster.roster if roster else ChatRoster()
-    )
-    register_notifications(app, names, partitions, (codec, publishing, metrics), settings.kafka)
+        register_moderation(app, names, partitions, args, roster, limits, settings.kafka)
+    if "viewers" in runs:
+        register_viewer_counts(app, names, partitions, args)
+        register_match_audience(app, names, partitions, args)
+    if "polls" in runs:
+        # Who may open/close polls: the moderation agent's roster (without one, channel owners only).
+        register_polls(app, names, partitions, args, roster.roster if roster else ChatRoster())
+    if "notifications" in runs:
+        register_notifications(app, names, partitions, args, settings.kafka)
     _add_pages(app, settings, publishing, metrics)
     report_skips(app, metrics)
     return app

@@ -8,6 +8,8 @@ changelog partition *p* holds the keys of source partition *p* (co-partitioning)
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from events.topics import TopicSpec, spec
 from infra.kafka import TopicAdmin
 from infra.settings import KafkaSettings
@@ -45,21 +47,38 @@ WHOLE_SOURCES = ("users", "channels")  # read whole by every worker (no group): 
 PRESENCE_SOURCES = (PRESENCE_SOURCE, LEGACY_HEARTBEATS)
 
 
+# The agent families. Each can run as its own worker group (`esports processors --only FAMILY`: its own
+# Faust app id, so its own consumer group and changelogs); by default one app runs them all.
+FAMILIES = ("lifecycle", "moderation", "viewers", "polls", "notifications")
+FAMILY_TABLES = {
+    "lifecycle": (LIFECYCLE_TABLE,),
+    "moderation": (MODERATION_TABLE,),
+    "viewers": (VIEWER_TABLE, MATCH_VIEWER_TABLE),
+    "polls": (POLLS_TABLE,),
+    "notifications": (NOTIFICATIONS_TABLE,),
+}
+
+
 class TopologyError(Exception):
     """The cluster's topics cannot be processed as they are (missing, or not co-partitioned)."""
 
     retriable = False
 
 
-def app_id(kafka: KafkaSettings) -> str:
+def app_name(family: str | None = None) -> str:
+    """The app of every family (None), or of one family run alone, before the deployment prefix."""
+    return APP_ID if family is None else f"{APP_ID}-{family}"
+
+
+def app_id(kafka: KafkaSettings, family: str | None = None) -> str:
     """Faust's id (consumer group, changelog prefix), namespaced like the catalogue topics."""
-    return f"{kafka.topic_prefix}{APP_ID}"
+    return f"{kafka.topic_prefix}{app_name(family)}"
 
 
 def _changelog(table: str, key_field: str, partitions: int, description: str) -> TopicSpec:
     """A table's changelog: compacted, since the latest state per key is all a recovery needs."""
     return TopicSpec(
-        name=f"{APP_ID}-{table}-changelog",
+        name=f"{{app}}-{table}-changelog",  # the app's name filled in by internal_topics
         key_field=key_field,
         event_types=(),
         owner="stream_processors",
@@ -83,8 +102,23 @@ def _partials(name: str, key_field: str, partitions: int) -> TopicSpec:
     )
 
 
-def internal_topics(partitions: int) -> list[TopicSpec]:
-    """The Faust-internal topics, named as Faust names them (the deployment prefix is added by TopicAdmin)."""
+def internal_topics(partitions: int, family: str | None = None) -> list[TopicSpec]:
+    """The internal topics of the app of every family (None) or of one ``family``: the changelogs,
+    named as Faust names them (the deployment prefix is added by TopicAdmin), and the partials."""
+    tables = [t for f in ((family,) if family else FAMILIES) for t in FAMILY_TABLES[f]]
+    changelogs = [
+        replace(topic, name=topic.name.format(app=app_name(family)))
+        for topic in _changelogs(partitions)
+        if topic.name.removeprefix("{app}-").removesuffix("-changelog") in tables
+    ]
+    return [
+        *changelogs,
+        _partials(VIEWER_PARTIALS, "stream_id", partitions),
+        _partials(MATCH_PARTIALS, "match_id", partitions),
+    ]
+
+
+def _changelogs(partitions: int) -> list[TopicSpec]:
     return [
         _changelog(
             LIFECYCLE_TABLE,
@@ -119,13 +153,12 @@ def internal_topics(partitions: int) -> list[TopicSpec]:
             partitions,
             "Changelog of the match-audience agent's table (ViewerPresence as JSON).",
         ),
-        _partials(VIEWER_PARTIALS, "stream_id", partitions),
-        _partials(MATCH_PARTIALS, "match_id", partitions),
     ]
 
 
-async def prepare_topics(kafka: KafkaSettings) -> int:
-    """Check the sources are co-partitioned, create the changelogs; returns the partition count."""
+async def prepare_topics(kafka: KafkaSettings, family: str | None = None) -> int:
+    """Check the sources are co-partitioned, create the internal topics of the app of every family
+    (None) or of one ``family``; returns the partition count."""
     async with TopicAdmin(kafka) as admin:
         names = dict.fromkeys(
             (
@@ -148,7 +181,7 @@ async def prepare_topics(kafka: KafkaSettings) -> int:
                 f"{counts}: the agents' sources and read-back outputs must have the same partition count"
             )
         partitions = next(iter(counts.values()))
-        internal = internal_topics(partitions)
+        internal = internal_topics(partitions, family)
         await admin.ensure(internal)
         wrong = {s.name: s.partitions for s in await admin.states(internal) if s.partitions != partitions}
     if wrong:

@@ -11,6 +11,7 @@ import asyncio
 import logging
 
 import faust
+from mode import Service
 
 from events.codec import EventCodec
 from infra.kafka import KafkaError
@@ -19,50 +20,65 @@ from stream_processors.app import create_app
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.moderation.agent import RosterReader
 from stream_processors.runtime import DecisionPublisher
-from stream_processors.topology import TopologyError, prepare_topics
+from stream_processors.topology import FAMILIES, TopologyError, prepare_topics
 from stream_processors.viewers.presence_worker import PresenceWorker
 
 log = logging.getLogger(__name__)
 
 
-def run(settings: Settings) -> int:
-    """Run the processors until interrupted; 0 after a clean stop, 1 if they cannot start or crashed."""
+def run(settings: Settings, family: str | None = None) -> int:
+    """Run the processors (every family, or only ``family`` in its own worker group) until
+    interrupted; 0 after a clean stop, 1 if they cannot start or crashed."""
     try:
-        partitions = asyncio.run(prepare_topics(settings.kafka))
+        partitions = asyncio.run(prepare_topics(settings.kafka, family))
     except (KafkaError, TopologyError) as e:
         log.error("cannot start the processors: %s", e)
         return 1
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        return _run_worker(settings, partitions, loop)
+        return _run_worker(settings, partitions, loop, family)
     finally:
         asyncio.set_event_loop(None)
 
 
-def _run_worker(settings: Settings, partitions: int, loop: asyncio.AbstractEventLoop) -> int:
+def _run_worker(
+    settings: Settings, partitions: int, loop: asyncio.AbstractEventLoop, family: str | None
+) -> int:
     codec = EventCodec.load()
     metrics = ProcessorMetrics()
+    runs = FAMILIES if family is None else (family,)
     publishing = DecisionPublisher(settings.kafka, codec, loop=loop)
-    roster = RosterReader(settings.kafka, codec, metrics, loop=loop)
-    presence = PresenceWorker(
-        settings.kafka,
-        codec,
-        publishing,
-        metrics,
-        partitions,
-        session_timeout_s=settings.processors.session_timeout_s,
-        window_ms=int(settings.processors.viewer_window_s * 1000),
-        loop=loop,
-    )
+    services: list[Service] = [publishing]  # started before the app, stopped after it
+    roster = None
+    if "moderation" in runs or "polls" in runs:
+        # read to the end of `users` before the moderation agent decides
+        roster = RosterReader(settings.kafka, codec, metrics, loop=loop)
+        services.append(roster)
+    if "viewers" in runs:
+        presence = PresenceWorker(  # counts the heartbeats in its own consumer group, not Faust's
+            settings.kafka,
+            codec,
+            publishing,
+            metrics,
+            partitions,
+            session_timeout_s=settings.processors.session_timeout_s,
+            window_ms=int(settings.processors.viewer_window_s * 1000),
+            loop=loop,
+        )
+        services.append(presence)
     app = create_app(
-        settings, partitions=partitions, codec=codec, publishing=publishing, metrics=metrics, roster=roster
+        settings,
+        partitions=partitions,
+        codec=codec,
+        publishing=publishing,
+        metrics=metrics,
+        roster=roster,
+        family=family,
     )
     worker = faust.Worker(
         app,
-        publishing,  # started before the app, stopped after it
-        presence,  # counts the heartbeats in its own consumer group (never Faust's fetcher)
-        roster,  # read to the end of `users` before the moderation agent decides
+        *services,
         loop=loop,
         quiet=True,
         override_logging=False,  # logging is configured by the CLI (infra.logs), not by mode

@@ -43,7 +43,7 @@ from mode import Service
 
 from events.base import Event
 from events.codec import DecodeError, EventCodec
-from events.viewers import ViewerBeat, ViewerHeartbeat, ViewerPresenceBatch
+from events.viewers import ViewerBeat, ViewerHeartbeat, ViewerPresenceBatch, presence_batches
 from infra.kafka import TopicNames, client_options, partition_of_key
 from infra.settings import KafkaSettings
 from stream_processors.metrics import ProcessorMetrics
@@ -66,7 +66,6 @@ PRODUCER = "stream_processors.presence"
 REPORT_EVERY_S = 0.5  # partial counts published this often (on change); counts move within ~1 s
 REBUILD_SLACK_MS = 5_000  # a taken-over partition is re-read from this long before the window
 FETCH_MAX_RECORDS = 1_000  # records (batches of heartbeats) per fetch
-REKEYED_MAX_BEATS = 500  # beats per republished batch (the edges' bound too)
 
 
 class MatchDirectory(WholeTopicReader):
@@ -124,6 +123,7 @@ class PresenceWorker(Service):
         self._rebuilding: dict[int, int] = {}  # partition -> the end offset to read before reporting it
         self._complete_due: set[int] = set()  # partitions rebuilt, whose next report is complete
         self._source_partitions = 0
+        self._committed: dict[TopicPartition, int] = {}  # what was last committed (lag figures)
         self._consumer: AIOKafkaConsumer | None = None
         self._running: asyncio.Future[None] | None = None
 
@@ -225,21 +225,21 @@ class PresenceWorker(Service):
 
     async def _forward(self, heartbeats: Sequence[ViewerHeartbeat]) -> None:
         """Republish single heartbeats as batches keyed by session (``viewers.presence``)."""
-        groups: dict[tuple[int, int, str], list[ViewerBeat]] = defaultdict(list)
+        groups: dict[tuple[int, str], list[ViewerBeat]] = defaultdict(list)
         for h in heartbeats:
-            partition = partition_of_key(h.session_id.encode(), self._source_partitions)
             beat = ViewerBeat(stream_id=h.stream_id, session_id=h.session_id, user_id=h.user_id)
-            groups[(partition, epoch_ms(h.occurred_at), h.edge_id)].append(beat)
+            groups[(epoch_ms(h.occurred_at), h.edge_id)].append(beat)
+        partitions = self._source_partitions
         batches = [
-            ViewerPresenceBatch(
-                producer=PRODUCER,
-                occurred_at=from_epoch_ms(at_ms),
-                shard_key=chunk[0].session_id,
+            batch
+            for (at_ms, edge_id), beats in groups.items()
+            for batch in presence_batches(
+                beats,
+                lambda session: partition_of_key(session.encode(), partitions),
                 edge_id=edge_id,
-                beats=tuple(chunk),
+                seen_at=from_epoch_ms(at_ms),
+                producer=PRODUCER,
             )
-            for (_, at_ms, edge_id), beats in groups.items()
-            for chunk in (beats[i : i + REKEYED_MAX_BEATS] for i in range(0, len(beats), REKEYED_MAX_BEATS))
         ]
         await self._publishing.publisher.publish_many(batches)
 
@@ -270,8 +270,13 @@ class PresenceWorker(Service):
             else:
                 counts = presence.changes()
             reports.extend(self._reports(partition, presence.clock_ms, counts, partition in complete))
-        if not reports:
-            return
+        if reports:
+            await self._publish(reports, complete)
+        await self._commit_positions()
+
+    async def _publish(
+        self, reports: list[tuple[str, int, PartialReport]], complete: dict[int, dict[Audience, int]]
+    ) -> None:
         publisher = self._publishing.publisher
         await asyncio.gather(
             *(
@@ -286,7 +291,6 @@ class PresenceWorker(Service):
                 self._complete_due.discard(partition)
                 self._owned[partition].mark_reported(counts)
         self._metrics.partial_reports += len(reports)
-        await self._commit_positions()
 
     def _reports(
         self, partition: int, as_of_ms: int, counts: dict[Audience, int], complete: bool
@@ -313,9 +317,11 @@ class PresenceWorker(Service):
             if partition not in self._rebuilding:
                 tp = TopicPartition(self._source, partition)
                 try:
-                    positions[tp] = await consumer.position(tp)
+                    position = await consumer.position(tp)
                 except IllegalStateError:
                     continue
+                if self._committed.get(tp) != position:
+                    positions[tp] = position
         if positions:
             await self._commit(positions)
 
@@ -324,6 +330,7 @@ class PresenceWorker(Service):
         assert self._consumer is not None
         try:
             await self._consumer.commit(offsets)
+            self._committed.update(offsets)
         except (CommitFailedError, IllegalStateError) as e:
             log.debug("presence: commit skipped (%r)", e)
 

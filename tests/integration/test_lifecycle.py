@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,22 +73,28 @@ def free_port() -> int:
 class WorkerProcess:
     """The processors as a subprocess, configured only through ESPORTS_* variables."""
 
-    def __init__(self, settings: Settings, data_dir: Path, log_path: Path) -> None:
+    def __init__(
+        self, settings: Settings, data_dir: Path, log_path: Path, args: Sequence[str] = (), **env: str
+    ) -> None:
+        """``args`` follow ``esports processors`` (``--only viewers``); ``env`` adds ESPORTS_* settings."""
         self.port = free_port()
         self.log_path = log_path
+        self.args = list(args)
         self.env = {
             **os.environ,
             "ESPORTS_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
             "ESPORTS_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
             "ESPORTS_PROCESSORS__WEB_PORT": str(self.port),
             "ESPORTS_PROCESSORS__DATA_DIR": str(data_dir),
+            **env,
         }
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         with self.log_path.open("ab") as log:
+            command = [*worker_command(), *self.args]
             self.process = subprocess.Popen(
-                worker_command(), env=self.env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT
+                command, env=self.env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT
             )
 
     def get(self, path: str) -> tuple[int, str]:

@@ -1,0 +1,184 @@
+"""The hot stream with two worker processes of the viewers family (`esports processors --only viewers`).
+
+One stream of a match with 900 viewers, a POV stream of the same match with 300 (150 of them also on
+the main stream), and a stream of no match. The heartbeats are published as the edges publish them
+(:func:`edge_ws.commands.presence_batches`, keyed by session over 3 partitions), so both workers
+count a share of the hot stream. The counts and the match audience must equal a recount of the
+heartbeats read back from ``viewers.presence``; then one worker is killed (-9) while heartbeats keep
+coming, the other takes its partitions over (re-reading their window), the counts stay equal to the
+recount (never above it), and when 200 viewers leave they fall to the new recount. The window is
+10 s here (a setting), so the test takes about a minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from edge_ws.commands import presence_batches
+from events.base import utc_now
+from events.codec import EventCodec
+from events.streams import StreamCreated, StreamRole
+from events.viewers import MatchAudienceChanged, ViewerCountChanged, ViewerPresenceBatch
+from infra.kafka import EventConsumer, EventPublisher, LoggedDeadLetters
+from infra.settings import Settings
+from stream_processors.viewers.counts import epoch_ms
+from tests.integration.test_lifecycle import WorkerProcess
+from tests.integration.test_viewer_counts_match import Audiences, audience_io  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.integration
+
+WINDOW_S = 10
+BEAT_EVERY_S = 2.0
+PARTITIONS = 3  # the namespace fixture's
+
+
+def watching(tag: str) -> dict[str, list[str]]:
+    """session -> the streams it watches."""
+    main, pov, other = f"main-{tag}", f"pov-{tag}", f"other-{tag}"
+    sessions: dict[str, list[str]] = {}
+    for n in range(900):
+        sessions[f"v{n}-{tag}"] = [main, pov] if n < 150 else [main]
+    for n in range(150):
+        sessions[f"p{n}-{tag}"] = [pov]
+    for n in range(40):
+        sessions[f"o{n}-{tag}"] = [other]
+    return sessions
+
+
+async def beat(publisher: EventPublisher, sessions: dict[str, list[str]], edges: int = 3) -> None:
+    """One flush of a fleet of ``edges`` nodes, each holding a third of the sessions."""
+    now = utc_now()
+    records: list[ViewerPresenceBatch] = []
+    for edge in range(edges):
+        mine = {(s, sid): None for sid, streams in list(sessions.items())[edge::edges] for s in streams}
+        records.extend(presence_batches(mine, PARTITIONS, edge_id=f"edge-{edge}", seen_at=now))
+    await publisher.publish_many(records)
+
+
+async def recount(namespace: Settings, codec: EventCodec, match_of: dict[str, str]) -> dict[str, int]:
+    """Distinct sessions per stream and per match within the window, from ``viewers.presence`` itself."""
+    consumer = EventConsumer(
+        namespace.kafka,
+        codec,
+        topics=["viewers.presence"],
+        group_id=None,
+        dead_letters=LoggedDeadLetters("recount"),
+        from_beginning=True,
+    )
+    seen: dict[tuple[str, str], datetime] = {}
+    async with consumer:
+        async for batch in consumer.batches(timeout_ms=300):
+            if not batch:
+                break
+            for consumed in batch:
+                event = consumed.event
+                assert isinstance(event, ViewerPresenceBatch)
+                for b in event.beats:
+                    key = (b.stream_id, b.session_id)
+                    seen[key] = max(seen.get(key, event.occurred_at), event.occurred_at)
+    horizon = epoch_ms(max(seen.values())) - WINDOW_S * 1000
+    present = [(s, sid) for (s, sid), at in seen.items() if epoch_ms(at) > horizon]
+    counts: dict[str, int] = {}
+    for stream, _ in present:
+        counts[stream] = counts.get(stream, 0) + 1
+    for match in set(match_of.values()):
+        counts[match] = len({sid for s, sid in present if match_of.get(s) == match})
+    return counts
+
+
+async def keep_beating(
+    publisher: EventPublisher, sessions: dict[str, list[str]], stop: asyncio.Event
+) -> None:
+    while not stop.is_set():
+        await beat(publisher, sessions)
+        try:
+            await asyncio.wait_for(stop.wait(), BEAT_EVERY_S)
+        except TimeoutError:
+            pass
+
+
+def heartbeats_counted(worker: WorkerProcess) -> int:
+    _, text = worker.get("/metrics")
+    found = re.search(r"^esports_viewer_heartbeats_total (\d+)$", text, flags=re.MULTILINE)
+    return int(found.group(1)) if found else 0
+
+
+async def test_two_workers_count_the_hot_stream_exactly_and_one_takes_over_after_a_kill(
+    namespace: Settings,
+    codec: EventCodec,
+    audience_io: tuple[EventPublisher, Audiences],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    publisher, audiences = audience_io
+    tag = uuid.uuid4().hex[:8]
+    match, main, pov, other = f"match-{tag}", f"main-{tag}", f"pov-{tag}", f"other-{tag}"
+    match_of = {main: match, pov: match}
+    await publisher.publish_many(
+        [
+            StreamCreated(stream_id=main, channel_id="c1", owner_id="u1", title="Final", match_id=match),
+            StreamCreated(
+                stream_id=pov,
+                channel_id="c2",
+                owner_id="u2",
+                title="POV",
+                role=StreamRole.POV,
+                match_id=match,
+            ),
+            StreamCreated(stream_id=other, channel_id="c3", owner_id="u3", title="Elsewhere"),
+        ]
+    )
+    env = {"ESPORTS_PROCESSORS__VIEWER_WINDOW_S": str(WINDOW_S), "ESPORTS_PROCESSORS__SESSION_TIMEOUT_S": "6"}
+    workers = [
+        WorkerProcess(
+            namespace, tmp_path / f"faust-{n}", tmp_path / f"worker-{n}.log", ["--only", "viewers"], **env
+        )
+        for n in range(2)
+    ]
+    sessions = watching(tag)
+    stop = asyncio.Event()
+    beating: asyncio.Task[None] | None = None
+    try:
+        for worker in workers:
+            worker.start()
+        await asyncio.gather(*(w.wait_healthy(timeout_s=60) for w in workers))
+        beating = asyncio.create_task(keep_beating(publisher, sessions, stop))
+        expected = {main: 900, pov: 300, other: 40, match: 1050}
+        await audiences.reach(expected, timeout_s=30)
+        assert await recount(namespace, codec, match_of) == expected
+        assert all(heartbeats_counted(w) > 0 for w in workers), "both workers count a share"
+
+        workers[0].kill()  # mid-load: the heartbeats keep coming
+        killed_at = time.monotonic()
+        await asyncio.sleep(12)  # the session timeout (6 s) and the take-over's re-read
+        await audiences.reach(expected, timeout_s=20)
+        survivor = heartbeats_counted(workers[1])
+        await asyncio.sleep(2 * BEAT_EVERY_S)
+        assert heartbeats_counted(workers[1]) - survivor >= len(sessions), "the survivor counts every session"
+
+        leaving = [sid for sid in sessions if sid.startswith("v")][-200:]  # main-only viewers
+        for sid in leaving:
+            del sessions[sid]
+        left = {main: 700, pov: 300, other: 40, match: 850}
+        await audiences.reach(left, timeout_s=WINDOW_S + 15)
+        stop.set()
+        await beating
+        assert await recount(namespace, codec, match_of) == left
+    finally:
+        stop.set()
+        if beating is not None:
+            await asyncio.gather(beating, return_exceptions=True)
+        for worker in workers:
+            worker.kill()
+    for audience, ceiling in expected.items():
+        counts = [e.count for e in audiences.of(audience)]
+        assert max(counts) == ceiling, f"{audience}: {counts} (never counted above the recount)"
+    after_kill = [e for e in audiences.of(match) if isinstance(e, MatchAudienceChanged)]
+    assert after_kill[-1].peak == 1050 and killed_at > 0
+    assert all(isinstance(e, ViewerCountChanged) for e in audiences.of(main))
