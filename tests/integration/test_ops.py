@@ -20,7 +20,7 @@ from infra.kafka import EventPublisher, TopicAdmin, TopicNames
 from infra.settings import REPO_ROOT, Settings
 from projections.projector import group_id
 from projections.service import build_stores
-from stream_processors.topology import app_id, internal_topics
+from stream_processors.topology import PRESENCE_GROUP, app_id, internal_topics
 from tests.integration.projections_support import read_model, redis_space, running_service, unique_schema
 from tests.integration.test_lifecycle import WorkerProcess
 from tests.integration.test_rebuild_support import STREAMS, match_session, wait_applied
@@ -113,7 +113,8 @@ async def test_consumer_groups_of_agents_and_projectors_drain_to_lag_0(
                 group_id(namespace.kafka, s.name)
                 for s in build_stores(pool, client, schema="x", redis_prefix="")
             }
-            wanted = {app_id(namespace.kafka), *projectors}
+            presence = TopicNames(prefix).physical(PRESENCE_GROUP)  # the viewers' own group
+            wanted = {app_id(namespace.kafka), presence, *projectors}
             deadline = time.monotonic() + DRAIN_TIMEOUT_S
             while True:
                 groups = await asyncio.to_thread(
