@@ -1,0 +1,304 @@
+"""A partition worker: a consumer group of its own beside the Faust app, for the hot paths.
+
+The hottest records (heartbeats, votes) are partitioned by the key that makes them parallel (the
+session, the voter), not by stream. A partition worker owns some partitions of such a ``source``
+topic, as any member of its consumer group does, keeps a state per owned partition in memory and
+reports *partial* results every ``every_s`` to internal topics that a Faust agent merges per stream.
+It never shares Faust's fetcher and pays no per-record Faust cost, and several worker processes
+share the partitions.
+
+Nothing is stored: a partition's state is a stretch of its own log. A worker given a partition seeks
+it to :meth:`PartitionWorker.rebuild_from_ms` (Kafka's offsets for times), reads to the end it had at
+assignment, and only then reports it, in full (``complete``: what its previous owner reported and
+is gone now is taken back). Reading a record twice must change nothing (subclasses keep the latest
+per key), so offsets are committed only to show the group's lag.
+
+A ``legacy`` topic holds the same causes keyed the old way (by stream): its records are re-keyed,
+republished onto ``source`` (:meth:`PartitionWorker.rekey`) and then committed, at least once. A
+new group starts them at :meth:`PartitionWorker.rebuild_from_ms`, not at the log's start.
+
+A broker outage is retried (the next report of every partition is then complete, since a change
+report may have been lost, and the legacy topic resumes from its commit); any other error crashes
+the worker, as an agent's would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any, Generic, TypeAlias, TypeVar
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import KafkaError as DriverError
+from aiokafka.structs import ConsumerRecord
+from mode import Service
+
+from events.base import Event
+from events.codec import DecodeError, EventCodec
+from infra.kafka import KafkaError, client_options
+from infra.settings import KafkaSettings
+from stream_processors.metrics import ProcessorMetrics
+from stream_processors.runtime import DecisionPublisher
+
+__all__ = ["FETCH_MAX_RECORDS", "PartitionWorker", "Record", "Report"]
+
+log = logging.getLogger(__name__)
+
+S = TypeVar("S")
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
+Report: TypeAlias = tuple[str, int, bytes, bytes]  # (physical topic, partition, key, value)
+
+FETCH_MAX_RECORDS = 1_000  # records per fetch
+
+
+class PartitionWorker(Service, Generic[S]):
+    """Owns partitions of ``source``, keeps a state ``S`` per partition, reports partial results.
+
+    Subclasses say how a partition's state starts (:meth:`new_state`), where its rebuild starts
+    (:meth:`rebuild_from_ms`), how records fold in (:meth:`absorb`), what a legacy record becomes
+    (:meth:`rekey`) and what to report (:meth:`report`).
+    """
+
+    role = "partitions"  # names the client and the log lines
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        codec: EventCodec,
+        publishing: DecisionPublisher,
+        metrics: ProcessorMetrics,
+        *,
+        group: str,
+        source: str,
+        legacy: str | None,
+        session_timeout_s: float,
+        every_s: float,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._kafka = kafka
+        self._codec = codec
+        self._publishing = publishing
+        self._metrics = metrics
+        self._group = group
+        self._source = source
+        self._legacy = legacy
+        self._session_timeout_s = session_timeout_s
+        self._every_s = every_s
+        self._owned: dict[int, S] = {}
+        self._rebuilding: dict[int, int] = {}  # partition -> the end offset to read before reporting it
+        self._complete_due: set[int] = set()  # partitions whose next report is complete
+        self._committed: dict[TopicPartition, int] = {}  # what was last committed
+        self.source_partitions = 0
+        self._consumer: AIOKafkaConsumer | None = None
+        self._running: asyncio.Future[None] | None = None
+
+    # -- what subclasses provide ------------------------------------------------------------------
+
+    def new_state(self) -> S:
+        raise NotImplementedError
+
+    def rebuild_from_ms(self) -> int:
+        """Where a taken-over partition (and a new group's legacy topic) starts, epoch ms."""
+        raise NotImplementedError
+
+    async def absorb(self, partition: int, state: S, records: Sequence[Record]) -> None:
+        """Fold a fetch of one owned partition into its state."""
+        raise NotImplementedError
+
+    def rekey(self, events: Sequence[Event]) -> list[Event]:
+        """The legacy topic's decoded events as events of ``source`` (keyed the new way)."""
+        raise NotImplementedError
+
+    def report(self, now_ms: int, complete: set[int]) -> list[Report]:
+        """The partial results due now of the rebuilt owned partitions; ``complete`` ones in full."""
+        raise NotImplementedError
+
+    def reported(self, complete: set[int]) -> None:
+        """The reports of :meth:`report` were published (``complete``: the partitions reported in full)."""
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    @property
+    def owned(self) -> dict[int, S]:
+        """The state of every partition this worker owns (read-only use: tests, metrics)."""
+        return self._owned
+
+    def ready(self, partition: int) -> bool:
+        """Owned and rebuilt: its state is the log's up to where it was read."""
+        return partition in self._owned and partition not in self._rebuilding
+
+    async def on_start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            **client_options(self._kafka, self.role),
+            group_id=self._group,
+            enable_auto_commit=False,
+            auto_offset_reset="latest",  # every assigned partition is sought explicitly anyway
+            max_poll_records=FETCH_MAX_RECORDS,
+            session_timeout_ms=int(self._session_timeout_s * 1000),  # like the Faust app's
+            heartbeat_interval_ms=int(self._session_timeout_s * 200),
+        )
+        topics = [self._source] if self._legacy is None else [self._source, self._legacy]
+        self._consumer.subscribe(topics, listener=_Takeover(self))
+        await self._consumer.start()
+        self.source_partitions = len(self._consumer.partitions_for_topic(self._source) or ()) or 1
+        self._running = asyncio.ensure_future(self._run())
+
+    async def on_stop(self) -> None:
+        if self._running is not None:
+            self._running.cancel()
+            await asyncio.gather(self._running, return_exceptions=True)
+            self._running = None
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def _run(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        next_report = time.monotonic()
+        while True:
+            try:
+                fetched = await consumer.getmany(timeout_ms=100)
+                await self._absorb(fetched)
+                await self._rebuilt(consumer)
+                if time.monotonic() >= next_report:
+                    next_report = time.monotonic() + self._every_s
+                    await self._report()
+            except asyncio.CancelledError:
+                raise
+            except (DriverError, KafkaError) as e:
+                log.warning("%s: %r; retrying", self.role, e)
+                self._complete_due.update(p for p in self._owned if p not in self._rebuilding)
+                await self._rewind_legacy(consumer)
+                await asyncio.sleep(1.0)
+            except Exception as e:
+                log.exception("%s worker crashed", self.role)
+                await self.crash(e)
+                raise
+
+    async def _absorb(self, fetched: dict[TopicPartition, list[Record]]) -> None:
+        rekeyed: dict[TopicPartition, int] = {}
+        legacy: list[Event] = []
+        for tp, records in fetched.items():
+            if tp.topic == self._legacy:
+                legacy.extend(e for e in [await self.decode(r) for r in records] if e is not None)
+                rekeyed[tp] = records[-1].offset + 1
+                continue
+            state = self._owned.get(tp.partition)
+            if state is not None:  # else revoked while in flight
+                await self.absorb(tp.partition, state, records)
+        if legacy and (events := self.rekey(legacy)):
+            await self._publishing.publisher.publish_many(events)
+        if rekeyed:
+            await self._commit(rekeyed)
+
+    async def decode(self, record: Record) -> Event | None:
+        """The record's event, or None after dead-lettering it."""
+        try:
+            if record.value is None:
+                raise DecodeError("tombstone", "a null value is not an event")
+            return self._codec.decode(record.value)
+        except DecodeError as e:
+            await self._publishing.dead_letters.send(record, e.reason, str(e))
+            self._metrics.dead_letters[e.reason] += 1
+            return None
+
+    async def _rebuilt(self, consumer: AIOKafkaConsumer) -> None:
+        for partition, end in list(self._rebuilding.items()):
+            try:
+                position = await consumer.position(TopicPartition(self._source, partition))
+            except IllegalStateError:
+                continue  # revoked meanwhile
+            if position >= end:
+                del self._rebuilding[partition]
+                self._complete_due.add(partition)
+                log.info("%s partition %s rebuilt (to offset %s)", self.role, partition, end)
+
+    async def _report(self) -> None:
+        complete = {p for p in self._complete_due if self.ready(p)}
+        reports = self.report(int(time.time() * 1000), complete)
+        if reports:
+            publisher = self._publishing.publisher
+            await asyncio.gather(
+                *(publisher.publish_raw(t, value, key=key, partition=p) for t, p, key, value in reports)
+            )
+            self._metrics.partial_reports += len(reports)
+        self._complete_due -= complete
+        self.reported(complete)
+        await self._commit_positions()
+
+    async def _commit_positions(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        positions = {}
+        for partition in [p for p in self._owned if self.ready(p)]:
+            tp = TopicPartition(self._source, partition)
+            try:
+                position = await consumer.position(tp)
+            except IllegalStateError:
+                continue
+            if self._committed.get(tp) != position:
+                positions[tp] = position
+        if positions:
+            await self._commit(positions)
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit for the lag figures and the re-keying; a rebalance in between only repeats work."""
+        assert self._consumer is not None
+        try:
+            await self._consumer.commit(offsets)
+            self._committed.update(offsets)
+        except (CommitFailedError, IllegalStateError) as e:
+            log.debug("%s: commit skipped (%r)", self.role, e)
+
+    async def _rewind_legacy(self, consumer: AIOKafkaConsumer) -> None:
+        """Back to the last commit of the legacy topic: a failed republish is done again."""
+        for tp in consumer.assignment():
+            if tp.topic == self._legacy and (committed := self._committed.get(tp)) is not None:
+                consumer.seek(tp, committed)
+
+    async def taken(self, assigned: set[TopicPartition]) -> None:
+        """New partitions (all of them: the eager protocol revoked everything first): the source's
+        are re-read from :meth:`rebuild_from_ms`, the legacy topic's resume from their commit."""
+        consumer = self._consumer
+        if consumer is None or not assigned:
+            return
+        since = self.rebuild_from_ms()
+        starts = await consumer.offsets_for_times({tp: since for tp in assigned})
+        ends = await consumer.end_offsets(list(assigned))
+        for tp in assigned:
+            start = starts.get(tp)
+            offset = start.offset if start is not None else ends[tp]
+            if tp.topic == self._legacy:
+                committed = await consumer.committed(tp)
+                consumer.seek(tp, max(offset, committed or 0))
+                if committed is not None:
+                    self._committed[tp] = max(offset, committed)
+                continue
+            consumer.seek(tp, offset)
+            self._owned[tp.partition] = self.new_state()
+            self._rebuilding[tp.partition] = ends[tp]
+        log.info("%s: took %s", self.role, sorted((tp.topic, tp.partition) for tp in assigned))
+
+    def given_up(self, revoked: set[TopicPartition]) -> None:
+        for tp in revoked:
+            self._committed.pop(tp, None)
+            if tp.topic == self._source:
+                self._owned.pop(tp.partition, None)
+                self._rebuilding.pop(tp.partition, None)
+                self._complete_due.discard(tp.partition)
+
+
+class _Takeover(ConsumerRebalanceListener):
+    def __init__(self, worker: PartitionWorker[Any]) -> None:
+        self._worker = worker
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._worker.given_up(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._worker.taken(assigned)
