@@ -24,7 +24,7 @@ from edge_ws.protocol import EndPoll, Moderate, OpenPoll, ProtocolError, SendCha
 from events import viewers
 from events.base import utc_now
 from events.chat import ChatMessageSubmitted, ModerationAction, ModerationActionRequested
-from events.polls import PollClosed, PollOpened, PollVoteCast
+from events.polls import PollClosed, PollOpened, PollVoted
 from events.viewers import MAX_BEATS, ViewerBeat, ViewerPresenceBatch
 from infra.kafka import EventPublisher, KafkaError, Position, partition_of_key
 
@@ -85,7 +85,7 @@ class EdgeWrites:
         return str(event.event_id), await self._publish(event)
 
     async def vote(self, who: Identity, command: Vote) -> tuple[str, Position]:
-        event = PollVoteCast(
+        event = PollVoted(
             producer=PRODUCER,
             poll_id=command.poll,
             stream_id=command.stream,
@@ -116,7 +116,7 @@ class EdgeWrites:
 
     async def _publish(
         self,
-        event: ChatMessageSubmitted | ModerationActionRequested | PollVoteCast | PollOpened | PollClosed,
+        event: ChatMessageSubmitted | ModerationActionRequested | PollVoted | PollOpened | PollClosed,
     ) -> Position:
         position = await self._publisher.publish(event)
         self._metrics.published += 1

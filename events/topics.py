@@ -211,7 +211,18 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         # Votes arrive over the websocket, and moderators open/close polls there too.
         owner="edge_ws",
         retention_ms=FOREVER,  # poll results are history: a tally can always be recomputed from the votes
-        description="Polls opened and closed by moderators, and viewers' votes.",
+        description="Polls opened and closed by moderators (and the votes of earlier edges).",
+    ),
+    TopicSpec(
+        name="polls.votes",
+        # Keyed by voter: one poll's votes spread over every partition, a voter's stay in order on one.
+        key_field="user_id",
+        # PollVotingClosed is the poll agent's end-of-votes marker, one per partition (the one record of
+        # this topic not written by edges).
+        event_types=(polls.PollVoted, polls.PollVotingClosed),
+        owner="edge_ws",
+        retention_ms=FOREVER,  # like polls: a tally can always be recomputed from the votes
+        description="Viewers' votes, keyed by voter (the latest vote per voter and poll counts).",
     ),
     TopicSpec(
         name="polls.tallies",

@@ -26,6 +26,7 @@ class ProcessorMetrics:
         self.viewer_counts = 0  # ViewerCountChanged published
         self.partial_reports = 0  # partial-count reports published by the presence worker
         self.poll_events = Counter[str]()  # consumed poll events, by event type
+        self.votes = 0  # votes read by the vote worker
         self.poll_ignored = Counter[str]()  # poll events that changed nothing, by reason
         self.poll_tallies = Counter[str]()  # PollTallyUpdated published, by kind (running, final)
         self.redelivered_decided = Counter[str]()  # redelivered causes found decided on the output, by agent
@@ -56,6 +57,7 @@ class ProcessorMetrics:
                 {"": self.partial_reports},
             ),
             _counter("esports_poll_events_total", "Poll events consumed.", "type", self.poll_events),
+            _counter("esports_poll_votes_total", "Votes tallied.", None, {"": self.votes}),
             _counter("esports_poll_ignored_total", "Poll events ignored.", "reason", self.poll_ignored),
             _counter("esports_poll_tallies_total", "Poll tallies published.", "kind", self.poll_tallies),
             _counter(

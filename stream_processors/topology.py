@@ -39,12 +39,17 @@ MATCH_VIEWER_TABLE = "match_viewers"
 MATCH_PARTIALS = f"{APP_ID}-match-partials"
 POLLS_TABLE = "polls"
 POLLS_SOURCE = "polls"  # keyed by stream_id, like the table
+# The vote workers' source, read in their own group (VOTES_GROUP), any partition count: votes keyed
+# by voter. They publish partial tallies to POLL_PARTIALS, keyed by stream like the poll agent's table.
+VOTES_SOURCE = "polls.votes"
+VOTES_GROUP = f"{APP_ID}-votes"
+POLL_PARTIALS = f"{APP_ID}-poll-partials"
 NOTIFICATIONS_TABLE = "notifications"
 # `streams` and `streams.lifecycle` keyed by stream_id, `tournaments` by tournament_id: a stream's (or a
 # tournament's) records share a partition number, like its table entry. `users` and `channels` are read whole.
 NOTIFICATIONS_SOURCES = ("streams", "streams.lifecycle", "tournaments")
 WHOLE_SOURCES = ("users", "channels")  # read whole by every worker (no group): any partition count
-PRESENCE_SOURCES = (PRESENCE_SOURCE, LEGACY_HEARTBEATS)
+PRESENCE_SOURCES = (PRESENCE_SOURCE, LEGACY_HEARTBEATS, VOTES_SOURCE)  # any partition count
 
 
 # The agent families. Each can run as its own worker group (`esports processors --only FAMILY`: its own
@@ -88,9 +93,9 @@ def _changelog(table: str, key_field: str, partitions: int, description: str) ->
     )
 
 
-def _partials(name: str, key_field: str, partitions: int) -> TopicSpec:
-    """Partial counts (JSON): only the latest per (audience, partition) matters, and the merge state
-    holds it, so an hour is plenty."""
+def _partials(name: str, key_field: str, partitions: int, what: str) -> TopicSpec:
+    """Partial results (JSON) of a partition worker: only the latest per (key, source partition)
+    matters, and the merge state holds it, so an hour is plenty."""
     return TopicSpec(
         name=name,
         key_field=key_field,
@@ -98,7 +103,7 @@ def _partials(name: str, key_field: str, partitions: int) -> TopicSpec:
         owner="stream_processors",
         partitions=partitions,
         retention_ms=HOUR_MS,
-        description=f"Partial viewer counts per ({key_field.removesuffix('_id')}, presence partition), JSON.",
+        description=f"{what} (JSON), merged by {key_field.removesuffix('_id')}.",
     )
 
 
@@ -113,8 +118,9 @@ def internal_topics(partitions: int, family: str | None = None) -> list[TopicSpe
     ]
     return [
         *changelogs,
-        _partials(VIEWER_PARTIALS, "stream_id", partitions),
-        _partials(MATCH_PARTIALS, "match_id", partitions),
+        _partials(VIEWER_PARTIALS, "stream_id", partitions, "Viewer counts per presence partition"),
+        _partials(MATCH_PARTIALS, "match_id", partitions, "Match audiences per presence partition"),
+        _partials(POLL_PARTIALS, "stream_id", partitions, "Poll tallies per vote partition"),
     ]
 
 

@@ -19,6 +19,7 @@ from infra.settings import Settings
 from stream_processors.app import create_app
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.moderation.agent import RosterReader
+from stream_processors.polls.vote_worker import VoteWorker
 from stream_processors.runtime import DecisionPublisher
 from stream_processors.topology import FAMILIES, TopologyError, prepare_topics
 from stream_processors.viewers.presence_worker import PresenceWorker
@@ -67,6 +68,17 @@ def _run_worker(
             loop=loop,
         )
         services.append(presence)
+    if "polls" in runs:
+        votes = VoteWorker(  # tallies the votes in its own consumer group, not Faust's
+            settings.kafka,
+            codec,
+            publishing,
+            metrics,
+            partitions,
+            session_timeout_s=settings.processors.session_timeout_s,
+            loop=loop,
+        )
+        services.append(votes)
     app = create_app(
         settings,
         partitions=partitions,

@@ -1,16 +1,13 @@
-"""Poll tallies as a pure decision: ``fold`` poll events into a stream's board, ``settle`` the tallies.
+"""Poll tallies as a pure decision: ``fold`` poll events into a stream's board, ``merge`` the vote
+partitions' partial tallies, ``settle`` the tallies.
 
 No ``await``, no clients: :mod:`stream_processors.polls.agent` does the I/O around it.
 
-A stream's :class:`PollBoard` holds its polls; each open poll maps every voter to their current
-option and the log position (partition offset) of that vote. ``fold`` takes each event with its
-offset: a vote *replaces* the voter's earlier one only when its offset is higher, so the latest vote
-is the latest in the log (not the latest ``occurred_at``: client clocks disagree, ties are common), a
-redelivered vote (offset <= the stored one: at-least-once, restart, rebalance) changes nothing, and a
-changed vote moves one count. Counts are always recomputed from the votes, never incremented.
-
-Votes for unknown or closed polls, with a bad option index, or cast at/after ``closes_at`` are
-ignored, and ``fold`` says why (the agent counts the reasons in its metrics).
+Votes are not read here. They are keyed by voter on ``polls.votes`` and tallied per partition by the
+vote workers (:mod:`stream_processors.polls.votes`), which report a *partial tally* per poll and
+partition. A stream's :class:`PollBoard` holds its polls; an open poll keeps the latest partial tally
+of each vote partition (``parts``), and its counts are their sum: exact, as a voter's votes are all
+on one partition. A tally is replaced, never incremented, so a report read twice changes nothing.
 
 Rights: the edge publishes ``/poll`` and ``/endpoll`` typed in chat without knowing who may (it has no
 database), so this module is the authority. A PollOpened or PollClosed counts only when its actor is
@@ -20,22 +17,21 @@ the stream's channel owner (the board learns channel and owner from ``StreamCrea
 ``not_allowed`` (:func:`allowed`). A PollClosed whose ``poll_id`` is :data:`ALL_OPEN` closes every
 open poll of the stream (``/endpoll``: the edge does not know which are open).
 
-Deadlines are decided on *event time*: the board keeps a watermark, the newest ``occurred_at`` of any
-record read from its partition (the agent passes the partition's watermark in too). ``settle(board,
-now_ms, watermark_ms=..., caught_up=...)`` closes a poll when the watermark reached ``closes_at`` +
-:data:`CLOSE_GRACE_MS` (votes cast in time but still in flight), or, when nothing newer arrives at all,
-when the wall clock reached ``closes_at`` + :data:`IDLE_GRACE_MS` *and* the agent has read its
-partition up to the end (``caught_up``). A lagging worker therefore never closes a poll before reading
-the votes cast in time, whatever the wall clock says. ``now_ms`` (wall clock) also advances the
-board's clock for the 250 ms limit (it never goes back). ``settle`` decides:
+Closing a poll is a position in every vote partition's log: a PollClosed accepted here, or the
+deadline (the wall clock :data:`CLOSE_GRACE_MS` past ``closes_at``: votes cast in time but still in
+flight), puts the poll in *closing*, and ``settle`` returns it so the agent writes an end-of-votes
+marker (:class:`~events.polls.PollVotingClosed`) to each partition. Each vote partition reports its
+*final* partial tally (the votes before its marker, cast before ``closes_at``); when every partition's
+final is in, the poll is closed with their sum, whatever moment each partition read its marker at.
+``settle`` decides:
 
-- a running :class:`PollTallyUpdated` when a poll's counts differ from the last one emitted and at
-  least :data:`MIN_INTERVAL_MS` has passed since it; its id is ``uuid5(NAMESPACE, "stream:poll:seq")``
-  with the poll's tally sequence number, so re-deciding it after a crash gives the same event id;
+- a running :class:`PollTallyUpdated` when an open poll's counts differ from the last one emitted and
+  at least :data:`MIN_INTERVAL_MS` has passed since it; its id is ``uuid5(NAMESPACE,
+  "stream:poll:seq")`` with the poll's tally sequence number, so re-deciding it after a crash gives
+  the same event id;
 - one final tally (``final=True``, id ``"stream:poll:final"``, ``occurred_at`` = when the poll closed:
-  the accepted PollClosed's ``occurred_at``, or ``closes_at``) when a poll closes, by PollClosed or the
-  deadline. A closed poll keeps its final counts (not its votes), so a redelivered PollOpened does not
-  reopen it and redelivered votes are ignored.
+  the accepted PollClosed's ``occurred_at``, or ``closes_at``). A closed poll keeps its final counts,
+  so a redelivered PollOpened does not reopen it.
 """
 
 from __future__ import annotations
@@ -51,11 +47,11 @@ from events.base import Event
 from events.polls import PollClosed, PollOpened, PollTallyUpdated, PollVoteCast
 from events.streams import StreamCreated
 from stream_processors.moderation.roster import ChatRoster
+from stream_processors.polls.votes import VoteReport
 
 __all__ = [
     "ALL_OPEN",
     "CLOSE_GRACE_MS",
-    "IDLE_GRACE_MS",
     "MAX_CLOSED",
     "MIN_INTERVAL_MS",
     "NAMESPACE",
@@ -66,17 +62,18 @@ __all__ = [
     "allowed",
     "epoch_ms",
     "fold",
+    "merge",
     "own",
     "settle",
     "tally_id",
+    "vote_refused",
 ]
 
 # Fixed forever: changing it would give a re-decided tally a different event id.
 NAMESPACE = uuid.UUID("3d9a7c52-41e8-5b0f-9c6d-2a8e4f1b7c93")
 PRODUCER = "stream_processors.polls"
 MIN_INTERVAL_MS = 250  # at most one running tally every 250 ms per poll
-CLOSE_GRACE_MS = 2_000  # event time: a poll closes once a record this long past closes_at is read
-IDLE_GRACE_MS = 30_000  # wall clock, only when caught up: nothing newer arrives on the partition
+CLOSE_GRACE_MS = 2_000  # a poll's votes end this long after closes_at (votes cast in time, in flight)
 MIN_OPTIONS, MAX_OPTIONS = 2, 5
 MAX_CLOSED = 50  # closed polls remembered per stream (oldest forgotten first)
 ALL_OPEN = "*"  # PollClosed.poll_id of `/endpoll`: every poll of the stream open at that point of the log
@@ -98,14 +95,17 @@ def from_epoch_ms(ms: int) -> datetime:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Poll:
-    """One poll of a stream, open or closed."""
+    """One poll of a stream: open, closing (its end-of-votes markers written) or closed."""
 
     poll_id: str
     options: int  # how many options
     closes_at_ms: int | None = None
-    votes: dict[str, tuple[int, int]] = field(default_factory=dict)  # user -> (option, log offset)
-    closed_at_ms: int = 0  # 0 = open
-    final_counts: tuple[int, ...] = ()  # kept once closed (the votes are dropped then)
+    parts: dict[int, tuple[int, ...]] = field(default_factory=dict)  # vote partition -> running partial
+    finals: dict[int, tuple[int, ...]] = field(default_factory=dict)  # vote partition -> final partial
+    partitions: int = 0  # how many vote partitions report (0: none yet)
+    closing_at_ms: int = 0  # 0 = open; else when it closed (its markers are due or written)
+    closed_at_ms: int = 0  # 0 = not closed (every final in)
+    final_counts: tuple[int, ...] = ()  # kept once closed (the partials are dropped then)
     seq: int = 0  # running tallies emitted
     emitted: tuple[int, ...] | None = None  # counts of the last running tally
     emitted_at_ms: int = 0
@@ -116,21 +116,25 @@ class Poll:
         return self.closed_at_ms != 0
 
     @property
+    def closing(self) -> bool:
+        return self.closing_at_ms != 0 and not self.closed
+
+    @property
     def counts(self) -> tuple[int, ...]:
-        """One count per option, recomputed from the votes (the final counts once closed)."""
+        """One count per option: the sum of the partitions' partials (the final counts once closed)."""
         if self.closed:
             return self.final_counts
-        counts = [0] * self.options
-        for option, _ in self.votes.values():
-            counts[option] += 1
-        return tuple(counts)
+        return _summed(self.parts.values(), self.options)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "poll_id": self.poll_id,
             "options": self.options,
             "closes_at_ms": self.closes_at_ms,
-            "votes": {user: list(vote) for user, vote in self.votes.items()},
+            "parts": {str(p): list(t) for p, t in self.parts.items()},
+            "finals": {str(p): list(t) for p, t in self.finals.items()},
+            "partitions": self.partitions,
+            "closing_at_ms": self.closing_at_ms,
             "closed_at_ms": self.closed_at_ms,
             "final_counts": list(self.final_counts),
             "seq": self.seq,
@@ -141,20 +145,34 @@ class Poll:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Poll:
+        """The inverse of :meth:`to_json`; also reads the first layout, whose ``votes`` were counted
+        here (they are on ``polls``, re-keyed onto ``polls.votes`` and counted there again)."""
         emitted = data.get("emitted")
         closes_at = data.get("closes_at_ms")
+        closed_at = int(data.get("closed_at_ms", 0))
         return cls(
             poll_id=data["poll_id"],
             options=int(data["options"]),
             closes_at_ms=None if closes_at is None else int(closes_at),
-            votes={str(u): (int(v[0]), int(v[1])) for u, v in data.get("votes", {}).items()},
-            closed_at_ms=int(data.get("closed_at_ms", 0)),
+            parts={int(p): tuple(int(c) for c in t) for p, t in data.get("parts", {}).items()},
+            finals={int(p): tuple(int(c) for c in t) for p, t in data.get("finals", {}).items()},
+            partitions=int(data.get("partitions", 0)),
+            closing_at_ms=int(data.get("closing_at_ms", closed_at)),
+            closed_at_ms=closed_at,
             final_counts=tuple(int(c) for c in data.get("final_counts", ())),
             seq=int(data.get("seq", 0)),
             emitted=None if emitted is None else tuple(int(c) for c in emitted),
             emitted_at_ms=int(data.get("emitted_at_ms", 0)),
             final_emitted=bool(data.get("final_emitted", False)),
         )
+
+
+def _summed(tallies: Iterable[tuple[int, ...]], options: int) -> tuple[int, ...]:
+    counts = [0] * options
+    for tally in tallies:
+        for option, count in enumerate(tally[:options]):
+            counts[option] += count
+    return tuple(counts)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -166,8 +184,6 @@ class PollBoard:
     owner_id: str | None = None  # from StreamCreated: the channel owner
     polls: dict[str, Poll] = field(default_factory=dict)
     clock_ms: int = 0  # the latest time seen (events and ticks); never goes back; for the rate limit
-    watermark_ms: int = 0  # event time: the newest occurred_at read on the partition; closes polls
-    offset: int = -1  # the highest log offset folded into this board
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the table's changelog value)."""
@@ -177,21 +193,17 @@ class PollBoard:
             "owner_id": self.owner_id,
             "polls": {pid: poll.to_json() for pid, poll in self.polls.items()},
             "clock_ms": self.clock_ms,
-            "watermark_ms": self.watermark_ms,
-            "offset": self.offset,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PollBoard:
-        """The inverse of :meth:`to_json`."""
+        """The inverse of :meth:`to_json` (the first layout's watermark and offset are not needed)."""
         return cls(
             stream_id=data["stream_id"],
             channel_id=data.get("channel_id"),
             owner_id=data.get("owner_id"),
             polls={str(pid): Poll.from_json(p) for pid, p in data.get("polls", {}).items()},
             clock_ms=int(data.get("clock_ms", 0)),
-            watermark_ms=int(data.get("watermark_ms", 0)),
-            offset=int(data.get("offset", -1)),
         )
 
 
@@ -220,28 +232,21 @@ def actor_of(event: Event) -> str | None:
     return None
 
 
-def fold(
-    board: PollBoard, records: Iterable[tuple[Event, int]], *, roster: ChatRoster
-) -> tuple[PollBoard, Counter[str]]:
-    """``board`` with the poll events applied in log order, and why some were ignored (reason -> count).
-
-    ``records`` are ``(event, offset)`` pairs: the offset is the record's position in its partition.
-    ``roster`` decides who may open and close polls (with the board's owner, see :func:`allowed`).
-    """
+def fold(board: PollBoard, events: Iterable[Event], *, roster: ChatRoster) -> tuple[PollBoard, Counter[str]]:
+    """``board`` with the poll events of ``polls`` applied in log order, and why some were ignored
+    (reason -> count). ``roster`` decides who may open and close polls (see :func:`allowed`).
+    Votes on ``polls`` (PollVoteCast, written by earlier edges) are not counted here: the vote
+    workers re-key them onto ``polls.votes``."""
     polls = dict(board.polls)
-    copied: set[str] = set()  # polls whose votes dict is already this fold's own copy
     ignored = Counter[str]()
-    watermark, offset = board.watermark_ms, board.offset
-    for event, event_offset in records:
-        if getattr(event, "stream_id", None) != board.stream_id:
+    clock = board.clock_ms
+    for event in events:
+        if getattr(event, "stream_id", None) != board.stream_id or isinstance(event, PollVoteCast):
             continue
-        watermark = max(watermark, epoch_ms(event.occurred_at))
-        offset = max(offset, event_offset)
+        clock = max(clock, epoch_ms(event.occurred_at))
         reason: str | None
         actor = actor_of(event)
-        if isinstance(event, PollVoteCast):
-            reason = _vote(polls, copied, event, event_offset)
-        elif actor is not None and not allowed(board, actor, roster):
+        if actor is not None and not allowed(board, actor, roster):
             reason = "not_allowed"
         elif isinstance(event, PollOpened):
             reason = _open(polls, event)
@@ -253,42 +258,47 @@ def fold(
             reason = "not_a_poll_event"
         if reason is not None:
             ignored[reason] += 1
-    unchanged = (watermark, offset) == (board.watermark_ms, board.offset)
-    if unchanged and not copied and polls == board.polls:
+    if polls == board.polls and clock == board.clock_ms:
         return board, ignored
-    clock = max(board.clock_ms, watermark)
-    return replace(
-        board, polls=_bounded(polls), clock_ms=clock, watermark_ms=watermark, offset=offset
-    ), ignored
+    return replace(board, polls=_bounded(polls), clock_ms=clock), ignored
 
 
-def _vote(polls: dict[str, Poll], copied: set[str], e: PollVoteCast, offset: int) -> str | None:
-    poll = polls.get(e.poll_id)
+def vote_refused(board: PollBoard, vote: PollVoteCast) -> str | None:
+    """Why a vote read from ``polls`` (keyed by stream, in order with the polls' opens and closes)
+    does not count, or None when it is re-keyed onto ``polls.votes`` to be counted there."""
+    poll = board.polls.get(vote.poll_id)
     if poll is None:
         return "unknown_poll"
-    if poll.closed:
+    if poll.closing_at_ms:
         return "closed_poll"
-    at = epoch_ms(e.occurred_at)
-    if poll.closes_at_ms is not None and at >= poll.closes_at_ms:
+    if poll.closes_at_ms is not None and epoch_ms(vote.occurred_at) >= poll.closes_at_ms:
         return "late_vote"
-    if not 0 <= e.option < poll.options:
+    if not 0 <= vote.option < poll.options:
         return "bad_option"
-    previous = poll.votes.get(e.user_id)
-    if previous is not None and previous[1] == offset:
-        return None  # the same record redelivered: nothing changes
-    if previous is not None and previous[1] > offset:
-        return "stale_vote"  # an earlier record redelivered after a later one: the later stays
-    if e.poll_id not in copied:
-        poll = replace(poll, votes=dict(poll.votes))
-        polls[e.poll_id] = poll
-        copied.add(e.poll_id)
-    poll.votes[e.user_id] = (e.option, offset)
     return None
+
+
+def merge(board: PollBoard, report: VoteReport) -> PollBoard:
+    """``board`` with one vote partition's partial tallies of its polls: a running one replaces that
+    partition's earlier one (an open poll), a final one is that partition's last word (a closing poll,
+    or one about to be: the finals of a redelivered close may arrive first)."""
+    polls = dict(board.polls)
+    for poll_id, stream_id in report.streams.items():
+        poll = polls.get(poll_id)
+        if stream_id != board.stream_id or poll is None or poll.closed:
+            continue
+        running, final = report.running.get(poll_id), report.finals.get(poll_id)
+        parts = poll.parts if running is None or poll.closing else {**poll.parts, report.partition: running}
+        finals = poll.finals if final is None else {**poll.finals, report.partition: final}
+        polls[poll_id] = replace(poll, parts=parts, finals=finals, partitions=report.partitions)
+    if polls == board.polls:
+        return board
+    return replace(board, polls=polls)
 
 
 def _open(polls: dict[str, Poll], e: PollOpened) -> str | None:
     if e.poll_id in polls:
-        return "duplicate_poll"  # redelivered (or a reused id): the poll keeps its votes
+        return "duplicate_poll"  # redelivered (or a reused id): the poll keeps its tallies
     if not MIN_OPTIONS <= len(e.options) <= MAX_OPTIONS:
         return "invalid_poll"
     closes_at = None if e.closes_at is None else epoch_ms(e.closes_at)
@@ -300,14 +310,14 @@ def _close(polls: dict[str, Poll], poll_id: str, at_ms: int) -> str | None:
     poll = polls.get(poll_id)
     if poll is None:
         return "unknown_poll"
-    if poll.closed:
+    if poll.closing_at_ms:
         return "closed_poll"
-    polls[poll_id] = replace(poll, closed_at_ms=max(at_ms, 1), final_counts=poll.counts, votes={})
+    polls[poll_id] = replace(poll, closing_at_ms=max(at_ms, 1))
     return None
 
 
 def _close_all(polls: dict[str, Poll], at_ms: int) -> str | None:
-    open_ids = [poll_id for poll_id, poll in polls.items() if not poll.closed]
+    open_ids = [poll_id for poll_id, poll in polls.items() if not poll.closing_at_ms]
     for poll_id in open_ids:
         _close(polls, poll_id, at_ms)
     return None if open_ids else "no_open_poll"
@@ -321,24 +331,31 @@ def _bounded(polls: dict[str, Poll]) -> dict[str, Poll]:
     return {pid: p for pid, p in polls.items() if pid not in forget}
 
 
-def settle(
-    board: PollBoard, now_ms: int, *, watermark_ms: int = 0, caught_up: bool = False
-) -> tuple[PollBoard, list[PollTallyUpdated]]:
-    """Close polls past their deadline and decide due tallies.
+def settle(board: PollBoard, now_ms: int) -> tuple[PollBoard, list[PollTallyUpdated], list[str]]:
+    """Close polls whose deadline passed, decide due tallies, and say which polls just started
+    closing (their end-of-votes markers are due). ``now_ms`` is the wall clock (0 right after a fold).
 
-    ``watermark_ms`` is the partition's event-time watermark (the board keeps the later of it and its
-    own); ``now_ms`` the wall clock (0 when settling right after a fold); ``caught_up`` whether the
-    agent has read the board's partition to its end, which the wall-clock fallback requires.
+    Markers are asked for on every settle while a poll is closing without all its finals: writing
+    them again is harmless (a partition reads its first), and it survives a crash between deciding
+    to close and writing them.
     """
-    watermark = max(board.watermark_ms, watermark_ms)
-    clock = max(board.clock_ms, now_ms, watermark)
+    clock = max(board.clock_ms, now_ms)
     polls = dict(board.polls)
     tallies: list[PollTallyUpdated] = []
+    markers: list[str] = []
     for poll_id, poll in board.polls.items():
-        if not poll.closed and _deadline_passed(poll, watermark, now_ms, caught_up):
-            closed_at = poll.closes_at_ms or clock
-            poll = replace(poll, closed_at_ms=closed_at, final_counts=poll.counts, votes={})
-        if poll.closed:
+        if (
+            not poll.closing_at_ms
+            and poll.closes_at_ms is not None
+            and now_ms >= poll.closes_at_ms + CLOSE_GRACE_MS
+        ):
+            poll = replace(poll, closing_at_ms=poll.closes_at_ms)
+        if poll.closing and poll.partitions and len(poll.finals) >= poll.partitions:
+            final = _summed(poll.finals.values(), poll.options)
+            poll = replace(poll, closed_at_ms=poll.closing_at_ms, final_counts=final, parts={}, finals={})
+        if poll.closing:
+            markers.append(poll_id)
+        elif poll.closed:
             if not poll.final_emitted:
                 poll = replace(poll, final_emitted=True)
                 tallies.append(_tally(board.stream_id, poll, poll.counts, poll.closed_at_ms, final=True))
@@ -349,18 +366,9 @@ def settle(
                 poll = replace(poll, seq=poll.seq + 1, emitted=counts, emitted_at_ms=clock)
                 tallies.append(_tally(board.stream_id, poll, counts, clock, final=False))
         polls[poll_id] = poll
-    if (clock, watermark) == (board.clock_ms, board.watermark_ms) and not tallies:
-        return board, []
-    return replace(board, polls=_bounded(polls), clock_ms=clock, watermark_ms=watermark), tallies
-
-
-def _deadline_passed(poll: Poll, watermark_ms: int, now_ms: int, caught_up: bool) -> bool:
-    """Event time past the deadline and grace, or (idle and caught up) the wall clock far past it."""
-    if poll.closes_at_ms is None:
-        return False
-    if watermark_ms >= poll.closes_at_ms + CLOSE_GRACE_MS:
-        return True
-    return caught_up and now_ms >= poll.closes_at_ms + IDLE_GRACE_MS
+    if clock == board.clock_ms and polls == board.polls:
+        return board, [], markers
+    return replace(board, polls=_bounded(polls), clock_ms=clock), tallies, markers
 
 
 def tally_id(stream_id: str, poll_id: str, seq: int | None) -> uuid.UUID:

@@ -1,4 +1,4 @@
-"""The hot stream with two worker processes of the viewers family (`esports processors --only viewers`).
+"""The hot stream with two worker processes of a family (`esports processors --only viewers|polls`).
 
 One stream of a match with 900 viewers, a POV stream of the same match with 300 (150 of them also on
 the main stream), and a stream of no match. The heartbeats are published as the edges publish them
@@ -13,6 +13,7 @@ recount (never above it), and when 200 viewers leave they fall to the new recoun
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import time
 import uuid
@@ -22,14 +23,26 @@ from pathlib import Path
 import pytest
 
 from edge_ws.commands import presence_batches
-from events.base import utc_now
+from events.base import Event, utc_now
 from events.codec import EventCodec
+from events.polls import PollClosed, PollOpened, PollVoted, PollVotingClosed
 from events.streams import StreamCreated, StreamRole
 from events.viewers import MatchAudienceChanged, ViewerCountChanged, ViewerPresenceBatch
-from infra.kafka import EventConsumer, EventPublisher, LoggedDeadLetters
+from infra.kafka import (
+    DeadLetters,
+    EventConsumer,
+    EventPublisher,
+    LoggedDeadLetters,
+    TopicAdmin,
+    TopicNames,
+    partition_of_key,
+)
 from infra.settings import Settings
+from stream_processors.topology import internal_topics
 from stream_processors.viewers.counts import epoch_ms
 from tests.integration.test_lifecycle import WorkerProcess
+from tests.integration.test_polls import Tallies
+from tests.integration.test_processor_restarts import read_topics
 from tests.integration.test_viewer_counts_match import Audiences, audience_io  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.integration
@@ -179,6 +192,97 @@ async def test_two_workers_count_the_hot_stream_exactly_and_one_takes_over_after
     for audience, ceiling in expected.items():
         counts = [e.count for e in audiences.of(audience)]
         assert max(counts) == ceiling, f"{audience}: {counts} (never counted above the recount)"
+    async with TopicAdmin(namespace.kafka) as admin:  # the family's own changelogs
+        names = TopicNames(namespace.kafka.topic_prefix)
+        await admin.delete([names.physical(t.name) for t in internal_topics(1, "viewers")])
     after_kill = [e for e in audiences.of(match) if isinstance(e, MatchAudienceChanged)]
     assert after_kill[-1].peak == 1050 and killed_at > 0
     assert all(isinstance(e, ViewerCountChanged) for e in audiences.of(main))
+
+
+def recount_votes(log: list[Event], poll: PollOpened, partitions: int) -> tuple[int, ...]:
+    """The tally recomputed from ``polls.votes`` itself: per partition, the votes before its
+    end-of-votes marker, each voter's latest valid one (an option of the poll)."""
+    cut: set[int] = set()
+    latest: dict[str, int] = {}
+    for event in log:  # in log order per partition
+        if isinstance(event, PollVotingClosed) and event.poll_id == poll.poll_id:
+            cut.add(partition_of_key(event.user_id.encode(), partitions))
+        elif isinstance(event, PollVoted) and event.poll_id == poll.poll_id:
+            if partition_of_key(event.user_id.encode(), partitions) in cut:
+                continue
+            if 0 <= event.option < len(poll.options):
+                latest[event.user_id] = event.option
+    return tuple(list(latest.values()).count(i) for i in range(len(poll.options)))
+
+
+async def test_two_vote_workers_tally_one_poll_exactly_through_a_kill(
+    namespace: Settings, codec: EventCodec, tmp_path: Path
+) -> None:
+    """3,000 voters of one poll (votes changed, repeated, some invalid) through two workers of the
+    polls family; one is killed (-9) mid-load; the final tally equals the recount from polls.votes."""
+    tag = uuid.uuid4().hex[:8]
+    stream, poll_id = f"stream-{tag}", f"poll-{tag}"
+    options = ("a", "b", "c", "d")
+    poll = PollOpened(poll_id=poll_id, stream_id=stream, question="MVP?", options=options, opened_by="mod")
+    env = {"ESPORTS_PROCESSORS__SESSION_TIMEOUT_S": "6"}
+    only = ["--only", "polls"]
+    workers = [
+        WorkerProcess(namespace, tmp_path / f"faust-{n}", tmp_path / f"worker-{n}.log", only, **env)
+        for n in range(2)
+    ]
+    rng = random.Random(5)
+    names = TopicNames(namespace.kafka.topic_prefix)
+    async with EventPublisher(namespace.kafka, codec, producer="edge_ws") as publisher:
+        consumer = EventConsumer(
+            namespace.kafka,
+            codec,
+            topics=["polls.tallies"],
+            group_id=None,
+            dead_letters=DeadLetters(publisher, names.physical("deadletter")),
+            from_beginning=True,
+        )
+        tallies = Tallies()
+        async with consumer:
+            collecting = asyncio.create_task(tallies.collect(consumer))
+            try:
+                created = StreamCreated(stream_id=stream, channel_id="c", owner_id="mod", title="Final")
+                await publisher.publish_many([created, poll])
+                for worker in workers:
+                    worker.start()
+                await asyncio.gather(*(w.wait_healthy(timeout_s=60) for w in workers))
+
+                async def votes(count: int) -> None:
+                    batch = [
+                        PollVoted(
+                            poll_id=poll_id,
+                            stream_id=stream,
+                            user_id=f"voter-{rng.randrange(3_000)}",
+                            option=rng.choice((0, 1, 2, 3, 3, 9)),  # 9: no such option
+                        )
+                        for _ in range(count)
+                    ]
+                    await publisher.publish_many(batch)
+
+                for _ in range(10):
+                    await votes(600)
+                workers[0].kill()  # mid-load
+                for _ in range(10):
+                    await votes(600)
+                    await asyncio.sleep(0.3)
+                await publisher.publish(PollClosed(poll_id=poll_id, stream_id=stream, closed_by="mod"))
+                await votes(500)  # after the close: not counted
+                final = await tallies.final(poll_id, timeout_s=40)
+            finally:
+                collecting.cancel()
+                for worker in workers:
+                    worker.kill()
+            log = await read_topics(namespace, codec, ["polls.votes"])
+            partitions = len({partition_of_key(e.user_id.encode(), PARTITIONS) for e in log["polls.votes"]})
+            assert partitions == PARTITIONS
+            recount = recount_votes(log["polls.votes"], poll, PARTITIONS)
+            assert final.counts == recount and final.total == sum(recount) > 2_000
+            assert all(t.total <= 3_000 for t in tallies.of(poll_id))  # never double counted
+            assert [t.final for t in tallies.of(poll_id)].count(True) == 1
+    async with TopicAdmin(namespace.kafka) as admin:
+        await admin.delete([names.physical(t.name) for t in internal_topics(1, "polls")])

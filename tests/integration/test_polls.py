@@ -1,10 +1,11 @@
 """The poll agent as a real worker process: 500 concurrent voters, repeated and changed votes, a restart.
 
-Poll A spans a worker restart and is closed by a PollClosed; poll B is opened after it and closed by
-the deadline (the agent's timer), on event time: once a record past its deadline and the grace (the
-moderator opening poll C) has been read, never by the wall clock alone. Each final tally must equal
-an independent recount of the votes as published (the last vote of each user wins), and arrive
-exactly once per poll.
+The votes are PollVoteCast on ``polls`` as earlier edges wrote them (keyed by stream): the poll agent
+re-keys them onto ``polls.votes``, in order with the closes, and the vote worker tallies them there.
+Poll A spans a worker restart and is closed by a PollClosed (a vote after it is late); poll B is
+opened after it and closed by the deadline (the agent's timer, once the grace has passed). Each final
+tally must equal an independent recount of the votes as published (the last vote of each user wins),
+and arrive exactly once per poll.
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ async def test_five_hundred_voters_with_a_restart(
         for _ in range(2):  # everyone votes twice, in two halves
             await a.round(publisher, range(0, VOTERS // 2))
             await a.round(publisher, range(VOTERS // 2, VOTERS))
-        await tallies.reaches("poll-a", a.recount(), timeout_s=3)  # live tallies, within a second or so
+        await tallies.reaches("poll-a", a.recount(), timeout_s=5)  # live tallies, within a second or so
 
         await worker.stop()  # a restart in the middle: votes keep coming while it is down
         await a.round(publisher, range(0, VOTERS))
@@ -180,10 +181,9 @@ async def test_five_hundred_voters_with_a_restart(
         await publisher.publish(bad)
         assert poll_b.closes_at is not None and utc_now() < poll_b.closes_at, "voting took past the deadline"
         assert not any(t.final for t in tallies.of("poll-b"))
-        await asyncio.sleep((poll_b.closes_at - utc_now()).total_seconds() + CLOSE_GRACE_MS / 1000 + 0.2)
-        assert not any(t.final for t in tallies.of("poll-b")), "closed by the wall clock, not event time"
-        await publisher.publish(opened(stream_id, "poll-c"))  # event time moves past the deadline
-        final_b = await tallies.final("poll-b", timeout_s=10)  # by the timer, on the watermark
+        await asyncio.sleep((poll_b.closes_at - utc_now()).total_seconds())
+        assert not any(t.final for t in tallies.of("poll-b")), "closed before the deadline's grace"
+        final_b = await tallies.final("poll-b", timeout_s=CLOSE_GRACE_MS / 1000 + 5)  # by the timer
         assert final_b.counts == b.recount() and final_b.total == VOTERS, (final_b.counts, b.recount())
 
         await asyncio.sleep(0.5)

@@ -9,7 +9,7 @@ checker reads the topics:
 
 - every chat message the edge acknowledged is in ``chat.submitted`` and has exactly one decision in
   ``chat.messages`` (one record, one decision: accepted, rejected or held);
-- the poll's last tally equals a recount of the votes in ``polls`` (each voter's last vote);
+- the poll's last tally equals a recount of the votes in ``polls.votes`` (each voter's last vote);
 - the stream's last viewer count equals the sessions still sending heartbeats;
 - the worker's ``esports_processor_skipped_records_total`` stayed at zero (read before each kill).
 
@@ -38,7 +38,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from events.base import Event
 from events.chat import ChatMessageAccepted, ChatMessageHeld, ChatMessageRejected, ChatMessageSubmitted
 from events.codec import EventCodec
-from events.polls import PollOpened, PollTallyUpdated, PollVoteCast
+from events.polls import PollOpened, PollTallyUpdated, PollVoted
 from events.streams import StreamCreated
 from events.viewers import ViewerCountChanged
 from infra.kafka import EventPublisher, TopicAdmin, TopicNames
@@ -210,7 +210,7 @@ async def _check(
     deadline = time.monotonic() + SETTLE_TIMEOUT_S
     while True:
         log = await read_topics(
-            ns, codec, ["chat.submitted", "chat.messages", "polls", "polls.tallies", "viewers.counts"]
+            ns, codec, ["chat.submitted", "chat.messages", "polls.votes", "polls.tallies", "viewers.counts"]
         )
         problems = _problems(log, stream, poll, acked)
         if not problems or time.monotonic() > deadline:
@@ -244,17 +244,17 @@ def _problems(log: dict[str, list[Event]], stream: str, poll: str, acked: Acknow
 
 
 def _tally_problems(log: dict[str, list[Event]], poll: str, acked: Acknowledged) -> list[str]:
-    votes = [e for e in log["polls"] if isinstance(e, PollVoteCast) and e.poll_id == poll]
+    votes = [e for e in log["polls.votes"] if isinstance(e, PollVoted) and e.poll_id == poll]
     in_log = {str(v.event_id) for v in votes}
     unlogged = [v for v in acked.votes if v not in in_log]
     latest: dict[str, int] = {}
-    for vote in votes:  # one partition (keyed by stream): log order is the order they count in
+    for vote in votes:  # keyed by voter: a voter's votes are in log order on one partition
         latest[vote.user_id] = vote.option
     recount = [list(latest.values()).count(i) for i in range(len(OPTIONS))]
     tallies = [e for e in log["polls.tallies"] if isinstance(e, PollTallyUpdated) and e.poll_id == poll]
     problems = []
     if unlogged:
-        problems.append(f"{len(unlogged)} acknowledged votes are not in polls")
+        problems.append(f"{len(unlogged)} acknowledged votes are not in polls.votes")
     if not tallies or list(tallies[-1].counts) != recount:
         problems.append(f"last tally {tallies[-1].counts if tallies else None} != recount {recount}")
     return problems

@@ -8,7 +8,8 @@ from events.polls import PollClosed, PollOpened, PollVoteCast
 from events.streams import StreamCreated
 from events.users import ModeratorAppointed, ModeratorRemoved, UserRegistered, UserRole
 from stream_processors.moderation.roster import ChatRoster
-from stream_processors.polls.board import ALL_OPEN, PollBoard, allowed, fold, own, settle
+from stream_processors.polls.board import ALL_OPEN, PollBoard, allowed, fold, merge, own, settle, vote_refused
+from stream_processors.polls.votes import VoteReport
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -63,45 +64,39 @@ def test_before_stream_created_is_read_only_admins_may() -> None:
 
 
 def test_a_viewers_poll_opens_nothing_and_is_counted() -> None:
-    board, ignored = fold(stream_board(), [(opened("p1", "viewer"), 0)], roster=roster())
+    board, ignored = fold(stream_board(), [opened("p1", "viewer")], roster=roster())
     assert board.polls == {} and ignored == {"not_allowed": 1}
-    board, ignored = fold(board, [(vote("p1", "u1", 0), 1)], roster=roster())
-    assert ignored == {"unknown_poll": 1}
+    assert vote_refused(board, vote("p1", "u1", 0)) == "unknown_poll"
     assert settle(board, 0)[1] == []  # no tally, not even the initial one
 
 
 def test_an_allowed_open_gets_its_zero_tally_at_once() -> None:
-    board, ignored = fold(stream_board(), [(opened("p1", "mia"), 0)], roster=roster())
+    board, ignored = fold(stream_board(), [opened("p1", "mia")], roster=roster())
     assert ignored == {}
-    _, tallies = settle(board, 0)
+    _, tallies, _ = settle(board, 0)
     assert [(t.poll_id, t.counts, t.total, t.final) for t in tallies] == [("p1", (0, 0), 0, False)]
 
 
 def test_a_viewers_close_changes_nothing() -> None:
-    records = [(opened("p1", "owner"), 0), (vote("p1", "u1", 1), 1), (closed("p1", "viewer", 2), 2)]
-    board, ignored = fold(stream_board(), records, roster=roster())
-    assert ignored == {"not_allowed": 1} and not board.polls["p1"].closed
-    board, ignored = fold(board, [(closed(ALL_OPEN, "max", 3), 3)], roster=roster())
-    assert ignored == {"not_allowed": 1} and not board.polls["p1"].closed
+    board, ignored = fold(stream_board(), [opened("p1", "owner"), closed("p1", "viewer", 2)], roster=roster())
+    assert ignored == {"not_allowed": 1} and not board.polls["p1"].closing_at_ms
+    board, ignored = fold(board, [closed(ALL_OPEN, "max", 3)], roster=roster())
+    assert ignored == {"not_allowed": 1} and not board.polls["p1"].closing_at_ms
 
 
 def test_endpoll_closes_every_open_poll_with_its_time_as_the_final_tally_time() -> None:
-    records = [
-        (opened("p1", "owner"), 0),
-        (opened("p2", "mia", 0.5), 1),
-        (vote("p1", "u1", 1), 2),
-        (vote("p2", "u1", 0), 3),
-        (vote("p2", "u2", 1), 4),
-    ]
-    board, _ = settle(fold(stream_board(), records, roster=roster())[0], 0)
-    board, ignored = fold(board, [(closed(ALL_OPEN, "mia", 5), 5)], roster=roster())
-    assert ignored == {} and all(p.closed for p in board.polls.values())
-    board, tallies = settle(board, 0)
-    finals = {t.poll_id: t for t in tallies if t.final}
-    assert finals["p1"].counts == (0, 1) and finals["p2"].counts == (1, 1)
-    assert {t.occurred_at for t in finals.values()} == {T0 + timedelta(seconds=5)}
+    board, _ = fold(stream_board(), [opened("p1", "owner"), opened("p2", "mia", 0.5)], roster=roster())
+    board, ignored = fold(board, [closed(ALL_OPEN, "mia", 5)], roster=roster())
+    assert ignored == {} and all(p.closing for p in board.polls.values())
+    board, _, markers = settle(board, 0)
+    assert sorted(markers) == ["p1", "p2"]  # end-of-votes markers for both
+    finals = VoteReport(0, 1, {}, {"p1": (0, 1), "p2": (1, 1)}, {"p1": "s1", "p2": "s1"})
+    board, tallies, markers = settle(merge(board, finals), 0)
+    done = {t.poll_id: t for t in tallies if t.final}
+    assert done["p1"].counts == (0, 1) and done["p2"].counts == (1, 1) and markers == []
+    assert {t.occurred_at for t in done.values()} == {T0 + timedelta(seconds=5)}
     # nothing left open: a second /endpoll is ignored, and says so
-    _, ignored = fold(board, [(closed(ALL_OPEN, "owner", 6), 6)], roster=roster())
+    _, ignored = fold(board, [closed(ALL_OPEN, "owner", 6)], roster=roster())
     assert ignored == {"no_open_poll": 1}
 
 

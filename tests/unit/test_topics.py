@@ -60,6 +60,7 @@ def test_suggested_catalogue_is_covered() -> None:
         "chat.messages",
         "viewers.heartbeats",
         "viewers.presence",
+        "polls.votes",
         "viewers.counts",
         "viewers.match_counts",
         "polls",
