@@ -183,7 +183,10 @@ class EventPublisher:
 
     async def partitions_of(self, event_type: type[Event]) -> int:
         """How many partitions the catalogue topic of ``event_type`` has (from the cluster's metadata)."""
-        topic = self._names.physical(topic_for(event_type).name)
+        return await self.partitions(self._names.physical(topic_for(event_type).name))
+
+    async def partitions(self, topic: str) -> int:
+        """How many partitions the physical ``topic`` has (waits for the cluster's metadata)."""
         try:
             return len(await self._producer.partitions_for(topic))
         except Exception as e:

@@ -144,7 +144,8 @@ class PartitionWorker(Service, Generic[S]):
         topics = [self._source] if self._legacy is None else [self._source, self._legacy]
         self._consumer.subscribe(topics, listener=_Takeover(self))
         await self._consumer.start()
-        self.source_partitions = len(self._consumer.partitions_for_topic(self._source) or ()) or 1
+        # From the metadata, waited for: a batch is grouped (and a poll's finals counted) by it.
+        self.source_partitions = await self._publishing.publisher.partitions(self._source)
         self._running = asyncio.ensure_future(self._run())
 
     async def on_stop(self) -> None:

@@ -34,8 +34,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import cache
 from typing import Any
 
@@ -68,6 +70,8 @@ __all__ = ["BATCH_MAX", "BATCH_WITHIN_S", "TICK_S", "PollProcessor", "marker_key
 
 log = logging.getLogger(__name__)
 
+# Fixed forever: the ids of the first layout's votes republished (a crash republishes the same ids).
+MIGRATED = uuid.UUID("7e0b5f4c-93a1-5d28-b6e4-1c8f2a9d3e57")
 TICK_S = 0.25  # held-back tallies go out within ~0.5 s; deadlines are noticed within grace + 0.25 s
 BATCH_MAX = 2_000  # votes folded into one board write per stream
 BATCH_WITHIN_S = 0.05  # ... or whatever arrived within this long
@@ -135,7 +139,7 @@ class PollProcessor(Processor):
 
     async def _rekey(self, votes: list[PollVoteCast]) -> None:
         """The votes of ``polls`` onto ``polls.votes``, keyed by voter, with their event ids."""
-        await self._publishing.publisher.publish_many(
+        await self._publish_votes(
             [
                 PollVoted(
                     event_id=v.event_id,
@@ -187,6 +191,8 @@ class PollProcessor(Processor):
 
     async def _settle(self, key: bytes, board: PollBoard, now_ms: int) -> None:
         before = self._table.get(key)
+        if any(poll.legacy_votes for poll in board.polls.values()):
+            board = await self._migrate(board)
         settled, tallies, closing = settle(board, now_ms)
         if tallies:
             await self._publish_tallies(tallies)
@@ -198,6 +204,30 @@ class PollProcessor(Processor):
             # Not table[key] = ...: the tick has no current event to take the partition from.
             self._table.data[key] = stored
             self._table.send_changelog(partition_of_key(key, self._partitions), key, stored)
+
+    async def _migrate(self, board: PollBoard) -> PollBoard:
+        """Republish the votes an open poll counted in the first layout onto ``polls.votes`` (ids
+        derived from the poll and voter: republished after a crash, they are the same votes)."""
+        votes = [
+            PollVoted(
+                event_id=uuid.uuid5(MIGRATED, f"{poll.poll_id}:{user}"),
+                occurred_at=from_epoch_ms(board.clock_ms),  # before the poll's deadline: it was open
+                producer=PRODUCER,
+                poll_id=poll.poll_id,
+                stream_id=board.stream_id,
+                user_id=user,
+                option=option,
+            )
+            for poll in board.polls.values()
+            for user, option in poll.legacy_votes.items()
+        ]
+        await self._retrying("republishing the votes of the first layout", lambda: self._publish_votes(votes))
+        log.info("stream %s: %s votes of open polls moved to polls.votes", board.stream_id, len(votes))
+        polls = {pid: replace(poll, legacy_votes={}) for pid, poll in board.polls.items()}
+        return replace(board, polls=polls)
+
+    async def _publish_votes(self, votes: list[PollVoted]) -> None:
+        await self._publishing.publisher.publish_many(votes)
 
     async def _mark(self, board: PollBoard, poll_ids: list[str]) -> None:
         """An end-of-votes marker for each poll to every partition of ``polls.votes``."""

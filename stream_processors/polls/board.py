@@ -110,6 +110,9 @@ class Poll:
     emitted: tuple[int, ...] | None = None  # counts of the last running tally
     emitted_at_ms: int = 0
     final_emitted: bool = False
+    # Votes counted here before votes were keyed by voter (the first layout), to be republished onto
+    # ``polls.votes`` once, so an open poll keeps them across the upgrade: voter -> option.
+    legacy_votes: dict[str, int] = field(default_factory=dict)
 
     @property
     def closed(self) -> bool:
@@ -141,12 +144,13 @@ class Poll:
             "emitted": None if self.emitted is None else list(self.emitted),
             "emitted_at_ms": self.emitted_at_ms,
             "final_emitted": self.final_emitted,
+            "legacy_votes": self.legacy_votes,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Poll:
-        """The inverse of :meth:`to_json`; also reads the first layout, whose ``votes`` were counted
-        here (they are on ``polls``, re-keyed onto ``polls.votes`` and counted there again)."""
+        """The inverse of :meth:`to_json`; also reads the first layout, whose ``votes`` (voter ->
+        [option, offset]) of an open poll become its :attr:`legacy_votes`."""
         emitted = data.get("emitted")
         closes_at = data.get("closes_at_ms")
         closed_at = int(data.get("closed_at_ms", 0))
@@ -164,6 +168,10 @@ class Poll:
             emitted=None if emitted is None else tuple(int(c) for c in emitted),
             emitted_at_ms=int(data.get("emitted_at_ms", 0)),
             final_emitted=bool(data.get("final_emitted", False)),
+            legacy_votes={
+                **({} if closed_at else {str(u): int(v[0]) for u, v in data.get("votes", {}).items()}),
+                **{str(u): int(o) for u, o in data.get("legacy_votes", {}).items()},
+            },
         )
 
 

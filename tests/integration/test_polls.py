@@ -11,6 +11,7 @@ and arrive exactly once per poll.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 import uuid
@@ -22,9 +23,9 @@ import pytest
 
 from events.base import utc_now
 from events.codec import EventCodec
-from events.polls import PollClosed, PollOpened, PollTallyUpdated, PollVoteCast
+from events.polls import PollClosed, PollOpened, PollTallyUpdated, PollVoteCast, PollVoted
 from events.streams import StreamCreated
-from infra.kafka import DeadLetters, EventConsumer, EventPublisher, TopicAdmin, TopicNames
+from infra.kafka import DeadLetters, EventConsumer, EventPublisher, TopicAdmin, TopicNames, partition_of_key
 from infra.settings import Settings
 from stream_processors.polls.board import CLOSE_GRACE_MS
 from stream_processors.topology import internal_topics
@@ -198,5 +199,60 @@ async def test_five_hundred_voters_with_a_restart(
         assert status == 200 and 'esports_poll_ignored_total{reason="bad_option"} 1' in metrics
         assert 'esports_poll_ignored_total{reason="closed_poll"} 1' in metrics
         assert 'esports_poll_tallies_total{kind="final"} 2' in metrics
+    finally:
+        worker.kill()
+
+
+async def test_an_open_poll_keeps_the_votes_its_board_counted_before_the_upgrade(
+    namespace: Settings, codec: EventCodec, polls_io: tuple[EventPublisher, Tallies], tmp_path: Path
+) -> None:
+    """A board stored by the first layout (votes counted in it, keyed by stream) in the changelog: the
+    upgraded agent republishes them onto polls.votes, where they count with the new votes."""
+    publisher, tallies = polls_io
+    stream_id, poll_id = f"stream-{uuid.uuid4().hex[:8]}", "poll-old"
+    poll = opened(stream_id, poll_id)
+    await publisher.publish_many(
+        [StreamCreated(stream_id=stream_id, channel_id="c", owner_id="mod", title="t"), poll]
+    )
+    old_votes = {f"old-{i}": [i % len(OPTIONS), i] for i in range(40)}
+    board = {
+        "stream_id": stream_id,
+        "channel_id": "c",
+        "owner_id": "mod",
+        "polls": {poll_id: {"poll_id": poll_id, "options": len(OPTIONS), "votes": old_votes, "seq": 1}},
+        "watermark_ms": 1,
+        "offset": 40,
+    }
+    names = TopicNames(namespace.kafka.topic_prefix)
+    async with TopicAdmin(namespace.kafka) as admin:
+        await admin.ensure(internal_topics(3))
+    changelog = names.physical(
+        next(t.name for t in internal_topics(3) if t.name.endswith("-polls-changelog"))
+    )
+    key = stream_id.encode()
+    await publisher.publish_raw(
+        changelog, json.dumps(board).encode(), key=key, partition=partition_of_key(key, 3)
+    )
+    worker = WorkerProcess(namespace, tmp_path / "faust", tmp_path / "worker.log")
+    worker.start()
+    try:
+        await worker.wait_healthy(timeout_s=40)
+        expected = [0] * len(OPTIONS)
+        for option, _ in old_votes.values():
+            expected[option] += 1
+        await tallies.reaches(poll_id, tuple(expected), timeout_s=15)
+        # a voter of before the upgrade changes their vote, a new one votes
+        await publisher.publish_many(
+            [
+                PollVoted(poll_id=poll_id, stream_id=stream_id, user_id="old-0", option=3),
+                PollVoted(poll_id=poll_id, stream_id=stream_id, user_id="new-1", option=1),
+            ]
+        )
+        expected[0] -= 1
+        expected[3] += 1
+        expected[1] += 1
+        await publisher.publish(PollClosed(poll_id=poll_id, stream_id=stream_id, closed_by="mod"))
+        final = await tallies.final(poll_id, timeout_s=15)
+        assert final.counts == tuple(expected) and final.total == 41
     finally:
         worker.kill()
