@@ -103,7 +103,7 @@ class VoteWorker(PartitionWorker[PartitionVotes]):
         return [self.directory]  # read to the end of `polls` before this worker
 
     def new_state(self) -> PartitionVotes:
-        return PartitionVotes()
+        return PartitionVotes(self.directory.polls)
 
     def rebuild_from_ms(self) -> int:
         now = int(time.time() * 1000)
@@ -127,8 +127,8 @@ class VoteWorker(PartitionWorker[PartitionVotes]):
             if not self.ready(partition):
                 continue
             every = partition in complete
-            running = state.running(polls) if every else state.changes(polls)
-            finals = state.finals(polls, every=every)
+            running = state.running() if every else state.changes()
+            finals = state.finals(every=every)
             if not running and not finals:
                 continue
             grouped: dict[int, VoteReport] = {}

@@ -38,12 +38,21 @@ class PollInfo:
 
 
 class PartitionVotes:
-    """The votes read from one partition, per poll and voter, with what was reported of them."""
+    """The votes read from one partition, per poll and voter, with what was reported of them.
 
-    def __init__(self) -> None:
-        # poll -> voter -> [(offset, cast at ms, option)], in log order
-        self._votes: dict[str, dict[str, list[tuple[int, int, int]]]] = {}
-        self._closed: dict[str, Tally | None] = {}  # poll -> its final partial tally (None: poll unknown)
+    ``polls`` is the (live) directory of known polls. A known poll's tally is kept up to date vote
+    by vote: each voter's last offset and the option counted for them (their latest valid vote).
+    Votes of a poll not known yet are kept in log order and counted once its PollOpened is read.
+    """
+
+    def __init__(self, polls: Mapping[str, PollInfo]) -> None:
+        self._polls = polls
+        self._pending: dict[
+            str, list[tuple[str, int, int, int]]
+        ] = {}  # poll -> [(voter, option, at, offset)]
+        self._voters: dict[str, dict[str, tuple[int, int]]] = {}  # poll -> voter -> (offset, counted or -1)
+        self._counts: dict[str, list[int]] = {}  # poll -> one count per option
+        self._closed: dict[str, Tally | None] = {}  # poll -> its final partial tally (None: not yet known)
         self._dirty: set[str] = set()  # polls with votes since the last report
         self._reported: dict[str, Tally] = {}  # the running partial tallies last reported
         self.votes_read = 0
@@ -52,13 +61,39 @@ class PartitionVotes:
         """A vote read at ``offset``; False when it changes nothing (a closed poll, a redelivery)."""
         if poll_id in self._closed:
             return False
-        cast = self._votes.setdefault(poll_id, {}).setdefault(user_id, [])
-        if cast and cast[-1][0] >= offset:
+        info = self._polls.get(poll_id)
+        if info is None:
+            self._pending.setdefault(poll_id, []).append((user_id, option, at_ms, offset))
+        elif not self._count(poll_id, info, user_id, option, at_ms, offset):
             return False
-        cast.append((offset, at_ms, option))
         self._dirty.add(poll_id)
         self.votes_read += 1
         return True
+
+    def _count(
+        self, poll_id: str, info: PollInfo, user_id: str, option: int, at_ms: int, offset: int
+    ) -> bool:
+        if poll_id in self._pending:
+            self._adopt(poll_id, info)
+        voters = self._voters.setdefault(poll_id, {})
+        counts = self._counts.setdefault(poll_id, [0] * info.options)
+        last = voters.get(user_id)
+        if last is not None and last[0] >= offset:
+            return False
+        counted = -1 if last is None else last[1]
+        valid = 0 <= option < info.options and (info.closes_at_ms is None or at_ms < info.closes_at_ms)
+        now = option if valid else counted  # an invalid vote leaves the latest valid one counted
+        if now != counted:
+            if counted >= 0:
+                counts[counted] -= 1
+            counts[now] += 1
+        voters[user_id] = (offset, now)
+        return True
+
+    def _adopt(self, poll_id: str, info: PollInfo) -> None:
+        """Count a poll's votes read before its PollOpened, in log order."""
+        for user_id, option, at_ms, offset in self._pending.pop(poll_id, ()):
+            self._count(poll_id, info, user_id, option, at_ms, offset)
 
     def close(self, poll_id: str) -> None:
         """The marker of ``poll_id`` was read: later votes of this partition do not count."""
@@ -67,50 +102,46 @@ class PartitionVotes:
             self._dirty.discard(poll_id)
             self._reported.pop(poll_id, None)
 
-    def finals(self, polls: Mapping[str, PollInfo], *, every: bool = False) -> dict[str, Tally]:
+    def finals(self, *, every: bool = False) -> dict[str, Tally]:
         """The final partial tallies not reported yet (``every``: all of them) of the polls closed on
         this partition, once their PollOpened is known (the poll agent only closes polls it knows, so
         a directory lagging behind catches up)."""
         new: dict[str, Tally] = {}
         for poll_id, final in self._closed.items():
-            if final is None and (info := polls.get(poll_id)) is not None:
-                final = self._closed[poll_id] = self.tally(poll_id, info)
-                self._votes.pop(poll_id, None)
+            if final is None and poll_id in self._polls:
+                final = self._closed[poll_id] = self.tally(poll_id)
+                self._voters.pop(poll_id, None)
+                self._counts.pop(poll_id, None)
                 new[poll_id] = final
         if every:
             return {poll: tally for poll, tally in self._closed.items() if tally is not None}
         return new
 
-    def tally(self, poll_id: str, info: PollInfo) -> Tally:
-        """One count per option: each voter's latest valid vote (an option of the poll, cast before
-        its deadline), by log order."""
-        counts = [0] * info.options
-        deadline = info.closes_at_ms
-        for cast in self._votes.get(poll_id, {}).values():
-            for _, at_ms, option in reversed(cast):
-                if 0 <= option < info.options and (deadline is None or at_ms < deadline):
-                    counts[option] += 1
-                    break
-        return tuple(counts)
+    def tally(self, poll_id: str) -> Tally:
+        """One count per option of a known poll: each voter's latest valid vote (an option of the
+        poll, cast before its deadline), by log order."""
+        info = self._polls[poll_id]
+        if poll_id in self._pending:
+            self._adopt(poll_id, info)
+        return tuple(self._counts.get(poll_id, [0] * info.options))
 
-    def changes(self, polls: Mapping[str, PollInfo]) -> dict[str, Tally]:
+    def changes(self) -> dict[str, Tally]:
         """The running partial tallies that differ from the last reported (known polls only)."""
         changed: dict[str, Tally] = {}
         for poll_id in list(self._dirty):
-            info = polls.get(poll_id)
-            if info is None:
+            if poll_id not in self._polls:
                 continue  # its PollOpened not read yet: reported once it is
             self._dirty.discard(poll_id)
-            counts = self.tally(poll_id, info)
+            counts = self.tally(poll_id)
             if self._reported.get(poll_id) != counts:
                 changed[poll_id] = self._reported[poll_id] = counts
         return changed
 
-    def running(self, polls: Mapping[str, PollInfo]) -> dict[str, Tally]:
-        """Every open poll's running partial tally (a complete report, after a take-over)."""
-        self._dirty.clear()
-        self._reported = {p: self.tally(p, polls[p]) for p in self._votes if p in polls}
-        self._dirty.update(p for p in self._votes if p not in polls)
+    def running(self) -> dict[str, Tally]:
+        """Every open known poll's running partial tally (a complete report, after a take-over)."""
+        held = [p for p in (*self._voters, *self._pending) if p not in self._closed]
+        self._dirty = {p for p in held if p not in self._polls}
+        self._reported = {p: self.tally(p) for p in held if p in self._polls}
         return dict(self._reported)
 
 

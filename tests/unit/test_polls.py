@@ -62,47 +62,54 @@ def at(seconds: float) -> int:
 
 
 def test_the_latest_vote_of_each_voter_counts_by_log_order() -> None:
-    votes = PartitionVotes()
+    votes = PartitionVotes({"p1": INFO})
     votes.vote("p1", "ann", 0, at(1), 10)
     votes.vote("p1", "bob", 1, at(1), 11)
     votes.vote("p1", "ann", 2, at(0.5), 12)  # later in the log, earlier on her clock: still later
-    assert votes.tally("p1", INFO) == (0, 1, 1)
+    assert votes.tally("p1") == (0, 1, 1)
     assert not votes.vote("p1", "ann", 0, at(1), 10)  # an older record read again changes nothing
     assert not votes.vote("p1", "ann", 2, at(0.5), 12)
-    assert votes.tally("p1", INFO) == (0, 1, 1)
+    assert votes.tally("p1") == (0, 1, 1)
 
 
-def test_a_bad_option_or_a_late_vote_leaves_the_voters_earlier_vote() -> None:
-    votes = PartitionVotes()
+@pytest.mark.parametrize("known_first", [True, False])
+def test_a_bad_option_or_a_late_vote_leaves_the_voters_earlier_vote(known_first: bool) -> None:
+    polls: dict[str, PollInfo] = {"p1": INFO} if known_first else {}
+    votes = PartitionVotes(polls)
     votes.vote("p1", "ann", 1, at(1), 1)
     votes.vote("p1", "ann", 7, at(2), 2)  # no such option
     votes.vote("p1", "bob", 0, at(1), 3)
     votes.vote("p1", "bob", 2, at(60), 4)  # at the deadline: late
     votes.vote("p1", "cyd", 2, at(61), 5)  # only late votes: not counted
-    assert votes.tally("p1", INFO) == (1, 1, 0)
+    polls["p1"] = INFO  # read its PollOpened after its votes: they count all the same
+    assert votes.tally("p1") == (1, 1, 0)
 
 
 def test_changes_report_only_what_moved_and_wait_for_the_polls_opening() -> None:
-    votes = PartitionVotes()
+    polls: dict[str, PollInfo] = {}
+    votes = PartitionVotes(polls)
     votes.vote("p1", "ann", 1, at(1), 1)
-    assert votes.changes({}) == {}  # its PollOpened not read yet
-    assert votes.changes({"p1": INFO}) == {"p1": (0, 1, 0)}
+    assert votes.changes() == {} and votes.running() == {}  # its PollOpened not read yet
+    polls["p1"] = INFO
+    assert votes.changes() == {"p1": (0, 1, 0)}
     votes.vote("p1", "ann", 1, at(2), 2)  # the same choice again
-    assert votes.changes({"p1": INFO}) == {}
-    assert votes.running({"p1": INFO}) == {"p1": (0, 1, 0)}  # a complete report holds it all
+    assert votes.changes() == {}
+    assert votes.running() == {"p1": (0, 1, 0)}  # a complete report holds it all
 
 
 def test_the_marker_cuts_the_partition_and_its_final_is_reported_once() -> None:
-    votes = PartitionVotes()
+    polls: dict[str, PollInfo] = {}
+    votes = PartitionVotes(polls)
     votes.vote("p1", "ann", 1, at(1), 1)
     votes.close("p1")
     assert not votes.vote("p1", "bob", 0, at(2), 3)  # after the marker: not this poll's any more
-    assert votes.finals({}) == {}  # its PollOpened not read yet: the final waits for it
-    assert votes.finals({"p1": INFO}) == {"p1": (0, 1, 0)}
-    assert votes.finals({"p1": INFO}) == {}
-    assert votes.finals({"p1": INFO}, every=True) == {"p1": (0, 1, 0)}
+    assert votes.finals() == {}  # its PollOpened not read yet: the final waits for it
+    polls["p1"] = INFO
+    assert votes.finals() == {"p1": (0, 1, 0)}
+    assert votes.finals() == {}
+    assert votes.finals(every=True) == {"p1": (0, 1, 0)}
     votes.close("p1")  # a marker written twice
-    assert votes.finals({"p1": INFO}, every=True) == {"p1": (0, 1, 0)}
+    assert votes.finals(every=True) == {"p1": (0, 1, 0)} and votes.running() == {}
 
 
 def test_a_report_round_trips_and_bad_ones_are_refused() -> None:
@@ -221,7 +228,7 @@ def test_the_final_tally_is_a_recount_whatever_moment_each_partition_reads_its_m
     n = 4
     logs: list[list[tuple[str, int, int]]] = [[] for _ in range(n)]  # per partition: (voter, option, at)
     marker_at = [rng.randrange(200, 400) for _ in range(n)]
-    votes = [PartitionVotes() for _ in range(n)]
+    votes = [PartitionVotes({"p1": INFO}) for _ in range(n)]
     for step in range(400):
         voter = f"v{rng.randrange(120)}"
         p = partition_of_key(voter.encode(), n)
@@ -235,7 +242,7 @@ def test_the_final_tally_is_a_recount_whatever_moment_each_partition_reads_its_m
     state = board(opened())
     state, _, _ = settle(fold(state, [closed(70)], roster=ROSTER)[0], 0)
     for p in range(n):
-        state = merge(state, VoteReport(p, n, {}, votes[p].finals({"p1": INFO}), {"p1": "s1"}))
+        state = merge(state, VoteReport(p, n, {}, votes[p].finals(), {"p1": "s1"}))
     _, tallies, _ = settle(state, 0)
     recount = [0, 0, 0]
     for log in logs:
