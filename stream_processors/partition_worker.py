@@ -38,8 +38,8 @@ from mode import Service
 
 from events.base import Event
 from events.codec import DecodeError, EventCodec
-from infra.kafka import KafkaError, client_options
-from infra.settings import KafkaSettings
+from infra.kafka import KafkaError, TopicNames, client_options
+from infra.settings import Settings
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.runtime import DecisionPublisher
 
@@ -63,31 +63,32 @@ class PartitionWorker(Service, Generic[S]):
     """
 
     role = "partitions"  # names the client and the log lines
+    group = ""  # the consumer group, before the deployment prefix
+    source = ""  # the catalogue topic whose partitions the worker owns
+    legacy: str | None = None  # the catalogue topic of the same causes keyed the old way, if any
+    every_s = 1.0  # how often partial results are reported
 
     def __init__(
         self,
-        kafka: KafkaSettings,
+        settings: Settings,
         codec: EventCodec,
         publishing: DecisionPublisher,
         metrics: ProcessorMetrics,
-        *,
-        group: str,
-        source: str,
-        legacy: str | None,
-        session_timeout_s: float,
-        every_s: float,
+        merge_partitions: int,
         **kwargs: Any,
     ) -> None:
+        """``merge_partitions``: the partition count of the partials topics (the merge agents')."""
         super().__init__(**kwargs)
-        self._kafka = kafka
+        self._kafka = settings.kafka
         self._codec = codec
         self._publishing = publishing
         self._metrics = metrics
-        self._group = group
-        self._source = source
-        self._legacy = legacy
-        self._session_timeout_s = session_timeout_s
-        self._every_s = every_s
+        self._merge_partitions = merge_partitions
+        self.names = TopicNames(settings.kafka.topic_prefix)
+        self._group = self.names.physical(self.group)
+        self._source = self.names.physical(self.source)
+        self._legacy = None if self.legacy is None else self.names.physical(self.legacy)
+        self._session_timeout_s = settings.processors.session_timeout_s  # like the Faust app's
         self._owned: dict[int, S] = {}
         self._rebuilding: dict[int, int] = {}  # partition -> the end offset to read before reporting it
         self._complete_due: set[int] = set()  # partitions whose next report is complete
@@ -167,7 +168,7 @@ class PartitionWorker(Service, Generic[S]):
                 await self._absorb(fetched)
                 await self._rebuilt(consumer)
                 if time.monotonic() >= next_report:
-                    next_report = time.monotonic() + self._every_s
+                    next_report = time.monotonic() + self.every_s
                     await self._report()
             except asyncio.CancelledError:
                 raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import faust
 from mode import Service
@@ -19,12 +20,16 @@ from infra.settings import Settings
 from stream_processors.app import create_app
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.moderation.agent import RosterReader
+from stream_processors.partition_worker import PartitionWorker
 from stream_processors.polls.vote_worker import VoteWorker
 from stream_processors.runtime import DecisionPublisher
 from stream_processors.topology import FAMILIES, TopologyError, prepare_topics
 from stream_processors.viewers.presence_worker import PresenceWorker
 
 log = logging.getLogger(__name__)
+
+# The partition workers of a family: heartbeats counted by session, votes tallied by voter.
+PARTITION_WORKERS: dict[str, type[PartitionWorker[Any]]] = {"viewers": PresenceWorker, "polls": VoteWorker}
 
 
 def run(settings: Settings, family: str | None = None) -> int:
@@ -56,29 +61,10 @@ def _run_worker(
         # read to the end of `users` before the moderation agent decides
         roster = RosterReader(settings.kafka, codec, metrics, loop=loop)
         services.append(roster)
-    if "viewers" in runs:
-        presence = PresenceWorker(  # counts the heartbeats in its own consumer group, not Faust's
-            settings.kafka,
-            codec,
-            publishing,
-            metrics,
-            partitions,
-            session_timeout_s=settings.processors.session_timeout_s,
-            window_ms=int(settings.processors.viewer_window_s * 1000),
-            loop=loop,
-        )
-        services.append(presence)
-    if "polls" in runs:
-        votes = VoteWorker(  # tallies the votes in its own consumer group, not Faust's
-            settings.kafka,
-            codec,
-            publishing,
-            metrics,
-            partitions,
-            session_timeout_s=settings.processors.session_timeout_s,
-            loop=loop,
-        )
-        services.append(votes)
+    # The hot paths' consumer groups beside the app (never on Faust's fetcher).
+    for owner, partition_worker in PARTITION_WORKERS.items():
+        if owner in runs:
+            services.append(partition_worker(settings, codec, publishing, metrics, partitions, loop=loop))
     app = create_app(
         settings,
         partitions=partitions,

@@ -27,13 +27,12 @@ from mode import Service
 from events.base import Event
 from events.codec import EventCodec
 from events.polls import PollOpened, PollTallyUpdated, PollVoted, PollVotingClosed
-from infra.kafka import TopicNames, partition_of_key
-from infra.settings import KafkaSettings
-from stream_processors.metrics import ProcessorMetrics
+from infra.kafka import partition_of_key
+from infra.settings import KafkaSettings, Settings
 from stream_processors.partition_worker import PartitionWorker, Record, Report
 from stream_processors.polls.board import epoch_ms
 from stream_processors.polls.votes import PartitionVotes, PollInfo, VoteReport
-from stream_processors.runtime import DecisionPublisher, WholeTopicReader
+from stream_processors.runtime import WholeTopicReader
 from stream_processors.topology import POLL_PARTIALS, POLLS_SOURCE, VOTES_GROUP, VOTES_SOURCE
 
 __all__ = ["REPORT_EVERY_S", "PollDirectory", "VoteWorker"]
@@ -70,34 +69,14 @@ class VoteWorker(PartitionWorker[PartitionVotes]):
     """Owns some partitions of ``polls.votes``, keeps their votes, reports partial tallies."""
 
     role = "votes"
+    group = VOTES_GROUP
+    source = VOTES_SOURCE  # the votes of `polls` are re-keyed by the poll agent, in order with the closes
+    every_s = REPORT_EVERY_S
 
-    def __init__(
-        self,
-        kafka: KafkaSettings,
-        codec: EventCodec,
-        publishing: DecisionPublisher,
-        metrics: ProcessorMetrics,
-        merge_partitions: int,
-        *,
-        session_timeout_s: float,
-        **kwargs: Any,
-    ) -> None:
-        names = TopicNames(kafka.topic_prefix)
-        super().__init__(
-            kafka,
-            codec,
-            publishing,
-            metrics,
-            group=names.physical(VOTES_GROUP),
-            source=names.physical(VOTES_SOURCE),
-            legacy=None,  # the poll agent re-keys the votes of `polls`, in order with the closes
-            session_timeout_s=session_timeout_s,
-            every_s=REPORT_EVERY_S,
-            **kwargs,
-        )
-        self._merge_partitions = merge_partitions
-        self._partials = names.physical(POLL_PARTIALS)
-        self.directory = PollDirectory(kafka, codec)
+    def __init__(self, settings: Settings, *args: Any, **kwargs: Any) -> None:
+        super().__init__(settings, *args, **kwargs)
+        self._partials = self.names.physical(POLL_PARTIALS)
+        self.directory = PollDirectory(settings.kafka, self._codec)
 
     def on_init_dependencies(self) -> list[Service]:
         return [self.directory]  # read to the end of `polls` before this worker

@@ -36,11 +36,10 @@ from mode import Service
 from events.base import Event
 from events.codec import EventCodec
 from events.viewers import ViewerBeat, ViewerHeartbeat, ViewerPresenceBatch, presence_batches
-from infra.kafka import TopicNames, partition_of_key
-from infra.settings import KafkaSettings
-from stream_processors.metrics import ProcessorMetrics
+from infra.kafka import partition_of_key
+from infra.settings import KafkaSettings, Settings
 from stream_processors.partition_worker import PartitionWorker, Record, Report
-from stream_processors.runtime import DecisionPublisher, WholeTopicReader
+from stream_processors.runtime import WholeTopicReader
 from stream_processors.topology import (
     LEGACY_HEARTBEATS,
     MATCH_PARTIALS,
@@ -48,7 +47,7 @@ from stream_processors.topology import (
     PRESENCE_SOURCE,
     VIEWER_PARTIALS,
 )
-from stream_processors.viewers.counts import WINDOW_MS, epoch_ms, from_epoch_ms
+from stream_processors.viewers.counts import epoch_ms, from_epoch_ms
 from stream_processors.viewers.presence import MATCH, STREAM, Audience, PartialReport, PartitionPresence
 
 __all__ = ["REPORT_EVERY_S", "MatchDirectory", "PresenceWorker"]
@@ -86,36 +85,17 @@ class PresenceWorker(PartitionWorker[PartitionPresence]):
     """Owns some partitions of ``viewers.presence``, counts their sessions, reports partial counts."""
 
     role = "presence"
+    group = PRESENCE_GROUP
+    source = PRESENCE_SOURCE
+    legacy = LEGACY_HEARTBEATS
+    every_s = REPORT_EVERY_S
 
-    def __init__(
-        self,
-        kafka: KafkaSettings,
-        codec: EventCodec,
-        publishing: DecisionPublisher,
-        metrics: ProcessorMetrics,
-        merge_partitions: int,
-        *,
-        session_timeout_s: float,
-        window_ms: int = WINDOW_MS,
-        **kwargs: Any,
-    ) -> None:
-        names = TopicNames(kafka.topic_prefix)
-        super().__init__(
-            kafka,
-            codec,
-            publishing,
-            metrics,
-            group=names.physical(PRESENCE_GROUP),
-            source=names.physical(PRESENCE_SOURCE),
-            legacy=names.physical(LEGACY_HEARTBEATS),
-            session_timeout_s=session_timeout_s,
-            every_s=REPORT_EVERY_S,
-            **kwargs,
-        )
-        self._merge_partitions = merge_partitions
-        self._window_ms = window_ms
-        self._partials = {STREAM: names.physical(VIEWER_PARTIALS), MATCH: names.physical(MATCH_PARTIALS)}
-        self.matches = MatchDirectory(kafka, codec)
+    def __init__(self, settings: Settings, *args: Any, **kwargs: Any) -> None:
+        super().__init__(settings, *args, **kwargs)
+        self._window_ms = int(settings.processors.viewer_window_s * 1000)
+        physical = self.names.physical
+        self._partials = {STREAM: physical(VIEWER_PARTIALS), MATCH: physical(MATCH_PARTIALS)}
+        self.matches = MatchDirectory(settings.kafka, self._codec)
         self._complete_counts: dict[int, dict[Audience, int]] = {}  # what the last report held in full
 
     def on_init_dependencies(self) -> list[Service]:
