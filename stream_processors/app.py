@@ -37,6 +37,7 @@ Faust's web server answers ``/health`` and ``/metrics``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import faust
@@ -49,6 +50,7 @@ from stream_processors.metrics import CONTENT_TYPE, ProcessorMetrics
 from stream_processors.moderation.agent import chat_limits, register_moderation
 from stream_processors.moderation.roster import ChatRoster
 from stream_processors.notifications.agent import register_notifications
+from stream_processors.partition_worker import PartitionWorker
 from stream_processors.polls.agent import register_polls
 from stream_processors.runtime import (
     DecisionPublisher,
@@ -105,12 +107,14 @@ def create_app(
     metrics: ProcessorMetrics,
     roster: Any = None,
     family: str | None = None,
+    partition_workers: Sequence[PartitionWorker[Any]] = (),
 ) -> faust.App:
     """The configured Faust app with its agents, tables and web pages: every family's (one app,
     one consumer group), or only ``family``'s, in that family's own app (its own group).
 
     ``roster`` (a started-before-the-app :class:`~stream_processors.moderation.agent.RosterReader`)
     is needed by the moderation agent (left out without one) and tells the polls agent who moderates.
+    ``partition_workers`` (the hot paths' consumer groups beside the app) are shown on ``/health``.
     """
     app = ProcessorApp(app_id(settings.kafka, family), **faust_options(settings, partitions))
     names = TopicNames(settings.kafka.topic_prefix)
@@ -129,13 +133,17 @@ def create_app(
         register_polls(app, names, partitions, args, roster.roster if roster else ChatRoster())
     if "notifications" in runs:
         register_notifications(app, names, partitions, args, settings.kafka)
-    _add_pages(app, settings, publishing, metrics)
+    _add_pages(app, settings, publishing, metrics, partition_workers)
     report_skips(app, metrics)
     return app
 
 
 def _add_pages(
-    app: faust.App, settings: Settings, publishing: DecisionPublisher, m: ProcessorMetrics
+    app: faust.App,
+    settings: Settings,
+    publishing: DecisionPublisher,
+    m: ProcessorMetrics,
+    partition_workers: Sequence[PartitionWorker[Any]],
 ) -> None:
     @app.page("/health")
     async def health(view: Any, request: Any) -> Any:
@@ -146,6 +154,11 @@ def _add_pages(
             "publishing": "retrying" if m.publishing_blocked else "ok",
             "assigned_partitions": len(app.consumer.assignment()),
             "rebalancing": bool(app.rebalancing),
+            # the hot paths' groups: the partitions each owns, and those still being re-read
+            "partition_workers": {
+                w.role: {"owned": sorted(w.owned), "ready": sorted(p for p in w.owned if w.ready(p))}
+                for w in partition_workers
+            },
         }
         ok = publishing.up and not m.publishing_blocked
         return view.json({"status": "ok" if ok else "degraded", "kafka": kafka}, status=200 if ok else 503)

@@ -62,9 +62,12 @@ def _run_worker(
         roster = RosterReader(settings.kafka, codec, metrics, loop=loop)
         services.append(roster)
     # The hot paths' consumer groups beside the app (never on Faust's fetcher).
-    for owner, partition_worker in PARTITION_WORKERS.items():
-        if owner in runs:
-            services.append(partition_worker(settings, codec, publishing, metrics, partitions, loop=loop))
+    hot = [
+        partition_worker(settings, codec, publishing, metrics, partitions, loop=loop)
+        for owner, partition_worker in PARTITION_WORKERS.items()
+        if owner in runs
+    ]
+    services.extend(hot)
     app = create_app(
         settings,
         partitions=partitions,
@@ -73,6 +76,7 @@ def _run_worker(
         metrics=metrics,
         roster=roster,
         family=family,
+        partition_workers=hot,
     )
     worker = faust.Worker(
         app,

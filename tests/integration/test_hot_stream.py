@@ -13,6 +13,7 @@ recount (never above it), and when 200 viewers leave they fall to the new recoun
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import re
 import time
@@ -166,6 +167,8 @@ async def test_two_workers_count_the_hot_stream_exactly_and_one_takes_over_after
         await audiences.reach(expected, timeout_s=30)
         assert await recount(namespace, codec, match_of) == expected
         assert all(heartbeats_counted(w) > 0 for w in workers), "both workers count a share"
+        shares = [json.loads(w.get("/health")[1])["kafka"]["partition_workers"]["presence"] for w in workers]
+        assert sorted(p for share in shares for p in share["ready"]) == list(range(PARTITIONS)), shares
 
         workers[0].kill()  # mid-load: the heartbeats keep coming
         killed_at = time.monotonic()
