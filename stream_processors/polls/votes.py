@@ -55,7 +55,6 @@ class PartitionVotes:
         self._closed: dict[str, Tally | None] = {}  # poll -> its final partial tally (None: not yet known)
         self._dirty: set[str] = set()  # polls with votes since the last report
         self._reported: dict[str, Tally] = {}  # the running partial tallies last reported
-        self.votes_read = 0
 
     def vote(self, poll_id: str, user_id: str, option: int, at_ms: int, offset: int) -> bool:
         """A vote read at ``offset``; False when it changes nothing (a closed poll, a redelivery)."""
@@ -67,7 +66,6 @@ class PartitionVotes:
         elif not self._count(poll_id, info, user_id, option, at_ms, offset):
             return False
         self._dirty.add(poll_id)
-        self.votes_read += 1
         return True
 
     def _count(

@@ -21,10 +21,10 @@ takes a partition over rebuilds it by reading the partition from ``now - window`
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["MATCH", "STREAM", "PartialReport", "PartitionPresence", "observe_all"]
+__all__ = ["MATCH", "STREAM", "PartialReport", "PartitionPresence"]
 
 STREAM = "stream"
 MATCH = "match"
@@ -169,20 +169,6 @@ class PartitionPresence:
         self._dirty.add((MATCH, match_id))
         if not sessions:
             del self._matches[match_id]
-
-
-def observe_all(
-    presence: PartitionPresence,
-    beats: Iterable[tuple[str, str]],
-    at_ms: int,
-    match_of: Mapping[str, str],
-) -> int:
-    """Observe ``(stream_id, session_id)`` beats all seen at ``at_ms`` (one batch); returns how many."""
-    n = 0
-    for stream_id, session_id in beats:
-        presence.observe(stream_id, session_id, at_ms, match_of.get(stream_id))
-        n += 1
-    return n
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,6 @@ counted once per match on its partition, whichever streams of the match it watch
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -52,7 +51,6 @@ from stream_processors.viewers.presence import MATCH, STREAM, Audience, PartialR
 
 __all__ = ["REPORT_EVERY_S", "MatchDirectory", "PresenceWorker"]
 
-log = logging.getLogger(__name__)
 
 PRODUCER = "stream_processors.presence"
 REPORT_EVERY_S = 0.5  # partial counts published this often (on change); counts move within ~1 s
