@@ -8,8 +8,6 @@ changelog partition *p* holds the keys of source partition *p* (co-partitioning)
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from events.topics import TopicSpec, spec
 from infra.kafka import TopicAdmin
 from infra.settings import KafkaSettings
@@ -80,16 +78,30 @@ def app_id(kafka: KafkaSettings, family: str | None = None) -> str:
     return f"{kafka.topic_prefix}{app_name(family)}"
 
 
-def _changelog(table: str, key_field: str, partitions: int, description: str) -> TopicSpec:
-    """A table's changelog: compacted, since the latest state per key is all a recovery needs."""
+# Each table's changelog: its key and what its values are.
+CHANGELOGS = {
+    LIFECYCLE_TABLE: ("stream_id", "the lifecycle agent's table (StreamLifecycle as JSON)"),
+    MODERATION_TABLE: ("stream_id", "the moderation agent's table (ChatChannel as JSON)"),
+    VIEWER_TABLE: ("stream_id", "the viewer-count agent's table (ViewerPresence as JSON)"),
+    MATCH_VIEWER_TABLE: ("match_id", "the match-audience agent's table (ViewerPresence as JSON)"),
+    POLLS_TABLE: ("stream_id", "the poll agent's table (PollBoard as JSON)"),
+    # or tournament_id: "stream:<id>" / "tournament:<id>" keys
+    NOTIFICATIONS_TABLE: ("stream_id", "the notifications agent's table (Notifier as JSON)"),
+}
+
+
+def _changelog(app: str, table: str, partitions: int) -> TopicSpec:
+    """A table's changelog, named as Faust names it: compacted, since the latest state per key is
+    all a recovery needs."""
+    key_field, what = CHANGELOGS[table]
     return TopicSpec(
-        name=f"{{app}}-{table}-changelog",  # the app's name filled in by internal_topics
+        name=f"{app}-{table}-changelog",
         key_field=key_field,
         event_types=(),
         owner="stream_processors",
         partitions=partitions,
         cleanup_policy="compact",
-        description=description,
+        description=f"Changelog of {what}.",
     )
 
 
@@ -108,57 +120,14 @@ def _partials(name: str, key_field: str, partitions: int, what: str) -> TopicSpe
 
 
 def internal_topics(partitions: int, family: str | None = None) -> list[TopicSpec]:
-    """The internal topics of the app of every family (None) or of one ``family``: the changelogs,
-    named as Faust names them (the deployment prefix is added by TopicAdmin), and the partials."""
-    tables = [t for f in ((family,) if family else FAMILIES) for t in FAMILY_TABLES[f]]
-    changelogs = [
-        replace(topic, name=topic.name.format(app=app_name(family)))
-        for topic in _changelogs(partitions)
-        if topic.name.removeprefix("{app}-").removesuffix("-changelog") in tables
-    ]
+    """The internal topics of the app of every family (None) or of one ``family``: its tables'
+    changelogs (the deployment prefix is added by TopicAdmin) and the partials."""
+    families = (family,) if family else FAMILIES
     return [
-        *changelogs,
+        *(_changelog(app_name(family), t, partitions) for f in families for t in FAMILY_TABLES[f]),
         _partials(VIEWER_PARTIALS, "stream_id", partitions, "Viewer counts per presence partition"),
         _partials(MATCH_PARTIALS, "match_id", partitions, "Match audiences per presence partition"),
         _partials(POLL_PARTIALS, "stream_id", partitions, "Poll tallies per vote partition"),
-    ]
-
-
-def _changelogs(partitions: int) -> list[TopicSpec]:
-    return [
-        _changelog(
-            LIFECYCLE_TABLE,
-            "stream_id",
-            partitions,
-            "Changelog of the lifecycle agent's table (StreamLifecycle as JSON).",
-        ),
-        _changelog(
-            MODERATION_TABLE,
-            "stream_id",
-            partitions,
-            "Changelog of the moderation agent's table (ChatChannel as JSON).",
-        ),
-        _changelog(
-            VIEWER_TABLE,
-            "stream_id",
-            partitions,
-            "Changelog of the viewer-count agent's table (ViewerPresence as JSON).",
-        ),
-        _changelog(
-            POLLS_TABLE, "stream_id", partitions, "Changelog of the poll agent's table (PollBoard as JSON)."
-        ),
-        _changelog(
-            NOTIFICATIONS_TABLE,
-            "stream_id",  # or tournament_id: "stream:<id>" / "tournament:<id>" keys
-            partitions,
-            "Changelog of the notifications agent's table (Notifier as JSON).",
-        ),
-        _changelog(
-            MATCH_VIEWER_TABLE,
-            "match_id",
-            partitions,
-            "Changelog of the match-audience agent's table (ViewerPresence as JSON).",
-        ),
     ]
 
 
