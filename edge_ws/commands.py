@@ -23,7 +23,7 @@ from edge_ws.metrics import Metrics
 from edge_ws.protocol import EndPoll, Moderate, OpenPoll, ProtocolError, SendChat, Vote, poll_command
 from events import viewers
 from events.base import utc_now
-from events.chat import ChatMessageSubmitted, ModerationAction, ModerationActionRequested
+from events.chat import ChatMessageSent, ChatMessageSubmitted, ModerationAction, ModerationActionRequested
 from events.polls import PollClosed, PollOpened, PollVoted
 from events.viewers import MAX_BEATS, ViewerBeat, ViewerPresenceBatch
 from infra.kafka import EventPublisher, KafkaError, Position, partition_of_key
@@ -55,7 +55,10 @@ class EdgeWrites:
         if poll is not None:
             return await self.poll(who, command.stream, poll)
         message_id = str(uuid.uuid4())
-        event = ChatMessageSubmitted(
+        # Messages go to chat.sent keyed by sender (decided where the sender's messages land); chat
+        # commands to chat.submitted keyed by stream, where the stream's moderation decides them.
+        kind = ChatMessageSubmitted if command.text.lstrip().startswith("/") else ChatMessageSent
+        event = kind(
             producer=PRODUCER,
             message_id=message_id,
             stream_id=command.stream,

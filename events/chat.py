@@ -1,7 +1,10 @@
-"""Chat events, in three topics keyed by ``stream_id``.
+"""Chat events: three topics keyed by ``stream_id`` and one keyed by the sender.
 
-``chat.submitted`` holds raw input from the edges, ``chat.moderation`` the moderators' commands,
-and ``chat.messages`` the moderation processor's decisions, which are what viewers see.
+``chat.sent`` holds the viewers' messages keyed by sender (``ChatMessageSent``), so that one stream's
+chat spreads over every partition, with the markers the stream's moderation sends to where its
+senders' messages are decided (``ChatChannelSynced``, ``ChatActionRouted``). ``chat.submitted`` holds
+chat commands (and every message from edges older than ``chat.sent``), ``chat.moderation`` the
+moderators' requests, and ``chat.messages`` the moderation's decisions, which are what viewers see.
 Chat text is data, never HTML.
 
 Outcomes of a moderator's request name the request or chat command behind them in ``cause_event_id``
@@ -17,12 +20,15 @@ from datetime import datetime
 from events.base import Event
 
 __all__ = [
+    "ChatActionRouted",
+    "ChatChannelSynced",
     "ChatCleared",
     "ChatMessageAccepted",
     "ChatMessageDeleted",
     "ChatMessageHeld",
     "ChatMessageRejected",
     "ChatMessageRestored",
+    "ChatMessageSent",
     "ChatMessageSubmitted",
     "ChatSettingsChanged",
     "LinkPolicy",
@@ -102,6 +108,51 @@ class ChatMessageSubmitted(Event):
     badges: tuple[str, ...] = ()
     media_time_ms: int | None = None  # player position when sent, for replay sync
     reply_to_message_id: str | None = None  # v2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatMessageSent(ChatMessageSubmitted):
+    """The same message as :class:`ChatMessageSubmitted`, on ``chat.sent`` keyed by its sender: the
+    per-user rules run where a sender's messages land, so one stream's chat spreads over every
+    partition. Edges send chat commands (text starting with ``/``) as ``ChatMessageSubmitted``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatChannelSynced(Event):
+    """What the per-sender moderation needs of a stream, in full (replace, not patch), written by the
+    stream's moderation to *every* partition of ``chat.sent`` whenever it changes: the channel and its
+    owner (rights, followers-only), the media clock (replay sync) and the channel's rules."""
+
+    stream_id: str
+    user_id: str  # the record key: a key hashing to the partition this copy is written to
+    channel_id: str = ""
+    owner_id: str = ""
+    media_anchor_ms: int | None = None  # epoch ms at which the stream's media clock read 0
+    slow_mode_s: int = 0
+    followers_only_min_s: int | None = None
+    blocked_terms: tuple[str, ...] = ()
+    link_policy: LinkPolicy | None = None
+    link_allowlist: tuple[str, ...] = ()
+    unique_chat: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatActionRouted(Event):
+    """A moderator's action the stream's moderation authorised, routed to where it takes effect on
+    ``chat.sent``: a ban, time-out or unban to the partition of the target user (``user_id``), an
+    approve, deny, delete or undelete to every partition (whichever keeps the message acts on it).
+    Decisions on it are derived from the cause (``cause_event_id``), as if the cause were decided
+    there."""
+
+    stream_id: str
+    user_id: str  # the record key: the target user, or a key hashing to the partition of this copy
+    action: ModerationAction
+    actor_id: str
+    target_user_id: str | None = None
+    target_message_id: str | None = None
+    until: datetime | None = None  # a time-out's end
+    reason: str = ""
+    cause_event_id: str  # the request or chat command; ``occurred_at`` is the cause's too
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

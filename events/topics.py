@@ -134,6 +134,16 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         description="Chat messages as sent by viewers, before moderation.",
     ),
     TopicSpec(
+        name="chat.sent",
+        # Keyed by the sender: one stream's chat spreads over every partition, a sender's messages
+        # stay on one, where the per-user rules (rate, slow mode, duplicates, bans) are decided.
+        key_field="user_id",
+        event_types=(chat.ChatMessageSent, chat.ChatChannelSynced, chat.ChatActionRouted),
+        owner="edge_ws",  # and the markers of stream_processors.moderation (channel state, actions)
+        retention_ms=3 * DAY_MS,  # like chat.submitted
+        description="Chat messages keyed by sender, before moderation, with the stream's moderation markers.",
+    ),
+    TopicSpec(
         name="chat.moderation",
         key_field="stream_id",
         event_types=(chat.ModerationActionRequested,),

@@ -108,6 +108,18 @@ def partition_of_key(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
+def keys_per_partition(prefix: str, partitions: int) -> tuple[str, ...]:
+    """One record key per partition (of ``partitions``), ``prefix-N``, each hashing to its own: the keys
+    of markers written to every partition of a topic keyed by something else (a voter, a sender)."""
+    keys: dict[int, str] = {}
+    n = 0
+    while len(keys) < partitions:
+        key = f"{prefix}-{n}"
+        keys.setdefault(partition_of_key(key.encode(), partitions), key)
+        n += 1
+    return tuple(keys[p] for p in range(partitions))
+
+
 def translate(error: BaseException, action: str) -> KafkaError:
     """The one place driver errors become ours."""
     if isinstance(error, KafkaConnectionError | KafkaTimeoutError | asyncio.TimeoutError):

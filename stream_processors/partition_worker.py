@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 S = TypeVar("S")
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
-Report: TypeAlias = tuple[str, int, bytes, bytes]  # (physical topic, partition, key, value)
+Report: TypeAlias = tuple[str, int, bytes, bytes | None]  # (physical topic, partition, key, value)
 
 FETCH_MAX_RECORDS = 1_000  # records per fetch
 

@@ -34,6 +34,7 @@ __all__ = [
     "read_back",
     "register_batched",
     "report_skips",
+    "retrying",
     "where",
 ]
 
@@ -247,20 +248,24 @@ class Processor:
         self._metrics.dead_letters[reason] += 1
 
     async def _retrying(self, action: str, attempt: Callable[[], Awaitable[T]]) -> T:
-        """Retry with backoff until it succeeds, blocking this partition (never skip a decision)."""
-        delay = RETRY_FIRST_S
-        while True:
-            try:
-                result = await attempt()
-                self._metrics.publishing_blocked = False
-                return result
-            except KafkaError as e:
-                self._metrics.publish_retries += 1
-                self._metrics.publishing_blocked = True
-                level = logging.WARNING if e.retriable else logging.ERROR
-                log.log(level, "%s failed, retrying in %.1fs: %s", action, delay, e)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
+        return await retrying(action, attempt, self._metrics)
+
+
+async def retrying(action: str, attempt: Callable[[], Awaitable[T]], metrics: ProcessorMetrics) -> T:
+    """Retry with backoff until it succeeds, blocking the caller's partition (never skip a decision)."""
+    delay = RETRY_FIRST_S
+    while True:
+        try:
+            result = await attempt()
+            metrics.publishing_blocked = False
+            return result
+        except KafkaError as e:
+            metrics.publish_retries += 1
+            metrics.publishing_blocked = True
+            level = logging.WARNING if e.retriable else logging.ERROR
+            log.log(level, "%s failed, retrying in %.1fs: %s", action, delay, e)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
 
 
 def where(message: Any) -> tuple[str, int, int]:

@@ -42,12 +42,18 @@ POLLS_SOURCE = "polls"  # keyed by stream_id, like the table
 VOTES_SOURCE = "polls.votes"
 VOTES_GROUP = f"{APP_ID}-votes"
 POLL_PARTIALS = f"{APP_ID}-poll-partials"
+# The chat workers' source, read in their own group (CHAT_GROUP), any partition count: messages keyed by
+# sender, with the stream moderation's markers. Their state per key is stored in CHAT_STATE (compacted,
+# partition p holding the keys of chat.sent partition p).
+CHAT_SOURCE = "chat.sent"
+CHAT_GROUP = f"{APP_ID}-chat"
+CHAT_STATE = f"{APP_ID}-chat-state"
 NOTIFICATIONS_TABLE = "notifications"
 # `streams` and `streams.lifecycle` keyed by stream_id, `tournaments` by tournament_id: a stream's (or a
 # tournament's) records share a partition number, like its table entry. `users` and `channels` are read whole.
 NOTIFICATIONS_SOURCES = ("streams", "streams.lifecycle", "tournaments")
 WHOLE_SOURCES = ("users", "channels")  # read whole by every worker (no group): any partition count
-PRESENCE_SOURCES = (PRESENCE_SOURCE, LEGACY_HEARTBEATS, VOTES_SOURCE)  # any partition count
+PRESENCE_SOURCES = (PRESENCE_SOURCE, LEGACY_HEARTBEATS, VOTES_SOURCE, CHAT_SOURCE)  # any partition count
 
 
 # The agent families. Each can run as its own worker group (`esports processors --only FAMILY`: its own
@@ -119,15 +125,27 @@ def _partials(name: str, key_field: str, partitions: int, what: str) -> TopicSpe
     )
 
 
-def internal_topics(partitions: int, family: str | None = None) -> list[TopicSpec]:
+def internal_topics(
+    partitions: int, family: str | None = None, chat_partitions: int | None = None
+) -> list[TopicSpec]:
     """The internal topics of the app of every family (None) or of one ``family``: its tables'
-    changelogs (the deployment prefix is added by TopicAdmin) and the partials."""
+    changelogs (the deployment prefix is added by TopicAdmin), the partials, and the chat workers'
+    state (with ``chat_partitions``, those of chat.sent; ``partitions`` if None)."""
     families = (family,) if family else FAMILIES
     return [
         *(_changelog(app_name(family), t, partitions) for f in families for t in FAMILY_TABLES[f]),
         _partials(VIEWER_PARTIALS, "stream_id", partitions, "Viewer counts per presence partition"),
         _partials(MATCH_PARTIALS, "match_id", partitions, "Match audiences per presence partition"),
         _partials(POLL_PARTIALS, "stream_id", partitions, "Poll tallies per vote partition"),
+        TopicSpec(
+            name=CHAT_STATE,
+            key_field=None,  # "c|stream", "u|stream|user" or "f|stream|print" (separated by 0x1f)
+            event_types=(),
+            owner="stream_processors",
+            partitions=chat_partitions or partitions,
+            cleanup_policy="compact",
+            description="The chat workers' state per key (JSON): channels, senders, unique-chat prints.",
+        ),
     ]
 
 
@@ -156,9 +174,16 @@ async def prepare_topics(kafka: KafkaSettings, family: str | None = None) -> int
                 f"{counts}: the agents' sources and read-back outputs must have the same partition count"
             )
         partitions = next(iter(counts.values()))
-        internal = internal_topics(partitions, family)
+        chat = next(s.partitions for s in sources if s.name == CHAT_SOURCE)
+        internal = internal_topics(partitions, family, chat)
         await admin.ensure(internal)
-        wrong = {s.name: s.partitions for s in await admin.states(internal) if s.partitions != partitions}
+        wrong = {
+            s.name: s.partitions
+            for s in await admin.states(internal)
+            if s.partitions != (chat if s.name.endswith(CHAT_STATE) else partitions)
+        }
     if wrong:
-        raise TopologyError(f"{wrong}: changelog partitions differ from the sources' {partitions}")
+        raise TopologyError(
+            f"{wrong}: changelog partitions differ from their sources' ({partitions}, chat {chat})"
+        )
     return partitions

@@ -19,7 +19,8 @@ from infra.kafka import KafkaError
 from infra.settings import Settings
 from stream_processors.app import create_app
 from stream_processors.metrics import ProcessorMetrics
-from stream_processors.moderation.agent import RosterReader
+from stream_processors.moderation.agent import RosterReader, chat_limits
+from stream_processors.moderation.chat_worker import ChatWorker
 from stream_processors.partition_worker import PartitionWorker
 from stream_processors.polls.vote_worker import VoteWorker
 from stream_processors.runtime import DecisionPublisher
@@ -28,8 +29,13 @@ from stream_processors.viewers.presence_worker import PresenceWorker
 
 log = logging.getLogger(__name__)
 
-# The partition workers of a family: heartbeats counted by session, votes tallied by voter.
-PARTITION_WORKERS: dict[str, type[PartitionWorker[Any]]] = {"viewers": PresenceWorker, "polls": VoteWorker}
+# The partition workers of a family: heartbeats counted by session, votes tallied by voter, chat
+# decided by sender.
+PARTITION_WORKERS: dict[str, type[PartitionWorker[Any]]] = {
+    "viewers": PresenceWorker,
+    "polls": VoteWorker,
+    "moderation": ChatWorker,
+}
 
 
 def run(settings: Settings, family: str | None = None) -> int:
@@ -62,8 +68,17 @@ def _run_worker(
         roster = RosterReader(settings.kafka, codec, metrics, loop=loop)
         services.append(roster)
     # The hot paths' consumer groups beside the app (never on Faust's fetcher).
+    chat = {} if roster is None else {"roster": roster.roster, "limits": chat_limits(settings.chat)}
     hot = [
-        partition_worker(settings, codec, publishing, metrics, partitions, loop=loop)
+        partition_worker(
+            settings,
+            codec,
+            publishing,
+            metrics,
+            partitions,
+            loop=loop,
+            **(chat if owner == "moderation" else {}),
+        )
         for owner, partition_worker in PARTITION_WORKERS.items()
         if owner in runs
     ]

@@ -1,11 +1,14 @@
-"""The moderation agent: the I/O around :func:`stream_processors.moderation.decisions.decide`.
+"""The stream's moderation agent: the I/O around :func:`stream_processors.moderation.routing.decide_stream`.
 
-Consumes ``chat.submitted``, ``chat.moderation``, ``streams`` (channel owner) and ``ingest`` (media
-clock), all keyed by ``stream_id`` and co-partitioned, into the ``moderation`` table (one
-:class:`~stream_processors.moderation.state.ChatChannel` per stream), and publishes decisions to
-``chat.messages`` with the idempotent publisher: publish first, then store the state (the lifecycle
+Consumes ``chat.submitted`` (chat commands, and messages from older edges), ``chat.moderation``,
+``streams`` (channel owner) and ``ingest`` (media clock), all keyed by ``stream_id`` and
+co-partitioned, into the ``moderation`` table (one
+:class:`~stream_processors.moderation.state.ChatChannel` per stream: its channel, rules, bans and
+time-outs, no per-message state), and publishes decisions to ``chat.messages`` and markers to
+``chat.sent`` with the idempotent publisher: publish first, then store the state (the lifecycle
 agent's order, for the same reason). ``now`` is the cause's ``occurred_at``, so a redelivery decides
-exactly as before.
+exactly as before. Viewers' messages are decided per sender by the chat workers
+(:mod:`stream_processors.moderation.chat_worker`), not here.
 
 Roles and follows come from ``users`` (keyed by ``user_id``, not co-partitioned): every worker folds the
 whole topic into a :class:`~stream_processors.moderation.roster.ChatRoster` with :class:`RosterReader`,
@@ -21,13 +24,15 @@ from typing import Any
 import faust
 
 from events.base import Event
+from events.chat import ChatChannelSynced
 from events.codec import EventCodec
-from infra.kafka import TopicNames
+from infra.kafka import TopicNames, keys_per_partition
 from infra.settings import ChatSettings, KafkaSettings
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.moderation.chat_rules import ChatLimits, LinkPolicy, normalised_term
-from stream_processors.moderation.decisions import decide, decision_ids, stream_id_of
+from stream_processors.moderation.decisions import decision_ids, stream_id_of
 from stream_processors.moderation.roster import ChatRoster
+from stream_processors.moderation.routing import decide_stream
 from stream_processors.moderation.state import ChatChannel
 from stream_processors.redelivery import PublishedDecisions
 from stream_processors.runtime import DecisionPublisher, Processor, WholeTopicReader, read_back, where
@@ -101,6 +106,7 @@ class ModerationProcessor(Processor):
         self._names = names
         self._roster = roster
         self._limits = limits
+        self._keys: tuple[str, ...] = ()
 
     async def _decode(self, message: Any) -> Event | None:
         """Dead-letters only the chat topics' bad records: the lifecycle agent reads the same
@@ -119,9 +125,10 @@ class ModerationProcessor(Processor):
         key = stream_id.encode()
         stored = self._table.get(key)
         state = ChatChannel(stream_id=stream_id) if stored is None else ChatChannel.from_json(stored)
+        keys = await self._sent_keys()
         try:
-            new_state, decisions = decide(
-                state, cause, cause.occurred_at, roster=self._roster, limits=self._limits
+            new_state, decisions = decide_stream(
+                state, cause, cause.occurred_at, roster=self._roster, limits=self._limits, sent_keys=keys
             )
         except Exception as e:  # a bug, not bad luck: retrying the same input cannot help
             log.exception("moderation failed topic=%s partition=%s offset=%s", *where(message))
@@ -131,6 +138,16 @@ class ModerationProcessor(Processor):
             await self._publish_chat(decisions, message)
         if new_state != state:
             self._table[key] = new_state.to_json()
+
+    async def _sent_keys(self) -> tuple[str, ...]:
+        """One record key per partition of ``chat.sent`` (for the markers written to every one)."""
+        if not self._keys:
+            publisher = self._publishing.publisher
+            partitions = await self._retrying(
+                "reading chat.sent's partitions", lambda: publisher.partitions_of(ChatChannelSynced)
+            )
+            self._keys = keys_per_partition("chat-marker", partitions)
+        return self._keys
 
     async def _publish_chat(self, decisions: Sequence[Event], message: Any) -> None:
         await self._retrying(

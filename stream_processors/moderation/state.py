@@ -97,6 +97,7 @@ class ChatChannel:
     deleted: dict[str, KeptMessage] = field(default_factory=dict)  # deleted from ``shown``, oldest first
     media_anchor_ms: int | None = None  # epoch ms at which the stream's media clock read 0
     recent_causes: tuple[str, ...] = ()
+    synced: bool = False  # the channel's state was sent to chat.sent (ChatChannelSynced)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the table's changelog value)."""
@@ -115,6 +116,7 @@ class ChatChannel:
             "deleted": [m.to_json() for m in self.deleted.values()],
             "media_anchor_ms": self.media_anchor_ms,
             "recent_causes": list(self.recent_causes),
+            "synced": self.synced,
         }
 
     @classmethod
@@ -135,6 +137,7 @@ class ChatChannel:
             deleted=_kept(data.get("deleted", ())),
             media_anchor_ms=data.get("media_anchor_ms"),
             recent_causes=tuple(data.get("recent_causes", ())),
+            synced=data.get("synced", False),
         )
 
 

@@ -47,7 +47,7 @@ from events.base import Event
 from events.codec import EventCodec
 from events.polls import PollTallyUpdated, PollVoteCast, PollVoted, PollVotingClosed
 from events.streams import StreamCreated
-from infra.kafka import TopicNames, partition_of_key
+from infra.kafka import TopicNames, keys_per_partition, partition_of_key
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.moderation.roster import ChatRoster
 from stream_processors.polls.board import (
@@ -66,7 +66,7 @@ from stream_processors.polls.votes import VoteReport
 from stream_processors.runtime import DecisionPublisher, Processor, register_batched, where
 from stream_processors.topology import POLL_PARTIALS, POLLS_SOURCE, POLLS_TABLE
 
-__all__ = ["BATCH_MAX", "BATCH_WITHIN_S", "TICK_S", "PollProcessor", "marker_keys", "register_polls"]
+__all__ = ["BATCH_MAX", "BATCH_WITHIN_S", "TICK_S", "PollProcessor", "register_polls"]
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +232,7 @@ class PollProcessor(Processor):
     async def _mark(self, board: PollBoard, poll_ids: list[str]) -> None:
         """An end-of-votes marker for each poll to every partition of ``polls.votes``."""
         publisher = self._publishing.publisher
-        keys = marker_keys(await publisher.partitions_of(PollVotingClosed))
+        keys = keys_per_partition("end-of-votes", await publisher.partitions_of(PollVotingClosed))
         markers = [
             PollVotingClosed(
                 producer=PRODUCER,
@@ -266,17 +266,6 @@ class PollProcessor(Processor):
 
 
 @cache
-def marker_keys(partitions: int) -> tuple[str, ...]:
-    """One record key per partition of ``polls.votes`` (of ``partitions``), the key hashing to it."""
-    keys: dict[int, str] = {}
-    n = 0
-    while len(keys) < partitions:
-        key = f"end-of-votes-{n}"
-        keys.setdefault(partition_of_key(key.encode(), partitions), key)
-        n += 1
-    return tuple(keys[p] for p in range(partitions))
-
-
 def register_polls(
     app: faust.App,
     names: TopicNames,

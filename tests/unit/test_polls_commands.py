@@ -12,7 +12,7 @@ from edge_ws.commands import EdgeWrites
 from edge_ws.metrics import Metrics
 from edge_ws.protocol import ALL_OPEN, EndPoll, OpenPoll, ProtocolError, SendChat, poll_command
 from events.base import Event
-from events.chat import ChatMessageSubmitted
+from events.chat import ChatMessageSent, ChatMessageSubmitted
 from events.polls import PollClosed, PollOpened
 from infra.kafka import Position
 
@@ -115,4 +115,6 @@ async def test_a_malformed_poll_publishes_nothing_and_keeps_the_nonce() -> None:
 async def test_ordinary_chat_is_still_chat() -> None:
     edge, published = writes()
     await edge.chat(WHO, SendChat("s-1", "poll results soon | stay tuned", "n4"))
-    assert [type(e) for e in published.events] == [ChatMessageSubmitted]
+    await edge.chat(WHO, SendChat("s-1", "/ban troll", "n5"))
+    # a message goes to chat.sent (keyed by its sender), a chat command to chat.submitted (by stream)
+    assert [type(e) for e in published.events] == [ChatMessageSent, ChatMessageSubmitted]

@@ -56,6 +56,7 @@ def test_suggested_catalogue_is_covered() -> None:
         "tournaments",
         "ingest",
         "chat.submitted",
+        "chat.sent",
         "chat.moderation",
         "chat.messages",
         "viewers.heartbeats",
