@@ -8,10 +8,12 @@ Agents:
 - ``lifecycle``: consumes ``streams`` and ``ingest`` (co-partitioned by stream_id), keeps one
   :class:`~stream_processors.lifecycle.decisions.StreamLifecycle` per stream in the ``lifecycle`` table and
   publishes the decisions of :func:`~stream_processors.lifecycle.decisions.decide` to ``streams.lifecycle``.
-- ``moderation`` (:mod:`stream_processors.moderation.agent`): consumes ``chat.submitted``,
-  ``chat.moderation``, ``streams`` and ``ingest``, keeps one chat state per stream in the
-  ``moderation`` table and publishes the decisions of :func:`~stream_processors.moderation.decisions.decide`
-  to ``chat.messages``.
+- ``moderation`` (:mod:`stream_processors.moderation.agent`): consumes ``chat.submitted`` (chat
+  commands), ``chat.moderation``, ``streams`` and ``ingest``, keeps one chat state per stream in the
+  ``moderation`` table and publishes the decisions of
+  :func:`~stream_processors.moderation.routing.decide_stream` to ``chat.messages`` and its markers to
+  ``chat.sent``, where the chat workers (:mod:`stream_processors.moderation.chat_worker`, beside this
+  app in their own consumer group) decide the viewers' messages per sender.
 - ``viewer_counts`` and ``match_audience`` (:mod:`stream_processors.viewers.counts_agent`): merge the
   partial counts per (stream, presence partition) and (match, presence partition) that the presence
   worker (:mod:`stream_processors.viewers.presence_worker`, beside this app in its own consumer

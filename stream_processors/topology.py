@@ -174,7 +174,7 @@ async def prepare_topics(kafka: KafkaSettings, family: str | None = None) -> int
                 f"{counts}: the agents' sources and read-back outputs must have the same partition count"
             )
         partitions = next(iter(counts.values()))
-        chat = next(s.partitions for s in sources if s.name == CHAT_SOURCE)
+        chat = sources[list(names).index(CHAT_SOURCE)].partitions
         internal = internal_topics(partitions, family, chat)
         await admin.ensure(internal)
         wrong = {

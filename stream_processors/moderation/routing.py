@@ -88,7 +88,9 @@ def decide_stream(
         elif isinstance(d, ChatMessageDeleted):
             delete = _routed(state, cause, ModerationAction.DELETE, d.deleted_by, message_id=d.message_id)
             markers.extend(_everywhere(state, delete, sent_keys))
-    return _with_sync(state, new_state, cause, sent_keys, [*decisions, *markers])
+    # Markers first: the producer sends them before the decisions, so a ban's target who sees it
+    # decided sends their next message after the ban reached their partition.
+    return _with_sync(state, new_state, cause, sent_keys, [*markers, *decisions])
 
 
 def rekeyed(e: ChatMessageSubmitted) -> ChatMessageSent:
@@ -126,7 +128,7 @@ def _with_sync(
 ) -> Outcome:
     if after.synced and channel_of(after) == channel_of(before):
         return after, events
-    return replace(after, synced=True), [*events, *(synced(after, cause, key) for key in keys)]
+    return replace(after, synced=True), [*(synced(after, cause, key) for key in keys), *events]
 
 
 def _holder_request(state: ChatChannel, cause: Event, roster: ChatRoster) -> ChatActionRouted | None:

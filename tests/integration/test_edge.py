@@ -2,7 +2,7 @@
 resume, kill -9, limits.
 
 Simulated: the moderation agent (built separately). ``Moderator`` reads what the edges published
-to ``chat.submitted`` and publishes the decision to ``chat.messages`` as the agent would.
+to ``chat.sent`` and publishes the decision to ``chat.messages`` as the agent would.
 """
 
 from __future__ import annotations

@@ -175,7 +175,7 @@ class Moderator:
         self.submitted = EventConsumer(
             settings.kafka,
             codec,
-            topics=["chat.submitted"],
+            topics=["chat.sent"],  # messages, keyed by sender (commands go to chat.submitted)
             group_id=None,
             dead_letters=DeadLetters(publisher, "deadletter"),
             from_beginning=True,

@@ -1,4 +1,4 @@
-"""The hot stream with two worker processes of a family (`esports processors --only viewers|polls`).
+"""The hot stream with two worker processes of a family (`esports processors --only FAMILY`).
 
 One stream of a match with 900 viewers, a POV stream of the same match with 300 (150 of them also on
 the main stream), and a stream of no match. The heartbeats are published as the edges publish them
@@ -8,6 +8,10 @@ heartbeats read back from ``viewers.presence``; then one worker is killed (-9) w
 coming, the other takes its partitions over (re-reading their window), the counts stay equal to the
 recount (never above it), and when 200 viewers leave they fall to the new recount. The window is
 10 s here (a setting), so the test takes about a minute.
+
+Polls: 3,000 voters through two workers of the polls family, one killed, the final tally equal to a
+recount. Moderation: one stream's chat from 303 senders through two workers of the moderation
+family, one killed, every message decided once and as the whole-stream decide() would.
 """
 
 from __future__ import annotations
@@ -25,6 +29,15 @@ import pytest
 
 from edge_ws.commands import presence_batches
 from events.base import Event, utc_now
+from events.chat import (
+    ChatChannelSynced,
+    ChatMessageAccepted,
+    ChatMessageHeld,
+    ChatMessageRejected,
+    ChatMessageSent,
+    ChatMessageSubmitted,
+    ChatSettingsChanged,
+)
 from events.codec import EventCodec
 from events.polls import PollClosed, PollOpened, PollVoted, PollVotingClosed
 from events.streams import StreamCreated, StreamRole
@@ -39,9 +52,14 @@ from infra.kafka import (
     partition_of_key,
 )
 from infra.settings import Settings
+from stream_processors.moderation.agent import chat_limits
+from stream_processors.moderation.decisions import decide
+from stream_processors.moderation.roster import ChatRoster
+from stream_processors.moderation.state import ChatChannel
 from stream_processors.topology import internal_topics
 from stream_processors.viewers.counts import epoch_ms
 from tests.integration.test_lifecycle import WorkerProcess
+from tests.integration.test_moderation import ChatLog
 from tests.integration.test_polls import Tallies
 from tests.integration.test_processor_restarts import read_topics
 from tests.integration.test_viewer_counts_match import Audiences, audience_io  # noqa: F401 (a fixture)
@@ -289,3 +307,145 @@ async def test_two_vote_workers_tally_one_poll_exactly_through_a_kill(
             assert [t.final for t in tallies.of(poll_id)].count(True) == 1
     async with TopicAdmin(namespace.kafka) as admin:
         await admin.delete([names.physical(t.name) for t in internal_topics(1, "polls")])
+
+
+def chat_burst(stream: str, rng: random.Random, count: int) -> list[ChatMessageSent]:
+    """``count`` messages on one stream as edges publish them (chat.sent, keyed by sender): 300
+    viewers, a few spammers (rate limit), repeats (duplicates), blocked and obfuscated terms."""
+    texts = ("gg", "what a play", "LETS GO", "badword lol", "you are a b.a.d.w.o.r.d", "pog", "ez")
+    burst = []
+    for _ in range(count):
+        user = f"spammer-{rng.randrange(3)}" if rng.random() < 0.1 else f"viewer-{rng.randrange(300)}"
+        text = rng.choice(texts) + ("" if rng.random() < 0.5 else f" {rng.randrange(4)}")
+        burst.append(
+            ChatMessageSent(
+                message_id=f"m-{uuid.uuid4().hex[:12]}",
+                stream_id=stream,
+                user_id=user,
+                display_name=user,
+                text=text,
+                edge_id="edge-test",
+            )
+        )
+    return burst
+
+
+def whole_stream_decisions(settings: Settings, setup: list[Event], sent: list[Event]) -> dict[str, tuple]:
+    """What the whole-stream decide() of the unit table decides for every message, in the order sent."""
+    roster = ChatRoster()
+    state = ChatChannel(stream_id=next(e.stream_id for e in setup))  # type: ignore[attr-defined]
+    outcome: dict[str, tuple] = {}
+    for cause in [*setup, *sent]:
+        state, decisions = decide(
+            state, cause, cause.occurred_at, roster=roster, limits=chat_limits(settings.chat)
+        )
+        if isinstance(cause, ChatMessageSent):
+            outcome.update(decided(decisions))
+    return outcome
+
+
+def decided(decisions: list[Event]) -> dict[str, tuple]:
+    """message id -> (kind, reason) of the decisions on messages."""
+    return {
+        e.message_id: (e.event_type(), str(getattr(e, "reason", "")))  # type: ignore[attr-defined]
+        for e in decisions
+        if isinstance(e, ChatMessageAccepted | ChatMessageRejected | ChatMessageHeld)
+    }
+
+
+async def blocked(publisher: EventPublisher, chat: ChatLog, stream: str) -> ChatMessageSubmitted:
+    """The owner's ``/block badword``, sent again until the stream's moderation knows the owner (it
+    reads ``streams`` and ``chat.submitted`` in no particular order across topics)."""
+    for n in range(20):
+        block = ChatMessageSubmitted(
+            message_id=f"m-block-{n}",
+            stream_id=stream,
+            user_id="owner",
+            display_name="Owner",
+            text="/block badword",
+            edge_id="edge-test",
+        )
+        await publisher.publish(block)
+        cause = str(block.event_id)
+        decision = await chat.wait(
+            lambda e, m=block.message_id, c=cause: getattr(e, "message_id", None) == m
+            or getattr(e, "cause_event_id", None) == c
+        )
+        if isinstance(decision, ChatSettingsChanged):
+            return block
+        await asyncio.sleep(0.5)
+    raise AssertionError("the owner's /block was never accepted")
+
+
+async def test_two_chat_workers_decide_one_stream_as_one_would_through_a_kill(
+    namespace: Settings, codec: EventCodec, tmp_path: Path
+) -> None:
+    """3,000 messages of one stream from 303 senders, decided by two workers of the moderation family
+    (3 partitions of chat.sent); one is killed (-9) mid-load. Every message is decided exactly once,
+    each decision equals the whole-stream decide()'s (the unit table) on the same input, and nothing
+    is on chat.messages twice."""
+    tag = uuid.uuid4().hex[:8]
+    stream = f"stream-{tag}"
+    env = {"ESPORTS_PROCESSORS__SESSION_TIMEOUT_S": "6"}
+    only = ["--only", "moderation"]
+    workers = [
+        WorkerProcess(namespace, tmp_path / f"faust-{n}", tmp_path / f"worker-{n}.log", only, **env)
+        for n in range(2)
+    ]
+    rng = random.Random(13)
+    names = TopicNames(namespace.kafka.topic_prefix)
+    created = StreamCreated(stream_id=stream, channel_id="c", owner_id="owner", title="Final")
+    sent: list[Event] = []
+    async with EventPublisher(namespace.kafka, codec, producer="edge_ws") as publisher:
+        consumer = EventConsumer(
+            namespace.kafka,
+            codec,
+            topics=["chat.messages"],
+            group_id=None,
+            dead_letters=DeadLetters(publisher, names.physical("deadletter")),
+            from_beginning=True,
+        )
+        chat = ChatLog()
+        async with consumer:
+            collecting = asyncio.create_task(chat.collect(consumer))
+            try:
+                await publisher.publish(created)
+                for worker in workers:
+                    worker.start()
+                await asyncio.gather(*(w.wait_healthy(timeout_s=60) for w in workers))
+                block = await blocked(publisher, chat, stream)
+                for n in range(10):
+                    burst = chat_burst(stream, rng, 300)
+                    sent.extend(burst)
+                    await publisher.publish_many(burst)
+                    if n == 4:
+                        workers[0].kill()  # mid-load
+                    await asyncio.sleep(0.3)
+                # the killed worker's partitions wait for its session to expire, then are taken over
+                ids = {m.message_id for m in sent}  # type: ignore[attr-defined]
+                await chat.wait(lambda e: len(ids & set(decided(chat.events))) == len(ids), timeout_s=90)
+                await asyncio.sleep(2)  # anything late (a duplicate) would land by now
+            finally:
+                collecting.cancel()
+                for worker in workers:
+                    worker.kill()
+    log = await read_topics(namespace, codec, ["chat.messages", "chat.sent"])
+    assert len({partition_of_key(e.user_id.encode(), PARTITIONS) for e in sent}) == PARTITIONS  # type: ignore[attr-defined]
+    on_log = [e for e in log["chat.messages"] if getattr(e, "stream_id", None) == stream]
+    ids = [e.event_id for e in on_log]
+    assert len(ids) == len(set(ids)), "a decision published twice"
+    got = decided(on_log)
+    assert len(
+        [e for e in on_log if isinstance(e, ChatMessageAccepted | ChatMessageRejected | ChatMessageHeld)]
+    ) == len(sent)
+    expected = whole_stream_decisions(namespace, [created, block], sent)
+    assert got == expected
+    kinds = {kind for kind, _ in got.values()} | {reason for _, reason in got.values()}
+    assert {"ChatMessageHeld", "rate_limited", "duplicate", "blocked_term"} <= kinds
+    # the survivor took the killed worker's partitions over: their state read back, resumed after it
+    taken = re.findall(r"chat partition (\d+): (\d+) keys restored", (tmp_path / "worker-1.log").read_text())
+    assert {int(p) for p, _ in taken} == set(range(PARTITIONS)) and any(int(k) for _, k in taken), taken
+    markers = [e for e in log["chat.sent"] if isinstance(e, ChatChannelSynced) and e.stream_id == stream]
+    assert len({partition_of_key(e.user_id.encode(), PARTITIONS) for e in markers}) == PARTITIONS
+    async with TopicAdmin(namespace.kafka) as admin:
+        await admin.delete([names.physical(t.name) for t in internal_topics(1, "moderation")])

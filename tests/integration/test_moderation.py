@@ -258,7 +258,11 @@ async def _held_rules_and_undelete(
     restored = await log.wait(lambda e: isinstance(e, ChatMessageRestored))
     assert (restored.message_id, restored.text) == (deleted.message_id, deleted.text)  # type: ignore[attr-defined]
     await _eventually(lambda: _visibility(pool, deleted.message_id), (True, None))
-    first_ids = [m.message_id for m in first_two]
+    # sent together by two senders, decided on their partitions: the stream's order is chat.messages'
+    firsts = {m.message_id for m in first_two}
+    first_ids = [
+        e.message_id for e in log.events if isinstance(e, ChatMessageAccepted) and e.message_id in firsts
+    ]
     await _eventually(lambda: _first_recent_two(client, keys, stream), first_ids)
     await _eventually(
         lambda: _logged_actions(pool, stream),

@@ -7,7 +7,7 @@ again, :data:`CYCLES` times, at moments spread over its life: while it waits to 
 while it is working through a backlog. Then the flows stop, the last worker catches up, and a
 checker reads the topics:
 
-- every chat message the edge acknowledged is in ``chat.submitted`` and has exactly one decision in
+- every chat message the edge acknowledged is in ``chat.sent`` and has exactly one decision in
   ``chat.messages`` (one record, one decision: accepted, rejected or held);
 - the poll's last tally equals a recount of the votes in ``polls.votes`` (each voter's last vote);
 - the stream's last viewer count equals the sessions still sending heartbeats;
@@ -36,7 +36,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from events.base import Event
-from events.chat import ChatMessageAccepted, ChatMessageHeld, ChatMessageRejected, ChatMessageSubmitted
+from events.chat import ChatMessageAccepted, ChatMessageHeld, ChatMessageRejected, ChatMessageSent
 from events.codec import EventCodec
 from events.polls import PollOpened, PollTallyUpdated, PollVoted
 from events.streams import StreamCreated
@@ -210,7 +210,7 @@ async def _check(
     deadline = time.monotonic() + SETTLE_TIMEOUT_S
     while True:
         log = await read_topics(
-            ns, codec, ["chat.submitted", "chat.messages", "polls.votes", "polls.tallies", "viewers.counts"]
+            ns, codec, ["chat.sent", "chat.messages", "polls.votes", "polls.tallies", "viewers.counts"]
         )
         problems = _problems(log, stream, poll, acked)
         if not problems or time.monotonic() > deadline:
@@ -220,7 +220,7 @@ async def _check(
 
 
 def _problems(log: dict[str, list[Event]], stream: str, poll: str, acked: Acknowledged) -> list[str]:
-    submitted = {e.message_id for e in log["chat.submitted"] if isinstance(e, ChatMessageSubmitted)}
+    submitted = {e.message_id for e in log["chat.sent"] if isinstance(e, ChatMessageSent)}
     decisions = [e for e in log["chat.messages"] if isinstance(e, DECISIONS)]
     decided = Counter(e.message_id for e in decisions)
     distinct = Counter(m for m, _ in {(e.message_id, e.event_id) for e in decisions})
@@ -229,7 +229,7 @@ def _problems(log: dict[str, list[Event]], stream: str, poll: str, acked: Acknow
     twice = [m for m in acked.chat if decided[m] > 1]
     problems = []
     if missing:
-        problems.append(f"{len(missing)} acknowledged messages are not in chat.submitted: {missing[:5]}")
+        problems.append(f"{len(missing)} acknowledged messages are not in chat.sent: {missing[:5]}")
     if lost or twice:
         problems.append(
             f"of {len(acked.chat)} acknowledged messages {len(lost)} have no decision, {len(twice)} more"

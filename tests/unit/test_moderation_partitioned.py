@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 from collections import deque
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -53,7 +53,7 @@ READS_STATE = {
 }
 
 
-class PartitionedChat:
+class PartitionedChat(table.Chat):
     """The unit table's ``Chat``, decided by the stream's moderation and sender partitions."""
 
     limits: ChatLimits = table.LIMITS
@@ -85,12 +85,6 @@ class PartitionedChat:
             decisions.extend(decided.decisions)
             queue.extend((f.message, f.verdict, f.key) for f in decided.forwards)
         return decisions
-
-    def say(self, user: str, text: str, *, after_s: float = 5, name: str = "") -> list[Event]:
-        self.clock += timedelta(seconds=after_s)
-        return self.feed(table.submitted(user, text, self.clock, name=name))
-
-    act = table.Chat.act
 
 
 def _cases() -> list[Any]:
