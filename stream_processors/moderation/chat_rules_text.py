@@ -10,7 +10,9 @@ A blocked term must match however it is dressed up, so matching runs on a folded
 5. leetspeak mapped to letters (``b4d`` -> ``bad``); ``1`` and ``|`` are ambiguous (``i`` or ``l``), so
    :func:`fold_variants` yields both readings.
 
-The displayed text is never changed: these forms exist only to decide.
+The displayed text is never changed: these forms exist only to decide. The functions are pure, so
+the last :data:`TEXTS_CACHED` texts' forms are cached: one message's rules ask for the same forms
+many times, and chat repeats itself.
 Characters outside the Basic Multilingual Latin range are written as escapes so that the source does
 not itself contain the look-alikes it maps.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 __all__ = [
     "FoldedText",
@@ -33,6 +36,7 @@ __all__ = [
     "words",
 ]
 
+TEXTS_CACHED = 4096
 # Letters that render blank (Hangul fillers, braille blank) but are not format characters.
 _BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 
@@ -121,8 +125,11 @@ class FoldedText:
     squashed: str  # every letter of the folded text, nothing else ("b.a d-word" -> "badword")
 
 
+@lru_cache(maxsize=TEXTS_CACHED)
 def visible_text(text: str) -> str:
     """NFKC, case folded, without invisible characters: the form links and caps are judged on."""
+    if text.isascii():  # NFKC changes no ASCII, and no ASCII character is invisible or blank
+        return text.lower()
     folded = unicodedata.normalize("NFKC", text).casefold()
     return "".join(c for c in folded if not _invisible(c))
 
@@ -136,6 +143,7 @@ def _strip_marks(text: str) -> str:
     return "".join(c for c in decomposed if unicodedata.category(c) not in ("Mn", "Me"))
 
 
+@lru_cache(maxsize=TEXTS_CACHED)
 def fold(text: str, *, alternative: bool = False) -> str:
     """The text as it reads: visible, without combining marks, look-alikes and leetspeak mapped."""
     table, symbols = (_ALTERNATIVE, _SYMBOLS_ALTERNATIVE) if alternative else (_PRIMARY, _SYMBOLS)
@@ -148,6 +156,7 @@ def is_lookalike(char: str) -> bool:
     return char in _CONFUSABLES and not char.isascii()
 
 
+@lru_cache(maxsize=TEXTS_CACHED)
 def skeleton(text: str) -> str:
     """Letters and digits only, look-alikes mapped, marks and case gone, digits kept (no leetspeak):
     what makes two messages "the same" for duplicate and unique-chat checks."""
@@ -177,12 +186,14 @@ def squash(folded: str) -> str:
     return "".join(_WORD.findall(folded))
 
 
+@lru_cache(maxsize=TEXTS_CACHED)
 def fold_variants(text: str) -> tuple[FoldedText, ...]:
     """Both leetspeak readings of ``text`` (one when they agree)."""
     forms = dict.fromkeys((fold(text), fold(text, alternative=True)))
     return tuple(FoldedText(words(form), squash(form)) for form in forms)
 
 
+@lru_cache(maxsize=TEXTS_CACHED)
 def combining_marks(text: str) -> tuple[int, int, int]:
     """``(marks, bases, longest run of marks on one base)`` of the NFD form (zalgo measure)."""
     marks = bases = run = longest = 0
