@@ -147,7 +147,7 @@ class SenderPartition:
         at = e.occurred_at.timestamp()
         print_ = (e.stream_id, fingerprint(e.text))
         last = self.prints.get(print_)
-        if last is not None and at - last[0] < self._limits.unique_window_s:
+        if last is not None and last[1] != e.message_id and at - last[0] < self._limits.unique_window_s:
             detail = "unique chat: someone sent that already"
             self._store(key, mine, _remembering(mine, e, CHECKED))
             return Decided([rejected(state, e, RejectionReason.UNIQUE_CHAT, detail)])

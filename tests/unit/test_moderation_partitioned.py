@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -31,7 +32,7 @@ from events.chat import (
 )
 from events.streams import StreamCreated
 from infra.kafka import keys_per_partition, partition_of_key
-from stream_processors.moderation.chat_rules import ChatLimits
+from stream_processors.moderation.chat_rules import ChatLimits, fingerprint
 from stream_processors.moderation.routing import decide_stream
 from stream_processors.moderation.senders import SenderPartition
 from stream_processors.moderation.state import ChatChannel
@@ -201,3 +202,21 @@ def test_a_sent_command_is_refused() -> None:
 def only_reason(decisions: list[Event]) -> RejectionReason | None:
     [decision] = decisions
     return getattr(decision, "reason", None)
+
+
+def test_a_unique_check_read_again_decides_the_same() -> None:
+    """A forward read again by a partition that stored its print but not the slice remembering it
+    (a checkpoint cut short) is not a repeat of itself."""
+    chat = PartitionedChat()
+    assert chat.say("owner", "/uniquechat on")
+    [first] = chat.say("viewer", "glhf everyone")
+    forward = next(
+        m for m in chat.markers if isinstance(m, ChatMessageSent) and m.message_id == first.message_id
+    )
+    key = f"s1\x1f{fingerprint(forward.text)}"
+    checker = chat.partitions[partition_of_key(key.encode(), PARTITIONS)]
+    slice_key = ("s1", "viewer")
+    checker.senders[slice_key] = replace(checker.senders[slice_key], recent_causes=())
+    [again] = checker.apply(forward, b"accepted").decisions
+    assert (type(again), again.event_id) == (ChatMessageAccepted, first.event_id)
+    assert checker.apply(forward, b"accepted").decisions == []  # and now it is remembered
