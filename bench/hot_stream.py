@@ -1,5 +1,6 @@
-"""Hot stream: one stream watched by a huge audience (counted by the presence workers) and one poll
-with a huge electorate (tallied by the vote workers).
+"""Hot stream: one stream watched by a huge audience (counted by the presence workers), one poll
+with a huge electorate (tallied by the vote workers) and one stream's busy chat (decided by the chat
+workers).
 
 Edges publish ``ViewerPresenceBatch`` records (up to 500 beats, every session of a record on one
 partition of ``viewers.presence``); the presence worker in ``esports processors`` absorbs them and
@@ -35,18 +36,36 @@ free web port), and measures:
    while the workers are paused, then they resume: votes/s per worker from
    ``esports_poll_votes_total`` (sampled as in 2), the time until ``polls.tallies`` shows a running
    tally equal to the recount (each voter's latest vote), then PollClosed and the time until the
-   final tally, which must equal the recount; the baselines are read from the same ``polls.votes``.
+   final tally, which must equal the recount; the baselines are read from the same ``polls.votes``;
+7. one stream's chat through moderation: with 1, then 2 worker processes of the moderation family
+   (``esports processors --only moderation``) split over ``chat.sent``, the stream created and its
+   owner's ``/block badword`` decided (its ``ChatSettingsChanged`` on ``chat.messages``, its rules on
+   every partition of ``chat.sent``), a paced producer submits ``--chat-rate`` ``ChatMessageSent`` a
+   second for ``--chat-seconds`` (a batch every 10 ms, each message built just before it is
+   published, so its ``occurred_at`` is the submit time) from ~20,000 viewers and a few spammers
+   (rate-limited), mixing ordinary chat, repeats (duplicates), the blocked term and an obfuscated
+   one (held). A reader of ``chat.messages`` started before the load takes each decision's arrival
+   minus its message's ``occurred_at``: p50 and p99 submit -> chat.messages, with decided/s and
+   accepted/s over the load window. Every message must be decided once within 30 s of the load's end,
+   no decision may be on the log twice, and each must equal the whole-stream ``decide()`` (the unit
+   table, fed the stream, the ``/block`` and the messages in send order; computed once the run's
+   topics are gone, it takes ~2.5 min at 60,000 messages from 20,000 senders); the baselines are read
+   from the same ``chat.sent`` once the workers are killed.
 
 Pausing the workers while a burst is loaded keeps the bench's own producer (on the same CPUs) out of
-the figures; the poll workers run with a 45 s group session (loading 220,000 votes takes ~10 s). The
-counting window is raised to 600 s (``ESPORTS_PROCESSORS__VIEWER_WINDOW_S``) so that pre-loaded
-heartbeats do not expire during a run. Scenarios 1-3 and 6 run ``--repeats`` times (medians), 4 and 5
-once. Progress goes to stderr, figures to stdout; the exit code is 1 if a count or tally never became
-exact, or a final tally differs from the recount. The old design's ~2,800 heartbeats/s on one stream
-is printed as a historical reference only.
+the figures (scenario 7 is paced instead: its producer and reader run beside the workers, with the
+bench's cyclic garbage collector off while it is timed); the poll workers run with a 45 s group
+session (loading 220,000 votes takes ~10 s). The counting window is raised to 600 s
+(``ESPORTS_PROCESSORS__VIEWER_WINDOW_S``) so that pre-loaded heartbeats do not expire during a run.
+Scenarios 1-3, 6 and 7 run ``--repeats`` times (medians), 4 and 5 once. Progress goes to stderr,
+figures to stdout; the exit code is 1 if a count or tally never became exact, a final tally differs
+from the recount, or a chat message was left undecided, decided twice or otherwise than the
+whole-stream ``decide()``. The old design's ~2,800 heartbeats/s on one stream is printed as a
+historical reference only.
 
     python bench/hot_stream.py [--sessions 200000] [--big-sessions 1000000] [--voters 200000]
-                               [--repeats 3] [--partitions 6] [--faust-records 50000] [--quick]
+                               [--chat-rate 2000] [--chat-seconds 30] [--repeats 3] [--partitions 6]
+                               [--faust-records 50000] [--quick]
 """
 
 from __future__ import annotations
@@ -56,6 +75,8 @@ import asyncio
 import os
 import sys
 
+from _hot_stream_chat import chat_rows, one_chat
+from _hot_stream_chat import print_goal as print_chat_goal
 from _hot_stream_faust import BareFaustFailed, bare_faust
 from _hot_stream_polls import CHANGED, Ballot, ballot, one_poll, poll_rows
 from _hot_stream_polls import print_goal as print_polls_goal
@@ -81,12 +102,15 @@ Figures = dict[str, float]
 async def run(args: argparse.Namespace) -> None:
     base, codec = Settings(), EventCodec.load()
     votes = ballot(codec, args.voters) if args.voters else None
-    runs: dict[str, list[Figures]] = {"one": [], "two": [], "poll_one": [], "poll_two": []}
+    names = ("one", "two", "poll_one", "poll_two", "chat_one", "chat_two")
+    runs: dict[str, list[Figures]] = {name: [] for name in names}
     for i in range(args.repeats):
         if args.sessions:
             await viewer_runs(args, base, codec, i, runs)
         if votes is not None:
             await poll_runs(args, base, codec, votes, i, runs)
+        if args.chat_rate:
+            await chat_runs(args, base, codec, i, runs)
     big: Figures = {}
     if args.big_sessions:
         progress(f"{args.big_sessions:,} sessions spread as an edge fleet sends them, 1 worker")
@@ -127,6 +151,17 @@ async def poll_runs(
         print_run(f"poll, {count} worker{'s' if count > 1 else ''}", i, runs[name][-1])
 
 
+async def chat_runs(
+    args: argparse.Namespace, base: Settings, codec: EventCodec, i: int, runs: dict[str, list[Figures]]
+) -> None:
+    for count, name in ((1, "chat_one"), (2, "chat_two")):
+        rate = f"{args.chat_rate:,} msg/s for {args.chat_seconds:g} s"
+        progress(f"run {i + 1}/{args.repeats}: 1 stream's chat, {rate}, {count} chat worker(s)")
+        figures = await one_chat(base, codec, args.partitions, count, args.chat_rate, args.chat_seconds)
+        runs[name].append(figures)
+        print_run(f"chat, {count} worker{'s' if count > 1 else ''}", i, runs[name][-1])
+
+
 # --- report ---------------------------------------------------------------------------------------
 
 
@@ -138,6 +173,9 @@ def report(args: argparse.Namespace, runs: dict[str, Figures], big: Figures, fau
     if args.voters:
         changed = f"+{int(args.voters * CHANGED):,} changed votes"
         parts.append(f"1 poll, {v} voters ({changed}), {args.partitions} partitions of polls.votes")
+    if args.chat_rate:
+        chat = f"{args.chat_rate:,} msg/s for {args.chat_seconds:g} s"
+        parts.append(f"1 stream's chat, {chat}, {args.partitions} partitions of chat.sent")
     print(f"hot stream: {'; '.join(parts) or 'scenarios 4-5 only'}")
     print(f"  medians of {args.repeats} run(s) ({b} sessions and bare Faust: 1 run)")
     print(
@@ -148,6 +186,11 @@ def report(args: argparse.Namespace, runs: dict[str, Figures], big: Figures, fau
         "  bursts are loaded while the running workers are paused (SIGSTOP, shorter than the group's"
         " session timeout), so the bench's producer bounds no figure"
     )
+    if args.chat_rate:
+        print(
+            "  the chat load is paced instead (the workers run while it is submitted): the bench's producer"
+            " and its chat.messages reader share the CPUs with them"
+        )
     print("  ratio = figure / raw aiokafka consume of the same records in the same run")
     one, two = runs["one"], runs["two"]
     rows = viewer_rows(n, one, two) if one else []
@@ -158,12 +201,14 @@ def report(args: argparse.Namespace, runs: dict[str, Figures], big: Figures, fau
     if one or big:
         rows.append(row("historical: old design, one stream (not measured)", HISTORICAL_BEATS_S, "beats/s"))
     rows += poll_rows(args.voters, runs["poll_one"], runs["poll_two"])
+    rows += chat_rows(args.chat_rate, args.chat_seconds, runs["chat_one"], runs["chat_two"])
     print_table(rows)
     if isinstance(faust, str):
         print(f"  bare Faust ceiling: skipped ({faust})")
     if one:
         print_viewers_goal(one, two)
     print_polls_goal(runs["poll_one"], runs["poll_two"])
+    print_chat_goal(args.chat_rate, runs["chat_one"], runs["chat_two"])
     reread_note(one, two, big)
 
 
@@ -184,7 +229,16 @@ def parse_args() -> argparse.Namespace:
         "--voters", type=int, default=200_000, help="voters of the poll (scenario 6; 0 skips)"
     )
     parser.add_argument(
-        "--repeats", type=int, default=3, help="runs of scenarios 1-3 and 6 (medians printed)"
+        "--chat-rate",
+        type=int,
+        default=2_000,
+        help="chat messages per second submitted to one stream (scenario 7; 0 skips)",
+    )
+    parser.add_argument(
+        "--chat-seconds", type=float, default=30.0, help="how long the chat load of scenario 7 lasts"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs of scenarios 1-3, 6 and 7 (medians printed)"
     )
     parser.add_argument("--partitions", type=int, default=6, help="partitions of every bench topic")
     parser.add_argument(
@@ -193,7 +247,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="20,000 / 100,000 sessions, 20,000 voters, 1 run (a smoke check)",
+        help="20,000 / 100,000 sessions, 20,000 voters, 10 s of chat, 1 run (a smoke check)",
     )
     args = parser.parse_args()
     if args.quick:  # smaller sizes, unless given explicitly
@@ -201,6 +255,7 @@ def parse_args() -> argparse.Namespace:
             "sessions": 20_000,
             "big_sessions": 100_000,
             "voters": 20_000,
+            "chat_seconds": 10.0,
             "repeats": 1,
             "faust_records": 10_000,
         }

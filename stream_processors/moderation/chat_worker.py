@@ -44,7 +44,7 @@ __all__ = ["ChatWorker"]
 
 log = logging.getLogger(__name__)
 
-EXPIRE_EVERY = 120  # checkpoints between two sweeps of idle slices (a minute at every_s = 0.5)
+EXPIRE_EVERY = 240  # checkpoints between two sweeps of idle slices (a minute at every_s = 0.25)
 
 
 class ChatWorker(PartitionWorker[SenderPartition]):
@@ -53,7 +53,7 @@ class ChatWorker(PartitionWorker[SenderPartition]):
     role = "chat"
     group = CHAT_GROUP
     source = CHAT_SOURCE
-    every_s = 0.5  # checkpoint (state written, then positions committed)
+    every_s = 0.25  # checkpoint (state written, then positions committed): small ones, short pauses
 
     def __init__(
         self,
@@ -79,6 +79,8 @@ class ChatWorker(PartitionWorker[SenderPartition]):
             settings.kafka, codec, self._output, lambda: self._generation, agent="chat"
         )
         self._checkpoints = 0
+        self._decided: list[Event] = []  # decided in this fetch, published after it
+        self._forwards: list[Forward] = []
 
     async def on_start(self) -> None:
         await super().on_start()
@@ -97,31 +99,32 @@ class ChatWorker(PartitionWorker[SenderPartition]):
             return
         self._generation += 1
         ends = await consumer.end_offsets(list(assigned))
+        states = {tp.partition: SenderPartition(self._roster, self._limits) for tp in assigned}
+        keys = await self._restore(states)
         for tp in assigned:
-            state = SenderPartition(self._roster, self._limits)
-            keys = await self._restore(tp.partition, state)
             committed = await consumer.committed(tp)
             if committed is None:
                 await consumer.seek_to_beginning(tp)
             else:
                 consumer.seek(tp, committed)
-            self._owned[tp.partition] = state
+            self._owned[tp.partition] = states[tp.partition]
             self._uncertain[tp.partition] = ends[tp]
             log.info(
                 "chat partition %s: %s keys restored, resuming at %s (end %s)",
                 tp.partition,
-                keys,
+                keys[tp.partition],
                 committed,
                 ends[tp],
             )
+        log.info("%s: took %s", self.role, sorted((tp.topic, tp.partition) for tp in assigned))
 
     def given_up(self, revoked: set[TopicPartition]) -> None:
         super().given_up(revoked)
         for tp in revoked:
             self._uncertain.pop(tp.partition, None)
 
-    async def _restore(self, partition: int, state: SenderPartition) -> int:
-        """Read the partition's stored keys into ``state``; returns how many records were read."""
+    async def _restore(self, states: dict[int, SenderPartition]) -> dict[int, int]:
+        """Read the stored keys of the partitions of ``states`` into them; records read per partition."""
         reader = AIOKafkaConsumer(
             bootstrap_servers=self._kafka.bootstrap_servers,
             client_id=f"{self._kafka.client_id}-chat-restore",
@@ -129,15 +132,16 @@ class ChatWorker(PartitionWorker[SenderPartition]):
         )
         await reader.start()
         try:
-            tp = TopicPartition(self._state_topic, partition)
-            reader.assign([tp])
-            await reader.seek_to_beginning(tp)
-            end = (await reader.end_offsets([tp]))[tp]
-            read = 0
-            while await reader.position(tp) < end:
-                for record in (await reader.getmany(tp, timeout_ms=1000)).get(tp, []):
-                    state.load(record.key, record.value)
-                    read += 1
+            tps = [TopicPartition(self._state_topic, p) for p in states]
+            reader.assign(tps)
+            await reader.seek_to_beginning(*tps)
+            ends = await reader.end_offsets(tps)
+            read = dict.fromkeys(states, 0)
+            while [tp for tp in tps if await reader.position(tp) < ends[tp]]:
+                for tp, records in (await reader.getmany(timeout_ms=1000)).items():
+                    for record in records:
+                        states[tp.partition].load(record.key, record.value)
+                    read[tp.partition] += len(records)
             return read
         finally:
             await reader.stop()
@@ -167,8 +171,15 @@ class ChatWorker(PartitionWorker[SenderPartition]):
             forwards.extend(decided.forwards)
         if partition in self._uncertain and records and records[-1].offset + 1 >= uncertain:
             del self._uncertain[partition]
-        if decisions or forwards:
-            await self._publish(decisions, forwards)
+        self._decided.extend(decisions)
+        self._forwards.extend(forwards)
+
+    async def _absorb(self, fetched: dict[TopicPartition, list[Record]]) -> None:
+        """A fetch of every owned partition decided, then published at once (one round trip)."""
+        await super()._absorb(fetched)
+        if self._decided or self._forwards:
+            await self._publish(self._decided, self._forwards)
+            self._decided, self._forwards = [], []
 
     async def _decided_before(self, cause: Event, decisions: Sequence[Event]) -> bool:
         """Whether the previous owner of the partition published decisions on ``cause`` already."""
