@@ -8,11 +8,15 @@ changelog partition *p* holds the keys of source partition *p* (co-partitioning)
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from events.topics import TopicSpec, spec
 from infra.kafka import TopicAdmin
 from infra.settings import KafkaSettings
 
 HOUR_MS = 60 * 60 * 1000
+CREATED_WITHIN_S = 10.0  # how long topics another worker is creating may show no partitions
 
 APP_ID = "esports-processors"
 LIFECYCLE_TABLE = "lifecycle"
@@ -177,9 +181,15 @@ async def prepare_topics(kafka: KafkaSettings, family: str | None = None) -> int
         chat = sources[list(names).index(CHAT_SOURCE)].partitions
         internal = internal_topics(partitions, family, chat)
         await admin.ensure(internal)
+        states = await admin.states(internal)
+        deadline = time.monotonic() + CREATED_WITHIN_S
+        while any(s.partitions == 0 for s in states) and time.monotonic() < deadline:
+            # another worker of the deployment is creating them: described without partitions yet
+            await asyncio.sleep(0.2)
+            states = await admin.states(internal)
         wrong = {
             s.name: s.partitions
-            for s in await admin.states(internal)
+            for s in states
             if s.partitions != (chat if s.name.endswith(CHAT_STATE) else partitions)
         }
     if wrong:

@@ -59,7 +59,7 @@ from stream_processors.moderation.state import ChatChannel
 from stream_processors.topology import internal_topics
 from stream_processors.viewers.counts import epoch_ms
 from tests.integration.test_lifecycle import WorkerProcess
-from tests.integration.test_moderation import ChatLog
+from tests.integration.test_moderation import ChatLog, kafka_io  # noqa: F401 (a fixture)
 from tests.integration.test_polls import Tallies
 from tests.integration.test_processor_restarts import read_topics
 from tests.integration.test_viewer_counts_match import Audiences, audience_io  # noqa: F401 (a fixture)
@@ -378,7 +378,10 @@ async def blocked(publisher: EventPublisher, chat: ChatLog, stream: str) -> Chat
 
 
 async def test_two_chat_workers_decide_one_stream_as_one_would_through_a_kill(
-    namespace: Settings, codec: EventCodec, tmp_path: Path
+    namespace: Settings,
+    codec: EventCodec,
+    tmp_path: Path,
+    kafka_io: tuple[EventPublisher, ChatLog],  # noqa: F811
 ) -> None:
     """3,000 messages of one stream from 303 senders, decided by two workers of the moderation family
     (3 partitions of chat.sent); one is killed (-9) mid-load. Every message is decided exactly once,
@@ -396,39 +399,27 @@ async def test_two_chat_workers_decide_one_stream_as_one_would_through_a_kill(
     names = TopicNames(namespace.kafka.topic_prefix)
     created = StreamCreated(stream_id=stream, channel_id="c", owner_id="owner", title="Final")
     sent: list[Event] = []
-    async with EventPublisher(namespace.kafka, codec, producer="edge_ws") as publisher:
-        consumer = EventConsumer(
-            namespace.kafka,
-            codec,
-            topics=["chat.messages"],
-            group_id=None,
-            dead_letters=DeadLetters(publisher, names.physical("deadletter")),
-            from_beginning=True,
-        )
-        chat = ChatLog()
-        async with consumer:
-            collecting = asyncio.create_task(chat.collect(consumer))
-            try:
-                await publisher.publish(created)
-                for worker in workers:
-                    worker.start()
-                await asyncio.gather(*(w.wait_healthy(timeout_s=60) for w in workers))
-                block = await blocked(publisher, chat, stream)
-                for n in range(10):
-                    burst = chat_burst(stream, rng, 300)
-                    sent.extend(burst)
-                    await publisher.publish_many(burst)
-                    if n == 4:
-                        workers[0].kill()  # mid-load
-                    await asyncio.sleep(0.3)
-                # the killed worker's partitions wait for its session to expire, then are taken over
-                ids = {m.message_id for m in sent}  # type: ignore[attr-defined]
-                await chat.wait(lambda e: len(ids & set(decided(chat.events))) == len(ids), timeout_s=90)
-                await asyncio.sleep(2)  # anything late (a duplicate) would land by now
-            finally:
-                collecting.cancel()
-                for worker in workers:
-                    worker.kill()
+    publisher, chat = kafka_io
+    try:
+        await publisher.publish(created)
+        for worker in workers:
+            worker.start()
+        await asyncio.gather(*(w.wait_healthy(timeout_s=60) for w in workers))
+        block = await blocked(publisher, chat, stream)
+        for n in range(10):
+            burst = chat_burst(stream, rng, 300)
+            sent.extend(burst)
+            await publisher.publish_many(burst)
+            if n == 4:
+                workers[0].kill()  # mid-load
+            await asyncio.sleep(0.3)
+        # the killed worker's partitions wait for its session to expire, then are taken over
+        ids = {m.message_id for m in sent}  # type: ignore[attr-defined]
+        await chat.wait(lambda e: len(ids & set(decided(chat.events))) == len(ids), timeout_s=90)
+        await asyncio.sleep(2)  # anything late (a duplicate) would land by now
+    finally:
+        for worker in workers:
+            worker.kill()
     log = await read_topics(namespace, codec, ["chat.messages", "chat.sent"])
     assert len({partition_of_key(e.user_id.encode(), PARTITIONS) for e in sent}) == PARTITIONS  # type: ignore[attr-defined]
     on_log = [e for e in log["chat.messages"] if getattr(e, "stream_id", None) == stream]

@@ -284,6 +284,12 @@ async def _scenario(
     assert f'esports_lifecycle_decisions_total{{kind="StreamWentLive"}} {STREAMS + EARLY}' in metrics, metrics
 
     # restart, replay causes, then a sentinel per replayed (topic, key), which is processed after it
+    # (once every agent reading a source acked some of it, so a commit can have happened: the
+    # moderation agent publishes each stream's channel to chat.sent on its connect)
+    for _ in range(60):
+        if 0 not in (await committed(ns)).values():
+            break
+        await asyncio.sleep(0.5)
     assert await worker.stop() == 0, worker.log_tail()  # a clean exit on SIGTERM, promptly
     # What was acked is committed; other agents reading `streams` may not have reached its last
     # records yet (the worker does not wait for them: stream_wait_empty=False), and those are
