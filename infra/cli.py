@@ -67,7 +67,7 @@ async def _topics_list(settings: Settings) -> int:
     for topic in CATALOGUE:
         state = states[names.physical(topic.name)]
         partitions = str(state.partitions) if state.exists else "missing"
-        config = ",".join(f"{k}={v}" for k, v in topic_configs(topic).items())
+        config = ",".join(f"{k}={v}" for k, v in topic_configs(topic, settings.kafka).items())
         print(f"{state.name:<22} {partitions:>10}  {topic.key_field or '-':<10} {topic.owner:<18} {config}")
     return 0 if all(s.exists for s in states.values()) else 1
 

@@ -445,7 +445,7 @@ class TopicAdmin:
             self._names.physical(spec.name),
             spec.partitions or self._settings.default_partitions,
             self._settings.replication_factor,
-            topic_configs=topic_configs(spec),
+            topic_configs=topic_configs(spec, self._settings),
         )
 
     async def ensure(self, specs: Iterable[TopicSpec] = CATALOGUE) -> list[str]:
@@ -498,9 +498,9 @@ def _has_leaders(described: dict[str, Any]) -> bool:
     )
 
 
-def topic_configs(spec: TopicSpec) -> dict[str, str]:
-    """The per-topic broker configuration the catalogue asks for."""
-    configs = {"cleanup.policy": spec.cleanup_policy}
+def topic_configs(spec: TopicSpec, settings: KafkaSettings) -> dict[str, str]:
+    """The per-topic broker configuration the catalogue and the deployment ask for."""
+    configs = {"cleanup.policy": spec.cleanup_policy, "min.insync.replicas": str(settings.min_insync)}
     if spec.retention_ms is not None:
         configs["retention.ms"] = str(spec.retention_ms)
     return configs

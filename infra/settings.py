@@ -33,6 +33,19 @@ class KafkaSettings(BaseModel):
         6, description="Partitions for catalogue topics that do not name their own count (scale-out unit)."
     )
     replication_factor: int = Field(1, description="Replication factor of created topics (3 in production).")
+    min_insync_replicas: int | None = Field(
+        None,
+        description="min.insync.replicas of created topics: replicas that must have a write before acks=all "
+        "answers. Default: replication factor - 1, at least 1 (2 with replication 3).",
+    )
+
+    @property
+    def min_insync(self) -> int:
+        """``min_insync_replicas``, or its default for ``replication_factor``."""
+        if self.min_insync_replicas is not None:
+            return self.min_insync_replicas
+        return max(1, self.replication_factor - 1)
+
     client_id: str = Field("esports", description="client.id prefix of producers and consumers.")
     compression: str = Field("lz4", description="Producer compression: none, gzip, snappy, lz4 or zstd.")
     linger_ms: int = Field(5, description="Producer batching delay in milliseconds.")

@@ -17,7 +17,7 @@ from events.base import Event
 from events.codec import EventCodec
 from events.topics import CATALOGUE, spec, topic_for
 from infra.kafka import ConsumedEvent, DeadLetters, EventConsumer, EventPublisher, TopicNames
-from infra.settings import Settings
+from infra.settings import REPO_ROOT, Settings
 from tests.unit.event_samples import all_event_types, sample_event
 
 pytestmark = pytest.mark.integration
@@ -171,3 +171,18 @@ def test_topics_list_shows_the_catalogue(settings: Settings) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     for topic in CATALOGUE:
         assert spec(topic.name).name in done.stdout
+
+
+def test_created_topics_carry_replication_and_min_insync_replicas(namespace: Settings) -> None:
+    """As Kafka's own kafka-topics --describe shows them: the deployment's replication factor and
+    min.insync.replicas (replication - 1, at least 1) on every catalogue topic."""
+    kafka = namespace.kafka
+    topic = TopicNames(kafka.topic_prefix).physical("chat.messages")
+    tool = [str(REPO_ROOT / "infra" / "kafka-tool"), "topics", "--bootstrap-server", kafka.bootstrap_servers]
+    result = subprocess.run(
+        [*tool, "--describe", "--topic", topic], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    summary = result.stdout.splitlines()[0]
+    assert f"ReplicationFactor: {kafka.replication_factor}" in summary, summary
+    assert f"min.insync.replicas={kafka.min_insync}" in summary and "retention.ms=-1" in summary, summary
