@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import random
 import statistics
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
@@ -31,7 +29,6 @@ from _hot_stream_support import (
     progress,
     raw_consume,
     row,
-    split_done,
 )
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -69,7 +66,6 @@ BLOCKED_SHARE, HELD_SHARE = 0.10, 0.10  # of the texts that are not repeats; the
 GRACE_S = 30.0  # after the load, for the last decisions
 SETTLE_S = 1.0  # after the last decision: anything published twice would land by now
 SYNC_TIMEOUT_S = 60.0  # for the owner's /block to be decided and its rules to reach every partition
-SPLIT_TIMEOUT_S = 120.0
 GOAL_P99_MS = 250.0
 GOAL_RATE = 2_000
 FETCH_RECORDS = 500  # per fetch of the chat.messages reader
@@ -316,31 +312,6 @@ def compared(
 # --- the workers -----------------------------------------------------------------------------------
 
 
-async def split(workers: Workers, partitions: int) -> None:
-    """Until every worker is healthy and they have split the partitions of chat.sent, each restored:
-    from their /health (``partition_workers.chat.ready``). ``Workers.ready`` reads ``chat: took``
-    log lines, which the chat worker does not write (its ``taken`` restores each partition and logs
-    ``chat partition N: ... restored`` instead)."""
-    for worker in workers.processes:
-        await worker.wait_healthy(timeout_s=90)
-    deadline = time.monotonic() + SPLIT_TIMEOUT_S
-    while not split_done([await asyncio.to_thread(_ready, w.port) for w in workers.processes], partitions):
-        if time.monotonic() > deadline:
-            raise NotExact(f"{SOURCE} partitions never split\n{_tails(workers)}")
-        await asyncio.sleep(0.2)
-    await asyncio.sleep(1.0)  # a checkpoint or two: the workers idle before anything is timed
-
-
-def _ready(port: int) -> tuple[float, set[int]] | None:
-    """When, and the partitions of chat.sent the worker on ``port`` owns with their state restored."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-            chat = json.loads(response.read())["kafka"]["partition_workers"]["chat"]
-    except (OSError, ValueError, KeyError):  # HTTPError (503: degraded) is an OSError
-        return None
-    return time.time(), set(chat["ready"])
-
-
 def _tails(workers: Workers) -> str:
     return "\n".join(
         f"--- worker {n} (exit {w.process.poll() if w.process else 'killed'}) log tail:\n{w.log_tail(30)}"
@@ -418,7 +389,7 @@ async def one_chat(
         settings = here.workers.settings
         await here.publisher.publish(created)
         here.workers.start(count)
-        await split(here.workers, partitions)
+        await here.workers.ready(partitions)  # its "chat: took" lines, written once restored
         # The command only once the stream's moderation knows the owner: it reads streams and
         # chat.submitted in no set order, and a /block read first would be refused (not the owner's).
         await synced_everywhere(settings, codec, stream_id, partitions, blocked=False)

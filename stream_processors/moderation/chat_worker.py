@@ -228,9 +228,3 @@ class ChatWorker(PartitionWorker[SenderPartition]):
     def reported(self, complete: set[int]) -> None:
         for state in self._owned.values():
             state.written()
-
-    def new_state(self) -> SenderPartition:  # not used: taken() restores each partition
-        return SenderPartition(self._roster, self._limits)
-
-    def rebuild_from_ms(self) -> int:  # not used: a partition resumes at its committed position
-        return 0

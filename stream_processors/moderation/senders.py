@@ -117,7 +117,7 @@ class SenderPartition:
 
     def _sent(self, e: ChatMessageSent) -> Decided:
         key = (e.stream_id, e.user_id)
-        mine = self.senders.get(key) or ChatChannel(stream_id=e.stream_id)
+        mine = self._slice(key)
         state = self._composed(mine)
         if parse_command(e.text) is not None:  # edges send commands to chat.submitted
             if self._seen(mine, e):
@@ -140,7 +140,7 @@ class SenderPartition:
 
     def _unique(self, e: ChatMessageSent, verdict: bytes) -> Decided:
         key = (e.stream_id, e.user_id)
-        mine = self.senders.get(key) or ChatChannel(stream_id=e.stream_id)
+        mine = self._slice(key)
         if self._seen(mine, e, CHECKED):  # the sender's own partition may be this one: a mark of its own
             return Decided()
         state = self._composed(mine)
@@ -188,7 +188,7 @@ class SenderPartition:
         if e.action in (ModerationAction.BAN, ModerationAction.TIMEOUT, ModerationAction.UNBAN):
             user = e.target_user_id or ""
             key = (e.stream_id, user)
-            mine = self.senders.get(key) or ChatChannel(stream_id=e.stream_id)
+            mine = self._slice(key)
             if e.action is ModerationAction.BAN:
                 new = replace(mine, bans=frozenset({user}), timeouts={})
             elif e.action is ModerationAction.TIMEOUT and e.until is not None:
@@ -217,6 +217,10 @@ class SenderPartition:
         return decisions
 
     # -- slices -------------------------------------------------------------------------------------
+
+    def _slice(self, key: SliceKey) -> ChatChannel:
+        """The slice of (stream, sender), empty if there is none yet."""
+        return self.senders.get(key) or ChatChannel(stream_id=key[0])
 
     def _composed(self, mine: ChatChannel) -> ChatChannel:
         channel = self.channels.get(mine.stream_id)
