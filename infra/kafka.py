@@ -444,7 +444,7 @@ class TopicAdmin:
         return NewTopic(
             self._names.physical(spec.name),
             spec.partitions or self._settings.default_partitions,
-            self._settings.replication_factor,
+            self._settings.replication,
             topic_configs=topic_configs(spec, self._settings),
         )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from infra.net import parse_networks
@@ -22,9 +22,19 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 class KafkaSettings(BaseModel):
     """How clients reach Kafka and how the local broker is run."""
 
-    bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated.")
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092",
+        description="Kafka bootstrap servers, comma separated. Default: every local broker's client port.",
+    )
     port: int = Field(9092, description="Port of the local broker's client listener (`esports infra up`).")
     controller_port: int = Field(9093, description="Port of the local KRaft controller listener.")
+    brokers: int = Field(
+        1,
+        ge=1,
+        le=9,
+        description="Local brokers `esports infra up` runs: 1, or 3 for a cluster (node N listens on "
+        "port + 100·(N-1)); with more than one, replication defaults to 3 (at most the brokers).",
+    )
     version: str = Field(
         "4.4.0", description="org.apache.kafka:kafka_2.13 version resolved by infra/local/kafka/pom.xml."
     )
@@ -32,7 +42,11 @@ class KafkaSettings(BaseModel):
     default_partitions: int = Field(
         6, description="Partitions for catalogue topics that do not name their own count (scale-out unit)."
     )
-    replication_factor: int = Field(1, description="Replication factor of created topics (3 in production).")
+    replication_factor: int | None = Field(
+        None,
+        description="Replication factor of created topics (3 in production). Default: 1 with one local "
+        "broker, min(3, brokers) with a local cluster.",
+    )
     min_insync_replicas: int | None = Field(
         None,
         description="min.insync.replicas of created topics: replicas that must have a write before acks=all "
@@ -40,11 +54,32 @@ class KafkaSettings(BaseModel):
     )
 
     @property
+    def replication(self) -> int:
+        """``replication_factor``, or its default for the local ``brokers``."""
+        if self.replication_factor is not None:
+            return self.replication_factor
+        return min(3, self.brokers)
+
+    @property
     def min_insync(self) -> int:
-        """``min_insync_replicas``, or its default for ``replication_factor``."""
+        """``min_insync_replicas``, or its default for ``replication``."""
         if self.min_insync_replicas is not None:
             return self.min_insync_replicas
-        return max(1, self.replication_factor - 1)
+        return max(1, self.replication - 1)
+
+    def node_ports(self, node: int) -> tuple[int, int]:
+        """(client port, controller port) of local broker `node` (1-based)."""
+        return self.port + 100 * (node - 1), self.controller_port + 100 * (node - 1)
+
+    @model_validator(mode="after")
+    def _local_bootstrap(self) -> KafkaSettings:
+        # Unset bootstrap servers mean "the local stack": every local broker, so a client can start
+        # while any one of them is down.
+        if "bootstrap_servers" not in self.model_fields_set:
+            self.bootstrap_servers = ",".join(
+                f"127.0.0.1:{self.node_ports(n)[0]}" for n in range(1, self.brokers + 1)
+            )
+        return self
 
     client_id: str = Field("esports", description="client.id prefix of producers and consumers.")
     compression: str = Field("lz4", description="Producer compression: none, gzip, snappy, lz4 or zstd.")
@@ -84,6 +119,9 @@ class RedisSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Redis host.")
     port: int = Field(6379, description="Redis port (also the port the local instance listens on).")
     db: int = Field(0, description="Redis database number.")
+    cluster: bool = Field(
+        False, description="Connect as a Redis Cluster client (host:port is any node; db must be 0)."
+    )
     maxmemory: str = Field("256mb", description="maxmemory of the local instance.")
 
     @property
@@ -117,6 +155,13 @@ class ApiSettings(BaseModel):
     read_your_writes_timeout_s: float = Field(
         5.0, description="How long a query waits for the read model to reach a position the client names."
     )
+    publish_timeout_s: float = Field(
+        3.0,
+        gt=0,
+        description="How long a command waits for Kafka to acknowledge its events before it answers 503 "
+        "with Retry-After (and publishes nothing later).",
+    )
+    retry_after_s: int = Field(5, ge=1, description="Retry-After (seconds) of a 503 while Kafka is unreachable.")
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -216,6 +261,11 @@ class IngestSettings(BaseModel):
         10.0, description="Longest wait before restarting a crashed FFmpeg (doubling from 0.5 s)."
     )
     health_interval_s: float = Field(5.0, description="Interval of IngestHealthReported events per stream.")
+    silence_end_s: float = Field(
+        30.0,
+        description="A live stream whose ingest node sent no IngestHealthReported for this long ends "
+        "(the node died without a disconnect); a publisher reconnecting to another node goes live again.",
+    )
     rtmp_module: Path = Field(
         Path("/usr/lib/nginx/modules/ngx_rtmp_module.so"),
         description="nginx RTMP module loaded by the ingest nginx (Debian: libnginx-mod-rtmp).",

@@ -78,7 +78,7 @@ def faust_options(settings: Settings, partitions: int) -> dict[str, Any]:
         "topic_allow_declare": False,  # see stream_processors.topology
         "topic_disable_leader": True,  # no __assignor-__leader topic: nothing here needs a leader
         "topic_partitions": partitions,
-        "topic_replication_factor": kafka.replication_factor,
+        "topic_replication_factor": kafka.replication,
         "key_serializer": "raw",
         "value_serializer": "raw",
         "consumer_auto_offset_reset": "earliest",  # a new group must see every cause there is

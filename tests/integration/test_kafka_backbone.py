@@ -184,5 +184,5 @@ def test_created_topics_carry_replication_and_min_insync_replicas(namespace: Set
     )
     assert result.returncode == 0, result.stderr
     summary = result.stdout.splitlines()[0]
-    assert f"ReplicationFactor: {kafka.replication_factor}" in summary, summary
+    assert f"ReplicationFactor: {kafka.replication}" in summary, summary
     assert f"min.insync.replicas={kafka.min_insync}" in summary and "retention.ms=-1" in summary, summary

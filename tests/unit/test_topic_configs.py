@@ -19,3 +19,17 @@ def test_min_insync_replicas_follows_the_replication_factor(
     configs = topic_configs(spec("chat.messages"), kafka)
     assert configs["min.insync.replicas"] == str(expected)
     assert configs["cleanup.policy"] == "delete" and configs["retention.ms"] == "-1"
+
+
+@pytest.mark.parametrize(("brokers", "replication", "min_insync"), [(1, 1, 1), (2, 2, 1), (3, 3, 2), (5, 3, 2)])
+def test_a_local_cluster_defaults_to_replication_3_and_min_insync_2(
+    brokers: int, replication: int, min_insync: int
+) -> None:
+    kafka = KafkaSettings(brokers=brokers)
+    assert (kafka.replication, kafka.min_insync) == (replication, min_insync)
+    assert kafka.bootstrap_servers == ",".join(f"127.0.0.1:{9092 + 100 * n}" for n in range(brokers))
+
+
+def test_named_bootstrap_servers_are_kept_whatever_the_local_brokers() -> None:
+    kafka = KafkaSettings(brokers=3, bootstrap_servers="kafka-0.kafka:9092")
+    assert kafka.bootstrap_servers == "kafka-0.kafka:9092" and kafka.node_ports(3) == (9292, 9293)
