@@ -7,6 +7,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ESPORTS := $(BIN)/esports
 PYTEST_ARGS ?=
+# `make up BROKERS=3`: a three-node local Kafka cluster (the setting ESPORTS_KAFKA__BROKERS, for every
+# service `make` starts; export it in your shell for later `esports` commands too).
+ifdef BROKERS
+export ESPORTS_KAFKA__BROKERS := $(BROKERS)
+endif
 
 .PHONY: help install up down status test test-unit lint bench clean
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -170,7 +171,7 @@ def cmd_infra(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "up":
         ensure_local_secrets()
     flags = ["--apps"] * args.apps + ["--all"] * args.all
-    return stack.main([args.action, *flags, *args.services])
+    return stack.main([args.action, *flags, *args.services], settings=settings)
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
@@ -340,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     scope = infra.add_mutually_exclusive_group()
     scope.add_argument("--apps", action="store_true", help="the application services")
     scope.add_argument("--all", action="store_true", help="the infrastructure, then the application services")
-    add("up", cmd_up)
+    _brokers_flag(infra)
+    _brokers_flag(add("up", cmd_up))
     add("down", cmd_down)
     add("status", cmd_status)
     topics = add("topics", cmd_topics)
@@ -385,8 +387,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _brokers_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--brokers",
+        type=int,
+        choices=range(1, 10),
+        metavar="N",
+        help="local Kafka brokers: 3 runs a KRaft cluster on loopback (= ESPORTS_KAFKA__BROKERS=N; "
+        "export it for later commands too)",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "brokers", None):
+        # The flag is the setting, for this command and every service it starts (they inherit it).
+        os.environ["ESPORTS_KAFKA__BROKERS"] = str(args.brokers)
     settings = Settings()
     logs.configure(settings.log_level, settings.log_format)
     try:

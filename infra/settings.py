@@ -161,7 +161,9 @@ class ApiSettings(BaseModel):
         description="How long a command waits for Kafka to acknowledge its events before it answers 503 "
         "with Retry-After (and publishes nothing later).",
     )
-    retry_after_s: int = Field(5, ge=1, description="Retry-After (seconds) of a 503 while Kafka is unreachable.")
+    retry_after_s: int = Field(
+        5, ge=1, description="Retry-After (seconds) of a 503 while Kafka is unreachable."
+    )
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -54,9 +54,21 @@ ALL = SERVICES + APPS
 _INFRA = {s.name: s for s in (kafka.SERVICE, postgres.SERVICE, redis.SERVICE)}
 
 
+def _node(name: str) -> int | None:
+    """N of a cluster node's service name "kafka-N", else None."""
+    prefix, _, number = name.partition("-")
+    return int(number) if prefix == "kafka" and number.isdigit() and 1 <= int(number) <= 9 else None
+
+
+def _infra(name: str) -> bool:
+    return name in _INFRA or _node(name) is not None
+
+
 def _service(name: str) -> Service:
     if name in _INFRA:
         return _INFRA[name]
+    if (node := _node(name)) is not None:
+        return kafka.node_service(node)
     try:
         return apps.service(name)
     except KeyError:
@@ -69,14 +81,14 @@ def _known() -> tuple[str, ...]:
 
 def _selected(names: Sequence[str] | None, default: Sequence[str]) -> list[str]:
     chosen = list(names or default)
-    if unknown := sorted(set(chosen) - set(_known())):
+    if unknown := sorted(name for name in set(chosen) - set(_known()) if _node(name) is None):
         raise StackError(f"unknown service(s) {', '.join(unknown)}; choose from {', '.join(_known())}")
     return chosen
 
 
 def _apps_only(names: Sequence[str] | None) -> list[str]:
     chosen = list(apps.names() if names is None else names)
-    if infra := [name for name in chosen if name in _INFRA]:
+    if infra := [name for name in chosen if _infra(name)]:
         raise StackError(f"{', '.join(infra)} not an application service; choose from {', '.join(APPS)}")
     return _selected(chosen, ())
 
@@ -176,7 +188,7 @@ def status(settings: Settings, services: Sequence[str] | None = None) -> list[Se
 
 async def _bring_up(settings: Settings, name: str) -> ServiceStatus:
     service = _service(name)
-    if service.pid(settings) is not None:
+    if service.whole(settings):
         current = await _status_of(settings, name)
         say(f"{name} already running at {current.address} (pid {current.pid})")
         return current
@@ -195,7 +207,7 @@ async def _bring_up(settings: Settings, name: str) -> ServiceStatus:
 async def _up(settings: Settings, names: list[str]) -> list[ServiceStatus]:
     """The infrastructure first, then the apps that use it; each phase in parallel."""
     statuses: list[ServiceStatus] = []
-    for phase in ([n for n in names if n in _INFRA], [n for n in names if n not in _INFRA]):
+    for phase in ([n for n in names if _infra(n)], [n for n in names if not _infra(n)]):
         outcomes = await asyncio.gather(*(_bring_up(settings, n) for n in phase), return_exceptions=True)
         if failures := [str(o) for o in outcomes if isinstance(o, BaseException)]:
             raise StackError("\n\n".join(failures))
@@ -216,6 +228,8 @@ def up(settings: Settings, services: Sequence[str] | None = None) -> list[Servic
     names = _selected(services, SERVICES)
     _make_dirs(settings)
     to_start = [name for name in names if _service(name).pid(settings) is None]
+    if "kafka" in names and (wrong := kafka.mismatch(settings)):
+        raise StackError(wrong)
     if conflicts := port_conflicts(settings, to_start):
         raise StackError("\n".join(conflicts))
     if "kafka" in to_start and f":{settings.kafka.port}" not in settings.kafka.bootstrap_servers:
@@ -252,7 +266,7 @@ def down(settings: Settings, services: Sequence[str] | None = None) -> None:
     Default: every app, then the infrastructure; named services stop apps first too.
     """
     names = _selected(services, (*apps.names(), *SERVICES))
-    for name in sorted(names, key=lambda n: n in _INFRA):  # apps before the infrastructure they use
+    for name in sorted(names, key=_infra):  # apps before the infrastructure they use
         _stop(settings, name)
 
 
@@ -304,13 +318,15 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "esports infra") -> int:
+def main(
+    argv: Sequence[str] | None = None, prog: str = "esports infra", settings: Settings | None = None
+) -> int:
     """`esports infra up|down|status [--apps|--all] [NAME...]` and `jars`; returns the exit code."""
     try:
         args = _parser(prog).parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error (argparse says 2; this CLI promises 0/1)
         return 0 if e.code in (0, None) else 1
-    settings = Settings()
+    settings = settings or Settings()
     try:
         if args.command == "jars":
             print(resolve_kafka_jars(settings))

@@ -1,7 +1,19 @@
-"""The local Kafka broker (KRaft, combined broker + controller) run from Maven Central jars."""
+"""The local Kafka (KRaft, combined broker + controller nodes) run from Maven Central jars.
+
+One broker by default; ``ESPORTS_KAFKA__BROKERS=3`` (``esports infra up --brokers 3``) runs a cluster
+of three nodes on loopback, node N on ports ``kafka.port + 100·(N-1)`` and
+``kafka.controller_port + 100·(N-1)``, each voting in a static controller quorum. The service "kafka"
+starts, checks and stops all of them; in a cluster each node is also a service of its own,
+"kafka-N", so one broker can be stopped and started again (ops, and the chaos suite)::
+
+    run_dir/kafka/libs-<version>/        the jars, shared by every node
+    run_dir/kafka/data/                  the single broker's storage (one node)
+    run_dir/kafka/cluster-3/node-N/      node N's server.properties and data/ (a cluster of 3)
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
@@ -12,6 +24,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any, cast
 
 from infra.settings import Settings
 from infra.stack import processes
@@ -29,11 +42,36 @@ KAFKA_JVM_FLAGS = (
 )
 
 
-def ports(settings: Settings) -> list[Port]:
+def nodes(settings: Settings) -> range:
+    """The local node ids (1..brokers)."""
+    return range(1, settings.kafka.brokers + 1)
+
+
+def node_name(settings: Settings, node: int) -> str:
+    """The pid-file and log name of a node: "kafka" alone, "kafka-N" in a cluster."""
+    return "kafka" if settings.kafka.brokers == 1 else f"kafka-{node}"
+
+
+def node_dir(settings: Settings, node: int) -> Path:
+    base = settings.stack.run_dir / "kafka"
+    return (
+        base if settings.kafka.brokers == 1 else base / f"cluster-{settings.kafka.brokers}" / f"node-{node}"
+    )
+
+
+def node_ports(settings: Settings, node: int) -> list[Port]:
+    client, controller = settings.kafka.node_ports(node)
+    # The offset names the setting that moves the port: node N is ESPORTS_KAFKA__PORT + 100·(N-1).
+    suffix = "" if node == 1 else f" + {100 * (node - 1)}"
+    where = "" if settings.kafka.brokers == 1 else f" (node {node})"
     return [
-        Port(settings.kafka.port, "ESPORTS_KAFKA__PORT", "Kafka client listener"),
-        Port(settings.kafka.controller_port, "ESPORTS_KAFKA__CONTROLLER_PORT", "Kafka controller"),
+        Port(client, f"ESPORTS_KAFKA__PORT{suffix}", f"Kafka client listener{where}"),
+        Port(controller, f"ESPORTS_KAFKA__CONTROLLER_PORT{suffix}", f"Kafka controller{where}"),
     ]
+
+
+def ports(settings: Settings) -> list[Port]:
+    return [port for node in nodes(settings) for port in node_ports(settings, node)]
 
 
 # ----------------------------------------------------------------------------- jars
@@ -98,23 +136,51 @@ def _java_cmd(libs: Path, log4j_config: str, *args: str) -> list[str]:
 
 
 def prepare(settings: Settings) -> None:
-    """Resolve the jars, render server.properties and format the storage on first start."""
-    base = settings.stack.run_dir / "kafka"
-    (base / "data").mkdir(parents=True, exist_ok=True)
+    """Resolve the jars; render each node's server.properties and format its storage on first start."""
     libs = resolve_kafka_jars(settings)
+    cluster_id = _cluster_id(settings)
+    for node in nodes(settings):
+        _prepare_node(settings, node, libs, cluster_id)
+
+
+def _cluster_id(settings: Settings) -> str:
+    """The id every node of the local cluster is formatted with (kept next to the nodes' folders)."""
+    if settings.kafka.brokers == 1:
+        return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    path = node_dir(settings, 1).parent / "cluster-id"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=") + "\n")
+    return path.read_text().strip()
+
+
+def _prepare_node(settings: Settings, node: int, libs: Path, cluster_id: str) -> None:
+    base = node_dir(settings, node)
+    (base / "data").mkdir(parents=True, exist_ok=True)
+    kafka = settings.kafka
+    client, controller = kafka.node_ports(node)
+    replication = min(kafka.replication, kafka.brokers)  # a remote cluster's setting may say more
+    if kafka.brokers == 1:
+        quorum = f"controller.quorum.bootstrap.servers=127.0.0.1:{controller}"
+    else:
+        voters = ",".join(f"{n}@127.0.0.1:{kafka.node_ports(n)[1]}" for n in nodes(settings))
+        quorum = f"controller.quorum.voters={voters}"
     config = base / "server.properties"
     render(
         "kafka/server.properties.tmpl",
         config,
-        port=settings.kafka.port,
-        controller_port=settings.kafka.controller_port,
+        node_id=node,
+        quorum=quorum,
+        port=client,
+        controller_port=controller,
         log_dirs=base / "data",
-        default_partitions=settings.kafka.default_partitions,
+        default_partitions=kafka.default_partitions,
+        replication=replication,
+        min_isr=min(kafka.min_insync, replication),
     )
     if (base / "data" / "meta.properties").is_file():
         return
-    processes.say("formatting Kafka storage (first start)…")
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    processes.say(f"formatting {node_name(settings, node)} storage (first start)…")
     command = _java_cmd(
         libs,
         "tools-log4j2.yaml",
@@ -123,7 +189,7 @@ def prepare(settings: Settings) -> None:
         f"--cluster-id={cluster_id}",  # one argument: a base64url id starts with "-" 1 time in 64
         "-c",
         str(config),
-        "--standalone",
+        *(["--standalone"] if kafka.brokers == 1 else []),  # a cluster's voters are in the config
     )
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
@@ -131,11 +197,19 @@ def prepare(settings: Settings) -> None:
 
 
 def start(settings: Settings) -> None:
+    """Start every node that is not running (all at once: a cluster's quorum needs a majority)."""
+    for node in nodes(settings):
+        if processes.our_pid(settings, node_name(settings, node)) is None:
+            start_node(settings, node)
+
+
+def start_node(settings: Settings, node: int) -> None:
     heap = settings.kafka.heap
     command = _java_cmd(_kafka_libs(settings), "log4j2.yaml")
     command[1:1] = [f"-Xms{heap}", f"-Xmx{heap}", *KAFKA_JVM_FLAGS]
-    command += ["kafka.Kafka", str(settings.stack.run_dir / "kafka" / "server.properties")]
-    processes.spawn(settings, "kafka", command, cwd=settings.stack.run_dir / "kafka")
+    base = node_dir(settings, node)
+    command += ["kafka.Kafka", str(base / "server.properties")]
+    processes.spawn(settings, node_name(settings, node), command, cwd=base)
 
 
 @contextmanager
@@ -150,26 +224,46 @@ def _quiet_aiokafka() -> Iterator[None]:
 
 
 async def probe(settings: Settings) -> str:
-    """A metadata round trip; returns the broker's version and cluster id."""
+    """A metadata round trip to every node; returns the version, cluster id and brokers seen."""
+    if stopped := [
+        name for node in nodes(settings) if (name := node_name(settings, node)) not in running(settings)
+    ]:
+        raise StackError(
+            f"{', '.join(stopped)} not running (`esports infra up kafka` starts the missing nodes)"
+        )
+    answers = await asyncio.gather(
+        *(probe_node(settings, node) for node in nodes(settings)), return_exceptions=True
+    )
+    if errors := [answer for answer in answers if isinstance(answer, BaseException)]:
+        raise errors[0]
+    clusters = [answer for answer in answers if not isinstance(answer, BaseException)]
+    brokers = {broker["node_id"] for cluster in clusters for broker in cluster["brokers"]}
+    if len(brokers) < settings.kafka.brokers:  # a node answers before it has registered with the quorum
+        raise StackError(f"{len(brokers)} of {settings.kafka.brokers} brokers registered")
+    size = "" if settings.kafka.brokers == 1 else f", {len(brokers)} brokers"
+    return f"Kafka {_kafka_version(settings)}, cluster {clusters[0]['cluster_id']}{size}"
+
+
+async def probe_node(settings: Settings, node: int) -> dict[str, Any]:
+    """describe_cluster answered by node `node` alone (its client port as the only bootstrap)."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=f"127.0.0.1:{settings.kafka.port}",
+        bootstrap_servers=f"127.0.0.1:{settings.kafka.node_ports(node)[0]}",
         request_timeout_ms=4000,
         client_id=f"{settings.kafka.client_id}-infra",
     )
     with _quiet_aiokafka():
         await admin.start()
         try:
-            cluster = await admin.describe_cluster()  # a real metadata round trip
+            return cast(dict[str, Any], await admin.describe_cluster())  # a real metadata round trip
         finally:
             await admin.close()
-    return f"Kafka {_kafka_version(settings)}, cluster {cluster['cluster_id']}"
 
 
 def _kafka_version(settings: Settings) -> str:
     """The version of the kafka_2.13 jar on the running broker's classpath (its log rolls past the banner)."""
-    if (pid := processes.our_pid(settings, "kafka")) is not None:
+    if (pid := find_pid(settings)) is not None:
         with suppress(OSError, ValueError, IndexError):
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
             libs = Path(argv[argv.index("-cp") + 1].removesuffix("/*"))
@@ -178,10 +272,84 @@ def _kafka_version(settings: Settings) -> str:
     return f"{settings.kafka.version} (from settings)"
 
 
+def running(settings: Settings) -> dict[str, int]:
+    """Every live local Kafka node by name, whatever `brokers` says now (a cluster started with
+    --brokers 3 is still found and stopped by a later `esports down` without it)."""
+    pid_dir = settings.stack.run_dir / "pids"
+    names = sorted(
+        path.stem for path in pid_dir.glob("kafka*.pid") if path.stem == "kafka" or path.stem[6:].isdigit()
+    )
+    return {name: pid for name in names if (pid := processes.our_pid(settings, name)) is not None}
+
+
+def mismatch(settings: Settings) -> str | None:
+    """Why the running local Kafka is not the one `settings` describe, or None."""
+    live = running(settings)
+    wanted = {node_name(settings, node) for node in nodes(settings)}
+    if not live or set(live) <= wanted:
+        return None
+    size = "one broker" if "kafka" in live else f"a cluster ({', '.join(live)})"
+    return (
+        f"the local Kafka runs as {size}, not {settings.kafka.brokers} broker(s): set "
+        f"ESPORTS_KAFKA__BROKERS to match, or `esports infra down kafka` first"
+    )
+
+
+def find_pid(settings: Settings) -> int | None:
+    """A live node's pid (the lowest node's), or None when no node runs."""
+    return next(iter(running(settings).values()), None)
+
+
+def complete(settings: Settings) -> bool:
+    """Whether every node runs (`up` starts the missing ones of a partly running cluster)."""
+    return all(processes.our_pid(settings, node_name(settings, node)) for node in nodes(settings))
+
+
 def stop(settings: Settings, pid: int) -> None:
-    processes.terminate(pid, "kafka")
+    """Stop every running node, all at once (one by one, each would wait for a new leader)."""
+    live = running(settings)
+    for node_pid in live.values():
+        processes.send_term(node_pid)
+    for name, node_pid in live.items():
+        processes.terminate(node_pid, name)
+        processes.forget_pid(settings, name)
 
 
 SERVICE = Service(
-    name="kafka", ports=ports, prepare=prepare, start=start, ready=probe, probe=probe, stop=stop
+    name="kafka",
+    ports=ports,
+    prepare=prepare,
+    start=start,
+    ready=probe,
+    probe=probe,
+    stop=stop,
+    find_pid=find_pid,
+    complete=complete,
 )
+
+
+def node_service(node: int) -> Service:
+    """Node `node` of a local cluster alone, as service "kafka-N" (one broker stopped and started again)."""
+    name = f"kafka-{node}"
+
+    async def ready(settings: Settings) -> str:
+        cluster = await probe_node(settings, node)
+        if node not in {broker["node_id"] for broker in cluster["brokers"]}:
+            raise StackError(f"node {node} not registered yet")
+        return f"Kafka node {node} of cluster {cluster['cluster_id']}"
+
+    def prepare_one(settings: Settings) -> None:
+        _prepare_node(settings, node, resolve_kafka_jars(settings), _cluster_id(settings))
+
+    def stop_one(settings: Settings, pid: int) -> None:
+        processes.terminate(pid, name)
+
+    return Service(
+        name=name,
+        ports=lambda settings: node_ports(settings, node),
+        prepare=prepare_one,
+        start=lambda settings: start_node(settings, node),
+        ready=ready,
+        probe=ready,
+        stop=stop_one,
+    )

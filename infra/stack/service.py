@@ -57,12 +57,17 @@ class Service:
     stop: Callable[[Settings, int], None]  # blocking, returns once the process is gone
     find_pid: Callable[[Settings], int | None] | None = None  # None: the process of its pid file
     binds: bool = True  # False: it only polls its port (another service listens there): no conflict check
+    complete: Callable[[Settings], bool] | None = None  # None: running = complete; else all its processes up
 
     def pid(self, settings: Settings) -> int | None:
         """The live process of this service that we started (or adopted), or None."""
         if self.find_pid is not None:
             return self.find_pid(settings)
         return processes.our_pid(settings, self.name)
+
+    def whole(self, settings: Settings) -> bool:
+        """Whether all its processes run (`up` starts the missing ones of a partly running service)."""
+        return self.complete(settings) if self.complete is not None else self.pid(settings) is not None
 
     def address(self, settings: Settings) -> str:
         return self.ports(settings)[0].address
