@@ -43,7 +43,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 import psycopg
-import redis.asyncio as aioredis
 from psycopg import sql
 from starlette.applications import Starlette
 from starlette.responses import Response
@@ -51,7 +50,9 @@ from starlette.routing import Route
 
 from events.topics import CATALOGUE
 from infra.kafka import TopicAdmin, TopicNames
+from infra.redis import make_client
 from infra.settings import Settings
+from projections.redis_keys import LiveKeys
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LIVE_STREAMS = 100
@@ -267,16 +268,16 @@ async def create_namespace(settings: Settings, ns: BenchNamespace) -> None:
     pool = make_pool(settings.postgres, name="bench", schema=ns.schemas["read_schema"])
     async with pool:
         await migrate(pool, ns.schemas["read_schema"])
-    client = aioredis.Redis(host=settings.redis.host, port=settings.redis.port, db=settings.redis.db)
+    client, keys = make_client(settings.redis, name="bench"), LiveKeys(ns.redis_prefix)
     try:
         for i in range(LIVE_STREAMS):
             item = _live_item(i)
-            await client.zadd(f"{ns.redis_prefix}live:streams", {item["stream_id"]: item["viewers"]})
+            await client.zadd(keys.live, {item["stream_id"]: item["viewers"]})
             fields: dict[str | bytes, str | bytes] = {
                 k: str(v) for k, v in item.items() if k not in ("stream_id", "viewers")
             }
             fields["state"] = "live"
-            await client.hset(f"{ns.redis_prefix}stream:{item['stream_id']}", mapping=fields)  # type: ignore[arg-type]
+            await client.hset(keys.stream(item["stream_id"]), mapping=fields)  # type: ignore[arg-type]
     finally:
         await client.aclose()
 
@@ -285,7 +286,7 @@ async def drop_namespace(settings: Settings, ns: BenchNamespace) -> None:
     async with await psycopg.AsyncConnection.connect(settings.postgres.dsn, autocommit=True) as conn:
         for schema in ns.schemas.values():
             await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-    client = aioredis.Redis(host=settings.redis.host, port=settings.redis.port, db=settings.redis.db)
+    client = make_client(settings.redis, name="bench")
     try:
         keys = [k async for k in client.scan_iter(match=f"{ns.redis_prefix}*")]
         if keys:

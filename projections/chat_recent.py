@@ -1,16 +1,18 @@
 """The ``redis.chat`` projector: the recent visible chat of each stream, for backfill on subscribe.
 
-Keys (under the service's prefix):
+Keys (:class:`~projections.redis_keys.ChatKeys`, under the service's prefix and the hash tag
+``{redis.chat}``: one Redis Cluster slot for the whole read model, as a batch's MULTI/EXEC needs):
 
-- ``{prefix}chat:recent:{stream_id}``: list of the last :data:`RECENT` visible messages, oldest
-  first, each a JSON object (``message_id``, ``user_id``, ``display_name``, ``text``, ``badges``,
-  ``sent_at``, ``media_time_ms``, ``reply_to_message_id``, ``position`` = ``topic:partition:offset``);
-- ``{prefix}chat:window:{stream_id}``: JSON of the last :data:`WINDOW` accepted messages with their
-  hiding flags, the suspended users and the last clear; the list is rebuilt from it on every change,
-  so an unban puts back the messages a ban hid, and an undelete (``ChatMessageRestored``) the deleted
-  message, in its place and with its original ``position`` (a message older than the window stays
-  out: it would not be among the recent ones);
-- ``{prefix}offsets:redis.chat``: hash ``"topic:partition"`` -> next offset to apply.
+- ``{prefix}{redis.chat}chat:recent:{stream_id}``: list of the last :data:`RECENT` visible messages,
+  oldest first, each a JSON object (``message_id``, ``user_id``, ``display_name``, ``text``,
+  ``badges``, ``sent_at``, ``media_time_ms``, ``reply_to_message_id``, ``position`` =
+  ``topic:partition:offset``);
+- ``{prefix}{redis.chat}chat:window:{stream_id}``: JSON of the last :data:`WINDOW` accepted
+  messages with their hiding flags, the suspended users and the last clear; the list is rebuilt from
+  it on every change, so an unban puts back the messages a ban hid, and an undelete
+  (``ChatMessageRestored``) the deleted message, in its place and with its original ``position`` (a
+  message older than the window stays out: it would not be among the recent ones);
+- ``{prefix}{redis.chat}offsets:redis.chat``: hash ``"topic:partition"`` -> next offset to apply.
 
 Each batch is one MULTI/EXEC with its offsets under WATCH (exactly-once, like ``redis.live``), and
 applying an event twice changes nothing (messages are keyed by ``message_id``).
@@ -23,8 +25,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from events.chat import (
     ChatCleared,
     ChatMessageAccepted,
@@ -35,14 +35,16 @@ from events.chat import (
     UserUnbanned,
 )
 from infra.kafka import ConsumedEvent
+from infra.redis import RedisClient
 from projections.projector import Partition, partition_of
+from projections.redis_keys import ChatKeys
 from projections.redis_projector import RedisProjector, next_offsets, offset_fields
 
 __all__ = ["NAME", "RECENT", "TOPICS", "WINDOW", "ChatKeys", "RecentChatProjector", "next_window", "recent"]
 
 log = logging.getLogger(__name__)
 
-NAME = "redis.chat"
+NAME = ChatKeys.read_model
 TOPICS = ("chat.messages",)
 RECENT = 100
 WINDOW = 300  # visible + hidden messages kept, so an unban can restore what a ban hid
@@ -116,27 +118,13 @@ def recent(window: Window) -> list[dict[str, Any]]:
     return visible[-RECENT:]
 
 
-class ChatKeys:
-    """The key layout under one prefix."""
-
-    def __init__(self, prefix: str = "") -> None:
-        self.prefix = prefix
-        self.offsets = f"{prefix}offsets:{NAME}"
-
-    def recent(self, stream_id: str) -> str:
-        return f"{self.prefix}chat:recent:{stream_id}"
-
-    def window(self, stream_id: str) -> str:
-        return f"{self.prefix}chat:window:{stream_id}"
-
-
 class RecentChatProjector(RedisProjector):
     """Projects ``chat.messages`` into the recent-chat keys of :class:`ChatKeys`."""
 
     name = NAME
     topics: tuple[str, ...] = TOPICS
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str = "") -> None:
+    def __init__(self, client: RedisClient, *, prefix: str = "") -> None:
         self.keys = ChatKeys(prefix)
         super().__init__(client, offsets_key=self.keys.offsets)
 

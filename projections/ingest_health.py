@@ -2,12 +2,13 @@
 
 The FFmpeg supervisor reports every few seconds (IngestHealthReported on ``ingest``): input bitrate,
 frame rate, encoder speed, dropped frames and restarts. The streamer's dashboard shows the latest one,
-as Twitch's stream-health panel does. Keys (``prefix`` is a constructor parameter):
+as Twitch's stream-health panel does. Keys (:class:`~projections.redis_keys.IngestHealthKeys`:
+``prefix`` is a constructor parameter; the hash tag ``{redis.ingest}`` keeps them in one cluster slot):
 
-- ``{prefix}ingest:{stream_id}``: JSON of the latest report, which expires :data:`FRESH_MS` after the
-  report's own ``occurred_at`` (``PXAT``), so a publisher that went silent shows nothing rather than
-  stale figures; IngestDisconnected deletes it at once;
-- ``{prefix}offsets:redis.ingest``: hash ``"topic:partition"`` -> next offset to apply.
+- ``{prefix}{redis.ingest}ingest:{stream_id}``: JSON of the latest report, which expires
+  :data:`FRESH_MS` after the report's own ``occurred_at`` (``PXAT``), so a publisher that went silent
+  shows nothing rather than stale figures; IngestDisconnected deletes it at once;
+- ``{prefix}{redis.ingest}offsets:redis.ingest``: hash ``"topic:partition"`` -> next offset to apply.
 
 The expiry is computed from event time, not from when the projector runs: a rebuild or a replay of
 old reports writes nothing (they expired long ago), so the model is the same however it was built.
@@ -20,28 +21,17 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from events.ingest import IngestDisconnected, IngestHealthReported
 from infra.kafka import ConsumedEvent
+from infra.redis import RedisClient
+from projections.redis_keys import IngestHealthKeys
 from projections.redis_projector import RedisProjector
 
 __all__ = ["FRESH_MS", "NAME", "TOPICS", "IngestHealthKeys", "IngestHealthProjector", "report_json"]
 
-NAME = "redis.ingest"
+NAME = IngestHealthKeys.read_model
 TOPICS = ("ingest",)
 FRESH_MS = 30_000  # a report is shown for this long after it was measured (reports come every ~5 s)
-
-
-class IngestHealthKeys:
-    """The key layout under one prefix (the API reads it too)."""
-
-    def __init__(self, prefix: str = "") -> None:
-        self.prefix = prefix
-        self.offsets = f"{prefix}offsets:{NAME}"
-
-    def stream(self, stream_id: str) -> str:
-        return f"{self.prefix}ingest:{stream_id}"
 
 
 def report_json(e: IngestHealthReported) -> str:
@@ -66,12 +56,13 @@ class IngestHealthProjector(RedisProjector):
     name = NAME
     topics: tuple[str, ...] = TOPICS
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str = "") -> None:
+    def __init__(self, client: RedisClient, *, prefix: str = "") -> None:
         self.keys = IngestHealthKeys(prefix)
         super().__init__(client, offsets_key=self.keys.offsets)
 
     async def _store(self, batch: Sequence[ConsumedEvent]) -> None:
-        seconds, micros = await self._client.time()  # Redis' clock is the one PXAT is checked against
+        # Redis' clock is the one PXAT is checked against (on a cluster, any node's: they keep NTP time)
+        seconds, micros = await self._client.time()
         now_ms = int(seconds) * 1000 + int(micros) // 1000
         await self._store_fresh(batch, lambda tx, fresh: self._write(tx, fresh, now_ms))
 

@@ -1,13 +1,15 @@
 """The live-state projector: which streams are live, and a small hash per stream, in Redis.
 
-Keys (``prefix`` is a constructor parameter, "" by default):
+Keys (:class:`~projections.redis_keys.LiveKeys`: ``prefix`` is a constructor parameter, "" by
+default, and every key carries the hash tag ``{redis.live}``, so a batch's MULTI/EXEC stays in one
+Redis Cluster slot):
 
-- ``{prefix}live:streams``: sorted set of the live streams, member stream_id, score = current
-  viewers (the hash's ``viewers``: 0 when a stream goes live before any count);
-- ``{prefix}stream:{stream_id}``: hash with ``state``, ``title``, ``channel_id``, ``game``,
-  ``started_at`` and ``ended_at`` (ISO 8601, UTC), ``viewers`` and, from the first count on,
-  ``peak_viewers`` and ``average_viewers`` (time-weighted mean since the stream's first count);
-- ``{prefix}offsets:redis.live``: hash ``"topic:partition"`` -> next offset to apply.
+- ``{prefix}{redis.live}live:streams``: sorted set of the live streams, member stream_id, score =
+  current viewers (the hash's ``viewers``: 0 when a stream goes live before any count);
+- ``{prefix}{redis.live}stream:{stream_id}``: hash with ``state``, ``title``, ``channel_id``,
+  ``game``, ``started_at`` and ``ended_at`` (ISO 8601, UTC), ``viewers`` and, from the first count
+  on, ``peak_viewers`` and ``average_viewers`` (time-weighted mean since the stream's first count);
+- ``{prefix}{redis.live}offsets:redis.live``: hash ``"topic:partition"`` -> next offset to apply.
 
 ``viewers.counts`` (ViewerCountChanged) sets the hash's ``viewers`` and, while the stream is live,
 its score in ``live:streams`` (a count never puts a stream in the listing; a count that arrives
@@ -29,20 +31,20 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-import redis.asyncio as aioredis
-
 from events.base import Event
 from events.streams import StreamCreated, StreamEnded, StreamScheduled, StreamUpdated, StreamWentLive
 from events.viewers import ViewerCountChanged
 from infra.kafka import ConsumedEvent
+from infra.redis import RedisClient
 from projections.projector import Partition, partition_of
+from projections.redis_keys import LiveKeys
 from projections.redis_projector import RedisProjector, next_offsets, offset_fields
 
 __all__ = ["NAME", "STATE_RANK", "TOPICS", "LiveKeys", "LiveProjector", "next_hash"]
 
 log = logging.getLogger(__name__)
 
-NAME = "redis.live"
+NAME = LiveKeys.read_model
 TOPICS = ("streams", "streams.lifecycle", "viewers.counts")
 STATE_RANK = {"created": 0, "scheduled": 1, "live": 2, "ended": 3}
 
@@ -122,25 +124,13 @@ def next_hash(current: Mapping[str, str], event: Event) -> StreamHash:
     return stream
 
 
-class LiveKeys:
-    """The key layout under one prefix."""
-
-    def __init__(self, prefix: str = "") -> None:
-        self.prefix = prefix
-        self.live = f"{prefix}live:streams"
-        self.offsets = f"{prefix}offsets:{NAME}"
-
-    def stream(self, stream_id: str) -> str:
-        return f"{self.prefix}stream:{stream_id}"
-
-
 class LiveProjector(RedisProjector):
     """Projects ``streams``, ``streams.lifecycle`` and ``viewers.counts`` into :class:`LiveKeys`."""
 
     name = NAME
     topics: tuple[str, ...] = TOPICS
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str = "") -> None:
+    def __init__(self, client: RedisClient, *, prefix: str = "") -> None:
         self.keys = LiveKeys(prefix)
         super().__init__(client, offsets_key=self.keys.offsets)
 

@@ -8,10 +8,12 @@
    live service (offsets in the shadow, in the same transaction / MULTI/EXEC as the rows / keys).
    Interrupted (Ctrl-C, ``kill -9``), it continues from those positions when run again.
 3. Swap (:mod:`projections.rebuild_swap`): PostgreSQL first (one transaction), then Redis (one
-   script). The live projector keeps serving throughout and goes on from the swapped-in positions.
+   script per read model). The live projector keeps serving throughout and goes on from the
+   swapped-in positions.
 
 PostgreSQL projectors share one schema and are rebuilt and swapped together; Redis projectors
-one by one. The PostgreSQL and Redis swaps are each atomic, not atomic together.
+one by one (each read model's keys share a Redis Cluster hash slot, different read models do not).
+Each swap is atomic; they are not atomic together.
 """
 
 from __future__ import annotations
@@ -26,14 +28,12 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
-import redis.asyncio as aioredis
-import redis.exceptions
 from psycopg_pool import AsyncConnectionPool
 
 from events.codec import EventCodec
 from infra.kafka import KafkaError
 from infra.postgres import DatabaseError
-from infra.redis import CacheError, make_client
+from infra.redis import DRIVER_ERRORS, CacheError, RedisClient, make_client
 from infra.redis import translate as translate_redis
 from infra.settings import Settings
 from projections.database import checked_schema, drop_schema, make_pool, migrate
@@ -55,6 +55,7 @@ from projections.rebuild_swap import (
     redis_swap,
     schema_swap,
 )
+from projections.redis_keys import checked_prefix
 from projections.redis_projector import RedisProjector, glob_escape, owned_key_patterns
 from projections.service import build_stores
 
@@ -277,16 +278,17 @@ async def _exclusive(pool: AsyncConnectionPool, schema: str) -> AsyncIterator[No
 
 
 async def _discard(
-    pool: AsyncConnectionPool, shadow: str, client: aioredis.Redis, keyed: Sequence[RedisProjector]
+    pool: AsyncConnectionPool, shadow: str, client: RedisClient, keyed: Sequence[RedisProjector]
 ) -> None:
     await drop_schema(pool, shadow)
     try:
         for store in keyed:
             for pattern in owned_key_patterns(store):
+                # a cluster client scans every primary and deletes slot by slot
                 keys = [key async for key in client.scan_iter(match=pattern, count=1000)]
                 if keys:
                     await client.delete(*keys)
-    except redis.exceptions.RedisError as e:
+    except DRIVER_ERRORS as e:
         raise translate_redis(e, "discarding the Redis shadow") from e
 
 
@@ -307,27 +309,36 @@ async def _swap_postgres(
 
 
 async def _swap_redis(
-    client: aioredis.Redis,
+    client: RedisClient,
     live: str,
     shadow: str,
     stores: Sequence[RedisProjector],
     catch_up: CatchUp,
     summary: Summary,
 ) -> RedisSwap:
+    """Each read model in its own script: its keys share one hash slot, the read models' do not."""
+    deleted = moved = 0
+    for store in stores:
+        swap = await _swap_read_model(client, live, shadow, store, catch_up, summary)
+        deleted, moved = deleted + swap.deleted, moved + swap.moved
+    return RedisSwap(deleted=deleted, moved=moved)
+
+
+async def _swap_read_model(
+    client: RedisClient, live: str, shadow: str, store: RedisProjector, catch_up: CatchUp, summary: Summary
+) -> RedisSwap:
     escaped = glob_escape(shadow)
-    patterns = sorted({p.removeprefix(escaped) for s in stores for p in owned_key_patterns(s)})
-    offsets = {s.name: s.offsets_key.removeprefix(shadow) for s in stores}
+    patterns = sorted(p.removeprefix(escaped) for p in owned_key_patterns(store))
+    offsets = store.offsets_key.removeprefix(shadow)
     for _ in range(SWAP_ATTEMPTS):
-        positions = await live_redis_offsets(client, {name: live + key for name, key in offsets.items()})
-        await catch_up.run(stores, positions)
+        positions = await live_redis_offsets(client, {store.name: live + offsets})
+        await catch_up.run([store], positions)
         try:
-            return await redis_swap(
-                client, live=live, shadow=shadow, offsets=sorted(offsets.values()), patterns=patterns
-            )
+            return await redis_swap(client, live=live, shadow=shadow, offsets=offsets, patterns=patterns)
         except ShadowBehind as e:
             summary.swaps_refused += 1
-            log.info("Redis swap refused, the live projector moved on (%s); catching up again", e)
-    raise RebuildFailed(f"the live Redis projectors kept moving ahead of the shadow in {SWAP_ATTEMPTS} tries")
+            log.info("Redis swap of %s refused, the live projector moved on (%s); catching up", store.name, e)
+    raise RebuildFailed(f"the live {store.name} kept moving ahead of the shadow in {SWAP_ATTEMPTS} tries")
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -382,7 +393,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         options = Options(
             names=tuple(args.projections),
             schema=checked_schema(args.schema),
-            redis_prefix=args.redis_prefix,
+            redis_prefix=checked_prefix(args.redis_prefix),
             fresh=args.fresh,
             batch_size=settings.projections.batch_size if args.batch_size is None else args.batch_size,
         )

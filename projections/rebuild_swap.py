@@ -9,8 +9,11 @@ tables, which must stay where they are. Readers resolve names per statement, so 
 old read model or the new one, never a mix; a statement waiting on a lock the swap holds re-resolves
 the name once it gets it.
 
-Redis: one Lua script deletes the live keys of the rebuilt projectors (by their key patterns) and
-renames the shadow keys over them; Redis runs a script alone, so readers see the old keys or the new.
+Redis: one Lua script per read model deletes its live keys (by its key patterns) and renames the
+shadow keys over them; Redis runs a script alone, so readers see the old keys or the new. One script
+per read model, not one for all, because a read model's keys, live and shadow, share one hash slot
+(``projections/redis_keys.py``) while different read models do not: on a Redis Cluster a script may
+only touch keys of one slot. Readers never combine two Redis read models, so nothing is lost.
 
 Where the live projector goes on: the swapped-in offsets are the shadow's, so the live projector must
 never have applied more than the shadow, or the events in between would be lost to the new model
@@ -30,16 +33,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import psycopg
-import redis.asyncio as aioredis
-import redis.exceptions
 from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
 from infra.postgres import DatabaseError, translate
+from infra.redis import DRIVER_ERRORS, RedisClient
 from infra.redis import translate as translate_redis
 from projections.database import COMPONENT, checked_schema
 from projections.projector import Partition
-from projections.redis_projector import glob_escape
+from projections.redis_keys import glob_escape
 
 __all__ = [
     "LOCK_TIMEOUT",
@@ -227,16 +229,15 @@ async def _replace_migrations(conn: AsyncConnection, live: str, shadow: str) -> 
 
 # --- Redis --------------------------------------------------------------------------------------
 
+# One read model: its keys, the offsets hashes (KEYS) included, share one hash slot (redis_keys.py),
+# so on a Redis Cluster the script runs on the node holding that slot and SCAN there finds them all.
 SWAP_SCRIPT = """
 local live, shadow, live_glob, shadow_glob = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local n = tonumber(ARGV[5])
-for i = 6, 5 + n do
-  local current = redis.call('HGETALL', live .. ARGV[i])
-  for j = 1, #current, 2 do
-    local mine = tonumber(redis.call('HGET', shadow .. ARGV[i], current[j]) or '0')
-    if mine < tonumber(current[j + 1]) then
-      return {'behind', ARGV[i], current[j], tostring(mine), current[j + 1]}
-    end
+local current = redis.call('HGETALL', KEYS[1])
+for j = 1, #current, 2 do
+  local mine = tonumber(redis.call('HGET', KEYS[2], current[j]) or '0')
+  if mine < tonumber(current[j + 1]) then
+    return {'behind', KEYS[1], current[j], tostring(mine), current[j + 1]}
   end
 end
 local function matching(pattern)
@@ -249,7 +250,7 @@ local function matching(pattern)
   return keys
 end
 local deleted, moved = 0, 0
-for i = 6 + n, #ARGV do
+for i = 5, #ARGV do
   for _, key in ipairs(matching(live_glob .. ARGV[i])) do
     if string.sub(key, 1, #shadow) ~= shadow then
       redis.call('DEL', key)
@@ -271,27 +272,29 @@ def parse_offset_field(field: str) -> Partition:
     return topic, int(partition)
 
 
-async def live_redis_offsets(client: aioredis.Redis, offsets_keys: Mapping[str, str]) -> LiveOffsets:
+async def live_redis_offsets(client: RedisClient, offsets_keys: Mapping[str, str]) -> LiveOffsets:
     """projector -> its live positions, from the offsets hash of each (name -> key)."""
     try:
         return {
             name: {parse_offset_field(str(f)): int(v) for f, v in (await client.hgetall(key)).items()}
             for name, key in offsets_keys.items()
         }
-    except redis.exceptions.RedisError as e:
+    except DRIVER_ERRORS as e:
         raise translate_redis(e, "reading the live Redis offsets") from e
 
 
 async def redis_swap(
-    client: aioredis.Redis, *, live: str, shadow: str, offsets: list[str], patterns: list[str]
+    client: RedisClient, *, live: str, shadow: str, offsets: str, patterns: list[str]
 ) -> RedisSwap:
-    """Replace the live keys matching ``patterns`` (relative to the prefixes, MATCH syntax) with the
-    shadow's, in one script; ``ShadowBehind`` if a live offsets hash (``offsets``, relative) is
-    ahead of the shadow's."""
-    args = [live, shadow, glob_escape(live), glob_escape(shadow), str(len(offsets)), *offsets, *patterns]
+    """Replace one read model's live keys matching ``patterns`` (relative to the prefixes, MATCH
+    syntax) with the shadow's, in one script; ``ShadowBehind`` if its live offsets hash (``offsets``,
+    relative) is ahead of the shadow's. The two offsets hashes are the script's KEYS, which routes it
+    to the read model's node on a cluster."""
+    keys = [live + offsets, shadow + offsets]
+    args = [live, shadow, glob_escape(live), glob_escape(shadow), *patterns]
     try:
-        reply = await client.eval(SWAP_SCRIPT, 0, *args)
-    except redis.exceptions.RedisError as e:
+        reply = await client.eval(SWAP_SCRIPT, len(keys), *keys, *args)
+    except DRIVER_ERRORS as e:
         raise translate_redis(e, f"swapping the Redis keys under {shadow!r} in for {live!r}") from e
     if reply[0] == "behind":
         _, key, field, mine, theirs = reply

@@ -4,30 +4,37 @@ A projector keeps its next offset per partition in a hash written in the same tr
 changes, WATCHing the keys it read; a concurrent writer makes the transaction fail and the batch is
 re-read and re-applied, so a batch is applied exactly once even with two instances running.
 
-Which keys a projector owns (what ``esports rebuild`` replaces) follows from its key layout: every
-string attribute of its ``keys`` object is a key, and every one-argument method a family of keys
-(``keys.stream("*")``).
+Which keys a projector owns (what ``esports rebuild`` replaces) follows from its key layout, a
+:class:`~projections.redis_keys.ReadModelKeys` in ``keys``: every string attribute is a key, and every
+one-argument method a family of keys (``keys.stream("*")``). The layout puts all of them in one
+Redis Cluster hash slot, so the WATCH and the MULTI/EXEC of a batch run on one node.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
 import redis.exceptions
 
 from infra.kafka import ConsumedEvent
-from infra.redis import CacheUnavailable, translate
+from infra.redis import DRIVER_ERRORS, CacheUnavailable, RedisClient, translate
 from projections.projector import Partition, ProjectorStats, partition_of
+from projections.redis_keys import ReadModelKeys, glob_escape
+
+__all__ = [
+    "WATCH_ATTEMPTS",
+    "RedisProjector",
+    "glob_escape",
+    "next_offsets",
+    "offset_fields",
+    "owned_key_patterns",
+]
 
 log = logging.getLogger(__name__)
 
 WATCH_ATTEMPTS = 5
-_ANY = "\x00any\x00"  # stands for a key family's variable part while deriving its pattern
 
 
 class RedisProjector:
@@ -36,7 +43,7 @@ class RedisProjector:
     name: str
     topics: tuple[str, ...]
 
-    def __init__(self, client: aioredis.Redis, *, offsets_key: str) -> None:
+    def __init__(self, client: RedisClient, *, offsets_key: str) -> None:
         self._client = client
         self._offsets_key = offsets_key
         self.stats = ProjectorStats()
@@ -45,7 +52,7 @@ class RedisProjector:
         """Stored next offsets; 0 (the beginning) where nothing was applied yet."""
         try:
             stored = await self._client.hmget(self._offsets_key, [f"{t}:{p}" for t, p in partitions])
-        except redis.exceptions.RedisError as e:
+        except DRIVER_ERRORS as e:
             raise translate(e, f"reading {self.name} offsets") from e
         return {p: int(value or 0) for p, value in zip(partitions, stored, strict=True)}
 
@@ -62,7 +69,7 @@ class RedisProjector:
                     return await self._store(batch)
                 except redis.exceptions.WatchError:
                     log.info("projector=%s: a watched key changed, re-reading the batch", self.name)
-        except redis.exceptions.RedisError as e:
+        except DRIVER_ERRORS as e:
             raise translate(e, f"projector {self.name}") from e
         raise CacheUnavailable(f"projector {self.name}: keys kept changing under {WATCH_ATTEMPTS} attempts")
 
@@ -104,11 +111,6 @@ def offset_fields(offsets: Mapping[Partition, int]) -> dict[Any, int]:
     return {f"{topic}:{partition}": offset for (topic, partition), offset in offsets.items()}
 
 
-def glob_escape(text: str) -> str:
-    """``text`` as a literal in a Redis MATCH pattern."""
-    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
-
-
 def owned_key_patterns(projector: RedisProjector) -> list[str]:
     """The MATCH patterns of every key ``projector`` writes (its prefix included), offsets too.
 
@@ -116,15 +118,6 @@ def owned_key_patterns(projector: RedisProjector) -> list[str]:
     rebuild could not replace its keys.
     """
     keys = getattr(projector, "keys", None)
-    if keys is None:
+    if not isinstance(keys, ReadModelKeys):
         raise ValueError(f"{projector.name}: no `keys` layout, so its keys are unknown")
-    patterns = {glob_escape(projector.offsets_key)}
-    for name in dir(keys):
-        value = getattr(keys, name)
-        if name.startswith("_") or name == "prefix":
-            continue
-        if isinstance(value, str):
-            patterns.add(glob_escape(value))
-        elif callable(value) and len(inspect.signature(value).parameters) == 1:
-            patterns.add(glob_escape(value(_ANY)).replace(_ANY, "*"))
-    return sorted(patterns)
+    return sorted({glob_escape(projector.offsets_key), *keys.patterns()})

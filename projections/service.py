@@ -16,7 +16,6 @@ import logging
 import signal
 from collections.abc import Sequence
 
-import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 
 from events.codec import EventCodec
@@ -24,7 +23,7 @@ from events.topics import spec
 from infra import logs
 from infra.kafka import DeadLetters, EventPublisher, KafkaError, TopicAdmin, TopicNames
 from infra.postgres import DatabaseError
-from infra.redis import CacheError, make_client
+from infra.redis import CacheError, RedisClient, make_client
 from infra.settings import Settings
 from projections import catalog, chat, notifications, polls, viewer_counts
 from projections.chat_recent import RecentChatProjector
@@ -103,7 +102,7 @@ async def serve(
 
 
 def build_stores(
-    pool: AsyncConnectionPool, client: aioredis.Redis, *, schema: str, redis_prefix: str
+    pool: AsyncConnectionPool, client: RedisClient, *, schema: str, redis_prefix: str
 ) -> list[BatchStore]:
     """Every projector of the read model, writing into ``schema`` and under ``redis_prefix``.
 
@@ -149,7 +148,7 @@ async def _until(stop: asyncio.Event) -> None:
     raise _Stopped
 
 
-def _checks(pool: AsyncConnectionPool, client: aioredis.Redis, admin: TopicAdmin) -> dict[str, Check]:
+def _checks(pool: AsyncConnectionPool, client: RedisClient, admin: TopicAdmin) -> dict[str, Check]:
     async def postgresql() -> None:
         async with pool.connection(timeout=2.0) as conn:
             await conn.execute("SELECT 1")

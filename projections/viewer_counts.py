@@ -8,8 +8,10 @@ order, gives the same row. Exactly-once comes from :class:`~projections.projecto
 as well.
 
 ``redis.match_viewers`` (Redis), from ``viewers.match_counts``: per match the hash
-``{prefix}match:{match_id}:viewers`` with ``viewers``, ``peak`` and ``average`` of the latest
-MatchAudienceChanged (the API's match objects read it), written with its offsets in one MULTI/EXEC.
+``{prefix}{redis.match_viewers}match:{match_id}:viewers``
+(:class:`~projections.redis_keys.MatchViewerKeys`) with ``viewers``, ``peak`` and ``average`` of the
+latest MatchAudienceChanged (the API's match objects read it), written with its offsets in one
+MULTI/EXEC.
 A stream's count, peak and average live in the ``redis.live`` stream hash.
 """
 
@@ -19,13 +21,14 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
-import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 
 from events.base import Event
 from events.viewers import MatchAudienceChanged, ViewerCountChanged
 from infra.kafka import ConsumedEvent
+from infra.redis import RedisClient
 from projections.projector import Apply, Cursor, PostgresProjector, handles
+from projections.redis_keys import MatchViewerKeys
 from projections.redis_projector import RedisProjector
 
 __all__ = [
@@ -43,7 +46,7 @@ __all__ = [
 
 NAME = "pg.viewers"
 TOPICS = ("viewers.counts", "viewers.match_counts")
-MATCH_NAME = "redis.match_viewers"
+MATCH_NAME = MatchViewerKeys.read_model
 MATCH_TOPICS = ("viewers.match_counts",)
 BUCKET_S = 10
 
@@ -98,17 +101,6 @@ def viewer_counts_projector(pool: AsyncConnectionPool, *, schema: str = "public"
     return PostgresProjector(pool, name=NAME, topics=TOPICS, handlers=HANDLERS, schema=schema)
 
 
-class MatchViewerKeys:
-    """The key layout of ``redis.match_viewers`` under one prefix (the API reads it too)."""
-
-    def __init__(self, prefix: str = "") -> None:
-        self.prefix = prefix
-        self.offsets = f"{prefix}offsets:{MATCH_NAME}"
-
-    def match(self, match_id: str) -> str:
-        return f"{self.prefix}match:{match_id}:viewers"
-
-
 def audience_hash(e: MatchAudienceChanged) -> dict[str, str]:
     """The match hash's fields after ``e`` (the latest count of a match replaces the previous one)."""
     return {"viewers": str(e.count), "peak": str(max(e.peak, e.count)), "average": f"{e.average:g}"}
@@ -120,7 +112,7 @@ class MatchViewersProjector(RedisProjector):
     name = MATCH_NAME
     topics: tuple[str, ...] = MATCH_TOPICS
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str = "") -> None:
+    def __init__(self, client: RedisClient, *, prefix: str = "") -> None:
         self.keys = MatchViewerKeys(prefix)
         super().__init__(client, offsets_key=self.keys.offsets)
 

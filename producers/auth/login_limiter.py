@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
-from infra.redis import translate
+from infra.redis import DRIVER_ERRORS, RedisClient, translate
 
 WINDOW_S = 60
 
@@ -13,7 +10,7 @@ WINDOW_S = 60
 class LoginLimiter:
     """Counts failed logins; at the limit (per username or per IP) logins answer 429 until the window ends."""
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str, per_minute: int) -> None:
+    def __init__(self, client: RedisClient, *, prefix: str, per_minute: int) -> None:
         self._redis = client
         self._prefix = prefix
         self._limit = per_minute
@@ -32,7 +29,7 @@ class LoginLimiter:
                     pipe.get(key)
                     pipe.ttl(key)
                 user_count, user_ttl, ip_count, ip_ttl = await pipe.execute()
-        except RedisError as e:
+        except DRIVER_ERRORS as e:
             raise translate(e, "reading login attempts") from e
         waits = [
             max(int(ttl), 1)
@@ -43,17 +40,19 @@ class LoginLimiter:
 
     async def record_failure(self, username: str, ip: str) -> None:
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                for key in self._keys(username, ip):
+            # A transaction per key (INCR and its expiry together): the two keys may be in two
+            # Redis Cluster slots, and a MULTI/EXEC cannot span slots.
+            for key in self._keys(username, ip):
+                async with self._redis.pipeline(transaction=True) as pipe:
                     pipe.incr(key)
                     pipe.expire(key, WINDOW_S, nx=True)
-                await pipe.execute()
-        except RedisError as e:
+                    await pipe.execute()
+        except DRIVER_ERRORS as e:
             raise translate(e, "counting a failed login") from e
 
     async def record_success(self, username: str, ip: str) -> None:
         """A correct password clears the username's counter (the IP's keeps counting other users' misses)."""
         try:
             await self._redis.delete(self._keys(username, ip)[0])
-        except RedisError as e:
+        except DRIVER_ERRORS as e:
             raise translate(e, "clearing login attempts") from e

@@ -7,13 +7,13 @@ import time
 from datetime import datetime
 from typing import Any
 
-import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
-from redis.exceptions import RedisError
 
+from infra.redis import DRIVER_ERRORS, RedisClient
 from producers.pagination import decode_cursor, encode_cursor
 from producers.read_model import Reader
 from producers.read_model.catalog import Page, next_cursor
+from projections.redis_keys import LiveKeys
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +30,11 @@ class StreamReader(Reader):
     """Streams by id, by filters (cursor-paginated), by match, and the live listing."""
 
     def __init__(
-        self, pool: AsyncConnectionPool, redis: aioredis.Redis, *, prefix: str, live_cache_s: float = 1.0
+        self, pool: AsyncConnectionPool, redis: RedisClient, *, prefix: str, live_cache_s: float = 1.0
     ) -> None:
         super().__init__(pool)
         self._redis = redis
-        self._prefix = prefix
+        self._keys = LiveKeys(prefix)
         # The live listing is the hottest query and its viewer counts move every second anyway:
         # each process keeps each page for `live_cache_s` (0 disables), so N concurrent viewers cost
         # one Redis round trip per page per second instead of N.
@@ -101,7 +101,7 @@ class StreamReader(Reader):
     async def _live_uncached(self, offset: int, limit: int) -> LiveListing:
         try:
             return (*await self._live_from_redis(offset, limit), "redis")
-        except RedisError as e:
+        except DRIVER_ERRORS as e:
             log.warning("live listing falls back to PostgreSQL: %s", e)
         rows = await self._all(
             f"SELECT {_STREAM_COLUMNS} FROM streams WHERE state = 'live'"
@@ -114,11 +114,11 @@ class StreamReader(Reader):
 
     async def _live_from_redis(self, offset: int, limit: int) -> tuple[list[dict[str, Any]], str | None]:
         members: list[tuple[str, float]] = await self._redis.zrevrange(  # type: ignore[assignment]
-            f"{self._prefix}live:streams", offset, offset + limit - 1, withscores=True
+            self._keys.live, offset, offset + limit - 1, withscores=True
         )
         async with self._redis.pipeline(transaction=False) as pipe:
             for stream_id, _ in members:
-                pipe.hmget(f"{self._prefix}stream:{stream_id}", _LIVE_FIELDS)
+                pipe.hmget(self._keys.stream(stream_id), _LIVE_FIELDS)
             values = await pipe.execute()
         hashes = [dict(zip(_LIVE_FIELDS, row, strict=True)) for row in values]
         rows = [

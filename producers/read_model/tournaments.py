@@ -6,13 +6,11 @@ import logging
 from datetime import datetime
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
+from infra.redis import DRIVER_ERRORS, RedisClient
 from producers.pagination import decode_cursor
 from producers.read_model import Reader
 from producers.read_model.catalog import Page, next_cursor
-from projections.viewer_counts import MatchViewerKeys
+from projections.redis_keys import MatchViewerKeys
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +56,7 @@ class TournamentReader(Reader):
         return await self._one("SELECT * FROM matches WHERE match_id = %s", (match_id,))
 
 
-async def match_audiences(
-    redis: aioredis.Redis, prefix: str, match_ids: list[str]
-) -> dict[str, dict[str, Any]]:
+async def match_audiences(redis: RedisClient, prefix: str, match_ids: list[str]) -> dict[str, dict[str, Any]]:
     """Each match's combined audience from Redis (``redis.match_viewers``): ``viewers``,
     ``peak_viewers``, ``average_viewers``; zeros for a match never counted, and for every match
     when Redis fails (a match page must not fail on its viewer count)."""
@@ -73,7 +69,7 @@ async def match_audiences(
             for match_id in match_ids:
                 pipe.hmget(keys.match(match_id), ("viewers", "peak", "average"))
             values = await pipe.execute()
-    except RedisError as e:
+    except DRIVER_ERRORS as e:
         log.warning("match audiences unavailable, showing 0: %s", e)
         return {match_id: dict(zero) for match_id in match_ids}
     return {

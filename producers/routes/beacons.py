@@ -16,10 +16,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict
-from redis.exceptions import RedisError
 
 from events.viewers import ViewerBeat, ViewerPresenceBatch
-from infra.redis import translate
+from infra.redis import DRIVER_ERRORS, translate
 from producers.auth.tokens import InvalidToken
 from producers.deps import ClientIp, ServicesDep
 from producers.models.common import Id
@@ -69,7 +68,7 @@ async def _check_rate(services: Services, stream_id: str, session_id: str, ip: s
                 pipe.expire(key, WINDOW_S, nx=True)
                 pipe.ttl(key)
             replies = await pipe.execute()
-    except RedisError as e:
+    except DRIVER_ERRORS as e:
         raise translate(e, "counting beacons") from e
     for index, (_, limit) in enumerate(limits):
         count, _, ttl = replies[3 * index : 3 * index + 3]

@@ -7,15 +7,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
-from redis.exceptions import RedisError
 
-from infra.redis import translate
+from infra.redis import DRIVER_ERRORS, translate
 from producers.deps import CurrentUser, ServicesDep
 from producers.models.common import ID_PATTERN
 from producers.problems import NotFound, documented
 from producers.routes import API_PREFIX
 from producers.routes.streams import owned_stream
-from projections.ingest_health import IngestHealthKeys
+from projections.redis_keys import IngestHealthKeys
 
 router = APIRouter(prefix=API_PREFIX + "/streams", tags=["streams"])
 StreamId = Annotated[str, Path(pattern=ID_PATTERN, description="The stream's id.")]
@@ -42,7 +41,7 @@ async def ingest_health(stream_id: StreamId, user: CurrentUser, services: Servic
     key = IngestHealthKeys(services.namespace.redis_prefix).stream(stream_id)
     try:
         report = await services.redis.get(key)
-    except RedisError as e:  # the read model is unavailable (503), not empty
+    except DRIVER_ERRORS as e:  # the read model is unavailable (503), not empty
         raise translate(e, "reading ingest health") from e
     if report is None:
         raise NotFound(f"no recent ingest report for stream {stream_id} (is a publisher connected?)")

@@ -14,12 +14,11 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import redis.asyncio as aioredis
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from infra.kafka import Position
-from infra.redis import make_client
+from infra.redis import RedisClient, make_client
 from infra.settings import Settings
 from projections import live
 from projections.database import drop_schema, make_pool, migrate
@@ -58,7 +57,7 @@ async def read_model(settings: Settings, schema: str | None = None) -> AsyncIter
 
 
 @asynccontextmanager
-async def redis_space(settings: Settings) -> AsyncIterator[tuple[aioredis.Redis, str]]:
+async def redis_space(settings: Settings) -> AsyncIterator[tuple[RedisClient, str]]:
     """A client and a fresh key prefix whose keys are deleted afterwards."""
     client = make_client(settings.redis, name="tests")
     prefix = unique_prefix()
@@ -109,7 +108,7 @@ async def pg_caught_up(
 
 
 async def redis_caught_up(
-    client: aioredis.Redis, prefix: str, positions: Iterable[Position], timeout_s: float
+    client: RedisClient, prefix: str, positions: Iterable[Position], timeout_s: float
 ) -> None:
     wanted = [p for p in last_positions(positions) if p.topic in live.TOPICS]
     fields = [f"{p.topic}:{p.partition}" for p in wanted]
@@ -125,7 +124,7 @@ async def redis_caught_up(
 async def caught_up(
     pool: AsyncConnectionPool,
     schema: str,
-    client: aioredis.Redis,
+    client: RedisClient,
     prefix: str,
     positions: Iterable[Position],
     timeout_s: float = 30.0,
@@ -151,7 +150,7 @@ async def dump_tables(pool: AsyncConnectionPool, schema: str) -> dict[str, list[
     return dump
 
 
-async def dump_redis(client: aioredis.Redis, prefix: str) -> dict[str, Any]:
+async def dump_redis(client: RedisClient, prefix: str) -> dict[str, Any]:
     """Every key under ``prefix`` (prefix stripped) with its value, whatever its type."""
     dump: dict[str, Any] = {}
     async for key in client.scan_iter(match=f"{prefix}*"):

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 
 from events.base import Event
@@ -46,6 +45,7 @@ from events.users import (
     UserRoleChanged,
 )
 from infra.kafka import EventPublisher, Position
+from infra.redis import RedisClient
 from infra.settings import Settings
 from projections.catalog import NAME as CATALOG
 from projections.live import LiveKeys
@@ -74,7 +74,7 @@ class Platform:
         publisher: EventPublisher,
         pool: AsyncConnectionPool,
         schema: str,
-        client: aioredis.Redis,
+        client: RedisClient,
         prefix: str,
     ) -> None:
         self.publisher, self.pool, self.schema, self.redis, self.prefix = (

@@ -16,7 +16,6 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 
 from events.base import Event
@@ -39,6 +38,7 @@ from events.tournaments import MatchEnded, MatchScheduled, MatchStarted, Tournam
 from events.users import NotificationsRead
 from events.viewers import MatchAudienceChanged, ViewerCountChanged
 from infra.kafka import Position
+from infra.redis import RedisClient
 from projections.projector import BatchStore, Partition
 from projections.redis_projector import glob_escape
 from projections.service import build_stores
@@ -229,7 +229,7 @@ def _notifications() -> list[Event]:
 
 async def wait_applied(
     pool: AsyncConnectionPool,
-    client: aioredis.Redis,
+    client: RedisClient,
     *,
     schema: str,
     prefix: str,
@@ -255,7 +255,7 @@ async def _reached(store: BatchStore, wanted: dict[Partition, int]) -> bool:
     return all(stored[p] >= offset for p, offset in wanted.items())
 
 
-async def dump_keys(client: aioredis.Redis, prefix: str) -> dict[str, Any]:
+async def dump_keys(client: RedisClient, prefix: str) -> dict[str, Any]:
     """Every key under ``prefix`` (prefix stripped) with its value, whatever its type."""
     readers = {
         "hash": client.hgetall,

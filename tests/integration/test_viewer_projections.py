@@ -138,8 +138,9 @@ async def test_restarted_service_applies_counts_once(namespace: Settings, codec:
             await caught_up(pool, schema, client, prefix, last)
             assert (await dump_tables(pool, schema))["viewer_counts"] == tables["viewer_counts"]
             after = await dump_redis(client, prefix)
-            assert after[f"stream:{stream}"] == keys[f"stream:{stream}"]
-            assert after["live:streams"] == keys["live:streams"] == [(stream, 24.0)]
+            relative = LiveKeys("")  # dump_redis strips the prefix
+            assert after[relative.stream(stream)] == keys[relative.stream(stream)]
+            assert after[relative.live] == keys[relative.live] == [(stream, 24.0)]
         async with pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT sum(next_offset) FROM projection_offsets WHERE projector = %s", (VIEWERS,)
@@ -290,7 +291,8 @@ async def test_match_audiences_fill_redis_and_their_series(platform: Platform) -
         "match_viewer_counts"
     ]
     after = await dump_redis(platform.redis, platform.prefix)
-    assert after[f"match:{semi}:viewers"] == redis_before[f"match:{semi}:viewers"]
+    relative = MatchViewerKeys("").match(semi)  # dump_redis strips the prefix
+    assert after[relative] == redis_before[relative]
 
 
 async def test_stream_counts_carry_peak_and_average_to_the_stream_hash(platform: Platform) -> None:

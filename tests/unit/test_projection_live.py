@@ -70,8 +70,8 @@ def test_a_reschedule_keeps_the_state_scheduled_and_requests_change_nothing() ->
 def test_keys_and_topics() -> None:
     keys = LiveKeys("ns:")
     assert (keys.live, keys.stream("s1"), keys.offsets) == (
-        "ns:live:streams",
-        "ns:stream:s1",
-        "ns:offsets:redis.live",
+        "ns:{redis.live}live:streams",
+        "ns:{redis.live}stream:s1",
+        "ns:{redis.live}offsets:redis.live",
     )
     assert all(topic_for(event_type).name in live.TOPICS for event_type in live.CHANGES)

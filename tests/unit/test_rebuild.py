@@ -73,7 +73,11 @@ def test_every_registered_redis_projector_says_which_keys_it_owns(stores: list[B
 
 def test_key_patterns_come_from_the_key_layout() -> None:
     patterns = owned_key_patterns(LiveProjector(None, prefix="a*b:"))  # type: ignore[arg-type]
-    assert patterns == [r"a\*b:live:streams", r"a\*b:offsets:redis.live", r"a\*b:stream:*"]
+    assert patterns == [
+        r"a\*b:{redis.live}live:streams",
+        r"a\*b:{redis.live}offsets:redis.live",
+        r"a\*b:{redis.live}stream:*",
+    ]
 
 
 def test_a_projector_without_a_key_layout_cannot_be_rebuilt() -> None:
