@@ -31,7 +31,7 @@ from infra.settings import IngestSettings
 from ingest_workers.pull import pull_source
 from ingest_workers.session import EventSink, Source, StreamSession
 
-__all__ = ["ApiAuthorizer", "Authorizer", "IngestControl", "create_hook_app", "rtmp_source"]
+__all__ = ["ApiAuthorizer", "Authorizer", "IngestControl", "create_hook_app", "node_name", "rtmp_source"]
 
 log = logging.getLogger(__name__)
 RTMP_APP = "live"
@@ -73,13 +73,19 @@ def rtmp_source(settings: IngestSettings, stream_id: str, encoder: str | None = 
     )
 
 
+def node_name(settings: IngestSettings) -> str:
+    """The node's name in events (``IngestConnected.node``) and on /health: host name and RTMP port,
+    which tells apart two nodes on one machine."""
+    return f"{socket.gethostname()}:{settings.rtmp_port}"
+
+
 class IngestControl:
     """The node's live sessions by stream id; one supervised task each."""
 
     def __init__(self, settings: IngestSettings, sink: EventSink, *, node: str | None = None) -> None:
         self.settings = settings
         self.sink = sink
-        self.node = node or socket.gethostname()
+        self.node = node or node_name(settings)
         self.sessions: dict[str, StreamSession] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.metrics = CollectorRegistry()

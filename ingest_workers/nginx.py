@@ -2,7 +2,10 @@
 
 Each runs in the foreground as a child of the node (``-p PREFIX -c CONF -e LOG``, ``daemon off``), with
 its config, temp folders, cache and pid under ``<run_dir>/nginx/<name>/`` and its logs under
-``<run_dir>/logs/``; the system nginx is never touched.
+``<run_dir>/logs/``; the system nginx is never touched. A node on another RTMP port than the default
+(a second node on the same machine, moved by its ESPORTS_INGEST__* ports) keeps them under
+``<run_dir>/nginx/ingest-<rtmp_port>/<name>/`` and ``<run_dir>/logs/ingest-<rtmp_port>/`` instead, so
+two nodes never share a config, pid file, temp folder, cache or log.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.settings import Settings
+from infra.settings import IngestSettings, Settings
 from infra.stack.processes import port_holder, port_in_use
 from infra.stack.service import LOCAL_DIR
 from ingest_workers.errors import NginxFailed
@@ -30,6 +33,7 @@ log = logging.getLogger(__name__)
 READY_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
 TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi", "cache")
+DEFAULT_RTMP_PORT = IngestSettings.model_fields["rtmp_port"].default
 
 
 def render(template: str, target: Path, values: dict[str, object]) -> None:
@@ -59,8 +63,8 @@ class Nginx:
         self.template = template
         self.listeners = listeners
         self.health_port = health_port
-        self.prefix = settings.stack.run_dir / "nginx" / name
-        self.logs = settings.stack.run_dir / "logs"
+        self.prefix = _node_dir(settings, settings.stack.run_dir / "nginx") / name
+        self.logs = _node_dir(settings, settings.stack.run_dir / "logs")
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -157,6 +161,13 @@ class Nginx:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def _node_dir(settings: Settings, root: Path) -> Path:
+    """``root`` for the node on the default RTMP port (the paths one node has always used), else
+    its own folder in it, named by its RTMP port (two nodes on one machine cannot share that)."""
+    port = settings.ingest.rtmp_port
+    return root if port == DEFAULT_RTMP_PORT else root / f"ingest-{port}"
 
 
 def _user_directive() -> str:

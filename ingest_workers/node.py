@@ -101,10 +101,11 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     async with (
         EventPublisher(settings.kafka, EventCodec.load(), producer="ingest_workers") as publisher,
         httpx.AsyncClient(base_url=settings.ingest.api_url, timeout=5, trust_env=False) as api,
-        open_node(settings, publisher, ApiAuthorizer(api, token.get_secret_value())),
+        open_node(settings, publisher, ApiAuthorizer(api, token.get_secret_value())) as node,
     ):
         log.info(
-            "ingest: rtmp://%s:%s/live, origin :%s, cache tier :%s (%s)",
+            "ingest node %s: rtmp://%s:%s/live, origin :%s, cache tier :%s (%s)",
+            node.control.node,
             settings.ingest.host,
             settings.ingest.rtmp_port,
             settings.ingest.origin_port,

@@ -68,7 +68,7 @@ async def _pull(settings: Settings, stream_id: str, url: str) -> None:
             publisher,
             stream_id=stream_id,
             source=pull_source(url),
-            node=socket.gethostname(),
+            node=f"{socket.gethostname()}:pull",  # not an RTMP node (see control.node_name)
         )
         runner = asyncio.create_task(session.run())
         loop = asyncio.get_running_loop()

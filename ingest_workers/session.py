@@ -1,11 +1,13 @@
 """One live stream's ingest session: probe, plan the ladder, run and supervise FFmpeg, publish HLS and events.
 
-A session lives from the publisher's arrival until it has been gone for ``end_grace_s``. Each FFmpeg
-process is a *run*; when one dies while the source is still connected the session starts another
-after a doubling backoff, and the public playlists continue with a discontinuity. A publisher that
-comes back within the grace period continues the same session the same way. At the end every playlist
-is finalised with ``#EXT-X-ENDLIST`` (a replayable VOD) and IngestDisconnected is published, which is
-what makes the lifecycle agent end the stream.
+A session lives from the publisher's arrival until it has been gone for ``end_grace_s``, and reports its
+health (IngestHealthReported) every ``health_interval_s`` all that time, whatever it is doing: reports
+that stop without a disconnect mean the node died, and the lifecycle agent ends the stream after
+``silence_end_s``. Each FFmpeg process is a *run*; when one dies while the source is still connected
+the session starts another after a doubling backoff, and the public playlists continue with a
+discontinuity. A publisher that comes back within the grace period continues the same session the
+same way. At the end every playlist is finalised with ``#EXT-X-ENDLIST`` (a replayable VOD) and
+IngestDisconnected is published, which is what makes the lifecycle agent end the stream.
 """
 
 from __future__ import annotations
@@ -97,7 +99,6 @@ class Run:
 class Counters:
     restarts: int = 0
     failures_in_row: int = 0
-    health_due: float = 0.0
     runs: int = 0
     master: bool = False
     started: float = field(default_factory=time.monotonic)
@@ -128,6 +129,7 @@ class StreamSession:
         self.tracks: dict[str, RenditionTrack] = {}
         self.counters = Counters()
         self.current: FfmpegRun | None = None
+        self._reporting: asyncio.Task[None] | None = None
         self._present = asyncio.Event()
         self._gone = asyncio.Event()
         self._present.set()
@@ -160,6 +162,7 @@ class StreamSession:
             )
         )
         reason = "publisher left"
+        self._reporting = asyncio.create_task(self._report_periodically(), name=f"health-{self.stream_id}")
         try:
             source = await self._probe()
             self.rungs = plan_ladder(
@@ -220,7 +223,6 @@ class StreamSession:
             while not exited.done():
                 await asyncio.wait({exited}, timeout=POLL_S)
                 await self._collect(run)
-                await self._maybe_health(ffmpeg)
                 await self._stop_if_abandoned(ffmpeg)
         finally:
             if not exited.done():
@@ -351,14 +353,18 @@ class StreamSession:
 
     # ------------------------------------------------------------------ health and the end
 
-    async def _maybe_health(self, ffmpeg: FfmpegRun) -> None:
-        now = time.monotonic()
-        if now >= self.counters.health_due:
-            if self.counters.health_due:
+    async def _report_periodically(self) -> None:
+        """Every ``health_interval_s`` from the connect to the disconnect: probing, transcoding, backing
+        off, waiting for the publisher. Its silence is what tells the lifecycle agent the node died."""
+        while True:
+            await asyncio.sleep(self.settings.health_interval_s)
+            ffmpeg = self.current if self.current is not None and self.current.running else None
+            try:
                 await self._report_health(ffmpeg)
-            else:
-                ffmpeg.input_kbps()  # start the input byte counter
-            self.counters.health_due = now + self.settings.health_interval_s
+            except Exception as e:  # one lost report is a gap the silence rule allows; go on
+                log.warning(
+                    "stream %s: health report not published (%s: %s)", self.stream_id, type(e).__name__, e
+                )
 
     async def _report_health(self, ffmpeg: FfmpegRun | None) -> None:
         progress = ffmpeg.progress if ffmpeg else None
@@ -376,6 +382,9 @@ class StreamSession:
         )
 
     async def _finish(self, reason: str) -> None:
+        if self._reporting is not None:  # no report after the disconnect
+            self._reporting.cancel()
+            await asyncio.gather(self._reporting, return_exceptions=True)
         if any(t.segment_count for t in self.tracks.values()):
             if not self.counters.master:
                 await self._write_master()

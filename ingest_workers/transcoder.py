@@ -50,6 +50,11 @@ class FfmpegRun:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    @property
+    def running(self) -> bool:
+        """Started and not exited yet."""
+        return self._process is not None and self._process.returncode is None
+
     async def start(self) -> None:
         for output in self.outputs:
             output.directory.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,8 @@ Agents:
 
 - ``lifecycle``: consumes ``streams`` and ``ingest`` (co-partitioned by stream_id), keeps one
   :class:`~stream_processors.lifecycle.decisions.StreamLifecycle` per stream in the ``lifecycle`` table and
-  publishes the decisions of :func:`~stream_processors.lifecycle.decisions.decide` to ``streams.lifecycle``.
+  publishes the decisions of :func:`~stream_processors.lifecycle.decisions.decide` to ``streams.lifecycle``;
+  a timer ends the live streams whose ingest stopped reporting for ``ingest.silence_end_s``.
 - ``moderation`` (:mod:`stream_processors.moderation.agent`): consumes ``chat.submitted`` (chat
   commands), ``chat.moderation``, ``streams`` and ``ingest``, keeps one chat state per stream in the
   ``moderation`` table and publishes the decisions of
@@ -123,7 +124,7 @@ def create_app(
     runs = set(FAMILIES if family is None else (family,))
     args = (codec, publishing, metrics)
     if "lifecycle" in runs:
-        register_lifecycle(app, names, partitions, args, settings.kafka)
+        register_lifecycle(app, names, partitions, args, settings.kafka, settings.ingest.silence_end_s)
     if "moderation" in runs and roster is not None:
         limits = chat_limits(settings.chat)
         register_moderation(app, names, partitions, args, roster, limits, settings.kafka)

@@ -15,6 +15,19 @@ decides ``StreamWentLive`` *on the connect* (same ``event_id``, ``occurred_at`` 
 been decided at the connect). If that session disconnected before the creation, nothing went live and
 the creation decides nothing. A connect for an ended stream is still refused.
 
+**Silence.** An ingest node reports each live session's health every few seconds
+(``IngestHealthReported``); a node that dies without a disconnect just stops. The stream remembers the
+last sign of life of the session that serves it (its connect, then its reports: a report of any other
+session, say of a node that was replaced, keeps nothing alive), and with ``silence`` given it ends
+(``ingest_timeout``) once an ``ingest`` event or the timer's clock is more than ``silence`` past that
+sign: in :func:`decide` when the next event of the stream's ingest partition is that late, in
+:func:`expire` when nothing arrives. The decision derives from the last sign of life only (id, time,
+trace), so whichever path takes it, and however often, it is the identical event; its ``ended_at``
+is that last sign of life. A publisher that reconnects to another node within the silence continues
+the stream: the new session's ``IngestConnected`` takes it over (no new decision) and the silence
+follows that session from then on. Reports are no causes (not remembered in ``recent_causes``, never
+decided on): a redelivered one finds its moment already in the state.
+
 Faust is at-least-once, so every cause may arrive twice (before or after its effect was stored).
 Two rules make that harmless:
 
@@ -27,26 +40,25 @@ Two rules make that harmless:
 
 from __future__ import annotations
 
-import enum
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from events.base import Event
-from events.ingest import IngestConnected, IngestDisconnected
+from events.ingest import IngestConnected, IngestDisconnected, IngestHealthReported
 from events.streams import (
     StreamCreated,
     StreamEnded,
     StreamEndReason,
     StreamEndRequested,
-    StreamRole,
     StreamScheduled,
     StreamTransitionRejected,
     StreamUpdated,
     StreamWentLive,
 )
+from stream_processors.lifecycle.state import PendingConnect, SignOfLife, StreamLifecycle, StreamState
 
 __all__ = [
     "CAUSES",
@@ -54,10 +66,12 @@ __all__ = [
     "PRODUCER",
     "Decision",
     "PendingConnect",
+    "SignOfLife",
     "StreamLifecycle",
     "StreamState",
     "decide",
     "decision_id",
+    "expire",
     "stream_id_of",
 ]
 
@@ -69,131 +83,77 @@ RECENT_CAUSES = 32  # redeliveries come from the last commit interval: a few eve
 Decision = StreamWentLive | StreamEnded | StreamTransitionRejected
 
 
-class StreamState(enum.StrEnum):
-    """Where a stream is in its life, as the lifecycle agent (the authority) sees it."""
-
-    UNKNOWN = "unknown"
-    CREATED = "created"
-    SCHEDULED = "scheduled"
-    LIVE = "live"
-    ENDED = "ended"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PendingConnect:
-    """An ``IngestConnected`` read before its stream's creation: what deciding on it later needs."""
-
-    event_id: str
-    occurred_at: datetime
-    trace_id: str
-    session_id: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "event_id": self.event_id,
-            "occurred_at": self.occurred_at.isoformat(),
-            "trace_id": self.trace_id,
-            "session_id": self.session_id,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> PendingConnect:
-        return cls(
-            event_id=data["event_id"],
-            occurred_at=datetime.fromisoformat(data["occurred_at"]),
-            trace_id=data.get("trace_id", ""),
-            session_id=data["session_id"],
-        )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StreamLifecycle:
-    """One stream's lifecycle state: the Faust table's value, keyed by ``stream_id``."""
-
-    stream_id: str
-    state: StreamState = StreamState.UNKNOWN
-    channel_id: str = ""
-    match_id: str | None = None
-    role: StreamRole = StreamRole.MAIN
-    session_id: str = ""  # the ingest session that is (or was last) live
-    live_since: datetime | None = None
-    ended_at: datetime | None = None
-    ended_cause: str = ""  # event_id of the cause that ended it (a redelivered end request is not refused)
-    recent_causes: tuple[str, ...] = ()  # event ids already decided, newest last, bounded
-    # ``unknown`` only: the first connect read before the creation, and the session connected now
-    # ("" once it disconnected: the creation then decides nothing)
-    pending_cause: PendingConnect | None = None
-    pending_session: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (the table's changelog value)."""
-        return {
-            "stream_id": self.stream_id,
-            "state": self.state.value,
-            "channel_id": self.channel_id,
-            "match_id": self.match_id,
-            "role": self.role.value,
-            "session_id": self.session_id,
-            "live_since": _iso(self.live_since),
-            "ended_at": _iso(self.ended_at),
-            "ended_cause": self.ended_cause,
-            "recent_causes": list(self.recent_causes),
-            "pending_cause": None if self.pending_cause is None else self.pending_cause.to_json(),
-            "pending_session": self.pending_session,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> StreamLifecycle:
-        """The inverse of :meth:`to_json` (also reads values stored before a field existed)."""
-        pending = data.get("pending_cause")
-        return cls(
-            stream_id=data["stream_id"],
-            state=StreamState(data["state"]),
-            channel_id=data.get("channel_id", ""),
-            match_id=data.get("match_id"),
-            role=StreamRole(data.get("role", StreamRole.MAIN.value)),
-            session_id=data.get("session_id", ""),
-            live_since=_from_iso(data.get("live_since")),
-            ended_at=_from_iso(data.get("ended_at")),
-            ended_cause=data.get("ended_cause", ""),
-            recent_causes=tuple(data.get("recent_causes", ())),
-            pending_cause=None if pending is None else PendingConnect.from_json(pending),
-            pending_session=data.get("pending_session", ""),
-        )
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
-
-
-def _from_iso(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
-
-
 def decision_id(cause: Event, kind: type[Event]) -> uuid.UUID:
     """The deterministic id of the ``kind`` decision taken on ``cause``."""
     return uuid.uuid5(NAMESPACE, f"{cause.event_id}:{kind.event_type()}")
 
 
 def stream_id_of(event: Event) -> str | None:
-    """The stream a lifecycle cause is about; None for events the lifecycle ignores (telemetry)."""
-    return getattr(event, "stream_id", None) if isinstance(event, CAUSES) else None
+    """The stream a lifecycle cause or health report is about; None for events the lifecycle ignores
+    (other telemetry)."""
+    wanted = isinstance(event, CAUSES) or isinstance(event, IngestHealthReported)
+    return getattr(event, "stream_id", None) if wanted else None
 
 
-def decide(state: StreamLifecycle, cause: Event) -> tuple[StreamLifecycle, list[Decision]]:
-    """The next state and the decisions to publish for ``cause`` (an event on ``streams``/``ingest``)."""
+def decide(
+    state: StreamLifecycle, cause: Event, silence: timedelta | None = None
+) -> tuple[StreamLifecycle, list[Decision]]:
+    """The next state and the decisions to publish for ``cause`` (an event on ``streams``/``ingest``).
+
+    With ``silence``, a live stream whose serving session was last heard of more than ``silence``
+    before ``cause`` ends first (see the module docstring); None leaves the silence rule out.
+    """
+    if isinstance(cause, IngestHealthReported):
+        silent, ended = _end_if_silent(state, cause, silence)
+        heard, nothing = _on_health(silent, cause)
+        return heard, [*ended, *nothing]
     cause_id = str(cause.event_id)
     handler = _HANDLERS.get(type(cause))
     if handler is None or cause_id in state.recent_causes:
         return state, []
-    new_state, decisions = handler(state, cause)
+    silent, ended = _end_if_silent(state, cause, silence)
+    new_state, decisions = handler(silent, cause)
+    decisions = [*ended, *decisions]
     if new_state == state and not decisions:
         return state, []  # nothing to remember: a redelivery would change nothing either
     recent = (*new_state.recent_causes, cause_id)[-RECENT_CAUSES:]
     return replace(new_state, recent_causes=recent), decisions
 
 
+def expire(
+    state: StreamLifecycle, now: datetime, silence: timedelta
+) -> tuple[StreamLifecycle, list[Decision]]:
+    """The silence rule when no event comes: the stream at the timer's clock ``now``."""
+    heard = state.heard
+    if state.state is not StreamState.LIVE or heard is None or now - heard.occurred_at <= silence:
+        return state, []  # (a state stored before ``heard`` existed waits for its next report)
+    return _end(state, heard, StreamEndReason.INGEST_TIMEOUT)
+
+
 Outcome = tuple[StreamLifecycle, list[Decision]]
+
+
+def _end_if_silent(state: StreamLifecycle, cause: Event, silence: timedelta | None) -> Outcome:
+    """The silence rule at an ``ingest`` event's time. Only there: that topic's partition holds the
+    stream's reports in the order they were sent, whereas ``streams`` is read interleaved with it,
+    ahead or behind, so the time of its causes says nothing about what the ingest sent meanwhile."""
+    if silence is None or not isinstance(cause, INGEST_EVENTS):
+        return state, []
+    return expire(state, cause.occurred_at, silence)
+
+
+def _on_health(state: StreamLifecycle, e: IngestHealthReported) -> Outcome:
+    heard = state.heard
+    serving = {StreamState.LIVE: state.session_id, StreamState.UNKNOWN: state.pending_session}
+    if e.session_id != serving.get(state.state):
+        return state, []  # not live, or a session that does not serve the stream (any more)
+    if heard is not None and e.occurred_at <= heard.occurred_at:
+        return state, []  # redelivered, or older than what was heard already
+    return replace(state, heard=_sign(e)), []
+
+
+def _sign(e: IngestConnected | IngestHealthReported | PendingConnect) -> SignOfLife:
+    return SignOfLife(event_id=str(e.event_id), occurred_at=e.occurred_at, trace_id=e.trace_id)
 
 
 def _on_created(state: StreamLifecycle, e: StreamCreated) -> Outcome:
@@ -206,11 +166,17 @@ def _on_created(state: StreamLifecycle, e: StreamCreated) -> Outcome:
 
 def _go_live_if_pending(known: StreamLifecycle) -> Outcome:
     """The stream just became known: a connect read before it now takes effect, as if in order."""
-    pending, session = known.pending_cause, known.pending_session
-    known = replace(known, pending_cause=None, pending_session="")
+    pending, session, heard = known.pending_cause, known.pending_session, known.heard
+    known = replace(known, pending_cause=None, pending_session="", heard=None)
     if pending is None or not session:
-        return known, []  # no early connect, or its session already left: nothing went live
-    live = replace(known, state=StreamState.LIVE, session_id=session, live_since=pending.occurred_at)
+        return replace(known, node=""), []  # no early connect, or it left: nothing went live
+    live = replace(
+        known,
+        state=StreamState.LIVE,
+        session_id=session,
+        heard=heard or _sign(pending),  # the pending session's newest connect or report
+        live_since=pending.occurred_at,
+    )
     return live, [_went_live(live, pending)]
 
 
@@ -232,10 +198,14 @@ def _on_scheduled(state: StreamLifecycle, e: StreamScheduled) -> Outcome:
 
 def _on_connected(state: StreamLifecycle, e: IngestConnected) -> Outcome:
     if state.state in (StreamState.CREATED, StreamState.SCHEDULED):
-        live = replace(state, state=StreamState.LIVE, session_id=e.session_id, live_since=e.occurred_at)
+        live = replace(_serving(state, e), state=StreamState.LIVE, live_since=e.occurred_at)
         return live, [_went_live(live, _pending(e))]
+    if state.state is StreamState.LIVE and e.session_id == state.session_id:
+        return state, []  # the live session's connect, redelivered: what was heard since stands
     if state.state is StreamState.LIVE:
-        return replace(state, session_id=e.session_id), []  # a reconnect: the newest session counts
+        # A reconnect, on this node or another (whose node died, say): the newest session serves
+        # the stream from now on, and the silence rule listens to it alone.
+        return _serving(state, e), []
     if state.state is StreamState.UNKNOWN:
         return _connected_early(state, e), []
     if e.session_id == state.session_id:
@@ -243,20 +213,28 @@ def _on_connected(state: StreamLifecycle, e: IngestConnected) -> Outcome:
     return state, [_rejected(state, e, "go_live", "the stream has ended")]
 
 
+def _serving(state: StreamLifecycle, e: IngestConnected) -> StreamLifecycle:
+    return replace(state, session_id=e.session_id, node=e.node, heard=_sign(e))
+
+
 def _connected_early(state: StreamLifecycle, e: IngestConnected) -> StreamLifecycle:
     """A connect read before the creation: remembered, decided when the stream becomes known."""
     pending = state.pending_cause
     if pending is not None and pending.event_id == str(e.event_id):
         return state  # the pending connect, redelivered (even after its session left)
+    serving = replace(state, pending_session=e.session_id, node=e.node, heard=_sign(e))
     if pending is not None and state.pending_session:
         # a reconnect before the creation: it will go live on the first connect, with this session
-        return replace(state, pending_session=e.session_id)
-    return replace(state, pending_cause=_pending(e), pending_session=e.session_id)
+        return serving
+    return replace(serving, pending_cause=_pending(e))
 
 
 def _pending(e: IngestConnected) -> PendingConnect:
     return PendingConnect(
-        event_id=str(e.event_id), occurred_at=e.occurred_at, trace_id=e.trace_id, session_id=e.session_id
+        event_id=str(e.event_id),
+        occurred_at=e.occurred_at,
+        trace_id=e.trace_id,
+        session_id=e.session_id,
     )
 
 
@@ -280,13 +258,13 @@ def _on_end_requested(state: StreamLifecycle, e: StreamEndRequested) -> Outcome:
     return state, [_rejected(state, e, "end", reason)]
 
 
-def _end(state: StreamLifecycle, cause: Event, reason: StreamEndReason) -> Outcome:
+def _end(state: StreamLifecycle, cause: Event | SignOfLife, reason: StreamEndReason) -> Outcome:
     cause_id, at = str(cause.event_id), cause.occurred_at
     ended = replace(state, state=StreamState.ENDED, ended_at=at, ended_cause=cause_id)
     return ended, [_ended(ended, cause, reason)]
 
 
-def _head(cause: Event | PendingConnect, kind: type[Event]) -> dict[str, Any]:
+def _head(cause: Event | PendingConnect | SignOfLife, kind: type[Event]) -> dict[str, Any]:
     """The envelope of a decision: derived from the cause only, so redelivery yields the same event."""
     return {
         "event_id": uuid.uuid5(NAMESPACE, f"{cause.event_id}:{kind.event_type()}"),
@@ -310,7 +288,7 @@ def _went_live(state: StreamLifecycle, cause: PendingConnect) -> StreamWentLive:
     )
 
 
-def _ended(state: StreamLifecycle, cause: Event, reason: StreamEndReason) -> StreamEnded:
+def _ended(state: StreamLifecycle, cause: Event | SignOfLife, reason: StreamEndReason) -> StreamEnded:
     since = state.live_since or cause.occurred_at
     return StreamEnded(
         **_head(cause, StreamEnded),
@@ -344,3 +322,4 @@ _HANDLERS: dict[type[Event], Callable[[StreamLifecycle, Any], Outcome]] = {
     IngestDisconnected: _on_disconnected,
 }
 CAUSES: tuple[type[Event], ...] = tuple(_HANDLERS)
+INGEST_EVENTS = (IngestConnected, IngestDisconnected, IngestHealthReported)

@@ -24,7 +24,8 @@ import m3u8
 import pytest
 
 from events.base import Event
-from infra.kafka import EventPublisher
+from events.codec import EventCodec
+from infra.kafka import EventConsumer, EventPublisher, LoggedDeadLetters
 from infra.settings import Settings
 from ingest_workers.control import ApiAuthorizer
 from ingest_workers.node import IngestNode, open_node
@@ -74,6 +75,53 @@ class RecordingSink:
 
     def of(self, kind: type, stream_id: str) -> list[Any]:
         return [e for e in self.events if isinstance(e, kind) and getattr(e, "stream_id", None) == stream_id]
+
+
+class TopicLog:
+    """Every event of some topics, read from their beginning in the background (see :func:`reading`)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def of(self, stream_id: str, *kinds: type) -> list[Any]:
+        """The events about ``stream_id`` (of ``kinds``, if any), in the order they were read."""
+        return [
+            e
+            for e in self.events
+            if getattr(e, "stream_id", None) == stream_id and (not kinds or isinstance(e, kinds))
+        ]
+
+    async def first(self, stream_id: str, kind: type, *, timeout_s: float) -> Any:
+        async def probe() -> Any:
+            return next(iter(self.of(stream_id, kind)), None)
+
+        return await eventually(probe, timeout_s=timeout_s, interval_s=0.1)
+
+
+@contextlib.asynccontextmanager
+async def reading(settings: Settings, *topics: str) -> AsyncIterator[TopicLog]:
+    """A :class:`TopicLog` of ``topics`` (logical names) in ``settings``' namespace, while inside."""
+    consumer = EventConsumer(
+        settings.kafka,
+        EventCodec.load(),
+        topics=list(topics),
+        group_id=None,
+        dead_letters=LoggedDeadLetters("tests"),
+        from_beginning=True,
+    )
+    log = TopicLog()
+
+    async def collect() -> None:
+        async for batch in consumer.batches(timeout_ms=100):
+            log.events.extend(c.event for c in batch)
+
+    async with consumer:
+        task = asyncio.create_task(collect())
+        try:
+            yield log
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 @dataclass

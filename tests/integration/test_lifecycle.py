@@ -219,7 +219,10 @@ async def test_the_lifecycle_agent_decides_survives_a_restart_and_replays_identi
     kafka_io: tuple[EventPublisher, Decisions],
 ) -> None:
     publisher, decisions = kafka_io
-    worker = WorkerProcess(namespace, tmp_path / "faust", tmp_path / "worker.log")
+    # Its streams go live on connects alone (no health reports): keep the silence rule out of the way
+    # of a run that can outlast the default 30 s on a loaded machine (test_lifecycle_silence tests it).
+    quiet = {"ESPORTS_INGEST__SILENCE_END_S": "3600"}
+    worker = WorkerProcess(namespace, tmp_path / "faust", tmp_path / "worker.log", **quiet)
     worker.start()
     try:
         await worker.wait_healthy()
