@@ -7,7 +7,7 @@ processors, projector, see `apps`) as a Python process, with all state under ``s
     run_dir/kafka/libs-<version>/  jars resolved from infra/local/kafka/pom.xml
     run_dir/kafka/data/            KRaft metadata and topic logs
     run_dir/postgres/data/         the cluster (initdb on first start)
-    run_dir/redis/                 the append-only file
+    run_dir/redis/                 the append-only file (cluster/node-N/: each node of a Redis Cluster)
     run_dir/logs/<service>.log     each service's output
     run_dir/pids/<service>.pid     "<pid> <start time>" of each process this module started
 
@@ -229,6 +229,8 @@ def up(settings: Settings, services: Sequence[str] | None = None) -> list[Servic
     _make_dirs(settings)
     to_start = [name for name in names if _service(name).pid(settings) is None]
     if "kafka" in names and (wrong := kafka.mismatch(settings)):
+        raise StackError(wrong)
+    if "redis" in names and (wrong := redis.mismatch(settings)):
         raise StackError(wrong)
     if conflicts := port_conflicts(settings, to_start):
         raise StackError("\n".join(conflicts))
