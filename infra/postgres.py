@@ -34,12 +34,20 @@ class DatabaseUnavailable(DatabaseError):
     retriable = True
 
 
+class DatabaseConflict(DatabaseError):
+    """A transaction lost a serialization or deadlock conflict with a concurrent one: run it again."""
+
+    retriable = True
+
+
 class MigrationError(DatabaseError):
     """A migration file is misnamed or failed to apply."""
 
 
 def translate(error: BaseException, action: str) -> DatabaseError:
     """The one place psycopg errors become ours."""
+    if isinstance(error, psycopg.errors.TransactionRollback):  # 40001 serialization, 40P01 deadlock
+        return DatabaseConflict(f"{action}: conflict with a concurrent transaction ({error.sqlstate})")
     if isinstance(error, psycopg.OperationalError | psycopg.errors.ConnectionTimeout):
         return DatabaseUnavailable(f"{action}: PostgreSQL unavailable ({error})")
     return DatabaseError(f"{action}: {error}")

@@ -6,6 +6,12 @@ the batch and commits. Resuming reads the offsets back (``start_positions``), so
 exactly once whatever crashed where. Row locks on the offsets make a second instance that still
 holds a revoked partition (a zombie after a rebalance) skip what the first one already applied.
 
+Batches run SERIALIZABLE. Several projector processes share a projector's partitions, and some
+handlers join rows that events of *another* topic write (a poll's question and its tally, a
+moderation request and its outcome): under READ COMMITTED two instances committing the two halves
+at once would each miss the other's row, and the link would be lost for good. PostgreSQL aborts one
+of them instead (``DatabaseConflict``), and the batch is simply applied again.
+
 The consumer group's own offsets are committed after the transaction only so that ops tools
 (``kafka-consumer-groups``, lag exporters) show the lag; correctness never depends on them.
 """
@@ -26,7 +32,7 @@ from psycopg_pool import AsyncConnectionPool
 from events.base import Event
 from events.codec import EventCodec
 from infra.kafka import ConsumedEvent, DeadLetters, EventConsumer, KafkaError
-from infra.postgres import DatabaseError, translate
+from infra.postgres import DatabaseConflict, DatabaseError, translate
 from infra.redis import CacheError
 from infra.settings import KafkaSettings
 from projections.database import checked_schema
@@ -161,6 +167,10 @@ async def store_with_retries(
         except ProjectionFailed as e:
             _log_failure(e)
             raise
+        except DatabaseConflict as e:  # a twin process's concurrent batch won: apply this one again
+            log.info("projector=%s batch from %s again: %s", store.name, batch[0].position, e)
+            await asyncio.sleep(first_delay_s)
+            continue
         except (DatabaseError, CacheError) as e:
             if not e.retriable:
                 log.error("projector=%s stopped on batch from %s: %s", store.name, batch[0].position, e)
@@ -269,6 +279,7 @@ class PostgresProjector:
     async def _transaction(self) -> AsyncIterator[Cursor]:
         try:
             async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                await cur.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")  # see the docstring
                 # Also set per transaction: correct even on a pool built for another schema.
                 await cur.execute("SELECT set_config('search_path', %s, true)", (self._schema,))
                 yield cur
