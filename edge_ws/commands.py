@@ -8,6 +8,11 @@ Each write returns only after the broker's acknowledgement (the publisher is ide
 so an ``ack`` to the client is never a promise the log does not keep. Heartbeats are different:
 presence is sampled, so the node collects them and every few seconds publishes them to
 ``viewers.presence`` as ViewerPresenceBatch records, one per partition the sessions hash to.
+
+In the node, every write is bounded (``timeout_s``): one Kafka does not take in time fails (nothing of
+it is published later, see :meth:`infra.kafka.EventPublisher.publish_many`) and pauses sending
+(:mod:`edge_ws.pause`); while paused, heartbeats are dropped (a sample lost, the count recovers on the
+next flush after the pause).
 """
 
 from __future__ import annotations
@@ -17,16 +22,18 @@ import logging
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from edge_ws.auth import Identity
 from edge_ws.metrics import Metrics
+from edge_ws.pause import SendingPause
 from edge_ws.protocol import EndPoll, Moderate, OpenPoll, ProtocolError, SendChat, Vote, poll_command
 from events import viewers
 from events.base import utc_now
 from events.chat import ChatMessageSent, ChatMessageSubmitted, ModerationAction, ModerationActionRequested
 from events.polls import PollClosed, PollOpened, PollVoted
 from events.viewers import MAX_BEATS, ViewerBeat, ViewerPresenceBatch
-from infra.kafka import EventPublisher, KafkaError, Position, partition_of_key
+from infra.kafka import EventPublisher, KafkaError, NotPublished, Position, partition_of_key
 
 log = logging.getLogger(__name__)
 PRODUCER = "edge_ws"
@@ -35,12 +42,22 @@ Presence = Mapping[tuple[str, str], str | None]
 
 
 class EdgeWrites:
-    """Publishes the events a connection's commands become."""
+    """Publishes the events a connection's commands become (within ``timeout_s``, pausing on failure)."""
 
-    def __init__(self, publisher: EventPublisher, edge_id: str, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        publisher: EventPublisher,
+        edge_id: str,
+        metrics: Metrics,
+        *,
+        timeout_s: float | None = None,
+        pause: SendingPause | None = None,
+    ) -> None:
         self._publisher = publisher
         self.edge_id = edge_id
         self._metrics = metrics
+        self._timeout_s = timeout_s
+        self._pause = pause
 
     async def chat(self, who: Identity, command: SendChat) -> tuple[str, Position]:
         """Publish a submitted message; returns its edge-assigned id and log position.
@@ -121,7 +138,12 @@ class EdgeWrites:
         self,
         event: ChatMessageSubmitted | ModerationActionRequested | PollVoted | PollOpened | PollClosed,
     ) -> Position:
-        position = await self._publisher.publish(event)
+        try:
+            position = await self._publisher.publish(event, **_bounded(self._timeout_s))
+        except KafkaError as e:
+            if self._pause is not None:
+                self._pause.failed(e)
+            raise
         self._metrics.published += 1
         return position
 
@@ -135,11 +157,22 @@ class HeartbeatBatch:
     records: the sessions grouped by their partition of ``viewers.presence``, at most
     :data:`MAX_BEATS` beats a record, all of them sent before any acknowledgement is awaited."""
 
-    def __init__(self, publisher: EventPublisher, edge_id: str, metrics: Metrics, interval_s: float) -> None:
+    def __init__(
+        self,
+        publisher: EventPublisher,
+        edge_id: str,
+        metrics: Metrics,
+        interval_s: float,
+        *,
+        timeout_s: float | None = None,
+        pause: SendingPause | None = None,
+    ) -> None:
         self._publisher = publisher
         self._edge_id = edge_id
         self._metrics = metrics
         self._interval_s = interval_s
+        self._timeout_s = timeout_s
+        self._pause = pause
         self._seen: dict[tuple[str, str], str | None] = {}
 
     def record(self, stream: str, session_id: str, user_id: str | None) -> None:
@@ -150,9 +183,13 @@ class HeartbeatBatch:
         seen, self._seen = self._seen, {}
         if not seen:
             return 0
-        partitions = await self._publisher.partitions_of(ViewerPresenceBatch)
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                partitions = await self._publisher.partitions_of(ViewerPresenceBatch)
+        except TimeoutError:
+            raise NotPublished(f"no partitions of viewers.presence within {self._timeout_s:g}s") from None
         batches = presence_batches(seen, partitions, edge_id=self._edge_id, seen_at=utc_now())
-        await self._publisher.publish_many(batches)
+        await self._publisher.publish_many(batches, **_bounded(self._timeout_s))
         self._metrics.published += len(seen)
         return len(seen)
 
@@ -160,10 +197,20 @@ class HeartbeatBatch:
         """Flush every interval until cancelled; a broker outage loses a sample, never the node."""
         while True:
             await asyncio.sleep(self._interval_s)
+            if self._pause is not None and self._pause.paused:
+                self._seen = {}  # nothing queues up for Kafka while it is away
+                continue
             try:
                 await self.flush()
             except KafkaError as e:
                 log.warning("heartbeat batch not published (retriable=%s): %s", e.retriable, e)
+                if self._pause is not None:
+                    self._pause.failed(e)
+
+
+def _bounded(timeout_s: float | None) -> dict[str, Any]:
+    """``timeout_s`` as the publisher's keyword when the node gives one (tests' stand-ins take none)."""
+    return {} if timeout_s is None else {"timeout_s": timeout_s}
 
 
 def presence_batches(

@@ -16,6 +16,8 @@ _HELP = {
     "rate_limited": ("counter", "Client frames refused by the per-connection rate limit."),
     "refused_handshakes": ("counter", "Handshakes refused (origin, token, per-IP cap, draining)."),
     "reloads": ("counter", "Resumes the history window no longer covered (notice reload)."),
+    "paused": ("gauge", "1 while sending is paused (Kafka unreachable: writes refused), else 0."),
+    "pauses": ("counter", "Times sending was paused since start."),
 }
 
 
@@ -34,6 +36,8 @@ class Metrics:
     rate_limited: int = 0
     refused_handshakes: int = 0
     reloads: int = 0
+    paused: int = 0
+    pauses: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -23,6 +23,7 @@ from edge_ws.fanout import FanoutHub
 from edge_ws.http import Gate, allowed_origins
 from edge_ws.limits import AddressCap
 from edge_ws.metrics import Metrics
+from edge_ws.pause import SendingPause
 from edge_ws.protocol import CLOSE_RESTART, notice
 from edge_ws.reader import EdgeReader, chat_starts, pump
 from edge_ws.session import Session, SessionContext
@@ -54,17 +55,31 @@ class EdgeNode:
             backfill=edge.backfill_messages,
             mode=edge.fanout,
         )
-        self.heartbeats = HeartbeatBatch(self.publisher, self.node_id, self.metrics, edge.heartbeat_flush_s)
+        self.sessions: set[Session] = set()
+        # Writes wait for Kafka as long as an API command does, then fail and pause sending.
+        timeout_s = settings.api.publish_timeout_s
+        self.pause = SendingPause(self.publisher, self._tell_everyone, self.metrics, timeout_s=timeout_s)
+        self.heartbeats = HeartbeatBatch(
+            self.publisher,
+            self.node_id,
+            self.metrics,
+            edge.heartbeat_flush_s,
+            timeout_s=timeout_s,
+            pause=self.pause,
+        )
         tokens = TokenCheck(settings.auth)
         self.context = SessionContext(
             hub=self.hub,
-            writes=EdgeWrites(self.publisher, self.node_id, self.metrics),
+            writes=EdgeWrites(
+                self.publisher, self.node_id, self.metrics, timeout_s=timeout_s, pause=self.pause
+            ),
             heartbeats=self.heartbeats,
             tokens=tokens,
             metrics=self.metrics,
             max_text=settings.chat.max_message_length,
             send_buffer_bytes=edge.send_buffer_bytes,
             rate=(edge.client_messages_per_s, edge.client_burst),
+            pause=self.pause,
         )
         self.cap = AddressCap(edge.max_connections_per_ip)
         origins = allowed_origins(settings.api.cors_origins, settings.api.public_url)
@@ -77,7 +92,6 @@ class EdgeNode:
             self.node_id,
             ClientAddresses(settings.api.trusted_proxies),
         )
-        self.sessions: set[Session] = set()
         self.ready = asyncio.Event()
         self._reader_alive = False
         self._started = time.monotonic()
@@ -89,6 +103,7 @@ class EdgeNode:
             "node": self.node_id,
             "kafka_reader": "running" if self._reader_alive else "stopped",
             "draining": self.gate.draining,
+            "sending": "paused" if self.pause.paused else "running",
             "uptime_s": round(time.monotonic() - self._started, 1),
             **self.metrics.as_dict(),
         }
@@ -122,6 +137,7 @@ class EdgeNode:
             self.port = server.sockets[0].getsockname()[1]
             tasks = [asyncio.create_task(pump(self.reader, self.hub, self.metrics), name="edge-reader")]
             tasks.append(asyncio.create_task(self.heartbeats.run(), name="edge-heartbeats"))
+            tasks.append(asyncio.create_task(self.pause.watch(), name="edge-pause-watch"))
             self._reader_alive = True
             self.ready.set()
             log.info("edge node %s listening on %s:%s", self.node_id, edge.host, self.port)
@@ -132,6 +148,9 @@ class EdgeNode:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await _quietly(self.heartbeats.flush())
+
+    def _tell_everyone(self, payload: bytes) -> None:
+        self.hub.tell_everyone(payload, self.sessions)
 
     async def _drain(self, server: Server) -> None:
         """Graceful: refuse new handshakes, tell everyone to reconnect, close with 1012 in parallel."""
@@ -155,6 +174,8 @@ class EdgeNode:
         self.sessions.add(session)
         self.metrics.connections += 1
         self.metrics.connections_total += 1
+        if self.pause.paused:  # a client arriving during a pause learns it at once
+            session.send(self.pause.notice())
         try:
             await session.run()
         except Exception as e:  # ConnectionClosed and friends: the client is gone either way

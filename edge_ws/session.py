@@ -20,6 +20,7 @@ from edge_ws.commands import EdgeWrites, HeartbeatBatch
 from edge_ws.fanout import FanoutHub
 from edge_ws.limits import TokenBucket
 from edge_ws.metrics import Metrics
+from edge_ws.pause import SendingPause
 from edge_ws.protocol import (
     CLOSE_POLICY,
     CLOSE_TRY_AGAIN,
@@ -40,7 +41,7 @@ from edge_ws.protocol import (
     parse,
     text_frame,
 )
-from infra.kafka import KafkaError, Position
+from infra.kafka import KafkaError, Position, PublishInDoubt
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class SessionContext:
         send_buffer_bytes: int,
         rate: tuple[float, int],
         clock: Callable[[], float] = time.monotonic,
+        pause: SendingPause | None = None,
     ) -> None:
         self.hub = hub
         self.writes = writes
@@ -74,6 +76,7 @@ class SessionContext:
         self.send_buffer_bytes = send_buffer_bytes
         self.rate = rate
         self.clock = clock
+        self.pause = pause
         self.closing: set[asyncio.Task[None]] = set()
 
 
@@ -212,6 +215,13 @@ class Session:
 
     async def _write(self, command: SendChat | Vote | Moderate) -> None:
         who = self._writer(command.nonce)
+        if self._context.pause is not None and self._context.pause.paused:
+            raise ProtocolError(
+                "paused",
+                "sending is paused (this node cannot reach Kafka); not stored: send it again after "
+                "notice resumed",
+                command.nonce,
+            )
         writes = self._context.writes
         try:
             if isinstance(command, SendChat):
@@ -225,11 +235,17 @@ class Session:
             else:
                 event_id, position = await writes.moderate(who, command)
         except KafkaError as e:
-            raise ProtocolError(
-                "unavailable", f"not stored, try again ({e.retriable=})", command.nonce
-            ) from e
+            raise ProtocolError("unavailable", _not_stored(e), command.nonce) from e
         if command.nonce:
             self.send(ack(command.nonce, stream=command.stream, event_id=event_id, pos=_pos(position)))
+
+
+def _not_stored(error: KafkaError) -> str:
+    if isinstance(error, PublishInDoubt):
+        return "Kafka stalled while storing it: it may still be stored; check before sending it again"
+    if error.retriable:
+        return "not stored: Kafka did not answer in time; send it again after notice resumed"
+    return f"not stored: Kafka refused it ({error})"
 
 
 async def _close_soon(ws: ServerConnection, code: int, reason: str) -> None:

@@ -71,7 +71,7 @@ def create_app(
         _attach(app, services)
     _include_routes(app)
     web_pages.install(app)  # the viewer pages, sitemap, robots.txt and static files (web/)
-    install_problem_handlers(app)
+    install_problem_handlers(app, kafka_retry_after_s=settings.api.retry_after_s)
     # Added innermost first: CORS sees every request, the idempotency layer only routed POSTs.
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)

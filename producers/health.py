@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
-from redis.asyncio import Redis
 
 from infra.kafka import wait_for_broker
+from infra.redis import RedisClient
 from infra.settings import KafkaSettings
 
 CHECK_TIMEOUT_S = 2.0
@@ -42,7 +42,7 @@ class HealthChecks:
     """Runs the checks concurrently; the Kafka probe (a fresh metadata request) is cached a few seconds."""
 
     def __init__(
-        self, pool: AsyncConnectionPool, redis: Redis, kafka: KafkaSettings, *, kafka_ttl_s: float = 5.0
+        self, pool: AsyncConnectionPool, redis: RedisClient, kafka: KafkaSettings, *, kafka_ttl_s: float = 5.0
     ):
         self._pool = pool
         self._redis = redis

@@ -1,8 +1,10 @@
 """``Idempotency-Key`` on POST: the same key, caller and route replay the stored response.
 
 A pure ASGI middleware: the first request with a key reserves a row (so a concurrent duplicate
-gets 409 instead of running twice), runs, and stores its response when it is final (2xx, or a 422
-the same body will always get); other outcomes free the key so a retry runs again. The same key
+gets 409 instead of running twice), runs, and stores its response when it is final (2xx, a 422
+the same body will always get, or a 503 whose command Kafka may still record: see
+:data:`~producers.problems.OUTCOME_UNKNOWN_HEADER`); other outcomes (a 503 that recorded nothing)
+free the key so a retry runs again. The same key
 with a different body is a client bug: 422. Keys live 24 hours.
 
 A route whose response holds a secret (the stream-key rotation) sets :data:`DO_NOT_STORE_HEADER`:
@@ -22,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from infra.postgres import DatabaseError
 from producers.auth.tokens import InvalidToken
-from producers.problems import problem_response
+from producers.problems import OUTCOME_UNKNOWN_HEADER, problem_response
 from producers.store import translated
 
 log = logging.getLogger(__name__)
@@ -161,7 +163,7 @@ class IdempotencyMiddleware:
         except BaseException:
             await store.release(*ident)
             raise
-        if captured.status is not None and _storable(captured.status):
+        if captured.status is not None and (_storable(captured.status) or captured.outcome_unknown):
             kept = None if captured.secret else bytes(captured.body)
             await store.complete(*ident, captured.status, captured.content_type, kept)
         else:
@@ -176,6 +178,7 @@ class _Capture:
         self.status: int | None = None
         self.content_type: str | None = None
         self.secret = False
+        self.outcome_unknown = False
         self.body = bytearray()
 
     async def send(self, message: Message) -> None:
@@ -186,6 +189,9 @@ class _Capture:
                 lowered = name.lower()
                 if lowered == DO_NOT_STORE_HEADER.lower().encode():
                     self.secret = True
+                    continue
+                if lowered == OUTCOME_UNKNOWN_HEADER.lower().encode():
+                    self.outcome_unknown = True
                     continue
                 if lowered == b"content-type":
                     self.content_type = value.decode("latin-1")

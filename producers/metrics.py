@@ -37,7 +37,11 @@ class ApiMetrics:
             registry=self.registry,
         )
         self.publish_failures = Counter(
-            "api_publish_failures_total", "Publishes that failed", ["event_type"], registry=self.registry
+            "api_publish_failures_total",
+            "Events of commands whose publish failed, by outcome: not_recorded (nothing in the log, "
+            "now or later) or in_doubt (a stalled broker may still append them)",
+            ["event_type", "outcome"],
+            registry=self.registry,
         )
 
     def render(self) -> tuple[bytes, str]:

@@ -2,12 +2,15 @@
 
 Routes raise :class:`ApiProblem` subclasses (guard clauses before any event exists); the handlers
 installed by :func:`install_problem_handlers` turn those, Starlette's HTTP errors (404, 405),
-validation errors (422) and the adapters' unavailability errors (503) into one JSON shape.
+validation errors (422) and the adapters' unavailability errors (503) into one JSON shape. Kafka's
+503 carries ``Retry-After`` (``api.retry_after_s``) and says whether the command may have been recorded
+(type ``/problems/outcome-unknown``) or certainly was not (``/problems/service-unavailable``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,13 +19,16 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from infra.kafka import KafkaError
+from infra.kafka import KafkaError, PublishInDoubt
 from infra.postgres import DatabaseError
 from infra.redis import CacheError
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+# Set (and stripped) on an answer whose command may or may not be recorded: the idempotency layer
+# keeps it, so a retry with the same Idempotency-Key gets it again instead of running twice.
+OUTCOME_UNKNOWN_HEADER = "X-Idempotency-Outcome"
 
 
 class Problem(BaseModel):
@@ -212,16 +218,51 @@ async def _on_unavailable(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _on_kafka_unavailable(retry_after_s: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    """Kafka errors: a retriable one (the broker did not answer in time) is a 503 with ``Retry-After``
+    and says whether anything may have been recorded; a refusal is a 503 without it."""
+
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        if not getattr(exc, "retriable", False):
+            return await _on_unavailable(request, exc)
+        log.warning("Kafka unavailable on %s %s: %s", request.method, request.url.path, exc)
+        in_doubt = isinstance(exc, PublishInDoubt)
+        return problem_response(
+            503,
+            code="outcome-unknown" if in_doubt else "service-unavailable",
+            title="Outcome unknown: Kafka stalled while recording the command" if in_doubt else None,
+            detail=_IN_DOUBT if in_doubt else _NOT_RECORDED,
+            instance=request.url.path,
+            headers={
+                "Retry-After": str(retry_after_s),
+                **({OUTCOME_UNKNOWN_HEADER: "unknown"} if in_doubt else {}),
+            },
+        )
+
+    return handler
+
+
+_NOT_RECORDED = (
+    "the event log (Kafka) did not answer in time; nothing was recorded, now or later: retry after "
+    "Retry-After seconds (with the same Idempotency-Key)"
+)
+_IN_DOUBT = (
+    "the event log (Kafka) stalled after receiving part of the command; it may still be recorded: "
+    "read its outcome before repeating it with a new Idempotency-Key (this one keeps this answer)"
+)
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(500, code="internal", instance=request.url.path)
 
 
-def install_problem_handlers(app: FastAPI) -> None:
+def install_problem_handlers(app: FastAPI, *, kafka_retry_after_s: int = 1) -> None:
     """Route every error the app can raise to a problem+json answer."""
     app.add_exception_handler(ApiProblem, _on_problem)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(RequestValidationError, _on_validation)
-    for unavailable in (KafkaError, DatabaseError, CacheError):
+    app.add_exception_handler(KafkaError, _on_kafka_unavailable(kafka_retry_after_s))
+    for unavailable in (DatabaseError, CacheError):
         app.add_exception_handler(unavailable, _on_unavailable)
     app.add_exception_handler(Exception, _on_unexpected)

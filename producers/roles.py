@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from events.users import UserRole, UserRoleChanged
 from infra.kafka import KafkaError
-from producers.commands import Receipt
+from producers.commands import Receipt, nothing_recorded
 from producers.services import Services
 from producers.store.accounts import Credential
 
@@ -20,8 +20,9 @@ async def change_role(services: Services, account: Credential, role: str, *, cha
     )
     try:
         return await services.bus.publish(event)
-    except KafkaError:
-        await services.accounts.set_role(account.user_id, account.role)
+    except KafkaError as e:
+        if nothing_recorded(e):  # in doubt the new role stays: the change may be in the log
+            await services.accounts.set_role(account.user_id, account.role)
         raise
 
 

@@ -7,20 +7,20 @@ can run against their own PostgreSQL schemas and Redis key prefix.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis.asyncio as aioredis
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from events.codec import EventCodec
-from infra.kafka import EventPublisher
+from infra.kafka import BrokerUnavailable, EventPublisher
 from infra.postgres import apply_migrations
-from infra.redis import make_client
+from infra.redis import RedisClient, make_client
 from infra.settings import PostgresSettings, Settings
 from producers.auth.login_limiter import LoginLimiter
 from producers.auth.passwords import Passwords
@@ -32,6 +32,8 @@ from producers.read_model.streams import StreamReader
 from producers.read_model.tournaments import TournamentReader
 from producers.store.accounts import AccountStore
 from producers.store.channels import ChannelStore
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 PRODUCER_NAME = "producers.api"
@@ -92,7 +94,7 @@ class Services:
     settings: Settings
     namespace: Namespace
     pool: AsyncConnectionPool
-    redis: aioredis.Redis
+    redis: RedisClient
     bus: CommandBus
     codec: EventCodec
     passwords: Passwords
@@ -133,14 +135,16 @@ class Services:
             redis = make_client(settings.redis, name="esports-api")
             stack.push_async_callback(redis.aclose)
             publisher = EventPublisher(settings.kafka, codec, producer=PRODUCER_NAME)
-            await publisher.start()
             stack.push_async_callback(publisher.stop)
+            await _start_publisher(publisher, settings.api.publish_timeout_s)
             yield cls(
                 settings=settings,
                 namespace=namespace,
                 pool=pool,
                 redis=redis,
-                bus=CommandBus(publisher, metrics, producer=PRODUCER_NAME),
+                bus=CommandBus(
+                    publisher, metrics, producer=PRODUCER_NAME, timeout_s=settings.api.publish_timeout_s
+                ),
                 codec=codec,
                 passwords=passwords or Passwords(),
                 tokens=tokens,
@@ -154,6 +158,15 @@ class Services:
                 streams=StreamReader(pool, redis, prefix=namespace.redis_prefix),
                 tournaments=TournamentReader(pool),
             )
+
+
+async def _start_publisher(publisher: EventPublisher, timeout_s: float) -> None:
+    """Connect to Kafka if it answers in time; if not, the API starts anyway (queries and /health work,
+    commands answer 503) and the first command after Kafka is back connects it."""
+    try:
+        await publisher.start(timeout_s=timeout_s)
+    except BrokerUnavailable as e:
+        log.warning("Kafka unreachable at start, commands answer 503 until it is back: %s", e)
 
 
 def _access_tokens(settings: Settings) -> AccessTokens:

@@ -11,10 +11,11 @@ from events.base import utc_now
 from events.users import UserRegistered, UserRole
 from infra.kafka import KafkaError
 from producers.auth.tokens import new_refresh_token, token_hash
+from producers.commands import nothing_recorded
 from producers.deps import ClientIp, ServicesDep
 from producers.idempotency import DO_NOT_STORE_HEADER
 from producers.models.accounts import LoginRequest, RefreshRequest, Registered, RegisterRequest, TokenPair
-from producers.problems import Conflict, ServiceUnavailable, TooManyRequests, Unauthorized, documented
+from producers.problems import Conflict, TooManyRequests, Unauthorized, documented
 from producers.routes import API_PREFIX, accepted
 from producers.services import Services
 from producers.store.accounts import Credential, RefreshRejected
@@ -45,9 +46,10 @@ async def register(body: RegisterRequest, services: ServicesDep) -> Registered:
     )
     try:
         receipt = await services.bus.publish(event)
-    except KafkaError:
-        await services.accounts.delete(user_id)  # the name is free again: nothing was recorded
-        raise ServiceUnavailable("the registration could not be recorded; try again") from None
+    except KafkaError as e:
+        if nothing_recorded(e):  # the name is free again; in doubt it stays taken (one event per name)
+            await services.accounts.delete(user_id)
+        raise  # 503 with Retry-After (producers.problems)
     return Registered(**accepted(receipt), user_id=user_id, username=body.username)
 
 

@@ -12,6 +12,7 @@ from events.channels import ChannelCreated, ChannelStreamKeyRotated, ChannelUpda
 from events.users import ModeratorAppointed, ModeratorRemoved, UserRole, UserRoleChanged
 from infra.kafka import KafkaError
 from producers import rules, stream_keys
+from producers.commands import nothing_recorded
 from producers.deps import CurrentUser, Cursor, Limit, Principal, ReadYourWrites, ServicesDep
 from producers.idempotency import DO_NOT_STORE_HEADER
 from producers.models.channels import (
@@ -61,9 +62,10 @@ async def create_channel(
         await services.accounts.set_role(user.user_id, "streamer")
     try:
         receipt = await services.bus.publish(*events)
-    except KafkaError:
-        await services.channels.release(channel_id)
-        await services.accounts.set_role(user.user_id, user.role)
+    except KafkaError as e:
+        if nothing_recorded(e):  # in doubt the slug stays claimed: never two channels with one slug
+            await services.channels.release(channel_id)
+            await services.accounts.set_role(user.user_id, user.role)
         raise
     return ChannelAccepted(**accepted(receipt), channel_id=channel_id, slug=body.slug)
 
@@ -136,8 +138,9 @@ async def rotate_stream_key(
     event = ChannelStreamKeyRotated(channel_id=channel_id, key_id=key.key_id, rotated_by=user.user_id)
     try:
         receipt = await services.bus.publish(event)
-    except KafkaError:
-        await services.channels.put_key(channel_id, previous)
+    except KafkaError as e:
+        if nothing_recorded(e):  # in doubt the new key stays: the rotation may be in the log
+            await services.channels.put_key(channel_id, previous)
         raise
     response.headers["Cache-Control"] = "no-store"
     response.headers[DO_NOT_STORE_HEADER] = "secret"  # the idempotency layer must not keep this body

@@ -21,7 +21,9 @@ def test_min_insync_replicas_follows_the_replication_factor(
     assert configs["cleanup.policy"] == "delete" and configs["retention.ms"] == "-1"
 
 
-@pytest.mark.parametrize(("brokers", "replication", "min_insync"), [(1, 1, 1), (2, 2, 1), (3, 3, 2), (5, 3, 2)])
+@pytest.mark.parametrize(
+    ("brokers", "replication", "min_insync"), [(1, 1, 1), (2, 2, 1), (3, 3, 2), (5, 3, 2)]
+)
 def test_a_local_cluster_defaults_to_replication_3_and_min_insync_2(
     brokers: int, replication: int, min_insync: int
 ) -> None:

@@ -64,3 +64,15 @@ export class ChatView {
     this.list.replaceChildren();
   }
 }
+
+/** The line "Chat paused, reconnecting to the server…" put before `anchor`, shown while the edge
+ * node cannot reach the server's event log (notice paused → resumed); returns its show/hide switch. */
+export function pausedNotice(anchor) {
+  const line = el("p", "Chat paused, reconnecting to the server…", "chat-paused");
+  line.setAttribute("role", "status");
+  line.hidden = true;
+  anchor.before(line);
+  return (paused) => {
+    line.hidden = !paused;
+  };
+}

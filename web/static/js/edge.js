@@ -1,6 +1,7 @@
 // The edge websocket client (edge_ws/PROTOCOL.md): reconnects with exponential backoff and jitter,
 // resumes each stream with `since` (the last chat-log position), sends heartbeats every 15 s,
-// authenticates with the user's token, and matches acks/errors to requests by nonce.
+// authenticates with the user's token, matches acks/errors to requests by nonce, and tells its page
+// when the node's sending is paused (Kafka unreachable) and resumed ("sending" events).
 
 const HEARTBEAT_MS = 15_000;
 const BACKOFF_MIN_MS = 500;
@@ -27,6 +28,7 @@ export class EdgeClient extends EventTarget {
     this.urlIndex = 0;
     this.ws = null;
     this.user = null;
+    this.paused = false; // the node cannot reach the event log: writes are refused until it resumes
     this.closed = false;
     this.heartbeat = setInterval(() => this.#beat(), HEARTBEAT_MS);
   }
@@ -88,6 +90,7 @@ export class EdgeClient extends EventTarget {
   async #opened(ws) {
     if (ws !== this.ws) return;
     this.attempt = 0;
+    this.#sending(false); // a node that is paused says so right after the handshake
     await this.authenticate();
     for (const [stream, since] of this.streams) {
       this.send(since ? { type: "subscribe", stream, since } : { type: "subscribe", stream });
@@ -121,7 +124,14 @@ export class EdgeClient extends EventTarget {
     if (m.type === "notice" && m.code === "authenticated") this.user = { user_id: m.user, role: m.role };
     if (m.type === "notice" && m.code === "reload" && this.streams.has(m.stream)) this.streams.set(m.stream, null);
     if (m.type === "notice" && m.code === "reconnect") this.ws.close(1000);
+    if (m.type === "notice" && (m.code === "paused" || m.code === "resumed")) this.#sending(m.code === "paused");
     this.dispatchEvent(new CustomEvent("message", { detail: m }));
+  }
+
+  #sending(paused) {
+    if (this.paused === paused) return;
+    this.paused = paused;
+    this.dispatchEvent(new CustomEvent("sending", { detail: { paused } }));
   }
 
   #beat() {

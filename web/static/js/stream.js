@@ -1,7 +1,7 @@
 // The stream page: player, live chat, poll, viewer count and follow button; for an ended stream
 // the VOD with the chat replayed in sync with the playhead.
 import "./shell.js";
-import { ChatView } from "./chat.js";
+import { ChatView, pausedNotice } from "./chat.js";
 import { EdgeClient } from "./edge.js";
 import { attachPlayer } from "./player.js";
 import { PollView } from "./poll.js";
@@ -78,6 +78,8 @@ async function live() {
     }
   });
   edge.addEventListener("close", () => (page.dataset.subscribed = "false"));
+  const showPaused = pausedNotice($("chat-form"));
+  edge.addEventListener("sending", (e) => showPaused(e.detail.paused));
   edge.subscribe(streamId);
   edge.connect();
 
