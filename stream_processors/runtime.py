@@ -45,6 +45,7 @@ T = TypeVar("T")
 RETRY_FIRST_S = 0.1
 RETRY_MAX_S = 5.0
 CATCH_UP_TIMEOUT_S = 30.0  # a whole-topic reader starts anyway after this long (and says so)
+FOLLOW_RETRY_FIRST_S, FOLLOW_RETRY_MAX_S = 0.5, 10.0  # a whole-topic reader's backoff after a failed fetch
 
 
 class DecisionPublisher(Service):
@@ -151,11 +152,22 @@ class WholeTopicReader(Service):
             self._apply(batch)
 
     async def _follow(self, batches: Any) -> None:
-        try:
-            async for batch in batches:
-                self._apply(batch)
-        except KafkaError as e:
-            log.error("%s reader stopped: %s", self._what, e)
+        """Follow the topics for good: a failed fetch (a broker killed, a leader moving) is retried
+        from the consumer's positions, never the end of the reader (everything it feeds would go
+        stale without a word: a poll opened later unknown to the vote workers, for one)."""
+        delay = FOLLOW_RETRY_FIRST_S
+        while True:
+            try:
+                async for batch in batches:
+                    self._apply(batch)
+                    delay = FOLLOW_RETRY_FIRST_S
+                return
+            except Exception as e:  # aiokafka's errors and ours alike; a cancel still stops it
+                log.warning("%s reader: %r; reading on in %.1fs", self._what, e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, FOLLOW_RETRY_MAX_S)
+                assert self._consumer is not None
+                batches = self._consumer.batches(timeout_ms=200)
 
     def _apply(self, batch: Sequence[Any]) -> None:
         for consumed in batch:
