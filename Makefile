@@ -13,7 +13,7 @@ ifdef BROKERS
 export ESPORTS_KAFKA__BROKERS := $(BROKERS)
 endif
 
-.PHONY: help install up down status test test-unit lint bench clean
+.PHONY: help install up down status test test-unit lint bench chaos clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ lint: $(VENV)/.installed ## ruff and mypy
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
 	@$(BIN)/mypy events infra producers stream_processors projections edge_ws ingest_workers web
+
+chaos: install ## a 10-minute chaos run on a private 3-broker platform (MINUTES=N to change), prints its table
+	@$(BIN)/python -m tests.chaos --minutes $(or $(MINUTES),10)
 
 bench: install ## run the benchmarks in bench/ (prints figures with their baselines)
 	@$(ESPORTS) infra up

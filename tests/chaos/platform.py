@@ -64,7 +64,7 @@ def cluster_ports(brokers: int = BROKERS) -> tuple[int, int]:
     raise RuntimeError("no free ports for a local Kafka cluster")
 
 
-def environment(run_dir: Path, *, brokers: int = BROKERS, **extra: object) -> dict[str, str]:
+def environment(run_dir: Path, extra: Mapping[str, object], brokers: int = BROKERS) -> dict[str, str]:
     """ESPORTS_* variables moving every port and folder of the infrastructure into `run_dir`."""
     client, controller = cluster_ports(brokers)
     moved: dict[str, object] = {
@@ -244,7 +244,7 @@ class Platform:
 def infrastructure(settings: Settings, services: tuple[str, ...] = (), **extra: object) -> Iterator[Platform]:
     """A private Kafka cluster (and `services`: postgres, redis) from `esports infra up`, stopped after."""
     with run_folder(settings) as run_dir:
-        platform = Platform(environment(run_dir, **extra))
+        platform = Platform(environment(run_dir, extra))
         try:
             esports(platform.env, "infra", "up", "kafka", *services)
             yield platform
