@@ -273,13 +273,8 @@ def _kafka_version(settings: Settings) -> str:
 
 
 def running(settings: Settings) -> dict[str, int]:
-    """Every live local Kafka node by name, whatever `brokers` says now (a cluster started with
-    --brokers 3 is still found and stopped by a later `esports down` without it)."""
-    pid_dir = settings.stack.run_dir / "pids"
-    names = sorted(
-        path.stem for path in pid_dir.glob("kafka*.pid") if path.stem == "kafka" or path.stem[6:].isdigit()
-    )
-    return {name: pid for name in names if (pid := processes.our_pid(settings, name)) is not None}
+    """Every live local Kafka node by name (see `processes.live_nodes`)."""
+    return processes.live_nodes(settings, "kafka")
 
 
 def mismatch(settings: Settings) -> str | None:

@@ -74,6 +74,19 @@ def our_pid(settings: Settings, name: str) -> int | None:
     return None
 
 
+def live_nodes(settings: Settings, service: str) -> dict[str, int]:
+    """Every live process of a multi-node service by pid-file name: `service` alone (one node) or
+    `service-N` (a cluster's nodes), whatever the settings say now, so a cluster is still found (and
+    stopped) by a later command run without the setting that started it."""
+    names = sorted(
+        path.stem
+        for path in (settings.stack.run_dir / "pids").glob(f"{service}*.pid")
+        if path.stem == service
+        or (path.stem.startswith(f"{service}-") and path.stem[len(service) + 1 :].isdigit())
+    )
+    return {name: pid for name in names if (pid := our_pid(settings, name)) is not None}
+
+
 def tree_rss(pid: int) -> int:
     """Resident memory of `pid` and all its descendants, in bytes."""
     children: dict[int, list[int]] = {}

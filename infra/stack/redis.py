@@ -232,13 +232,8 @@ def create_cluster(settings: Settings) -> None:
 
 
 def running(settings: Settings) -> dict[str, int]:
-    """Every live local Redis node by name, whatever `cluster` says now (a cluster is still found and
-    stopped by a later `esports infra down` without ESPORTS_REDIS__CLUSTER)."""
-    pid_dir = settings.stack.run_dir / "pids"
-    names = sorted(
-        path.stem for path in pid_dir.glob("redis*.pid") if path.stem == "redis" or path.stem[6:].isdigit()
-    )
-    return {name: pid for name in names if (pid := processes.our_pid(settings, name)) is not None}
+    """Every live local Redis node by name (see `processes.live_nodes`)."""
+    return processes.live_nodes(settings, "redis")
 
 
 def mismatch(settings: Settings) -> str | None:

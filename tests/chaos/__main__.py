@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 
 from infra.settings import Settings
@@ -24,8 +25,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     plan = short_plan() if args.short else long_plan(args.minutes)
 
+    started = time.monotonic()
+
     def say(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+        print(f"[{time.monotonic() - started:5.0f} s] {message}", file=sys.stderr, flush=True)
 
     report = run_all(Settings(), plan, say=say)
     print(report.table())

@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,14 +54,20 @@ def _bindable(port: int) -> bool:
     return True
 
 
+def free_base(offsets: Sequence[int], low: int = 20000, high: int = 29000) -> int:
+    """A base port whose `base + offset` ports are all free now, below the ephemeral range (32768 up)
+    so no outgoing connection takes one meanwhile (a cluster's nodes sit at fixed offsets)."""
+    for _ in range(200):
+        base = random.randrange(low, high, 2)
+        if all(_bindable(base + offset) for offset in offsets):
+            return base
+    raise RuntimeError(f"no free ports at offsets {list(offsets)}")
+
+
 def cluster_ports(brokers: int = BROKERS) -> tuple[int, int]:
     """A client and a controller base port whose +100·N siblings are all free (node N's ports)."""
-    for _ in range(200):
-        base = random.randrange(20000, 29000, 2)
-        wanted = [base + 100 * n + k for n in range(brokers) for k in (0, 1)]
-        if all(map(_bindable, wanted)):
-            return base, base + 1
-    raise RuntimeError("no free ports for a local Kafka cluster")
+    base = free_base([100 * n + k for n in range(brokers) for k in (0, 1)])
+    return base, base + 1
 
 
 def environment(run_dir: Path, extra: Mapping[str, object], brokers: int = BROKERS) -> dict[str, str]:

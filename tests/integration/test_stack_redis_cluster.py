@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import shutil
 import signal
-import socket
 import tempfile
 import time
 import uuid
@@ -29,7 +27,7 @@ from infra.redis import make_client
 from infra.settings import Settings
 from infra.stack import processes
 from infra.stack import redis as stack_redis
-from tests.chaos.platform import esports, settings_of
+from tests.chaos.platform import esports, free_base, settings_of
 
 pytestmark = pytest.mark.integration
 
@@ -37,24 +35,9 @@ CREATED = "Performing hash slots allocation"  # what `redis-cli --cluster create
 UP_TIMEOUT_S = 60.0
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _cluster_port() -> int:
-    """A base port whose three client ports and their bus ports (+10000) are all free, below the
-    ephemeral range (32768 up) so no outgoing connection takes one meanwhile."""
-    for _ in range(200):
-        base = random.randrange(20000, 22000)
-        if all(_bindable(base + offset + node) for offset in (0, 10000) for node in range(3)):
-            return base
-    raise RuntimeError("no free ports for a local Redis Cluster")
+    """A base port whose three client ports and their bus ports (+10000) are all free."""
+    return free_base([offset + node for offset in (0, 10000) for node in range(3)], 20000, 22000)
 
 
 @pytest.fixture(scope="module")
