@@ -140,9 +140,21 @@ def _check_registrations(verdict: Verdict, history: History, users: list[Event])
 
 
 def differences(live: dict[str, Any], replay: dict[str, Any]) -> list[str]:
-    """What differs between two dumps (table or key → rows or value)."""
+    """What differs between two dumps (table or key → rows or value): rows compared as sets, since
+    a dump's ORDER BY may leave ties (a view's rows) in any order."""
     found = []
     for name in sorted(set(live) | set(replay)):
-        if live.get(name) != replay.get(name):
-            found.append(f"{name}: live {str(live.get(name))[:300]} != replay {str(replay.get(name))[:300]}")
+        mine, theirs = _rows(live.get(name)), _rows(replay.get(name))
+        if mine != theirs:
+            only_live, only_replay = (
+                [r for r in mine if r not in theirs],
+                [r for r in theirs if r not in mine],
+            )
+            found.append(
+                f"{name}: only live {str(only_live)[:300]}; only in the replay {str(only_replay)[:300]}"
+            )
     return found
+
+
+def _rows(value: Any) -> Any:
+    return sorted(value, key=repr) if isinstance(value, list) else value

@@ -119,7 +119,8 @@ class Api:
 
 
 class EdgeClient:
-    """A websocket connection that reconnects to the next edge when its edge goes away."""
+    """A websocket connection that reconnects to the next edge when its edge goes away (its reader
+    notices: also a client that only listens)."""
 
     def __init__(self, ports: list[int], first: int, user: User | None = None) -> None:
         self.ports, self.index, self.user = ports, first, user
@@ -129,6 +130,7 @@ class EdgeClient:
         self.reconnects = 0
         self.stream: str | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._closing = False
 
     @property
     def port(self) -> int:
@@ -137,7 +139,7 @@ class EdgeClient:
     async def connect(self, stream: str) -> None:
         """Connect (trying each edge in turn until one answers) and subscribe to `stream`."""
         self.stream = stream
-        while True:
+        while not self._closing:
             try:
                 headers = {"Authorization": f"Bearer {self.user.token}"} if self.user else {}
                 self.ws = await connect(
@@ -163,6 +165,10 @@ class EdgeClient:
             if not waiter.done():
                 waiter.set_exception(ConnectionError("edge connection closed"))
         self.waiters.clear()
+        if not self._closing and self.stream is not None:  # its edge died: on through the next one
+            self.reconnects += 1
+            self.index += 1
+            await self.connect(self.stream)
 
     async def request(self, message: dict[str, Any]) -> dict[str, Any]:
         """Send a message with a nonce and wait for the frame answering it (ack or error)."""
@@ -172,26 +178,17 @@ class EdgeClient:
         try:
             await self.ws.send(json.dumps(message))
             return await asyncio.wait_for(waiter, ACK_TIMEOUT_S)
-        except Exception:
+        finally:
             self.waiters.pop(message["nonce"], None)
-            if self.ws.state.name != "OPEN":  # its edge died: go on through the other one
-                self.reconnects += 1
-                self.index += 1
-                await self.connect(self.stream)
-            raise
 
     async def send(self, message: dict[str, Any]) -> None:
-        """Fire and forget (heartbeats); reconnects when the edge went away."""
-        assert self.stream is not None
-        try:
+        """Fire and forget (heartbeats); lost while the reader reconnects."""
+        with contextlib.suppress(Exception):
             assert self.ws is not None
             await self.ws.send(json.dumps(message))
-        except Exception:
-            self.reconnects += 1
-            self.index += 1
-            await self.connect(self.stream)
 
     async def close(self) -> None:
+        self._closing = True
         if self.ws is not None:
             await self.ws.close()
         if self._reader is not None:
