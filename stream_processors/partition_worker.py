@@ -19,7 +19,10 @@ new group starts them at :meth:`PartitionWorker.rebuild_from_ms`, not at the log
 
 A broker outage is retried (the next report of every partition is then complete, since a change
 report may have been lost, and the legacy topic resumes from its commit); any other error crashes
-the worker, as an agent's would.
+the worker, as an agent's would. Every :data:`COMPLETE_EVERY_S` every partition is reported in full
+anyway: a change report the merge could not use yet (a vote partition's tally of a poll whose
+``PollOpened`` the poll agent has not read yet, behind a rebalance) is then made good within seconds
+instead of waiting for the next change, which may never come (found by the chaos suite).
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ __all__ = ["FETCH_MAX_RECORDS", "PartitionWorker", "Record", "Report"]
 
 log = logging.getLogger(__name__)
 
+COMPLETE_EVERY_S = 5.0  # every partition reported in full this often (see the module docstring)
+
 S = TypeVar("S")
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 Report: TypeAlias = tuple[str, int, bytes, bytes | None]  # (physical topic, partition, key, value)
@@ -66,7 +71,7 @@ class PartitionWorker(Service, Generic[S]):
     group = ""  # the consumer group, before the deployment prefix
     source = ""  # the catalogue topic whose partitions the worker owns
     legacy: str | None = None  # the catalogue topic of the same causes keyed the old way, if any
-    every_s = 1.0  # how often partial results are reported
+    every_s = 1.0  # how often partial results are reported (the changes)
 
     def __init__(
         self,
@@ -161,12 +166,15 @@ class PartitionWorker(Service, Generic[S]):
     async def _run(self) -> None:
         consumer = self._consumer
         assert consumer is not None
-        next_report = time.monotonic()
+        next_report = next_complete = time.monotonic()
         while True:
             try:
                 fetched = await consumer.getmany(timeout_ms=100)
                 await self._absorb(fetched)
                 await self._rebuilt(consumer)
+                if time.monotonic() >= next_complete:
+                    next_complete = time.monotonic() + COMPLETE_EVERY_S
+                    self._complete_due.update(p for p in self._owned if p not in self._rebuilding)
                 if time.monotonic() >= next_report:
                     next_report = time.monotonic() + self.every_s
                     await self._report()

@@ -107,7 +107,8 @@ class VoteWorker(PartitionWorker[PartitionVotes]):
                 continue
             every = partition in complete
             running = state.running() if every else state.changes()
-            finals = state.finals(every=every)
+            over = self.directory.over  # their final tally is out: the merge has no use for them
+            finals = {poll: tally for poll, tally in state.finals(every=every).items() if poll not in over}
             if not running and not finals:
                 continue
             grouped: dict[int, VoteReport] = {}

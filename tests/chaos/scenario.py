@@ -40,7 +40,7 @@ from tests.integration.projections_support import dump_tables
 from tests.integration.test_rebuild_support import dump_keys, wait_applied
 
 Step = tuple[float, Callable[[Nemesis], Coroutine[Any, Any, Fault]]]
-DRAIN_TIMEOUT_S = 120.0
+DRAIN_TIMEOUT_S = 60.0
 
 
 def _kill(app: str) -> Callable[[Nemesis], Coroutine[Any, Any, Fault]]:
