@@ -17,7 +17,8 @@ import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -326,8 +327,10 @@ async def _dump(platform: Platform) -> dict[str, object]:
     }
 
 
-def run_all(settings: Settings, plan: Sequence[Step], say: Callable[[str], None] = print) -> Report:
-    """Start the platform (`settings` only say where the Kafka jars are), run `plan`, stop it all."""
+@contextmanager
+def chaos_platform(settings: Settings) -> Iterator[Platform]:
+    """The private infrastructure of a chaos run (`settings` only say where the Kafka jars are):
+    a three-broker cluster, PostgreSQL and Redis; stopped with everything else at the end."""
     environment = {
         "EDGE__HEARTBEAT_FLUSH_S": 1,
         "PROCESSORS__SESSION_TIMEOUT_S": 8,
@@ -335,19 +338,33 @@ def run_all(settings: Settings, plan: Sequence[Step], say: Callable[[str], None]
         "INGEST__SILENCE_END_S": 86400,
     }
     with infrastructure(settings, ("postgres", "redis"), **environment) as platform:
-        say("chaos: starting topics and two processes of every tier…")
-        esports(platform.env, "topics", "create")
+        yield platform
+
+
+def run_on(platform: Platform, plan: Sequence[Step], say: Callable[[str], None] = print) -> Report:
+    """Create the topics, start two processes of every tier, run `plan`, stop the apps; the report."""
+    say("chaos: starting topics and two processes of every tier…")
+    esports(platform.env, "topics", "create")
+    try:
         start_apps(platform)
-        try:
-            report = asyncio.run(run(platform, plan, say=say))
-        except BaseException:
-            for app in platform.apps.values():
-                say(f"--- {app.name} log tail\n{app.tail(1500)}")
-            _keep_logs(platform, say)
-            raise
-        if not report.clean:
-            _keep_logs(platform, say)
-        return report
+        report = asyncio.run(run(platform, plan, say=say))
+    except BaseException:
+        for app in platform.apps.values():
+            say(f"--- {app.name} log tail\n{app.tail(1500)}")
+        _keep_logs(platform, say)
+        raise
+    finally:
+        for app in platform.apps.values():
+            app.stop()
+    if not report.clean:
+        _keep_logs(platform, say)
+    return report
+
+
+def run_all(settings: Settings, plan: Sequence[Step], say: Callable[[str], None] = print) -> Report:
+    """Start the platform, run `plan`, stop it all."""
+    with chaos_platform(settings) as platform:
+        return run_on(platform, plan, say)
 
 
 def _keep_logs(platform: Platform, say: Callable[[str], None]) -> None:

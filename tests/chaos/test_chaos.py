@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import pytest
 
-from infra.settings import Settings
-from tests.chaos.scenario import run_all, short_plan
+from tests.chaos.platform import Platform
+from tests.chaos.scenario import run_on, short_plan
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.mark.timeout(900)
-def test_a_short_chaos_run_loses_nothing_acknowledged(settings: Settings) -> None:
-    report = run_all(settings, short_plan())
+def test_a_short_chaos_run_loses_nothing_acknowledged(platform: Platform) -> None:
+    report = run_on(platform, short_plan())
     print("\n" + report.table())
     assert report.verdict.acknowledged["chat"] > 50 and report.verdict.acknowledged["vote"] > 0
     assert report.verdict.acknowledged["register"] > 20
