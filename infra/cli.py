@@ -336,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
         "services",
         nargs="*",
         metavar="NAME",
-        help="kafka, postgres, redis, api, processors, projector, edge, edge2 (default: infra; down: all)",
+        help="kafka, postgres, redis, api, processors, projector, edge, edge2, or kafka-N (one node of a "
+        "local cluster) (default: infra; down: all)",
     )
     scope = infra.add_mutually_exclusive_group()
     scope.add_argument("--apps", action="store_true", help="the application services")

@@ -46,8 +46,9 @@ class MigrationError(DatabaseError):
 
 def translate(error: BaseException, action: str) -> DatabaseError:
     """The one place psycopg errors become ours."""
-    if isinstance(error, psycopg.errors.TransactionRollback):  # 40001 serialization, 40P01 deadlock
-        return DatabaseConflict(f"{action}: conflict with a concurrent transaction ({error.sqlstate})")
+    state = getattr(error, "sqlstate", None)
+    if state in ("40001", "40P01"):  # serialization failure, deadlock
+        return DatabaseConflict(f"{action}: conflict with a concurrent transaction ({state})")
     if isinstance(error, psycopg.OperationalError | psycopg.errors.ConnectionTimeout):
         return DatabaseUnavailable(f"{action}: PostgreSQL unavailable ({error})")
     return DatabaseError(f"{action}: {error}")

@@ -54,6 +54,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+CONFLICT_RETRIES = 20  # a batch that lost a serialization conflict is applied again this many times
+
 Cursor = AsyncCursor[Any]
 Apply = Callable[[Cursor, Event], Awaitable[None]]
 Partition = tuple[str, int]  # (catalogue topic, partition)
@@ -242,6 +244,16 @@ class PostgresProjector:
         A pipeline reports an SQL error at its next sync, maybe under a later event, so the batch
         is then applied again statement by statement to name the event that fails.
         """
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                return await self._store_once(batch)
+            except DatabaseConflict as e:  # a twin's concurrent batch won (SERIALIZABLE): again
+                if attempt == CONFLICT_RETRIES - 1:
+                    raise
+                log.info("projector=%s batch from %s again: %s", self.name, batch[0].position, e)
+                await asyncio.sleep(0.01 * (attempt + 1))
+
+    async def _store_once(self, batch: Sequence[ConsumedEvent]) -> None:
         try:
             await self._store(batch, pipelined=True)
         except _Unattributed as e:

@@ -307,7 +307,10 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     ):
         sub = commands.add_parser(command, help=text, description=text)
         sub.add_argument(
-            "services", nargs="*", metavar="NAME", help=f"any of {', '.join(ALL)} (default: {default})"
+            "services",
+            nargs="*",
+            metavar="NAME",
+            help=f"any of {', '.join(ALL)}, or kafka-N: one node of a local cluster (default: {default})",
         )
         group = sub.add_mutually_exclusive_group()
         group.add_argument(

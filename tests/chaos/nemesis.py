@@ -30,7 +30,7 @@ from infra.kafka import TopicNames, partition_of_key
 from tests.chaos.load import EdgeClient
 from tests.chaos.platform import Platform
 
-DELIVERY_TIMEOUT_S = 30.0
+DELIVERY_TIMEOUT_S = 15.0
 
 
 @dataclass(slots=True)

@@ -50,7 +50,7 @@ from tests.integration.test_lifecycle import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
-CYCLES = int(os.environ.get("TEST_RESTART_CYCLES", "20"))
+CYCLES = int(os.environ.get("TEST_RESTART_CYCLES", "10"))  # the chaos suite kills workers too
 SESSION_TIMEOUT_S = 6  # the broker's group.min.session.timeout.ms: a killed member is dropped soonest
 CHATTERS = 4
 VIEWERS = 6  # each subscribes, sends heartbeats and votes
