@@ -169,10 +169,6 @@ async def store_with_retries(
         except ProjectionFailed as e:
             _log_failure(e)
             raise
-        except DatabaseConflict as e:  # a twin process's concurrent batch won: apply this one again
-            log.info("projector=%s batch from %s again: %s", store.name, batch[0].position, e)
-            await asyncio.sleep(first_delay_s)
-            continue
         except (DatabaseError, CacheError) as e:
             if not e.retriable:
                 log.error("projector=%s stopped on batch from %s: %s", store.name, batch[0].position, e)
