@@ -194,7 +194,7 @@ class Sampler:
 
     def __init__(self, metric: str) -> None:
         self.samples: dict[int, list[Sample]] = {}  # by worker pid
-        self._pattern = re.compile(rf"^{re.escape(metric)} (\d+)$", re.M)
+        self._pattern = re.compile(rf"^{re.escape(metric)} (\S+)$", re.M)
         self._ports: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -211,7 +211,7 @@ class Sampler:
                     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as r:
                         text = r.read().decode()
                     if found := self._pattern.search(text):
-                        self.samples[pid].append((time.time(), int(found.group(1)), cpu_seconds(pid)))
+                        self.samples[pid].append((time.time(), int(float(found.group(1))), cpu_seconds(pid)))
                 except OSError:
                     continue  # not up yet (or gone)
 

@@ -64,8 +64,8 @@ NAMESPACE_ENV = "BENCH_API_NAMESPACE"  # read by the factories below (the bench 
 
 def api_factory() -> Any:
     """The real API app, in the bench's namespace."""
-    from producers.app import create_app
     from producers.services import Namespace
+    from web.app import create_app
 
     return create_app(Settings(), namespace=Namespace(**json.loads(os.environ[NAMESPACE_ENV])))
 

@@ -48,6 +48,7 @@ from events.topics import CATALOGUE
 from events.viewers import ViewerCountChanged, ViewerHeartbeat
 from infra.kafka import DeadLetters, EventConsumer, EventPublisher, TopicAdmin, TopicNames
 from infra.settings import Settings
+from schemas import SCHEMAS_DIR
 from stream_processors.topology import internal_topics
 from tests.integration.test_lifecycle import WorkerProcess
 
@@ -190,7 +191,7 @@ async def one_run(settings: Settings, sizes: Sizes) -> dict[str, float]:
         update={"kafka": settings.kafka.model_copy(update={"topic_prefix": prefix, "default_partitions": 3})}
     )
     names = TopicNames(prefix)
-    codec = EventCodec.load()
+    codec = EventCodec.load(SCHEMAS_DIR)
     async with TopicAdmin(scoped.kafka) as admin:
         await admin.ensure(CATALOGUE)
     data = Path(tempfile.mkdtemp(prefix="bench-counts-"))

@@ -39,6 +39,7 @@ from events.codec import EventCodec
 from events.topics import CATALOGUE
 from infra.kafka import EventPublisher, TopicAdmin, TopicNames
 from infra.settings import REPO_ROOT, Settings
+from schemas import SCHEMAS_DIR
 
 MODES = ("frames", "broadcast", "naive")
 TEXT_MARK = b'"text":"t='
@@ -274,7 +275,7 @@ async def _bench(args: argparse.Namespace) -> None:
     base = Settings()
     prefix = f"bench-edge-{uuid.uuid4().hex[:8]}."
     settings = base.model_copy(update={"kafka": base.kafka.model_copy(update={"topic_prefix": prefix})})
-    codec = EventCodec.load()
+    codec = EventCodec.load(SCHEMAS_DIR)
     async with TopicAdmin(settings.kafka) as admin:
         await admin.ensure(CATALOGUE)
     try:

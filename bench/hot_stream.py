@@ -95,12 +95,13 @@ from _hot_stream_viewers import print_goal as print_viewers_goal
 
 from events.codec import EventCodec
 from infra.settings import Settings
+from schemas import SCHEMAS_DIR
 
 Figures = dict[str, float]
 
 
 async def run(args: argparse.Namespace) -> None:
-    base, codec = Settings(), EventCodec.load()
+    base, codec = Settings(), EventCodec.load(SCHEMAS_DIR)
     votes = ballot(codec, args.voters) if args.voters else None
     names = ("one", "two", "poll_one", "poll_two", "chat_one", "chat_two")
     runs: dict[str, list[Figures]] = {name: [] for name in names}

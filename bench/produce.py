@@ -36,6 +36,7 @@ from events.codec import EventCodec
 from events.topics import partition_key, spec, topic_for
 from infra.kafka import DeadLetters, EventConsumer, EventPublisher, TopicAdmin, TopicNames
 from infra.settings import KafkaSettings, Settings
+from schemas import SCHEMAS_DIR
 from tests.unit.event_samples import sample_event
 
 CHUNK = 1000  # events in flight per publish_many call (what a busy edge node batches)
@@ -187,7 +188,7 @@ def cpu_seconds() -> float:
 
 async def main(args: argparse.Namespace) -> None:
     base = Settings().kafka
-    codec = EventCodec.load()
+    codec = EventCodec.load(SCHEMAS_DIR)
     print(
         f"# bench/produce.py: broker {base.bootstrap_servers}, {args.events} events x {args.runs} runs, "
         f"compression={base.compression}, linger_ms={base.linger_ms}, acks=all, idempotent"

@@ -33,9 +33,10 @@ from infra.kafka import EventPublisher, TopicAdmin, TopicNames
 from infra.redis import make_client
 from infra.settings import Settings
 from projections.database import drop_schema, make_pool
-from projections.rebuild import Options, rebuild
-from projections.rebuild_progress import Progress
+from projections.rebuild.command import Options, rebuild
+from projections.rebuild.progress import Progress
 from projections.service import build_stores
+from schemas import SCHEMAS_DIR
 from tests.integration.test_rebuild_support import session_events
 
 PUBLISH_BATCH = 2000
@@ -132,7 +133,7 @@ async def main(events: int, runs: int) -> None:
     base = Settings()
     prefix = f"bench-{uuid.uuid4().hex[:10]}."
     settings = base.model_copy(update={"kafka": base.kafka.model_copy(update={"topic_prefix": prefix})})
-    codec = EventCodec.load()
+    codec = EventCodec.load(SCHEMAS_DIR)
     async with TopicAdmin(settings.kafka) as admin:
         await admin.ensure(CATALOGUE)
     try:

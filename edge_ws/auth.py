@@ -1,4 +1,4 @@
-"""Who is on a connection: verified with the API's own access-token code (HS256 pinned, exp/iss/aud).
+"""Who is on a connection: verified by the access-token adapter the API uses too (``infra.tokens``).
 
 Anonymous viewers may read; writing (chat, votes, moderation) needs a valid, unexpired token,
 given at the handshake (``?token=`` or ``Authorization: Bearer``) or later in an ``auth`` message.
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 from infra.settings import AuthSettings
-from producers.auth.tokens import AccessClaims, AccessTokens, InvalidToken
+from infra.tokens import AccessClaims, AccessTokens, InvalidToken
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ from typing import Any
 from edge_ws.protocol import LogPosition, encode
 from events import chat, notifications, polls, streams, viewers
 from events.base import Event
+from events.topics import Topic
 
 
 class Route(enum.Enum):
@@ -210,4 +211,10 @@ _BUILDERS: dict[type[Event], Any] = {
 }
 
 # The topics the reader consumes: every topic some builder above reads from.
-CONSUMED_TOPICS = ("chat.messages", "viewers.counts", "polls.tallies", "streams.lifecycle", "notifications")
+CONSUMED_TOPICS = (
+    Topic.CHAT_MESSAGES,
+    Topic.VIEWERS_COUNTS,
+    Topic.POLLS_TALLIES,
+    Topic.STREAMS_LIFECYCLE,
+    Topic.NOTIFICATIONS,
+)

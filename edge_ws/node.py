@@ -31,6 +31,7 @@ from events.codec import EventCodec
 from infra.kafka import EventPublisher
 from infra.net import ClientAddresses
 from infra.settings import Settings
+from schemas import SCHEMAS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,10 @@ class EdgeNode:
         self.port = edge.port if port is None else port
         self.node_id = edge.node_id or f"{socket.gethostname()}:{self.port}"
         self.metrics = Metrics()
-        codec = codec or EventCodec.load()
+        codec = codec or EventCodec.load(SCHEMAS_DIR)
         self.publisher = EventPublisher(settings.kafka, codec, producer="edge_ws")
         self.reader = EdgeReader(settings.kafka, codec, self.publisher)
+        self.metrics.lag.register(self.reader)
         self.hub = FanoutHub(
             self.metrics,
             history_per_stream=edge.history_per_stream,

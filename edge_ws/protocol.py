@@ -11,6 +11,17 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from events.chat_commands import EDGE_COMMANDS, USAGE, parse_duration, split_command, split_trailing_duration
+from events.polls import (
+    ALL_OPEN,
+    MAX_OPTION_CHARS,
+    MAX_QUESTION_CHARS,
+    POLL_MAX_OPTIONS,
+    POLL_MAX_S,
+    POLL_MIN_OPTIONS,
+    POLL_MIN_S,
+)
+
 # Close codes the node uses (RFC 6455 section 7.4.1).
 CLOSE_GOING_AWAY = 1001  # the node is shutting down for good
 CLOSE_POLICY = 1008  # a limit the client broke on purpose (e.g. flooding after warnings)
@@ -259,16 +270,9 @@ _READERS = {
 
 
 # --- chat commands that are not chat ---------------------------------------------------------------
+# What reads as a command and the duration grammar: events.chat_commands; poll limits: events.polls.
 
-POLL_MIN_OPTIONS, POLL_MAX_OPTIONS = 2, 5
-POLL_MIN_S, POLL_MAX_S = 10, 3600  # a poll typed with a duration runs 10 s to 1 h (none: until /endpoll)
-MAX_QUESTION, MAX_OPTION = 200, 80
-ALL_OPEN = "*"  # PollClosed.poll_id of a bare /endpoll: the poll agent closes every open poll
-# A unit is required: "| 1 | 2" are options, "| 90s" or "| 2m" a duration.
-_POLL_DURATION = re.compile(r"^(\d{1,5})\s*(s|sec|m|min|h)$", re.IGNORECASE)
-_DURATION_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
-_TRAILING_DURATION = re.compile(r"^(.*\S)\s+(\d{1,5}\s*(?:s|sec|m|min|h))$", re.IGNORECASE)
-POLL_USAGE = "usage: /poll Question? | option | option [| ... up to 5] [duration, e.g. 60s or 2m]"
+POLL_USAGE = f"usage: {USAGE['poll']}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,23 +297,26 @@ def poll_command(text: str) -> OpenPoll | EndPoll | None:
 
     The node does not check who may run polls (it has no database): the poll agent does.
     """
-    head, _, rest = text.strip().partition(" ")
-    name = head.lower()
-    if name == "/endpoll":
-        return _end_poll(rest.strip())
-    if name != "/poll":
+    line = split_command(text)
+    if line is None or line.name not in EDGE_COMMANDS:
         return None
-    parts = [part.strip() for part in rest.split("|")]
+    if line.name == "endpoll":
+        return _end_poll(line.rest)
+    parts = [part.strip() for part in line.rest.split("|")]
     duration = _poll_duration(parts)
     question, options = parts[0], tuple(parts[1:])
     if not question or len(parts) < 1 + POLL_MIN_OPTIONS:
-        raise ProtocolError("bad_command", f"a poll needs a question and at least 2 options; {POLL_USAGE}")
+        raise ProtocolError(
+            "bad_command", f"a poll needs a question and at least {POLL_MIN_OPTIONS} options; {POLL_USAGE}"
+        )
     if len(options) > POLL_MAX_OPTIONS:
         raise ProtocolError("bad_command", f"a poll has at most {POLL_MAX_OPTIONS} options; {POLL_USAGE}")
-    if len(question) > MAX_QUESTION:
-        raise ProtocolError("bad_command", f"the question is longer than {MAX_QUESTION} characters")
-    if any(not option or len(option) > MAX_OPTION for option in options):
-        raise ProtocolError("bad_command", f"each option needs 1 to {MAX_OPTION} characters; {POLL_USAGE}")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise ProtocolError("bad_command", f"the question is longer than {MAX_QUESTION_CHARS} characters")
+    if any(not option or len(option) > MAX_OPTION_CHARS for option in options):
+        raise ProtocolError(
+            "bad_command", f"each option needs 1 to {MAX_OPTION_CHARS} characters; {POLL_USAGE}"
+        )
     if len({option.casefold() for option in options}) != len(options):
         raise ProtocolError("bad_command", "two options are the same")
     return OpenPoll(question, options, duration)
@@ -319,24 +326,27 @@ def _end_poll(rest: str) -> EndPoll:
     if not rest:
         return EndPoll()
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", rest):
-        raise ProtocolError("bad_command", "usage: /endpoll [poll id] (without an id: every open poll)")
+        raise ProtocolError("bad_command", f"usage: {USAGE['endpoll']}")
     return EndPoll(rest)
 
 
 def _poll_duration(parts: list[str]) -> int | None:
-    """Takes the duration off the end of ``parts`` (its own ``| 60s`` or after the last option)."""
+    """Takes the duration off the end of ``parts`` (its own ``| 60s`` or after the last option).
+
+    A unit is required: ``| 1 | 2`` are options, ``| 90s`` or ``| 2 min`` a duration.
+    """
+    if len(parts) < 2:
+        return None
     last = parts[-1]
-    if len(parts) > 1 and _POLL_DURATION.match(last):
+    if parse_duration(last, unit_required=True) is not None:
         parts.pop()
         text = last
-    elif (trailing := _TRAILING_DURATION.match(last)) is not None and len(parts) > 1:
-        parts[-1] = trailing.group(1)
-        text = trailing.group(2)
+    elif (trailing := split_trailing_duration(last)) is not None:
+        parts[-1], text = trailing
     else:
         return None
-    match = _POLL_DURATION.match(text.strip())
-    assert match is not None
-    seconds = int(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
+    seconds = parse_duration(text)
+    assert seconds is not None
     if not POLL_MIN_S <= seconds <= POLL_MAX_S:
         raise ProtocolError(
             "bad_command", f"a poll runs {POLL_MIN_S} s to {POLL_MAX_S // 60} min, not {text}"

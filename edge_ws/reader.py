@@ -8,16 +8,16 @@ Nothing is committed: the node keeps no state worth resuming, the log is the sta
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord
 
 from edge_ws.fanout import FanoutHub
 from edge_ws.messages import CONSUMED_TOPICS, Delivery, delivery_for
 from edge_ws.metrics import Metrics
 from edge_ws.protocol import LogPosition
 from events.codec import EventCodec
+from events.topics import Topic
 from infra.kafka import (
     BrokerUnavailable,
     ConsumedEvent,
@@ -30,7 +30,7 @@ from infra.kafka import (
 from infra.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
-CHAT_TOPIC = "chat.messages"
+CHAT_TOPIC = Topic.CHAT_MESSAGES
 
 
 class LoggedDeadLetters(DeadLetters):
@@ -41,7 +41,7 @@ class LoggedDeadLetters(DeadLetters):
     """
 
     def __init__(self, publisher: EventPublisher, names: TopicNames) -> None:
-        super().__init__(publisher, names.physical("deadletter"))
+        super().__init__(publisher, names.physical(Topic.DEADLETTER))
         self._names = names
 
     async def send(self, record: ConsumerRecord[bytes, bytes], reason: str, detail: str) -> Position:
@@ -70,36 +70,22 @@ class EdgeReader(EventConsumer):
             dead_letters=LoggedDeadLetters(publisher, names),
             names=names,
         )
-        self._names = names
 
     async def warm_start(
         self, records_per_partition: int, timeout_s: float = 15.0
     ) -> dict[tuple[str, int], int]:
         """Seek every partition ``records_per_partition`` back from its end; returns where each starts."""
-        assigned = await self._assignment(timeout_s)
+        ends = (await self.catch_up(timeout_s)).ends
         try:
-            ends = await self._consumer.end_offsets(assigned)
-            begins = await self._consumer.beginning_offsets(assigned)
+            begins = await self._consumer.beginning_offsets(list(ends))
         except Exception as e:
             raise BrokerUnavailable(f"reading offsets of {self.topics}: {e!r}") from e
         starts: dict[tuple[str, int], int] = {}
-        for tp in assigned:
-            start = max(begins[tp], ends[tp] - records_per_partition)
+        for tp, end in ends.items():
+            start = max(begins[tp], end - records_per_partition)
             self._consumer.seek(tp, start)
             starts[(self._names.logical(tp.topic), tp.partition)] = start
         return starts
-
-    async def _assignment(self, timeout_s: float) -> list[TopicPartition]:
-        """Without a group, partitions are assigned from metadata shortly after start; wait for all topics."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while True:
-            assigned = list(self._consumer.assignment())
-            if {tp.topic for tp in assigned} >= set(self.topics):
-                return assigned
-            if loop.time() > deadline:
-                raise BrokerUnavailable(f"no partitions assigned for {self.topics} (do the topics exist?)")
-            await asyncio.sleep(0.05)
 
 
 def chat_starts(starts: dict[tuple[str, int], int]) -> dict[int, int]:

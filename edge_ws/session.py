@@ -149,7 +149,11 @@ class Session:
         if not self._admit():
             return
         try:
-            await self._dispatch(parse(frame, max_text=self._context.max_text))
+            command = parse(frame, max_text=self._context.max_text)
+            started = time.perf_counter()
+            await self._dispatch(command)
+            elapsed = time.perf_counter() - started
+            self._context.metrics.command_duration.labels(type(command).__name__).observe(elapsed)
         except ProtocolError as e:
             self._context.metrics.client_errors += 1
             self.send(error(e.code, e.message, e.nonce))

@@ -52,17 +52,22 @@ def _mentions_datetime(hint: object) -> bool:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Event:
-    """The head shared by every event: identity, time, provenance.
+    """The head shared by every event: identity, time, provenance, cause.
 
     Subclasses are frozen, keyword-only dataclasses named in the past tense, one per Avro
     schema ``schemas/<family>/<EventType>.avsc``. Every datetime field is normalised to UTC
     milliseconds on construction so that what is decoded equals what was encoded.
+
+    ``causation_id`` joined the head in one new version of every type; the types that named their
+    cause in a field of their own (``cause_event_id``, ``cause_id``) read it from there when decoding
+    records written before (the field's Avro ``aliases``).
     """
 
     event_id: uuid.UUID = field(default_factory=uuid.uuid4)
     occurred_at: datetime = field(default_factory=utc_now)
     producer: str = ""  # the service that produced it, e.g. "producers.api"
     trace_id: str = ""  # W3C trace id when the command came with one; "" otherwise
+    causation_id: str = ""  # event_id of the event or command it was decided on; "" from outside
 
     def __post_init__(self) -> None:
         for name in _datetime_fields(type(self)):

@@ -7,8 +7,9 @@ chat commands (and every message from edges older than ``chat.sent``), ``chat.mo
 moderators' requests, and ``chat.messages`` the moderation's decisions, which are what viewers see.
 Chat text is data, never HTML.
 
-Outcomes of a moderator's request name the request or chat command behind them in ``cause_event_id``
-(on the types that have it), so the moderation log links them without guessing.
+Every decision names the event it was decided on in its head (``causation_id``): the outcomes of
+a moderator's request name the request or chat command behind them. Their ids are derived from that
+cause (:func:`outcome_ids`), so the moderation log links a request to its outcomes without guessing.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from events.base import Event
+from events.ids import IdSpace, decision_id
 
 __all__ = [
+    "REQUEST_OUTCOMES",
     "ChatActionRouted",
     "ChatChannelSynced",
     "ChatCleared",
@@ -38,6 +41,7 @@ __all__ = [
     "UserBanned",
     "UserTimedOut",
     "UserUnbanned",
+    "outcome_ids",
 ]
 
 
@@ -141,8 +145,11 @@ class ChatActionRouted(Event):
     """A moderator's action the stream's moderation authorised, routed to where it takes effect on
     ``chat.sent``: a ban, time-out or unban to the partition of the target user (``user_id``), an
     approve, deny, delete or undelete to every partition (whichever keeps the message acts on it).
-    Decisions on it are derived from the cause (``cause_event_id``), as if the cause were decided
-    there."""
+    Decisions on it are derived from the cause (``causation_id``, whose ``occurred_at`` it has too),
+    as if the cause were decided there.
+
+    v2 moved ``cause_event_id`` into the head as ``causation_id``.
+    """
 
     stream_id: str
     user_id: str  # the record key: the target user, or a key hashing to the partition of this copy
@@ -152,7 +159,6 @@ class ChatActionRouted(Event):
     target_message_id: str | None = None
     until: datetime | None = None  # a time-out's end
     reason: str = ""
-    cause_event_id: str  # the request or chat command; ``occurred_at`` is the cause's too
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -207,6 +213,8 @@ class ChatMessageHeld(Event):
 
     Only its author is told. It carries what is needed to show it once approved; ``reasons`` are the
     risk signals that add up to ``score`` (0-1).
+
+    v2 moved ``cause_event_id`` (the message's submission) into the head as ``causation_id``.
     """
 
     message_id: str
@@ -216,7 +224,6 @@ class ChatMessageHeld(Event):
     text: str
     score: float
     reasons: tuple[str, ...] = ()  # e.g. "link", "obfuscated_term", "evasion"
-    cause_event_id: str = ""  # event_id of the ChatMessageSubmitted
     badges: tuple[str, ...] = ()
     media_time_ms: int | None = None
     reply_to_message_id: str | None = None
@@ -238,6 +245,8 @@ class ChatMessageRestored(Event):
 
     It carries the message, so a reader that dropped it can show it again; other hiding (a ban of its
     author, a clear) still applies.
+
+    v2 moved ``cause_event_id`` (the request or chat command) into the head as ``causation_id``.
     """
 
     message_id: str
@@ -248,7 +257,6 @@ class ChatMessageRestored(Event):
     sent_at: datetime  # when it was first accepted (the ChatMessageAccepted's occurred_at)
     restored_by: str
     reason: str = ""
-    cause_event_id: str = ""  # event_id of the request or chat command
     badges: tuple[str, ...] = ()
     media_time_ms: int | None = None
     reply_to_message_id: str | None = None
@@ -280,14 +288,13 @@ class UserBanned(Event):
 class UserUnbanned(Event):
     """A ban or time-out was lifted.
 
-    v2 added ``reason`` and ``cause_event_id``.
+    v2 added ``reason`` and ``cause_event_id``, which v3 moved into the head as ``causation_id``.
     """
 
     stream_id: str
     user_id: str
     actor_id: str
     reason: str = ""  # v2
-    cause_event_id: str = ""  # v2: event_id of the request or chat command; "" before v2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -297,7 +304,8 @@ class ChatSettingsChanged(Event):
 
     v2 added ``reason``, ``cause_event_id`` and the channel's rules: blocked terms (in full, and which
     this change added or removed), link policy and allow-list, unique-chat. A v1 event read today has
-    the defaults: no channel rules, which is what a v1 reader knew of them.
+    the defaults: no channel rules, which is what a v1 reader knew of them. v3 moved
+    ``cause_event_id`` into the head as ``causation_id``.
     """
 
     stream_id: str
@@ -305,7 +313,6 @@ class ChatSettingsChanged(Event):
     slow_mode_s: int = 0  # 0 = off
     followers_only_min_s: int | None = None  # None = off; 0 = any follower
     reason: str = ""  # v2
-    cause_event_id: str = ""  # v2: event_id of the request or chat command; "" before v2
     blocked_terms: tuple[str, ...] = ()  # v2: the channel's own, normalised (not the deployment's)
     blocked_terms_added: tuple[str, ...] = ()  # v2
     blocked_terms_removed: tuple[str, ...] = ()  # v2
@@ -318,11 +325,31 @@ class ChatSettingsChanged(Event):
 class ChatCleared(Event):
     """A moderator cleared the chat: clients drop every message before this event.
 
-    v2 added ``reason`` and ``cause_event_id``.
+    v2 added ``reason`` and ``cause_event_id``, which v3 moved into the head as ``causation_id``.
     """
 
     stream_id: str
     actor_id: str
     cleared_before: datetime
     reason: str = ""  # v2
-    cause_event_id: str = ""  # v2: event_id of the request or chat command; "" before v2
+
+
+# What the stream's moderation can decide on a moderator's request or chat command.
+REQUEST_OUTCOMES: tuple[type[Event], ...] = (
+    UserBanned,
+    UserTimedOut,
+    UserUnbanned,
+    ChatMessageDeleted,
+    ChatSettingsChanged,
+    ChatCleared,
+    ChatMessageAccepted,
+    ChatMessageRejected,
+    ChatMessageRestored,
+)
+
+
+def outcome_ids(causation_id: str) -> list[str]:
+    """Every id the moderation's decision on the request or chat command ``causation_id`` can have."""
+    return [
+        str(decision_id(IdSpace.MODERATION, causation_id, kind.event_type())) for kind in REQUEST_OUTCOMES
+    ]

@@ -90,7 +90,7 @@ class _Index:
 class EventCodec:
     """Encodes events to Kafka record values and headers, and decodes them back.
 
-    Build it once per process with ``EventCodec.load()``; it is immutable afterwards and safe to
+    Build it once per process with ``EventCodec.load(SCHEMAS_DIR)``; it is immutable afterwards and safe to
     share between tasks.
     """
 
@@ -103,15 +103,10 @@ class EventCodec:
         self._reading = {e.schema_id: self._reading_for(e, parsed) for e in entries}
 
     @classmethod
-    def load(
-        cls, schemas_dir: Path | None = None, event_types: Iterable[type[Event]] | None = None
-    ) -> EventCodec:
-        """Read the manifest and schemas (default: the ``schemas`` package) and check them against
-        the event dataclasses (default: every type of the topic catalogue). Fails fast."""
-        if schemas_dir is None:
-            from schemas import SCHEMAS_DIR
-
-            schemas_dir = SCHEMAS_DIR
+    def load(cls, schemas_dir: Path, event_types: Iterable[type[Event]] | None = None) -> EventCodec:
+        """Read the manifest and schemas of ``schemas_dir`` (the project's: ``schemas.SCHEMAS_DIR``) and
+        check them against the event dataclasses (default: every type of the topic catalogue). Fails
+        fast. The folder is the caller's to give: the event model does not know where files live."""
         if event_types is None:
             from events.topics import all_event_types
 

@@ -23,13 +23,15 @@ class NotificationKind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NotificationIssued(Event):
-    """A notification for one user. ``(user_id, kind, cause_id)`` identifies it for dedupe:
-    ``cause_id`` is the id of the event that caused it, so a redelivered cause issues nothing new."""
+    """A notification for one user. ``(user_id, kind, causation_id)`` identifies it for dedupe:
+    ``causation_id`` is the id of the event that caused it, so a redelivered cause issues nothing new.
+
+    v2 moved ``cause_id`` into the head as ``causation_id``.
+    """
 
     notification_id: str
     user_id: str
     kind: NotificationKind
-    cause_id: str
     title: str
     url: str = ""
     body: str = ""

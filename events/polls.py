@@ -3,6 +3,10 @@
 
 There is no timer-driven close event: ``closes_at`` in ``PollOpened`` lets the tally processor
 publish the final tally itself, so a single package writes ``polls``.
+
+The poll limits below are the one definition every side imports: the edge (``/poll`` typed in chat)
+and the REST API refuse a poll outside them, and the poll agent ignores a PollOpened whose number of
+options is outside them.
 """
 
 from __future__ import annotations
@@ -12,7 +16,27 @@ from datetime import datetime
 
 from events.base import Event
 
-__all__ = ["PollClosed", "PollOpened", "PollTallyUpdated", "PollVoteCast", "PollVoted", "PollVotingClosed"]
+__all__ = [
+    "ALL_OPEN",
+    "MAX_OPTION_CHARS",
+    "MAX_QUESTION_CHARS",
+    "POLL_MAX_OPTIONS",
+    "POLL_MAX_S",
+    "POLL_MIN_OPTIONS",
+    "POLL_MIN_S",
+    "PollClosed",
+    "PollOpened",
+    "PollTallyUpdated",
+    "PollVoteCast",
+    "PollVoted",
+    "PollVotingClosed",
+]
+
+POLL_MIN_OPTIONS, POLL_MAX_OPTIONS = 2, 5
+POLL_MIN_S, POLL_MAX_S = 10, 3600  # how long a poll with a deadline runs (without one: until closed)
+MAX_QUESTION_CHARS, MAX_OPTION_CHARS = 200, 80
+# PollClosed.poll_id of `/endpoll` without an id: every poll of the stream open at that point of the log.
+ALL_OPEN = "*"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,7 +90,7 @@ class PollVotingClosed(Event):
 class PollClosed(Event):
     """A moderator closed a poll before its ``closes_at``."""
 
-    poll_id: str
+    poll_id: str  # or ALL_OPEN: every open poll of the stream
     stream_id: str
     closed_by: str
 

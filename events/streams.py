@@ -4,7 +4,7 @@
 and requests to end a stream. ``streams.lifecycle`` (written by the lifecycle agent in
 ``stream_processors``): what was decided from those requests and the ingest's reports, i.e.
 went live, ended, or a refused transition. Every decision names the event that caused it
-(``cause_event_id``), so a redelivered cause is recognised and yields the same decision.
+in its head (``causation_id``), so a redelivered cause is recognised and yields the same decision.
 Stream keys are per channel: see ``events.channels.ChannelStreamKeyRotated``.
 """
 
@@ -108,7 +108,8 @@ class StreamWentLive(Event):
     """The lifecycle agent decided the stream is live: the ingest accepted a publisher and the
     first renditions are playable.
 
-    v2 added ``cause_event_id``.
+    v2 added ``cause_event_id``, which v3 moved into the head as ``causation_id`` (the ingest event
+    behind the decision; "" before v2).
     """
 
     stream_id: str
@@ -117,14 +118,14 @@ class StreamWentLive(Event):
     ingest_session_id: str = ""
     match_id: str | None = None
     role: StreamRole = StreamRole.MAIN
-    cause_event_id: str = ""  # v2: event_id of the ingest event behind the decision; "" before v2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StreamEnded(Event):
     """The lifecycle agent decided the stream is no longer live.
 
-    v2 added ``cause_event_id`` and the reason ``ended_by_owner``.
+    v2 added ``cause_event_id`` and the reason ``ended_by_owner``; v3 moved ``cause_event_id`` into
+    the head as ``causation_id`` (the ingest event or end request; "" before v2).
     """
 
     stream_id: str
@@ -132,17 +133,18 @@ class StreamEnded(Event):
     ended_at: datetime
     reason: StreamEndReason = StreamEndReason.UNKNOWN
     duration_ms: int = 0
-    cause_event_id: str = ""  # v2: event_id of the ingest event or end request; "" before v2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StreamTransitionRejected(Event):
     """The lifecycle agent refused a transition the stream's state does not allow (say, ending a
-    stream that never went live), so the requester learns why instead of hearing nothing."""
+    stream that never went live), so the requester learns why instead of hearing nothing.
+
+    v2 moved ``cause_event_id`` into the head as ``causation_id``.
+    """
 
     stream_id: str
     channel_id: str = ""  # "" when the stream is unknown
     attempted: str  # "go_live" or "end"
     current_state: str  # the state that refused it, e.g. "ended"
     reason: str
-    cause_event_id: str

@@ -1,30 +1,79 @@
-"""The one topic catalogue: every topic, its key, its event types, its single writer and retention.
+"""The one topic catalogue: every topic, its key, its event types, its writers and retention.
 
 Services create topics from here (idempotently, at start) and producers route with ``topic_for``;
-no topic name is spelled anywhere else.
+code names a topic only as a :class:`Topic` member, never as a string.
+
+Writers: each topic has one ``owner`` package, and a second entry point only where it is deliberate,
+as a :class:`Gateway` naming the module and the reason. ``tests/unit/test_topic_contract.py`` scans the
+code for every event it builds (and every raw publish) and fails on a writer the catalogue does not
+declare, or on a topic name spelled as a literal outside this module.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from events import channels, chat, ingest, notifications, polls, streams, tournaments, users, viewers
 from events.base import Event
 
-__all__ = ["CATALOGUE", "FOREVER", "TopicSpec", "all_event_types", "partition_key", "spec", "topic_for"]
+__all__ = [
+    "CATALOGUE",
+    "FOREVER",
+    "Gateway",
+    "Topic",
+    "TopicSpec",
+    "all_event_types",
+    "partition_key",
+    "spec",
+    "topic_for",
+]
 
 DAY_MS = 24 * 60 * 60 * 1000
 FOREVER = -1  # Kafka's retention.ms for "never delete"
+
+
+class Topic(StrEnum):
+    """Every topic's logical name: code names a topic only through these (a test scans for literals)."""
+
+    USERS = "users"
+    CHANNELS = "channels"
+    STREAMS = "streams"
+    STREAMS_LIFECYCLE = "streams.lifecycle"
+    TOURNAMENTS = "tournaments"
+    INGEST = "ingest"
+    CHAT_SUBMITTED = "chat.submitted"
+    CHAT_SENT = "chat.sent"
+    CHAT_MODERATION = "chat.moderation"
+    CHAT_MESSAGES = "chat.messages"
+    VIEWERS_HEARTBEATS = "viewers.heartbeats"
+    VIEWERS_PRESENCE = "viewers.presence"
+    VIEWERS_COUNTS = "viewers.counts"
+    VIEWERS_MATCH_COUNTS = "viewers.match_counts"
+    POLLS = "polls"
+    POLLS_VOTES = "polls.votes"
+    POLLS_TALLIES = "polls.tallies"
+    NOTIFICATIONS = "notifications"
+    DEADLETTER = "deadletter"
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    """A module outside the topic's owner that writes to it on purpose, and why."""
+
+    module: str  # dotted module path, e.g. "producers.routes.polls"
+    reason: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TopicSpec:
     """One Kafka topic: name, partitioning key, the event types on it and the package writing it."""
 
-    name: str
+    name: str  # a Topic member for the catalogue; internal topics (changelogs, partials) have plain names
     key_field: str | None  # event field whose value keys the record; None = unkeyed
     event_types: tuple[type[Event], ...]
-    owner: str  # the one package that produces to it
+    owner: str  # the package that produces to it
+    gateways: tuple[Gateway, ...] = ()  # deliberate second writers, each with its reason
     partitions: int | None = None  # None = the deployment's default (a setting)
     retention_ms: int | None = None  # None = broker default; FOREVER = keep forever
     cleanup_policy: str = "delete"  # "delete", "compact" or "compact,delete"
@@ -33,7 +82,7 @@ class TopicSpec:
 
 CATALOGUE: tuple[TopicSpec, ...] = (
     TopicSpec(
-        name="users",
+        name=Topic.USERS,
         key_field="user_id",
         event_types=(
             users.UserRegistered,
@@ -53,7 +102,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         description="Accounts, roles, follows, channel moderators and notification reads.",
     ),
     TopicSpec(
-        name="channels",
+        name=Topic.CHANNELS,
         key_field="channel_id",
         event_types=(
             channels.ChannelCreated,
@@ -66,7 +115,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         description="Channels: creation, profile, stream-key rotation",
     ),
     TopicSpec(
-        name="streams",
+        name=Topic.STREAMS,
         key_field="stream_id",
         event_types=(
             streams.StreamCreated,
@@ -81,7 +130,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         description="Stream metadata, schedules and requests to end a stream.",
     ),
     TopicSpec(
-        name="streams.lifecycle",
+        name=Topic.STREAMS_LIFECYCLE,
         key_field="stream_id",
         event_types=(
             streams.StreamWentLive,
@@ -95,7 +144,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         description="Lifecycle decisions of the lifecycle agent: live, ended, refused transitions",
     ),
     TopicSpec(
-        name="tournaments",
+        name=Topic.TOURNAMENTS,
         key_field="tournament_id",
         event_types=(
             tournaments.TournamentCreated,
@@ -109,7 +158,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         description="Tournaments, matches and scores.",
     ),
     TopicSpec(
-        name="ingest",
+        name=Topic.INGEST,
         key_field="stream_id",
         event_types=(
             ingest.IngestConnected,
@@ -124,7 +173,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         description="Publisher sessions, published HLS segments and ingest health.",
     ),
     TopicSpec(
-        name="chat.submitted",
+        name=Topic.CHAT_SUBMITTED,
         key_field="stream_id",
         event_types=(chat.ChatMessageSubmitted,),
         owner="edge_ws",
@@ -134,28 +183,40 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         description="Chat messages as sent by viewers, before moderation.",
     ),
     TopicSpec(
-        name="chat.sent",
+        name=Topic.CHAT_SENT,
         # Keyed by the sender: one stream's chat spreads over every partition, a sender's messages
         # stay on one, where the per-user rules (rate, slow mode, duplicates, bans) are decided.
         key_field="user_id",
         event_types=(chat.ChatMessageSent, chat.ChatChannelSynced, chat.ChatActionRouted),
-        owner="edge_ws",  # and the markers of stream_processors.moderation (channel state, actions)
+        owner="edge_ws",
+        gateways=(
+            Gateway(
+                "stream_processors.moderation.routing",
+                "the stream's moderation writes its markers here (channel state, routed actions) and "
+                "re-keys the messages of edges older than chat.sent",
+            ),
+        ),
         retention_ms=3 * DAY_MS,  # like chat.submitted
         description="Chat messages keyed by sender, before moderation, with the stream's moderation markers.",
     ),
     TopicSpec(
-        name="chat.moderation",
+        name=Topic.CHAT_MODERATION,
         key_field="stream_id",
         event_types=(chat.ModerationActionRequested,),
-        # Commands, not facts: the edges (`mod` frames, chat commands) and the API's moderation route
-        # are two gateways for the same request; the moderation agent alone decides what follows.
-        owner="edge_ws",
+        # Commands, not facts: the moderation agent alone decides what follows.
+        owner="edge_ws",  # `mod` frames and chat commands
+        gateways=(
+            Gateway(
+                "producers.routes.moderation",
+                "moderation tools and bots act over REST, without a websocket: the same request",
+            ),
+        ),
         # The moderation log in PostgreSQL is a projection of this topic: keep it to rebuild it.
         retention_ms=FOREVER,
         description="Moderators' commands (ban, timeout, unban, delete, slow mode, followers-only, clear).",
     ),
     TopicSpec(
-        name="chat.messages",
+        name=Topic.CHAT_MESSAGES,
         key_field="stream_id",
         event_types=(
             chat.ChatMessageAccepted,
@@ -176,7 +237,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         description="Moderated chat as viewers see it, plus moderation outcomes and chat settings.",
     ),
     TopicSpec(
-        name="viewers.heartbeats",
+        name=Topic.VIEWERS_HEARTBEATS,
         key_field="stream_id",
         event_types=(viewers.ViewerHeartbeat,),
         owner="edge_ws",
@@ -186,17 +247,28 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         description="Presence heartbeats of players, one record each (read beside viewers.presence).",
     ),
     TopicSpec(
-        name="viewers.presence",
+        name=Topic.VIEWERS_PRESENCE,
         # A batch keyed by one of its sessions, every session of it hashing to the same partition:
         # one stream's viewers spread over all partitions, a session's heartbeats stay on one.
         key_field="shard_key",
         event_types=(viewers.ViewerPresenceBatch,),
         owner="edge_ws",
+        gateways=(
+            Gateway(
+                "producers.routes.beacons",
+                "a page being hidden or closed sends its last beat with navigator.sendBeacon (HTTP), "
+                "as its websocket may already be gone",
+            ),
+            Gateway(
+                "stream_processors.viewers.presence_worker",
+                "the presence workers re-key the single heartbeats of edges older than viewers.presence",
+            ),
+        ),
         retention_ms=1 * DAY_MS,  # like viewers.heartbeats: worthless after the counting window
         description="Presence heartbeats of players, batched per edge flush and per session partition.",
     ),
     TopicSpec(
-        name="viewers.counts",
+        name=Topic.VIEWERS_COUNTS,
         key_field="stream_id",
         event_types=(viewers.ViewerCountChanged,),
         owner="stream_processors",
@@ -206,7 +278,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         description="Concurrent viewer counts and peaks per stream.",
     ),
     TopicSpec(
-        name="viewers.match_counts",
+        name=Topic.VIEWERS_MATCH_COUNTS,
         key_field="match_id",
         event_types=(viewers.MatchAudienceChanged,),
         owner="stream_processors",
@@ -215,27 +287,38 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         description="Combined audience of each match (distinct sessions across its streams), with peaks.",
     ),
     TopicSpec(
-        name="polls",
+        name=Topic.POLLS,
         key_field="stream_id",
         event_types=(polls.PollOpened, polls.PollVoteCast, polls.PollClosed),
         # Votes arrive over the websocket, and moderators open/close polls there too.
         owner="edge_ws",
+        gateways=(
+            Gateway(
+                "producers.routes.polls",
+                "the streamer's dashboard and tools open and close polls over REST: the same commands",
+            ),
+        ),
         retention_ms=FOREVER,  # poll results are history: a tally can always be recomputed from the votes
         description="Polls opened and closed by moderators (and the votes of earlier edges).",
     ),
     TopicSpec(
-        name="polls.votes",
+        name=Topic.POLLS_VOTES,
         # Keyed by voter: one poll's votes spread over every partition, a voter's stay in order on one.
         key_field="user_id",
-        # PollVotingClosed is the poll agent's end-of-votes marker, one per partition (the one record of
-        # this topic not written by edges).
         event_types=(polls.PollVoted, polls.PollVotingClosed),
         owner="edge_ws",
+        gateways=(
+            Gateway(
+                "stream_processors.polls.agent",
+                "the poll agent writes the end-of-votes marker (PollVotingClosed, one per partition) and "
+                "moves the votes of edges older than polls.votes here",
+            ),
+        ),
         retention_ms=FOREVER,  # like polls: a tally can always be recomputed from the votes
         description="Viewers' votes, keyed by voter (the latest vote per voter and poll counts).",
     ),
     TopicSpec(
-        name="polls.tallies",
+        name=Topic.POLLS_TALLIES,
         key_field="stream_id",
         event_types=(polls.PollTallyUpdated,),
         owner="stream_processors",
@@ -243,7 +326,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         description="Running and final poll tallies.",
     ),
     TopicSpec(
-        name="notifications",
+        name=Topic.NOTIFICATIONS,
         key_field="user_id",
         event_types=(notifications.NotificationIssued,),
         owner="stream_processors",
@@ -251,7 +334,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         description="Notifications per user.",
     ),
     TopicSpec(
-        name="deadletter",
+        name=Topic.DEADLETTER,
         key_field=None,
         event_types=(),
         owner="infra",

@@ -1,4 +1,9 @@
-"""`esports`: the one console entry point (the composition root of every command).
+"""`esports`: the one console entry point.
+
+The commands of the platform itself (stack, topics, tail, config, bench) are here; each service
+declares its own (``esports api``, ``processors``, ``rebuild``...) as a :class:`Command` in its
+``cli`` module, listed under the entry points ``esports.commands`` of ``pyproject.toml``. That table
+is the composition root: this module loads the commands by name and imports no service.
 
 Each subcommand builds Settings -> clients -> components and runs them; nothing is built at import.
 Output meant for pipes goes to stdout; progress and errors go to stderr. Exit codes: 0 success,
@@ -15,9 +20,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import entry_points
 
 from events.codec import EventCodec, event_to_json
-from events.topics import CATALOGUE, spec
+from events.topics import CATALOGUE, Topic, spec
 from infra import logs
 from infra.kafka import (
     ConsumedEvent,
@@ -31,16 +38,25 @@ from infra.kafka import (
 )
 from infra.local_secrets import ensure_local_secrets
 from infra.settings import REPO_ROOT, Settings
-from projections.rebuild_options import add_arguments as add_rebuild_arguments
-from projections.replay_options import add_arguments as add_replay_arguments
-from projections.report_options import add_arguments as add_report_arguments
-from stream_processors.topology import FAMILIES
+from schemas import SCHEMAS_DIR
 
-Command = Callable[[argparse.Namespace, Settings], int]
+Run = Callable[[argparse.Namespace, Settings], int]
+COMMANDS_GROUP = "esports.commands"
 
 
-def _err(message: str) -> None:
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One ``esports`` subcommand: its name, what runs it (its docstring is the help) and its arguments."""
+
+    name: str
+    run: Run
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None
+
+
+def fail(message: str) -> int:
+    """Say what went wrong on stderr; returns the exit code 1."""
     print(f"esports: {message}", file=sys.stderr)
+    return 1
 
 
 # --- topics -------------------------------------------------------------------------------------
@@ -96,11 +112,11 @@ def _json_line(consumed: ConsumedEvent) -> str:
 
 
 async def _tail(args: argparse.Namespace, settings: Settings) -> int:
-    codec = EventCodec.load()
+    codec = EventCodec.load(SCHEMAS_DIR)
     seen, idle_since = 0, time.monotonic()
     async with EventPublisher(settings.kafka, codec, producer="infra.tail") as publisher:
         names = TopicNames(settings.kafka.topic_prefix)
-        dead = DeadLetters(publisher, names.physical(spec("deadletter").name))
+        dead = DeadLetters(publisher, names.physical(spec(Topic.DEADLETTER).name))
         consumer = EventConsumer(
             settings.kafka,
             codec,
@@ -128,37 +144,8 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
     try:
         spec(args.topic)
     except KeyError:
-        _err(f"unknown topic {args.topic!r}; known: {', '.join(t.name for t in CATALOGUE)}")
-        return 1
+        return fail(f"unknown topic {args.topic!r}; known: {', '.join(t.name for t in CATALOGUE)}")
     return asyncio.run(_tail(args, settings))
-
-
-# --- replay -------------------------------------------------------------------------------------
-
-
-def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
-    """Export a topic's decoded events in a time range as JSON lines, CSV or Parquet, schema beside."""
-    from projections import replay
-
-    return replay.run(args, settings)
-
-
-# --- rebuild and report ------------------------------------------------------------------------
-
-
-def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
-    """Rebuild read models from the topics into a shadow schema and key prefix, then swap them in
-    atomically; resumable (an interrupted run continues where it stopped)."""
-    from projections import rebuild
-
-    return rebuild.run(args, settings)
-
-
-def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
-    """Print a match's analytics (audience, streams, chat per minute, moderation, polls), text or JSON."""
-    from projections import report
-
-    return report.run(args, settings)
 
 
 # --- stack and platform -------------------------------------------------------------------------
@@ -189,8 +176,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         stack.up_apps(settings, [app for app in stack.APPS if app != "demo"])
         stack.up_apps(settings, ["demo"])
     except stack.StackError as e:
-        _err(str(e))
-        return 1
+        return fail(str(e))
     print("\nServices and logs:", file=sys.stderr)
     stack.main(["status", "--all"])
     print(
@@ -218,70 +204,6 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return stack.main(["status", "--all"])
 
 
-def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the web + REST API (uvicorn) until interrupted."""
-    from producers import server
-
-    return server.run(settings)
-
-
-def cmd_processors(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the stream-processor worker (every agent family, or --only one) until interrupted."""
-    from stream_processors import worker
-
-    return worker.run(settings, args.only)
-
-
-def cmd_projector(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the projectors into PostgreSQL and Redis until interrupted."""
-    from projections import service
-
-    return service.run(settings)
-
-
-async def _grant_role(settings: Settings, username: str, role: str) -> int:
-    from producers import roles
-    from producers.services import Services
-
-    async with Services.open(settings) as services:
-        receipt = await roles.grant(services, username, role)
-    if receipt is None:
-        _err(f"no user named {username!r} (register first: POST /api/v1/auth/register)")
-        return 1
-    print(f"{username} is now {role} (event {receipt.event_id} at {receipt.position})")
-    return 0
-
-
-def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
-    """Set a user's platform role from the command line (bootstraps the first admin)."""
-    return asyncio.run(_grant_role(settings, args.username, args.role))
-
-
-def cmd_edge(args: argparse.Namespace, settings: Settings) -> int:
-    """Run a websocket edge node (chat, counts, polls) until SIGTERM; drains its clients on the way out."""
-    from edge_ws import node
-
-    return node.run(settings, settings.edge.second_port if args.second else args.port)
-
-
-def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the ingest node (RTMP/SRT, transcoders, HLS origin and cache tier), or pull a feed."""
-    if args.action == "pull":
-        from ingest_workers import pull
-
-        return pull.run(settings, args.stream, args.url)
-    from ingest_workers import node
-
-    return node.run(settings)
-
-
-def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    """Push a test pattern with a clock and a tone to the demo channel until interrupted."""
-    from ingest_workers import demo
-
-    return demo.run(settings)
-
-
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     """Print the effective settings as ESPORTS_* variables (secrets masked)."""
     for name, value in _flatten(settings.model_dump(mode="json")):
@@ -306,8 +228,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     scripts = [s for s in sorted((REPO_ROOT / "bench").glob("*.py")) if not s.stem.startswith("_")]
     chosen = [s for s in scripts if not args.names or s.stem in args.names]
     if not chosen:
-        _err(f"no benchmark named {args.names}; have {[s.stem for s in scripts]}")
-        return 1
+        return fail(f"no benchmark named {args.names}; have {[s.stem for s in scripts]}")
     for script in chosen:
         print(f"== bench/{script.name}", file=sys.stderr)
         code = subprocess.call(
@@ -321,13 +242,14 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 # --- parser -------------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Sequence[Command] | None = None) -> argparse.ArgumentParser:
+    """The parser of the platform's own commands and of ``commands`` (default: every service's)."""
     parser = argparse.ArgumentParser(prog="esports", description="The eSports live platform.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, func: Command) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=(func.__doc__ or "").strip(), description=func.__doc__)
-        p.set_defaults(func=func)
+    def add(name: str, run: Run) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=(run.__doc__ or "").strip().split("\n\n")[0], description=run.__doc__)
+        p.set_defaults(func=run)
         return p
 
     infra = add("infra", cmd_infra)
@@ -353,39 +275,32 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--from-beginning", action="store_true", help="start at the oldest retained event")
     tail.add_argument("--max", type=int, default=0, help="stop after N events (default: follow forever)")
     tail.add_argument("--idle-timeout", type=float, default=0, help="stop after S seconds without events")
-    add_replay_arguments(add("replay", cmd_replay))
-    add_rebuild_arguments(add("rebuild", cmd_rebuild))
-    add_report_arguments(add("report", cmd_report))
-    add("api", cmd_api)
-    processors = add("processors", cmd_processors)
-    processors.add_argument(
-        "--only",
-        metavar="FAMILY",
-        choices=FAMILIES,
-        default=None,
-        help=f"run one agent family in its own worker group ({', '.join(FAMILIES)}); "
-        "start several to share its partitions (default: every family in one group)",
-    )
-    add("projector", cmd_projector)
-    edge = add("edge", cmd_edge)
-    where = edge.add_mutually_exclusive_group()
-    where.add_argument("--port", type=int, default=None, help="listen here instead of ESPORTS_EDGE__PORT")
-    where.add_argument("--second", action="store_true", help="listen on ESPORTS_EDGE__SECOND_PORT")
-    ingest = add("ingest", cmd_ingest)
-    ingest_actions = ingest.add_subparsers(dest="action", metavar="ACTION")
-    pull = ingest_actions.add_parser("pull", help="transcode an external feed (rtmp://, srt://, HLS, file)")
-    pull.add_argument("--stream", required=True, help="stream id the feed is published as")
-    pull.add_argument("url")
-    add("demo", cmd_demo)
-    users = add("users", cmd_users)
-    users.add_argument("action", choices=["role"], help="role: set USERNAME's platform role")
-    users.add_argument("username")
-    users.add_argument("role", choices=["viewer", "streamer", "admin"])
+    for command in service_commands() if commands is None else commands:
+        command_parser = add(command.name, command.run)
+        if command.arguments is not None:
+            command.arguments(command_parser)
     add("config", cmd_config)
     bench = add("bench", cmd_bench)
     bench.add_argument("names", nargs="*", help="benchmark names (files in bench/ without .py)")
     bench.add_argument("--quick", action="store_true", help="fewer, shorter runs (a smoke check)")
     return parser
+
+
+def service_commands() -> list[Command]:
+    """The services' commands, as ``pyproject.toml`` lists them (entry points ``esports.commands``)."""
+    found = entry_points(group=COMMANDS_GROUP)
+    if not found:
+        raise SystemExit(
+            "esports: no service commands are installed (entry points esports.commands); "
+            "reinstall the project: make install"
+        )
+    commands = []
+    for entry in found:
+        command = entry.load()
+        if not isinstance(command, Command) or command.name != entry.name:
+            raise SystemExit(f"esports: entry point {entry.name} = {entry.value} is not its Command")
+        commands.append(command)
+    return commands
 
 
 def _brokers_flag(parser: argparse.ArgumentParser) -> None:
@@ -409,11 +324,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args, settings))
     except KafkaError as e:
-        _err(f"{e} (is Kafka running? `esports infra status`)")
-        return 1
+        return fail(f"{e} (is Kafka running? `esports infra status`)")
     except KeyboardInterrupt:
         return 130
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m infra.cli` runs this file as __main__; the services' commands import `infra.cli`, a
+    # second copy with its own Command class. Run that copy, so there is one Command.
+    from infra.cli import main as main_of_module
+
+    sys.exit(main_of_module())

@@ -15,18 +15,19 @@ import contextlib
 import ipaddress
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 from urllib.parse import parse_qs
 
 import httpx
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import Counter, Gauge, Histogram
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from events.ingest import IngestProtocol
+from infra.metrics import LATENCY_BUCKETS, render, service_registry
 from infra.settings import IngestSettings
 from ingest_workers.pull import pull_source
 from ingest_workers.session import EventSink, Source, StreamSession
@@ -38,6 +39,7 @@ RTMP_APP = "live"
 MAX_KEY_LENGTH = 256
 MAX_FORM_BYTES = 16384
 FAST_PROBE = ("-analyzeduration", "500000", "-probesize", "500000")
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 class Authorizer(Protocol):
@@ -88,12 +90,19 @@ class IngestControl:
         self.node = node or node_name(settings)
         self.sessions: dict[str, StreamSession] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
-        self.metrics = CollectorRegistry()
+        self.metrics = service_registry()
         self.publishes = Counter(
             "ingest_publish_total", "Publish attempts by outcome", ["outcome"], registry=self.metrics
         )
         self.live = Gauge("ingest_sessions", "Live ingest sessions on this node", registry=self.metrics)
         self.live.set_function(lambda: len(self.sessions))
+        self.hook_seconds = Histogram(
+            "ingest_hook_duration_seconds",
+            "Time to answer an nginx-rtmp hook (on_publish includes the stream-key check), by hook",
+            ["hook"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.metrics,
+        )
 
     def attach(self, stream_id: str, make_source: Callable[[], Source]) -> StreamSession:
         """A publisher (re)connected: continue its session within the grace period, else start one."""
@@ -205,12 +214,22 @@ def create_hook_app(settings: IngestSettings, control: IngestControl, authorizer
         return JSONResponse({"status": "ok", "node": control.node, "sessions": sorted(control.sessions)})
 
     async def metrics(request: Request) -> Response:
-        return Response(generate_latest(control.metrics), media_type="text/plain; version=0.0.4")
+        body, content_type = render(control.metrics)
+        return Response(body, media_type=content_type)
+
+    def timed(hook: str, handler: Handler) -> Handler:
+        seconds = control.hook_seconds.labels(hook)
+
+        async def timed_handler(request: Request) -> Response:
+            with seconds.time():
+                return await handler(request)
+
+        return timed_handler
 
     return Starlette(
         routes=[
-            Route("/hooks/rtmp/publish", publish, methods=["POST"]),
-            Route("/hooks/rtmp/publish_done", publish_done, methods=["POST"]),
+            Route("/hooks/rtmp/publish", timed("publish", publish), methods=["POST"]),
+            Route("/hooks/rtmp/publish_done", timed("publish_done", publish_done), methods=["POST"]),
             Route("/health", health),
             Route("/metrics", metrics),
         ]

@@ -27,6 +27,7 @@ from ingest_workers.control import ApiAuthorizer, Authorizer, IngestControl, cre
 from ingest_workers.errors import IngestError
 from ingest_workers.session import EventSink
 from ingest_workers.srt import SrtListener
+from schemas import SCHEMAS_DIR
 
 __all__ = ["IngestNode", "open_node", "run", "serve"]
 
@@ -99,7 +100,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     if token is None:
         raise IngestError("ESPORTS_AUTH__INTERNAL_TOKEN is not set (esports infra up writes a local one)")
     async with (
-        EventPublisher(settings.kafka, EventCodec.load(), producer="ingest_workers") as publisher,
+        EventPublisher(settings.kafka, EventCodec.load(SCHEMAS_DIR), producer="ingest_workers") as publisher,
         httpx.AsyncClient(base_url=settings.ingest.api_url, timeout=5, trust_env=False) as api,
         open_node(settings, publisher, ApiAuthorizer(api, token.get_secret_value())) as node,
     ):

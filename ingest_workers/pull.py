@@ -22,6 +22,7 @@ from infra.kafka import EventPublisher
 from infra.settings import Settings
 from ingest_workers.errors import IngestError
 from ingest_workers.session import Source, StreamSession
+from schemas import SCHEMAS_DIR
 
 __all__ = ["UnsupportedSource", "pull_source", "run"]
 
@@ -62,7 +63,9 @@ def pull_source(url: str) -> Source:
 
 
 async def _pull(settings: Settings, stream_id: str, url: str) -> None:
-    async with EventPublisher(settings.kafka, EventCodec.load(), producer="ingest_workers") as publisher:
+    async with EventPublisher(
+        settings.kafka, EventCodec.load(SCHEMAS_DIR), producer="ingest_workers"
+    ) as publisher:
         session = StreamSession(
             settings.ingest,
             publisher,

@@ -1,7 +1,8 @@
-"""The composition root of the API: ``create_app(settings, services=None)`` builds the FastAPI app.
+"""The REST API as an app: ``create_api(settings, services=None)`` builds the FastAPI app.
 
 Given ``services`` (tests, benchmarks) the app uses them and does not own them; otherwise its
 lifespan opens :class:`~producers.services.Services` from ``settings`` and closes them at shutdown.
+The process serves it with the pages mounted on it: :func:`web.app.create_app`, one layer up.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from producers.routes import (
     users,
 )
 from producers.services import Namespace, Services
-from web import pages as web_pages
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ Listings are cursor-paginated (`limit` up to 100, `next_cursor`).
 """
 
 
-def create_app(
+def create_api(
     settings: Settings, services: Services | None = None, *, namespace: Namespace | None = None
 ) -> FastAPI:
     """Build the API app (routes, problem handlers, middleware) around ``services`` or its own."""
@@ -70,7 +70,6 @@ def create_app(
     if services is not None:
         _attach(app, services)
     _include_routes(app)
-    web_pages.install(app)  # the viewer pages, sitemap, robots.txt and static files (web/)
     install_problem_handlers(app, kafka_retry_after_s=settings.api.retry_after_s)
     # Added innermost first: CORS sees every request, the idempotency layer only routed POSTs.
     app.add_middleware(IdempotencyMiddleware)

@@ -11,7 +11,7 @@ from fastapi import Depends, Header, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from infra.net import ClientAddresses
-from producers.auth.tokens import InvalidToken
+from infra.tokens import InvalidToken
 from producers.consistency import InvalidPosition, parse_positions, wait_for_positions
 from producers.pagination import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
 from producers.problems import ApiProblem, Forbidden, Unauthorized

@@ -23,7 +23,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from infra.postgres import DatabaseError
-from producers.auth.tokens import InvalidToken
+from infra.tokens import InvalidToken
 from producers.problems import OUTCOME_UNKNOWN_HEADER, problem_response
 from producers.store import translated
 

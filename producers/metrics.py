@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from infra.metrics import LATENCY_BUCKETS, render, service_registry
 
 
 class ApiMetrics:
     """Request counts and latency by route template, and events published by type."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = service_registry()
         self.requests = Counter(
             "api_requests_total",
             "HTTP requests by route",
@@ -28,7 +30,7 @@ class ApiMetrics:
             "HTTP request latency by route",
             ["method", "route"],
             registry=self.registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            buckets=LATENCY_BUCKETS,
         )
         self.published = Counter(
             "api_events_published_total",
@@ -45,7 +47,7 @@ class ApiMetrics:
         )
 
     def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        return render(self.registry)
 
 
 class MetricsMiddleware:

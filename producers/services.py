@@ -1,6 +1,6 @@
 """The API's composition: one :class:`Services` built from Settings, holding every client the routes use.
 
-Nothing here is a module global; :func:`producers.app.create_app` builds (or is given) one instance
+Nothing here is a module global; :func:`producers.app.create_api` builds (or is given) one instance
 and routes reach it through ``deps.py``. A :class:`Namespace` says where the API's data lives, so tests
 can run against their own PostgreSQL schemas and Redis key prefix.
 """
@@ -22,16 +22,15 @@ from infra.kafka import BrokerUnavailable, EventPublisher
 from infra.postgres import apply_migrations
 from infra.redis import RedisClient, make_client
 from infra.settings import PostgresSettings, Settings
+from infra.tokens import AccessTokens
 from producers.auth.login_limiter import LoginLimiter
 from producers.auth.passwords import Passwords
-from producers.auth.tokens import AccessTokens
 from producers.commands import CommandBus
+from producers.listings import CatalogReader, StreamReader, TournamentReader
 from producers.metrics import ApiMetrics
-from producers.read_model.catalog import CatalogReader
-from producers.read_model.streams import StreamReader
-from producers.read_model.tournaments import TournamentReader
 from producers.store.accounts import AccountStore
 from producers.store.channels import ChannelStore
+from schemas import SCHEMAS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +125,7 @@ class Services:
         namespace = namespace or Namespace()
         tokens = _access_tokens(settings)
         metrics = metrics or ApiMetrics()
-        codec = EventCodec.load()
+        codec = EventCodec.load(SCHEMAS_DIR)
         async with AsyncExitStack() as stack:
             pool = make_api_pool(settings.postgres, namespace)
             await pool.open(wait=True, timeout=15)

@@ -36,14 +36,15 @@ from events.chat import (
     UserBanned,
     UserTimedOut,
     UserUnbanned,
+    outcome_ids,
 )
+from events.topics import Topic
 from projections.projector import Apply, Cursor, PostgresProjector, handles
-from stream_processors.moderation.decisions import outcome_ids
 
 __all__ = ["AUTOMOD", "HANDLERS", "NAME", "TOPICS", "chat_projector"]
 
 NAME = "pg.chat"
-TOPICS = ("chat.messages", "chat.moderation")
+TOPICS = (Topic.CHAT_MESSAGES, Topic.CHAT_MODERATION)
 AUTOMOD = "automod"  # the actor of log rows the rules decided (a message held for review)
 
 INSERT_MESSAGE = """

@@ -34,6 +34,7 @@ from events.chat import (
     UserTimedOut,
     UserUnbanned,
 )
+from events.topics import Topic
 from infra.kafka import ConsumedEvent
 from infra.redis import RedisClient
 from projections.projector import Partition, partition_of
@@ -45,7 +46,7 @@ __all__ = ["NAME", "RECENT", "TOPICS", "WINDOW", "ChatKeys", "RecentChatProjecto
 log = logging.getLogger(__name__)
 
 NAME = ChatKeys.read_model
-TOPICS = ("chat.messages",)
+TOPICS = (Topic.CHAT_MESSAGES,)
 RECENT = 100
 WINDOW = 300  # visible + hidden messages kept, so an unban can restore what a ban hid
 EVENTS = (

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from events.ingest import IngestDisconnected, IngestHealthReported
+from events.topics import Topic
 from infra.kafka import ConsumedEvent
 from infra.redis import RedisClient
 from projections.redis_keys import IngestHealthKeys
@@ -30,7 +31,7 @@ from projections.redis_projector import RedisProjector
 __all__ = ["FRESH_MS", "NAME", "TOPICS", "IngestHealthKeys", "IngestHealthProjector", "report_json"]
 
 NAME = IngestHealthKeys.read_model
-TOPICS = ("ingest",)
+TOPICS = (Topic.INGEST,)
 FRESH_MS = 30_000  # a report is shown for this long after it was measured (reports come every ~5 s)
 
 

@@ -33,6 +33,7 @@ from typing import Any, TypeVar, cast
 
 from events.base import Event
 from events.streams import StreamCreated, StreamEnded, StreamScheduled, StreamUpdated, StreamWentLive
+from events.topics import Topic
 from events.viewers import ViewerCountChanged
 from infra.kafka import ConsumedEvent
 from infra.redis import RedisClient
@@ -45,7 +46,7 @@ __all__ = ["NAME", "STATE_RANK", "TOPICS", "LiveKeys", "LiveProjector", "next_ha
 log = logging.getLogger(__name__)
 
 NAME = LiveKeys.read_model
-TOPICS = ("streams", "streams.lifecycle", "viewers.counts")
+TOPICS = (Topic.STREAMS, Topic.STREAMS_LIFECYCLE, Topic.VIEWERS_COUNTS)
 STATE_RANK = {"created": 0, "scheduled": 1, "live": 2, "ended": 3}
 
 StreamHash = dict[str, str]

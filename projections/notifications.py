@@ -18,13 +18,14 @@ from psycopg_pool import AsyncConnectionPool
 
 from events.base import Event
 from events.notifications import NotificationIssued
+from events.topics import Topic
 from events.users import NotificationsRead
 from projections.projector import Apply, Cursor, PostgresProjector, handles
 
 __all__ = ["HANDLERS", "NAME", "TOPICS", "notifications_projector"]
 
 NAME = "pg.notifications"
-TOPICS = ("notifications", "users")
+TOPICS = (Topic.NOTIFICATIONS, Topic.USERS)
 
 INSERT_NOTIFICATION = """
 INSERT INTO notifications (notification_id, user_id, kind, cause_id, title, url, body, created_at, read_at)
@@ -52,7 +53,7 @@ async def notification_issued(cur: Cursor, e: NotificationIssued) -> None:
         "id": e.notification_id,
         "user": e.user_id,
         "kind": str(e.kind),
-        "cause": e.cause_id,
+        "cause": e.causation_id,
         "title": e.title,
         "url": e.url,
         "body": e.body,

@@ -1,8 +1,8 @@
-"""The projector service's operational HTTP endpoints: ``GET /health`` and ``GET /metrics``.
+"""The projector service's operational HTTP endpoints, ``GET /health`` and ``GET /metrics``, and
+what /metrics shows: each projector's counters, how long its batches take to store, its consumer's lag.
 
 A deliberately tiny HTTP/1.1 server on ``asyncio.start_server`` (two read-only routes, one request
-per connection, bounded request size): no web framework for the projector process, and the
-Prometheus text format is a few lines written by hand.
+per connection, bounded request size): no web framework for the projector process.
 """
 
 from __future__ import annotations
@@ -10,14 +10,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from infra.kafka import DeadLetters
-from projections.projector import BatchStore
+from prometheus_client import Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-__all__ = ["Check", "Monitored", "OpsServer", "render_metrics"]
+from infra.kafka import ConsumedEvent, DeadLetters
+from infra.metrics import LATENCY_BUCKETS, ConsumerLag, render, service_registry
+from projections.projector import BatchStore, Partition
+
+__all__ = ["Check", "Monitored", "OpsServer", "ProjectorMetrics", "TimedStore"]
 
 log = logging.getLogger(__name__)
 
@@ -34,53 +39,84 @@ class Monitored:
     dead_letters: DeadLetters
 
 
-def render_metrics(monitored: Iterable[Monitored]) -> str:
-    """Prometheus text exposition (version 0.0.4) of every projector's counters."""
-    items = list(monitored)
-    lines: list[str] = []
+class TimedStore:
+    """A projector's store whose every batch is timed into a histogram; otherwise the store itself."""
 
-    def family(name: str, kind: str, help_text: str, samples: Iterable[tuple[str, float]]) -> None:
-        lines.extend([f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"])
-        lines.extend(f"{name}{{{labels}}} {value}" for labels, value in samples)
+    def __init__(self, store: BatchStore, seconds: Histogram) -> None:
+        self._store = store
+        self._seconds = seconds
+        self.name, self.topics, self.stats = store.name, store.topics, store.stats
 
-    def per_projector(value: Callable[[Monitored], int]) -> list[tuple[str, float]]:
-        return [(f'projector="{m.store.name}"', value(m)) for m in items]
+    async def start_positions(self, partitions: list[Partition]) -> dict[Partition, int]:
+        return await self._store.start_positions(partitions)
 
-    family(
-        "esports_projection_events_applied_total",
-        "counter",
-        "Events applied to the read model.",
-        per_projector(lambda m: m.store.stats.applied),
-    )
-    family(
-        "esports_projection_duplicates_skipped_total",
-        "counter",
-        "Events delivered again at offsets already applied, skipped.",
-        per_projector(lambda m: m.store.stats.duplicates),
-    )
-    family(
-        "esports_projection_batches_total",
-        "counter",
-        "Batches committed.",
-        per_projector(lambda m: m.store.stats.batches),
-    )
-    family(
-        "esports_projection_dead_letters_total",
-        "counter",
-        "Undecodable records copied to the dead-letter topic.",
-        per_projector(lambda m: m.dead_letters.count),
-    )
-    family(
-        "esports_projection_next_offset",
-        "gauge",
-        "Next offset to apply (the last applied offset + 1), per partition.",
-        [
-            (f'projector="{m.store.name}",topic="{topic}",partition="{partition}"', offset)
-            for m in items
-            for (topic, partition), offset in sorted(m.store.stats.next_offsets.items())
-        ],
-    )
-    return "\n".join(lines) + "\n"
+    async def store(self, batch: Sequence[ConsumedEvent]) -> None:
+        with self._seconds.time():
+            await self._store.store(batch)
+
+
+class ProjectorMetrics:
+    """The projector process's registry: the projectors' counters (read from their stats at scrape
+    time), ``esports_projection_store_seconds{projector}`` and ``kafka_consumer_lag`` (each consumer
+    registers in :attr:`lag` while it runs)."""
+
+    def __init__(self) -> None:
+        self.monitored: list[Monitored] = []
+        self.lag = ConsumerLag()
+        self.registry = service_registry(_ProjectorCounters(self.monitored), self.lag)
+        self.store_seconds = Histogram(
+            "esports_projection_store_seconds",
+            "Time to store one batch (one transaction, conflicts retried inside), by projector.",
+            ["projector"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def monitor(self, store: BatchStore, dead_letters: DeadLetters) -> Monitored:
+        """``store``, timed, and its dead letters, shown on /metrics from now on."""
+        item = Monitored(TimedStore(store, self.store_seconds.labels(store.name)), dead_letters)
+        self.monitored.append(item)
+        return item
+
+
+class _ProjectorCounters(Collector):
+    def __init__(self, monitored: Sequence[Monitored]) -> None:
+        self._monitored = monitored
+
+    def collect(self) -> Iterator[Metric]:
+        yield self._per_projector(
+            "esports_projection_events_applied_total",
+            "Events applied to the read model.",
+            lambda m: m.store.stats.applied,
+        )
+        yield self._per_projector(
+            "esports_projection_duplicates_skipped_total",
+            "Events delivered again at offsets already applied, skipped.",
+            lambda m: m.store.stats.duplicates,
+        )
+        yield self._per_projector(
+            "esports_projection_batches_total", "Batches committed.", lambda m: m.store.stats.batches
+        )
+        yield self._per_projector(
+            "esports_projection_dead_letters_total",
+            "Undecodable records copied to the dead-letter topic.",
+            lambda m: m.dead_letters.count,
+        )
+        offsets = GaugeMetricFamily(
+            "esports_projection_next_offset",
+            "Next offset to apply (the last applied offset + 1), per partition.",
+            labels=["projector", "topic", "partition"],
+        )
+        for m in self._monitored:
+            for (topic, partition), offset in sorted(m.store.stats.next_offsets.items()):
+                offsets.add_metric([m.store.name, topic, str(partition)], offset)
+        yield offsets
+
+    def _per_projector(self, name: str, help_text: str, value: Callable[[Monitored], int]) -> Metric:
+        family = CounterMetricFamily(name, help_text, labels=["projector"])
+        for m in self._monitored:
+            family.add_metric([m.store.name], value(m))
+        return family
 
 
 class OpsServer:
@@ -89,7 +125,7 @@ class OpsServer:
     def __init__(
         self,
         checks: Mapping[str, Check],
-        metrics: Callable[[], str],
+        metrics: Collector,
         *,
         host: str,
         port: int,
@@ -168,6 +204,7 @@ class OpsServer:
         if method != "GET":
             return 405, "text/plain", b"GET only\n"
         if path == "/metrics":
-            return 200, "text/plain; version=0.0.4", self._metrics().encode()
+            exposition, content_type = render(self._metrics)
+            return 200, content_type, exposition
         status, body = await self.health()
         return status, "application/json", json.dumps(body).encode()

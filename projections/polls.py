@@ -11,9 +11,10 @@ PollOpened (a rebuild, a lagging partition). Each handler therefore completes wh
 the tally takes the opening's fields from ``poll_requests`` when they are there, and a PollOpened
 fills them into a row a tally created first. Likewise for ``closed_by``: the final tally is stamped
 with the close's time (the accepted PollClosed's ``occurred_at``, or ``closes_at`` when the deadline
-closed it), so the close request of that poll (or ``'*'``, ``/endpoll``) at that very millisecond is
-the one the agent accepted, whichever of the two is applied first. A final tally is never replaced
-(a running tally re-published after an agent restart comes after it in the log).
+closed it), so the close request of that poll (or of every open one, :data:`~events.polls.ALL_OPEN`:
+``/endpoll``) at that very millisecond is the one the agent accepted, whichever of the two is applied
+first. A final tally is never replaced (a running tally re-published after an agent restart comes
+after it in the log).
 
 Exactly-once comes from :class:`~projections.projector.PostgresProjector`; every statement is also
 idempotent by key.
@@ -26,14 +27,14 @@ from collections.abc import Mapping
 from psycopg_pool import AsyncConnectionPool
 
 from events.base import Event
-from events.polls import PollClosed, PollOpened, PollTallyUpdated
+from events.polls import ALL_OPEN, PollClosed, PollOpened, PollTallyUpdated
+from events.topics import Topic
 from projections.projector import Apply, Cursor, PostgresProjector, handles
 
-__all__ = ["ALL_OPEN", "HANDLERS", "NAME", "TOPICS", "polls_projector"]
+__all__ = ["HANDLERS", "NAME", "TOPICS", "polls_projector"]
 
 NAME = "pg.polls"
-TOPICS = ("polls", "polls.tallies")
-ALL_OPEN = "*"  # PollClosed.poll_id of /endpoll (stream_processors.polls.board.ALL_OPEN)
+TOPICS = (Topic.POLLS, Topic.POLLS_TALLIES)
 
 INSERT_OPEN = """
 INSERT INTO poll_requests
@@ -53,7 +54,7 @@ ON CONFLICT (event_id) DO NOTHING
 """
 FILL_CLOSER = """
 UPDATE polls SET closed_by = %(actor)s
-WHERE stream_id = %(stream)s AND (poll_id = %(poll)s OR %(poll)s = '*') AND final
+WHERE stream_id = %(stream)s AND (poll_id = %(poll)s OR %(every_open)s) AND final
     AND closed_by IS NULL AND closed_at = %(at)s
 """
 UPSERT_TALLY = """
@@ -69,7 +70,7 @@ LEFT JOIN LATERAL (
 ) AS o ON true
 LEFT JOIN LATERAL (
     SELECT actor FROM poll_requests
-    WHERE kind = 'close' AND stream_id = %(stream)s AND poll_id IN (%(poll)s, '*')
+    WHERE kind = 'close' AND stream_id = %(stream)s AND poll_id IN (%(poll)s, %(all_open)s)
         AND requested_at = %(closed_at)s
     ORDER BY event_id LIMIT 1
 ) AS c ON true
@@ -102,6 +103,7 @@ async def poll_closed(cur: Cursor, e: PollClosed) -> None:
         "stream": e.stream_id,
         "actor": e.closed_by,
         "at": e.occurred_at,
+        "every_open": e.poll_id == ALL_OPEN,
     }
     await cur.execute(INSERT_CLOSE, params)
     await cur.execute(FILL_CLOSER, params)
@@ -115,6 +117,7 @@ async def tally_updated(cur: Cursor, e: PollTallyUpdated) -> None:
         "total": e.total,
         "final": e.final,
         "closed_at": e.occurred_at if e.final else None,
+        "all_open": ALL_OPEN,
     }
     await cur.execute(UPSERT_TALLY, params)
 

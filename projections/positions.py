@@ -15,6 +15,7 @@ import psycopg
 from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
+from events.topics import Topic
 from infra.kafka import Position
 from infra.postgres import translate
 from projections import catalog, chat, notifications, polls, viewer_counts
@@ -35,7 +36,7 @@ PROJECTORS_BY_TOPIC: dict[str, str] = {
 }
 # pg.notifications reads `users` too (NotificationsRead), but `users` positions stay pg.catalog's: the
 # inbox route waits for pg.notifications on them itself (producers/routes/notifications.py).
-PROJECTORS_BY_TOPIC["notifications"] = notifications.NAME
+PROJECTORS_BY_TOPIC[Topic.NOTIFICATIONS] = notifications.NAME
 
 REACHED = (
     "SELECT next_offset > %s FROM {}.projection_offsets"

@@ -19,9 +19,10 @@ from collections.abc import Sequence
 from psycopg_pool import AsyncConnectionPool
 
 from events.codec import EventCodec
-from events.topics import spec
+from events.topics import Topic, spec
 from infra import logs
 from infra.kafka import DeadLetters, EventPublisher, KafkaError, TopicAdmin, TopicNames
+from infra.metrics import ConsumerLag
 from infra.postgres import DatabaseError
 from infra.redis import CacheError, RedisClient, make_client
 from infra.settings import Settings
@@ -30,8 +31,9 @@ from projections.chat_recent import RecentChatProjector
 from projections.database import make_pool, migrate
 from projections.ingest_health import IngestHealthProjector
 from projections.live import LiveProjector
-from projections.ops import Check, Monitored, OpsServer, render_metrics
+from projections.ops import Check, Monitored, OpsServer, ProjectorMetrics
 from projections.projector import BatchStore, ProjectionFailed, consumer_for, project
+from schemas import SCHEMAS_DIR
 
 __all__ = ["build_stores", "main", "run", "serve"]
 
@@ -65,7 +67,7 @@ async def serve(
     settings: Settings, stop: asyncio.Event, *, schema: str = "public", redis_prefix: str = ""
 ) -> int:
     """Run until ``stop`` is set (returns 0) or a projector stops on an error (logged; returns 1)."""
-    codec = EventCodec.load()
+    codec = EventCodec.load(SCHEMAS_DIR)
     pool = make_pool(settings.postgres, name="projections", schema=schema)
     client = make_client(settings.redis, name="projections")
     try:
@@ -75,18 +77,21 @@ async def serve(
             TopicAdmin(settings.kafka) as admin,
         ):
             await migrate(pool, schema)
-            dead_letter_topic = TopicNames(settings.kafka.topic_prefix).physical("deadletter")
+            dead_letter_topic = TopicNames(settings.kafka.topic_prefix).physical(Topic.DEADLETTER)
             stores = build_stores(pool, client, schema=schema, redis_prefix=redis_prefix)
-            monitored = [Monitored(store, DeadLetters(publisher, dead_letter_topic)) for store in stores]
+            metrics = ProjectorMetrics()
+            monitored = [
+                metrics.monitor(store, DeadLetters(publisher, dead_letter_topic)) for store in stores
+            ]
             ops = OpsServer(
                 _checks(pool, client, admin),
-                lambda: render_metrics(monitored),
+                metrics.registry,
                 host=settings.projections.web_host,
                 port=settings.projections.web_port,
             )
             await ops.start()
             try:
-                await _project_until_stopped(settings, codec, monitored, stop)
+                await _project_until_stopped(settings, codec, monitored, metrics.lag, stop)
             finally:
                 await ops.close()
     except* FATAL as group:
@@ -123,24 +128,32 @@ def build_stores(
 
 
 async def _project_until_stopped(
-    settings: Settings, codec: EventCodec, monitored: Sequence[Monitored], stop: asyncio.Event
+    settings: Settings,
+    codec: EventCodec,
+    monitored: Sequence[Monitored],
+    lag: ConsumerLag,
+    stop: asyncio.Event,
 ) -> None:
     try:
         async with asyncio.TaskGroup() as tasks:
             for item in monitored:
-                tasks.create_task(_consume(settings, codec, item), name=f"projector {item.store.name}")
+                tasks.create_task(_consume(settings, codec, item, lag), name=f"projector {item.store.name}")
             tasks.create_task(_until(stop), name="stop")
     except* _Stopped:
         pass
 
 
-async def _consume(settings: Settings, codec: EventCodec, item: Monitored) -> None:
+async def _consume(settings: Settings, codec: EventCodec, item: Monitored, lag: ConsumerLag) -> None:
     consumer = consumer_for(
         item.store, settings.kafka, codec, item.dead_letters, batch_size=settings.projections.batch_size
     )
     async with consumer:
         log.info("projector=%s consuming %s", item.store.name, ", ".join(item.store.topics))
-        await project(consumer, item.store)
+        lag.register(consumer)
+        try:
+            await project(consumer, item.store)
+        finally:
+            lag.unregister(consumer)
 
 
 async def _until(stop: asyncio.Event) -> None:

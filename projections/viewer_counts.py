@@ -24,6 +24,7 @@ from typing import Any, cast
 from psycopg_pool import AsyncConnectionPool
 
 from events.base import Event
+from events.topics import Topic
 from events.viewers import MatchAudienceChanged, ViewerCountChanged
 from infra.kafka import ConsumedEvent
 from infra.redis import RedisClient
@@ -45,9 +46,9 @@ __all__ = [
 ]
 
 NAME = "pg.viewers"
-TOPICS = ("viewers.counts", "viewers.match_counts")
+TOPICS = (Topic.VIEWERS_COUNTS, Topic.VIEWERS_MATCH_COUNTS)
 MATCH_NAME = MatchViewerKeys.read_model
-MATCH_TOPICS = ("viewers.match_counts",)
+MATCH_TOPICS = (Topic.VIEWERS_MATCH_COUNTS,)
 BUCKET_S = 10
 
 UPSERT_COUNT = """

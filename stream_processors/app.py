@@ -47,9 +47,10 @@ import faust
 
 from events.codec import EventCodec
 from infra.kafka import TopicNames
+from infra.metrics import render
 from infra.settings import Settings
 from stream_processors.lifecycle.agent import register_lifecycle
-from stream_processors.metrics import CONTENT_TYPE, ProcessorMetrics
+from stream_processors.metrics import AppLag, ProcessingSensor, ProcessorMetrics
 from stream_processors.moderation.agent import chat_limits, register_moderation
 from stream_processors.moderation.roster import ChatRoster
 from stream_processors.notifications.agent import register_notifications
@@ -138,6 +139,8 @@ def create_app(
         register_notifications(app, names, partitions, args, settings.kafka)
     _add_pages(app, settings, publishing, metrics, partition_workers)
     report_skips(app, metrics)
+    app.sensors.add(ProcessingSensor(metrics, family or "all"))
+    metrics.lag.register(AppLag(app))
     return app
 
 
@@ -168,5 +171,6 @@ def _add_pages(
 
     @app.page("/metrics")
     async def metrics(view: Any, request: Any) -> Any:
-        """Prometheus text exposition of the worker's counters."""
-        return view.text(m.render(), content_type=CONTENT_TYPE)
+        """Prometheus text exposition of the worker's counters, histograms and consumer lag."""
+        body, content_type = render(m.registry)
+        return view.bytes(body, headers={"Content-Type": content_type})

@@ -1,19 +1,30 @@
-"""The processor worker's counters, rendered in Prometheus' text exposition format (for ``/metrics``).
+"""The processor worker's metrics for ``/metrics``.
 
-A handful of counters does not need a client library: they live in one object the agents increment
-(one event loop, no locks) and the web page renders.
+Counters live as plain ints and ``Counter`` s in one object the agents bump inline (one event loop, no
+locks) and are read at scrape time. :class:`ProcessingSensor`, a Faust sensor, times every record from
+its hand-over to the agents until all of them acked it, and says how old its event was then.
+:class:`AppLag` gives the Faust app's consumer group to the ``kafka_consumer_lag`` gauge.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterator, Mapping
 
-CONTENT_TYPE = "text/plain; version=0.0.4"  # aiohttp appends the charset itself
+import faust
+from faust.types import TP, Message
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from infra.metrics import LATENCY_BUCKETS, ConsumerLag, service_registry
+
+__all__ = ["AppLag", "ProcessingSensor", "ProcessorMetrics"]
 
 
 class ProcessorMetrics:
-    """Counters of one worker process (they restart at zero with it, as Prometheus expects)."""
+    """The metrics of one worker process (they restart at zero with it, as Prometheus expects)."""
 
     def __init__(self) -> None:
         self.events = Counter[str]()  # consumed lifecycle causes, by event type
@@ -33,72 +44,115 @@ class ProcessorMetrics:
         self.skipped = Counter[str]()  # records an offset commit moved past unacknowledged, by agent
         self.publish_retries = 0  # failed publish attempts that were retried
         self.publishing_blocked = False  # a publish is being retried right now (health says so)
-
-    def render(self) -> str:
-        """All metrics, Prometheus text format."""
-        blocks = [
-            _counter("esports_lifecycle_events_total", "Lifecycle causes consumed.", "type", self.events),
-            _counter("esports_lifecycle_decisions_total", "Decisions published.", "kind", self.decisions),
-            _counter("esports_chat_events_total", "Moderation causes consumed.", "type", self.chat_events),
-            _counter(
-                "esports_chat_decisions_total", "Moderation decisions published.", "kind", self.chat_decisions
-            ),
-            _counter(
-                "esports_chat_roster_events_total", "Users events in the roster.", "type", self.roster_events
-            ),
-            _counter("esports_viewer_heartbeats_total", "Heartbeats counted.", None, {"": self.heartbeats}),
-            _counter(
-                "esports_viewer_counts_total", "Viewer counts published.", None, {"": self.viewer_counts}
-            ),
-            _counter(
-                "esports_viewer_partial_reports_total",
-                "Partial-count reports published (per presence partition and merge partition).",
-                None,
-                {"": self.partial_reports},
-            ),
-            _counter("esports_poll_events_total", "Poll events consumed.", "type", self.poll_events),
-            _counter("esports_poll_votes_total", "Votes tallied.", None, {"": self.votes}),
-            _counter("esports_poll_ignored_total", "Poll events ignored.", "reason", self.poll_ignored),
-            _counter("esports_poll_tallies_total", "Poll tallies published.", "kind", self.poll_tallies),
-            _counter(
-                "esports_processor_dead_letters_total",
-                "Records sent to the DLQ.",
-                "reason",
-                self.dead_letters,
-            ),
-            _counter(
-                "esports_processor_redelivered_decided_total",
-                "Redelivered causes whose decision was already published (not decided again).",
-                "agent",
-                self.redelivered_decided,
-            ),
-            _counter(
-                "esports_processor_skipped_records_total",
-                "Records an offset commit moved past that the agent never acknowledged (lost).",
-                "agent",
-                self.skipped,
-            ),
-            _counter(
-                "esports_processor_publish_retries_total",
-                "Retried publishes.",
-                None,
-                {"": self.publish_retries},
-            ),
-        ]
-        return "".join(blocks)
+        self.lag = ConsumerLag()  # the process's consumer groups register here
+        self.registry: CollectorRegistry = service_registry(_Counters(self), self.lag)
+        self.event_seconds = Histogram(
+            "esports_processor_event_seconds",
+            "From a record's hand-over to the agents until every agent reading it acked it "
+            "(a batching agent's wait for its batch included), by family and topic.",
+            ["family", "topic"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.event_age = Histogram(
+            "esports_processor_event_age_seconds",
+            "Age of an event when its processing ended (now minus its record timestamp), "
+            "by family and topic.",
+            ["family", "topic"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
 
 
-def _counter(name: str, help_text: str, label: str | None, values: Counter[str] | dict[str, int]) -> str:
-    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
-    lines.extend(_samples(name, label, values.items()))
-    return "\n".join(lines) + "\n"
+class _Counters(Collector):
+    """The counters of :class:`ProcessorMetrics`, read at scrape time."""
+
+    def __init__(self, m: ProcessorMetrics) -> None:
+        self._m = m
+
+    def collect(self) -> Iterator[Metric]:
+        m = self._m
+        yield _counter("esports_lifecycle_events_total", "Lifecycle causes consumed.", "type", m.events)
+        yield _counter("esports_lifecycle_decisions_total", "Decisions published.", "kind", m.decisions)
+        yield _counter("esports_chat_events_total", "Moderation causes consumed.", "type", m.chat_events)
+        yield _counter(
+            "esports_chat_decisions_total", "Moderation decisions published.", "kind", m.chat_decisions
+        )
+        yield _counter(
+            "esports_chat_roster_events_total", "Users events in the roster.", "type", m.roster_events
+        )
+        yield _counter("esports_viewer_heartbeats_total", "Heartbeats counted.", None, {"": m.heartbeats})
+        yield _counter("esports_viewer_counts_total", "Viewer counts published.", None, {"": m.viewer_counts})
+        yield _counter(
+            "esports_viewer_partial_reports_total",
+            "Partial-count reports published (per presence partition and merge partition).",
+            None,
+            {"": m.partial_reports},
+        )
+        yield _counter("esports_poll_events_total", "Poll events consumed.", "type", m.poll_events)
+        yield _counter("esports_poll_votes_total", "Votes tallied.", None, {"": m.votes})
+        yield _counter("esports_poll_ignored_total", "Poll events ignored.", "reason", m.poll_ignored)
+        yield _counter("esports_poll_tallies_total", "Poll tallies published.", "kind", m.poll_tallies)
+        yield _counter(
+            "esports_processor_dead_letters_total", "Records sent to the DLQ.", "reason", m.dead_letters
+        )
+        yield _counter(
+            "esports_processor_redelivered_decided_total",
+            "Redelivered causes whose decision was already published (not decided again).",
+            "agent",
+            m.redelivered_decided,
+        )
+        yield _counter(
+            "esports_processor_skipped_records_total",
+            "Records an offset commit moved past that the agent never acknowledged (lost).",
+            "agent",
+            m.skipped,
+        )
+        yield _counter(
+            "esports_processor_publish_retries_total", "Retried publishes.", None, {"": m.publish_retries}
+        )
 
 
-def _samples(name: str, label: str | None, items: Iterable[tuple[str, int]]) -> list[str]:
-    if label is None:
-        return [f"{name} {value}" for _, value in items]
-    return [f'{name}{{{label}="{_escape(key)}"}} {value}' for key, value in sorted(items)]
+def _counter(name: str, help_text: str, label: str | None, values: Mapping[str, int]) -> Metric:
+    family = CounterMetricFamily(name, help_text, labels=[] if label is None else [label])
+    for key, value in sorted(values.items()):
+        family.add_metric([] if label is None else [key], value)
+    return family
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+class ProcessingSensor(faust.Sensor):
+    """Observes :class:`ProcessorMetrics`' histograms when every agent reading a record acked it."""
+
+    def __init__(self, metrics: ProcessorMetrics, family: str) -> None:
+        super().__init__()
+        self._metrics = metrics
+        self._family = family  # the app's family, or "all" when one app runs every family
+
+    def on_message_out(self, tp: TP, offset: int, message: Message) -> None:
+        labels = (self._family, tp.topic)
+        if message.time_in is not None:  # set on the way in by Faust's own monitor (monotonic)
+            self._metrics.event_seconds.labels(*labels).observe(time.monotonic() - message.time_in)
+        if message.timestamp:  # seconds; Faust converted the record's milliseconds
+            self._metrics.event_age.labels(*labels).observe(max(0.0, time.time() - message.timestamp))
+
+
+class AppLag:
+    """The Faust app's consumer group as a lag source: per assigned partition, its end as last
+    fetched minus the next offset the agents get (partitions not read from since start are left out)."""
+
+    def __init__(self, app: faust.App) -> None:
+        self._app = app
+
+    @property
+    def group_id(self) -> str:
+        return str(self._app.conf.id)  # Faust's consumer group is the app's id
+
+    def lags(self) -> dict[tuple[str, int], int]:
+        consumer = self._app.consumer
+        read = self._app.monitor.tp_read_offsets  # the last offset handed to the agents
+        lags = {}
+        for tp in consumer.assignment():
+            highwater, last_read = consumer.highwater(tp), read.get(tp)
+            if highwater is not None and last_read is not None:
+                lags[(tp.topic, tp.partition)] = max(0, highwater - last_read - 1)
+        return lags

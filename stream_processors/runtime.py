@@ -17,8 +17,16 @@ from mode import Service
 
 from events.base import Event
 from events.codec import DecodeError, EventCodec
-from events.topics import spec
-from infra.kafka import DeadLetters, EventConsumer, EventPublisher, KafkaError, LoggedDeadLetters, TopicNames
+from events.topics import Topic, spec
+from infra.kafka import (
+    BrokerUnavailable,
+    DeadLetters,
+    EventConsumer,
+    EventPublisher,
+    KafkaError,
+    LoggedDeadLetters,
+    TopicNames,
+)
 from infra.settings import KafkaSettings
 from stream_processors.batching import Batcher, BatchProcessor
 from stream_processors.consumer import GuardedConsumer, GuardedTransport, SkipReport
@@ -64,7 +72,7 @@ class DecisionPublisher(Service):
     async def on_start(self) -> None:
         publisher = EventPublisher(self._kafka, self._codec, producer=PRODUCER)
         await publisher.start()
-        deadletter = TopicNames(self._kafka.topic_prefix).physical(spec("deadletter").name)
+        deadletter = TopicNames(self._kafka.topic_prefix).physical(spec(Topic.DEADLETTER).name)
         self._publisher, self._dead_letters = publisher, DeadLetters(publisher, deadletter)
 
     async def on_stop(self) -> None:
@@ -91,8 +99,9 @@ class DecisionPublisher(Service):
 
 class WholeTopicReader(Service):
     """Reads catalogue ``topics`` whole, without a consumer group, into memory (:meth:`apply`): to
-    their end before the service counts as started (at most :data:`CATCH_UP_TIMEOUT_S`), then
-    follows them. What every worker needs entire, whatever partitions it owns (rosters, matches)."""
+    the end offsets they had at start before the service counts as started (at most
+    :data:`CATCH_UP_TIMEOUT_S`), then follows them. What every worker needs entire, whatever partitions
+    it owns (rosters, matches)."""
 
     def __init__(
         self, kafka: KafkaSettings, codec: EventCodec, topics: Sequence[str], what: str, **kwargs: Any
@@ -108,7 +117,7 @@ class WholeTopicReader(Service):
     def apply(self, event: Event) -> None:
         raise NotImplementedError
 
-    def caught_up(self) -> str:
+    def summary(self) -> str:
         """What was read, for the log line once the end is reached."""
         return ""
 
@@ -123,9 +132,9 @@ class WholeTopicReader(Service):
             from_beginning=True,
         )
         await self._consumer.start()
-        batches = self._consumer.batches(timeout_ms=200)
+        self._following = asyncio.ensure_future(self._follow(self._consumer.batches(timeout_ms=200)))
         try:
-            await asyncio.wait_for(self._catch_up(batches), CATCH_UP_TIMEOUT_S)
+            await asyncio.wait_for(self._catch_up(self._consumer), CATCH_UP_TIMEOUT_S)
         except TimeoutError:
             log.warning(
                 "%s: still reading %s after %ss; starting anyway",
@@ -133,7 +142,8 @@ class WholeTopicReader(Service):
                 self._topics,
                 CATCH_UP_TIMEOUT_S,
             )
-        self._following = asyncio.ensure_future(self._follow(batches))
+        except BrokerUnavailable as e:  # the end offsets unknown: reading goes on, as after a timeout
+            log.warning("%s: %s; starting anyway", self._what, e)
 
     async def on_stop(self) -> None:
         if self._following is not None:  # before the consumer stops under it
@@ -144,12 +154,9 @@ class WholeTopicReader(Service):
             await self._consumer.stop()
             self._consumer = None
 
-    async def _catch_up(self, batches: Any) -> None:
-        async for batch in batches:  # an empty fetch means the end of every partition was reached
-            if not batch:
-                log.info("%s caught up: %s", self._what, self.caught_up())
-                return
-            self._apply(batch)
+    async def _catch_up(self, consumer: EventConsumer) -> None:
+        await consumer.reach(await consumer.catch_up())
+        log.info("%s caught up: %s", self._what, self.summary())
 
     async def _follow(self, batches: Any) -> None:
         """Follow the topics for good: a failed fetch (a broker killed, a leader moving) is retried

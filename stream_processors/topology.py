@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from events.topics import TopicSpec, spec
+from events.topics import Topic, TopicSpec, spec
 from infra.kafka import TopicAdmin
 from infra.settings import KafkaSettings
 
@@ -21,17 +21,17 @@ CREATED_WITHIN_S = 10.0  # how long topics another worker is creating may show n
 APP_ID = "esports-processors"
 LIFECYCLE_TABLE = "lifecycle"
 # Both keyed by stream_id, so one stream's causes land in the same partition number of each.
-LIFECYCLE_SOURCES = ("streams", "ingest")
-LIFECYCLE_OUTPUT = "streams.lifecycle"  # keyed by stream_id too: read back after a rebalance (redelivery)
+LIFECYCLE_SOURCES = (Topic.STREAMS, Topic.INGEST)
+LIFECYCLE_OUTPUT = Topic.STREAMS_LIFECYCLE  # keyed by stream_id too: read back after a rebalance (redelivery)
 MODERATION_TABLE = "moderation"
 # All keyed by stream_id; `users` (keyed by user_id) is read whole by each worker, not co-partitioned.
-MODERATION_SOURCES = ("chat.submitted", "chat.moderation", "streams", "ingest")
-MODERATION_OUTPUT = "chat.messages"  # keyed by stream_id too: read back after a rebalance (redelivery)
+MODERATION_SOURCES = (Topic.CHAT_SUBMITTED, Topic.CHAT_MODERATION, Topic.STREAMS, Topic.INGEST)
+MODERATION_OUTPUT = Topic.CHAT_MESSAGES  # keyed by stream_id too: read back after a rebalance (redelivery)
 # The presence workers' sources, read in their own consumer group (PRESENCE_GROUP), any partition
 # count: `viewers.presence` (keyed by session) and the single heartbeats of `viewers.heartbeats` (keyed
 # by stream_id, re-keyed by session onto `viewers.presence`); `streams` read whole for the matches.
-PRESENCE_SOURCE = "viewers.presence"
-LEGACY_HEARTBEATS = "viewers.heartbeats"
+PRESENCE_SOURCE = Topic.VIEWERS_PRESENCE
+LEGACY_HEARTBEATS = Topic.VIEWERS_HEARTBEATS
 PRESENCE_GROUP = f"{APP_ID}-presence"
 VIEWER_TABLE = "viewers"
 # Internal topics of the partial counts per (stream, partition) and (match, partition), keyed by the
@@ -40,23 +40,23 @@ VIEWER_PARTIALS = f"{APP_ID}-viewer-partials"
 MATCH_VIEWER_TABLE = "match_viewers"
 MATCH_PARTIALS = f"{APP_ID}-match-partials"
 POLLS_TABLE = "polls"
-POLLS_SOURCE = "polls"  # keyed by stream_id, like the table
+POLLS_SOURCE = Topic.POLLS  # keyed by stream_id, like the table
 # The vote workers' source, read in their own group (VOTES_GROUP), any partition count: votes keyed
 # by voter. They publish partial tallies to POLL_PARTIALS, keyed by stream like the poll agent's table.
-VOTES_SOURCE = "polls.votes"
+VOTES_SOURCE = Topic.POLLS_VOTES
 VOTES_GROUP = f"{APP_ID}-votes"
 POLL_PARTIALS = f"{APP_ID}-poll-partials"
 # The chat workers' source, read in their own group (CHAT_GROUP), any partition count: messages keyed by
 # sender, with the stream moderation's markers. Their state per key is stored in CHAT_STATE (compacted,
 # partition p holding the keys of chat.sent partition p).
-CHAT_SOURCE = "chat.sent"
+CHAT_SOURCE = Topic.CHAT_SENT
 CHAT_GROUP = f"{APP_ID}-chat"
 CHAT_STATE = f"{APP_ID}-chat-state"
 NOTIFICATIONS_TABLE = "notifications"
 # `streams` and `streams.lifecycle` keyed by stream_id, `tournaments` by tournament_id: a stream's (or a
 # tournament's) records share a partition number, like its table entry. `users` and `channels` are read whole.
-NOTIFICATIONS_SOURCES = ("streams", "streams.lifecycle", "tournaments")
-WHOLE_SOURCES = ("users", "channels")  # read whole by every worker (no group): any partition count
+NOTIFICATIONS_SOURCES = (Topic.STREAMS, Topic.STREAMS_LIFECYCLE, Topic.TOURNAMENTS)
+WHOLE_SOURCES = (Topic.USERS, Topic.CHANNELS)  # read whole by every worker (no group): any partition count
 PRESENCE_SOURCES = (PRESENCE_SOURCE, LEGACY_HEARTBEATS, VOTES_SOURCE, CHAT_SOURCE)  # any partition count
 
 

@@ -17,6 +17,7 @@ from mode import Service
 from events.codec import EventCodec
 from infra.kafka import KafkaError
 from infra.settings import Settings
+from schemas import SCHEMAS_DIR
 from stream_processors.app import create_app
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.moderation.agent import RosterReader, chat_limits
@@ -57,7 +58,7 @@ def run(settings: Settings, family: str | None = None) -> int:
 def _run_worker(
     settings: Settings, partitions: int, loop: asyncio.AbstractEventLoop, family: str | None
 ) -> int:
-    codec = EventCodec.load()
+    codec = EventCodec.load(SCHEMAS_DIR)
     metrics = ProcessorMetrics()
     runs = FAMILIES if family is None else (family,)
     publishing = DecisionPublisher(settings.kafka, codec, loop=loop)

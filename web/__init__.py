@@ -1,5 +1,6 @@
-"""The viewer web UI: server-rendered pages (Jinja2) and small ES modules, mounted on the API's app.
+"""The web tier: the viewer pages (Jinja2, small ES modules) mounted on the API, and the process serving both.
 
 :func:`web.pages.install` adds the page routes (``/``, ``/live/{id}``, ``/tournaments/{id}``...),
-``/sitemap.xml``, ``/robots.txt`` and the static files (``/static``, hls.js from ``node_modules``).
+``/sitemap.xml``, ``/robots.txt`` and the static files (``/static``, hls.js from ``node_modules``);
+:func:`web.app.create_app` joins them with the REST API, and :mod:`web.server` serves that app.
 """

@@ -20,8 +20,8 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from producers.deps import ServicesDep
-from producers.read_model.tournaments import match_audiences
 from producers.services import Services
+from projections.queries.tournaments import match_audiences
 from web.seo import (
     PageMeta,
     clip,

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from events.chat_commands import MAX_DURATION_S
 from producers.models.common import Id
 
 ModerationActionName = Literal[
@@ -16,7 +17,6 @@ NEEDS_USER = frozenset({"ban", "timeout", "unban"})
 NEEDS_MESSAGE = frozenset({"delete", "undelete", "approve", "deny"})
 NEEDS_DURATION = frozenset({"timeout", "slow_mode"})
 MessageId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-TWO_WEEKS_S = 14 * 24 * 3600
 
 
 class ModerationRequest(BaseModel):
@@ -42,7 +42,7 @@ class ModerationRequest(BaseModel):
         "", description="Shown in the audit log."
     )
     duration_s: int | None = Field(
-        None, ge=0, le=TWO_WEEKS_S, description="timeout length; slow mode interval (0 turns it off)."
+        None, ge=0, le=MAX_DURATION_S, description="timeout length; slow mode interval (0 turns it off)."
     )
 
     @model_validator(mode="after")

@@ -7,15 +7,26 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from events.polls import (
+    MAX_OPTION_CHARS,
+    MAX_QUESTION_CHARS,
+    POLL_MAX_OPTIONS,
+    POLL_MAX_S,
+    POLL_MIN_OPTIONS,
+    POLL_MIN_S,
+)
 from producers.models.common import NO_NUL, Accepted, _clean_text
 
-POLL_MIN_OPTIONS, POLL_MAX_OPTIONS = 2, 5  # the poll agent ignores polls outside these
-POLL_MIN_S, POLL_MAX_S = 10, 3600  # as for `/poll ... 90s` typed in chat (edge_ws.protocol)
+# The limits are events.polls', the same as for `/poll` typed in chat.
 Question = Annotated[
-    str, StringConstraints(min_length=1, max_length=200, pattern=NO_NUL), AfterValidator(_clean_text)
+    str,
+    StringConstraints(min_length=1, max_length=MAX_QUESTION_CHARS, pattern=NO_NUL),
+    AfterValidator(_clean_text),
 ]
 Option = Annotated[
-    str, StringConstraints(min_length=1, max_length=80, pattern=NO_NUL), AfterValidator(_clean_text)
+    str,
+    StringConstraints(min_length=1, max_length=MAX_OPTION_CHARS, pattern=NO_NUL),
+    AfterValidator(_clean_text),
 ]
 
 

@@ -1,4 +1,4 @@
-"""One module per resource, each with its ``APIRouter``; :func:`producers.app.create_app` mounts them."""
+"""One module per resource, each with its ``APIRouter``; :func:`producers.app.create_api` mounts them."""
 
 from __future__ import annotations
 

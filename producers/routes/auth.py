@@ -10,7 +10,7 @@ from fastapi import APIRouter, Response, status
 from events.base import utc_now
 from events.users import UserRegistered, UserRole
 from infra.kafka import KafkaError
-from producers.auth.tokens import new_refresh_token, token_hash
+from infra.tokens import new_refresh_token, token_hash
 from producers.commands import nothing_recorded
 from producers.deps import ClientIp, ServicesDep
 from producers.idempotency import DO_NOT_STORE_HEADER

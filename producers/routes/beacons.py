@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from events.viewers import ViewerBeat, ViewerPresenceBatch
 from infra.redis import DRIVER_ERRORS, translate
-from producers.auth.tokens import InvalidToken
+from infra.tokens import InvalidToken
 from producers.deps import ClientIp, ServicesDep
 from producers.models.common import Id
 from producers.problems import TooManyRequests, Unauthorized, documented

@@ -16,9 +16,9 @@ from producers.deps import Cursor, ReadYourWrites, ServicesDep
 from producers.models.common import ID_PATTERN
 from producers.pagination import decode_cursor, encode_cursor
 from producers.problems import Unprocessable, documented
-from producers.read_model import Reader
 from producers.routes import API_PREFIX
 from producers.routes.streams import find_stream
+from projections.queries import Reader
 
 router = APIRouter(prefix=API_PREFIX + "/streams", tags=["chat"], dependencies=[ReadYourWrites])
 MAX_PAGE = 500

@@ -18,6 +18,7 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from events.base import utc_now
+from events.topics import Topic
 from events.users import NotificationsRead
 from infra.postgres import translate
 from producers.consistency import InvalidPosition, parse_positions
@@ -25,12 +26,12 @@ from producers.deps import CurrentUser, Cursor, Limit, ReadYourWrites, ServicesD
 from producers.models.common import Accepted
 from producers.pagination import decode_cursor, encode_cursor
 from producers.problems import documented
-from producers.read_model import Reader
 from producers.routes import API_PREFIX, accepted
 from producers.services import Services
 from projections.database import checked_schema
 from projections.notifications import NAME as INBOX_PROJECTOR
 from projections.positions import POLL_INTERVAL_S, REACHED
+from projections.queries import Reader
 
 router = APIRouter(
     prefix=API_PREFIX + "/me/notifications", tags=["notifications"], dependencies=[ReadYourWrites]
@@ -142,14 +143,14 @@ async def _inbox_reached(services: Services, header: list[str] | None) -> bool:
     """Read-your-writes for ``users`` positions (a read): the shared check waits for ``pg.catalog``
     there, the inbox needs ``pg.notifications`` to have applied them too."""
     try:
-        positions = [p for p in parse_positions(header or []) if p.topic == "users"]
+        positions = [p for p in parse_positions(header or []) if p.topic == Topic.USERS]
     except InvalidPosition:
         return True  # the shared dependency has answered 400 already
     deadline = time.monotonic() + services.settings.api.read_your_writes_timeout_s
     query = sql.SQL(REACHED).format(sql.Identifier(checked_schema(services.namespace.read_schema)))
     for position in positions:
         while not await _reached(
-            services, query, (position.offset, INBOX_PROJECTOR, "users", position.partition)
+            services, query, (position.offset, INBOX_PROJECTOR, Topic.USERS, position.partition)
         ):
             if time.monotonic() >= deadline:
                 return False

@@ -18,10 +18,10 @@ from fastapi import APIRouter, Path, status
 from events.base import utc_now
 from events.polls import PollClosed, PollOpened
 from producers.deps import CurrentUser, Cursor, Limit, Principal, ReadYourWrites, ServicesDep
+from producers.listings import PollReader
 from producers.models.common import ID_PATTERN, Accepted
 from producers.models.polls import PollAccepted, PollOpenRequest, PollOut, PollPage
 from producers.problems import Conflict, NotFound, documented
-from producers.read_model.polls import PollReader
 from producers.routes import API_PREFIX, accepted
 from producers.routes.streams import StreamId, find_stream, moderated_stream
 from producers.services import Services

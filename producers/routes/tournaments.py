@@ -35,9 +35,9 @@ from producers.models.tournaments import (
     TournamentPage,
 )
 from producers.problems import NotFound, documented
-from producers.read_model.tournaments import match_audiences
 from producers.routes import API_PREFIX, accepted
 from producers.services import Services
+from projections.queries.tournaments import match_audiences
 
 router = APIRouter(prefix=API_PREFIX, tags=["tournaments"], dependencies=[ReadYourWrites])
 TournamentId = Annotated[str, Path(pattern=ID_PATTERN, description="The tournament's id.")]

@@ -11,13 +11,14 @@ from collections.abc import Mapping
 from psycopg_pool import AsyncConnectionPool
 
 from events.base import Event
+from events.topics import Topic
 from projections.catalog import channels, streams, tournaments, users
 from projections.projector import Apply, PostgresProjector
 
 __all__ = ["HANDLERS", "NAME", "TOPICS", "catalog_projector"]
 
 NAME = "pg.catalog"
-TOPICS = ("users", "channels", "streams", "streams.lifecycle", "tournaments")
+TOPICS = (Topic.USERS, Topic.CHANNELS, Topic.STREAMS, Topic.STREAMS_LIFECYCLE, Topic.TOURNAMENTS)
 HANDLERS: Mapping[type[Event], Apply] = {
     **users.HANDLERS,
     **channels.HANDLERS,

@@ -31,8 +31,9 @@ decided on): a redelivered one finds its moment already in the state.
 Faust is at-least-once, so every cause may arrive twice (before or after its effect was stored).
 Two rules make that harmless:
 
-- a decision is a function of its cause only: ``event_id = uuid5(NAMESPACE, f"{cause}:{kind}")``,
-  ``occurred_at`` is the cause's, so re-deciding re-publishes the *identical* event;
+- a decision is a function of its cause only: its ``event_id`` is derived from the cause's id and
+  the decision's kind (:func:`decision_id`), ``occurred_at`` is the cause's and ``causation_id`` the
+  cause's id, so re-deciding re-publishes the *identical* event;
 - a cause whose effect is already in the state decides nothing: recent cause ids are remembered, a
   reconnect of the live session or a disconnect of a replaced session changes nothing, and the
   end request that ended the stream is remembered for good.
@@ -46,6 +47,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from events import ids
 from events.base import Event
 from events.ingest import IngestConnected, IngestDisconnected, IngestHealthReported
 from events.streams import (
@@ -62,7 +64,6 @@ from stream_processors.lifecycle.state import PendingConnect, SignOfLife, Stream
 
 __all__ = [
     "CAUSES",
-    "NAMESPACE",
     "PRODUCER",
     "Decision",
     "PendingConnect",
@@ -75,17 +76,15 @@ __all__ = [
     "stream_id_of",
 ]
 
-# Fixed forever: changing it would give a redelivered cause a different decision id.
-NAMESPACE = uuid.UUID("6f1c3b2e-8d4a-5e7f-9a10-3c5b7d9e1f20")
 PRODUCER = "stream_processors.lifecycle"
 RECENT_CAUSES = 32  # redeliveries come from the last commit interval: a few events per stream
 
 Decision = StreamWentLive | StreamEnded | StreamTransitionRejected
 
 
-def decision_id(cause: Event, kind: type[Event]) -> uuid.UUID:
+def decision_id(cause: Event | PendingConnect | SignOfLife, kind: type[Event]) -> uuid.UUID:
     """The deterministic id of the ``kind`` decision taken on ``cause``."""
-    return uuid.uuid5(NAMESPACE, f"{cause.event_id}:{kind.event_type()}")
+    return ids.decision_id(ids.IdSpace.LIFECYCLE, str(cause.event_id), kind.event_type())
 
 
 def stream_id_of(event: Event) -> str | None:
@@ -267,10 +266,11 @@ def _end(state: StreamLifecycle, cause: Event | SignOfLife, reason: StreamEndRea
 def _head(cause: Event | PendingConnect | SignOfLife, kind: type[Event]) -> dict[str, Any]:
     """The envelope of a decision: derived from the cause only, so redelivery yields the same event."""
     return {
-        "event_id": uuid.uuid5(NAMESPACE, f"{cause.event_id}:{kind.event_type()}"),
+        "event_id": decision_id(cause, kind),
         "occurred_at": cause.occurred_at,
         "producer": PRODUCER,
         "trace_id": cause.trace_id,
+        "causation_id": str(cause.event_id),
     }
 
 
@@ -284,7 +284,6 @@ def _went_live(state: StreamLifecycle, cause: PendingConnect) -> StreamWentLive:
         ingest_session_id=cause.session_id,
         match_id=state.match_id,
         role=state.role,
-        cause_event_id=cause.event_id,
     )
 
 
@@ -297,7 +296,6 @@ def _ended(state: StreamLifecycle, cause: Event | SignOfLife, reason: StreamEndR
         ended_at=cause.occurred_at,
         reason=reason,
         duration_ms=max(0, int((cause.occurred_at - since).total_seconds() * 1000)),
-        cause_event_id=str(cause.event_id),
     )
 
 
@@ -309,7 +307,6 @@ def _rejected(state: StreamLifecycle, cause: Event, attempted: str, reason: str)
         attempted=attempted,
         current_state=state.state.value,
         reason=reason,
-        cause_event_id=str(cause.event_id),
     )
 
 

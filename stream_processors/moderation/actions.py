@@ -1,7 +1,7 @@
 """Moderation actions (pure): a :class:`Request` from the REST API or a chat command -> events.
 
-Every outcome names its actor and carries the request's reason (a denial's is its ``detail``);
-unbans, settings, clears and restores also name their cause (``cause_event_id``). A request the actor
+Every outcome names its actor and its cause (``causation_id``) and carries the request's reason (a
+denial's is its ``detail``). A request the actor
 may not make (on the owner, an admin, or a moderator unless the actor is the owner or an admin), or
 that finds nothing to act on (no such held or deleted message, a user not banned), decides nothing
 when it came from the API, and is rejected to its sender when typed.
@@ -171,7 +171,6 @@ def _unban(state: ChatChannel, r: Request, now: datetime) -> Outcome:
         user_id=user,
         actor_id=r.actor_id,
         reason=r.reason,
-        cause_event_id=str(r.cause.event_id),
     )
     return replace(state, bans=state.bans - {user}, timeouts=timeouts), [event]
 
@@ -218,7 +217,6 @@ def _clear(state: ChatChannel, r: Request, now: datetime) -> Outcome:
         actor_id=r.actor_id,
         cleared_before=r.cause.occurred_at,
         reason=r.reason,
-        cause_event_id=str(r.cause.event_id),
     )
     return state, [event]
 

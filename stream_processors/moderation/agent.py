@@ -26,6 +26,7 @@ import faust
 from events.base import Event
 from events.chat import ChatChannelSynced
 from events.codec import EventCodec
+from events.topics import Topic
 from infra.kafka import TopicNames, keys_per_partition
 from infra.settings import ChatSettings, KafkaSettings
 from stream_processors.metrics import ProcessorMetrics
@@ -76,7 +77,7 @@ class RosterReader(WholeTopicReader):
     def __init__(
         self, kafka: KafkaSettings, codec: EventCodec, metrics: ProcessorMetrics, **kwargs: Any
     ) -> None:
-        super().__init__(kafka, codec, ["users"], "roster", **kwargs)
+        super().__init__(kafka, codec, [Topic.USERS], "roster", **kwargs)
         self.roster = ChatRoster()
         self._metrics = metrics
 
@@ -84,7 +85,7 @@ class RosterReader(WholeTopicReader):
         if self.roster.apply(event):
             self._metrics.roster_events[event.event_type()] += 1
 
-    def caught_up(self) -> str:
+    def summary(self) -> str:
         return f"{len(self.roster.moderators)} moderator sets"
 
 

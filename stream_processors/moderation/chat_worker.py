@@ -183,7 +183,7 @@ class ChatWorker(PartitionWorker[SenderPartition]):
 
     async def _decided_before(self, cause: Event, decisions: Sequence[Event]) -> bool:
         """Whether the previous owner of the partition published decisions on ``cause`` already."""
-        cause_id = cause.cause_event_id if isinstance(cause, ChatActionRouted) else str(cause.event_id)
+        cause_id = cause.causation_id if isinstance(cause, ChatActionRouted) else str(cause.event_id)
         stream = getattr(decisions[0], "stream_id", "")
         partition = partition_of_key(stream.encode(), self._output_partitions)
         since_ms = int(cause.occurred_at.timestamp() * 1000)

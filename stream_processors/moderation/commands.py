@@ -1,11 +1,11 @@
 """Chat commands typed by moderators, parsed into moderation actions (pure).
 
-``/ban name [reason]``, ``/timeout name [seconds|10m|1h] [reason]``, ``/unban name``, ``/untimeout name``,
-``/delete <message_id> [reason]``, ``/undelete <message_id> [reason]``, ``/slow [seconds|off]``,
-``/slowoff``, ``/followers [age|off]``, ``/followersoff``, ``/clear [reason]``, and for held messages
-``/approve <message_id>``, ``/deny <message_id> [reason]``. Channel rules (published as
-``ChatSettingsChanged``): ``/block term``, ``/unblock term``, ``/links allow|deny|allowlist
-[domain ...]``, ``/uniquechat [on|off]``.
+Every command but ``/poll`` and ``/endpoll`` (which the edge publishes itself): ``/ban``, ``/timeout``,
+``/unban``, ``/untimeout``, ``/delete``, ``/undelete``, ``/slow``, ``/slowoff``, ``/followers``,
+``/followersoff``, ``/clear``, and for held messages ``/approve``, ``/deny``. Channel rules (published
+as ``ChatSettingsChanged``): ``/block``, ``/unblock``, ``/links``, ``/uniquechat``. Their usage, what
+reads as a command and the duration grammar (``30``, ``10m``, ``10 min``, ``1d``) are
+:mod:`events.chat_commands`, shared with the edge; the defaults are here.
 
 A name may be a username or a display name seen recently in the stream, with or without ``@``.
 Anything else starting with ``/`` is ordinary text (``/me``, ``/shrug``...).
@@ -13,25 +13,22 @@ Anything else starting with ``/`` is ordinary text (``/me``, ``/shrug``...).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from events.chat import ModerationAction
+from events.chat_commands import split_command, take_duration
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "RULE_COMMANDS",
     "ChatCommand",
     "parse_command",
-    "parse_duration",
 ]
 
-DEFAULT_TIMEOUT_S = 600
+DEFAULT_TIMEOUT_S = 600  # a /timeout without a duration (or with 0)
 RULE_COMMANDS = ("block", "unblock", "links", "uniquechat")
 Parser = Callable[[list[str]], "ChatCommand | None"]
-_DURATION = re.compile(r"^(\d+)([smhd]?)$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,19 +49,12 @@ class ChatCommand:
             return None
 
 
-def parse_duration(text: str) -> int | None:
-    """``"600"``, ``"10m"``, ``"1h"``, ``"2d"`` in seconds; None if not a duration."""
-    match = _DURATION.match(text.strip().lower())
-    return None if match is None else int(match.group(1)) * _UNITS[match.group(2)]
-
-
 def parse_command(text: str) -> ChatCommand | None:
     """The command ``text`` spells, or None when it is not one (then it is chat)."""
-    if not text.startswith("/"):
+    line = split_command(text)
+    if line is None or (parser := _PARSERS.get(line.name)) is None:
         return None
-    parts = text[1:].split()
-    parser = _PARSERS.get(parts[0].lower()) if parts else None
-    return None if parser is None else parser(parts[1:])
+    return parser(line.words)
 
 
 def _targeted(action: str) -> Parser:
@@ -80,13 +70,12 @@ def _targeted(action: str) -> Parser:
 def _timeout(args: list[str]) -> ChatCommand | None:
     if not args:
         return None
-    duration = parse_duration(args[1]) if len(args) > 1 else None
-    reason_from = 2 if duration is not None else 1
+    duration, reason = take_duration(args[1:])
     return ChatCommand(
         name=ModerationAction.TIMEOUT.value,
         target=args[0].lstrip("@"),
         duration_s=DEFAULT_TIMEOUT_S if duration is None else duration,
-        reason=" ".join(args[reason_from:]),
+        reason=" ".join(reason),
     )
 
 
@@ -94,7 +83,7 @@ def _setting(action: ModerationAction, default: int) -> Parser:
     def parse(args: list[str]) -> ChatCommand | None:
         if args and args[0].lower() == "off":
             return ChatCommand(name=action.value, duration_s=None)
-        duration = parse_duration(args[0]) if args else default
+        duration = take_duration(args)[0] if args else default
         return None if duration is None else ChatCommand(name=action.value, duration_s=duration)
 
     return parse

@@ -17,7 +17,7 @@ Held messages: a risky message becomes ``ChatMessageHeld`` (told to its author o
 ``UNDELETE`` (``/undelete <id>``) brings back a deleted message as ``ChatMessageRestored``. Channel rules
 (``/block``, ``/unblock``, ``/links``, ``/uniquechat``) are published as ``ChatSettingsChanged``.
 
-At-least-once: decisions are functions of their cause (``event_id = uuid5(NAMESPACE, cause:kind)``,
+At-least-once: decisions are functions of their cause (``event_id`` derived from the cause and the kind,
 ``occurred_at`` = the cause's), ``now`` is the cause's time (the agent passes ``cause.occurred_at``), and
 recently decided causes are remembered, so a redelivered cause republishes nothing new.
 """
@@ -29,20 +29,12 @@ from datetime import datetime
 
 from events.base import Event
 from events.chat import (
-    ChatCleared,
-    ChatMessageAccepted,
-    ChatMessageDeleted,
     ChatMessageHeld,
-    ChatMessageRejected,
-    ChatMessageRestored,
     ChatMessageSubmitted,
-    ChatSettingsChanged,
     ModerationAction,
     ModerationActionRequested,
     RejectionReason,
-    UserBanned,
-    UserTimedOut,
-    UserUnbanned,
+    outcome_ids,
 )
 from events.ingest import IngestConnected, SegmentPublished
 from events.streams import StreamCreated
@@ -61,7 +53,6 @@ from stream_processors.moderation.roster import ChatRoster
 from stream_processors.moderation.rules import apply_rule_command
 from stream_processors.moderation.state import (
     MAX_CHATTERS,
-    NAMESPACE,
     PRODUCER,
     RECENT_CAUSES,
     ChatChannel,
@@ -71,28 +62,15 @@ from stream_processors.moderation.state import (
 
 __all__ = [
     "CAUSES",
-    "NAMESPACE",
     "PRODUCER",
     "decide",
     "decision_id",
     "decision_ids",
-    "outcome_ids",
     "stream_id_of",
 ]
 
 MEDIA_DRIFT_MS = 1000  # re-anchor the media clock only past this much drift (fewer table writes)
 CHANNEL_PRINTS = 500
-OUTCOME_KINDS: tuple[type[Event], ...] = (
-    UserBanned,
-    UserTimedOut,
-    UserUnbanned,
-    ChatMessageDeleted,
-    ChatSettingsChanged,
-    ChatCleared,
-    ChatMessageAccepted,
-    ChatMessageRejected,
-    ChatMessageRestored,
-)
 CAUSES: tuple[type[Event], ...] = (
     ChatMessageSubmitted,
     ModerationActionRequested,
@@ -106,11 +84,6 @@ Outcome = tuple[ChatChannel, list[Event]]
 def decision_ids(cause_id: str) -> list[str]:
     """Every id a decision on ``cause_id`` can have, held messages included."""
     return [*outcome_ids(cause_id), str(decision_id(cause_id, ChatMessageHeld))]
-
-
-def outcome_ids(cause_id: str) -> list[str]:
-    """Every id a decision on ``cause_id`` can have (the chat projection links outcomes to requests)."""
-    return [str(decision_id(cause_id, kind)) for kind in OUTCOME_KINDS]
 
 
 def stream_id_of(event: Event) -> str | None:

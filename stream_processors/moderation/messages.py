@@ -91,7 +91,6 @@ def held(
         text=e.text,
         score=score,
         reasons=tuple(signals),
-        cause_event_id=str(e.event_id),
         badges=e.badges,
         media_time_ms=media_time(state, e, e.occurred_at),  # the moment it was sent, not approved
         reply_to_message_id=e.reply_to_message_id,
@@ -128,7 +127,6 @@ def restored(
         sent_at=datetime.fromtimestamp(m.shown_at_ms / 1000, UTC),
         restored_by=actor_id,
         reason=reason,
-        cause_event_id=str(cause.event_id),
         badges=m.badges,
         media_time_ms=m.media_time_ms,
         reply_to_message_id=m.reply_to_message_id,

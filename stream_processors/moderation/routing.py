@@ -170,7 +170,6 @@ def _routed(
         target_message_id=message_id,
         until=until,
         reason=getattr(cause, "reason", "") if reason is None else reason,
-        cause_event_id=str(cause.event_id),
     )
 
 

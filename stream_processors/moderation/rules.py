@@ -46,7 +46,6 @@ def settings_changed(
         slow_mode_s=rules.slow_mode_s,
         followers_only_min_s=rules.followers_only_min_s,
         reason=reason,
-        cause_event_id=str(cause.event_id),
         blocked_terms=rules.blocked_terms,
         blocked_terms_added=added,
         blocked_terms_removed=removed,

@@ -201,7 +201,7 @@ class SenderPartition:
         if found is None or found[0] != e.stream_id:
             return []  # kept by another partition (or by none any more)
         mine = self.senders[found]
-        short = uuid.UUID(e.cause_event_id).hex[:16]
+        short = uuid.UUID(e.causation_id).hex[:16]
         if short in mine.recent_causes:
             return []
         message_id = e.target_message_id or ""
@@ -327,8 +327,8 @@ class SenderPartition:
 
 def _cause(e: ChatActionRouted) -> ModerationActionRequested:
     """The request behind a routed action, as the stream's moderation read it (same id, time, trace)."""
-    return ModerationActionRequested(
-        event_id=uuid.UUID(e.cause_event_id),
+    return ModerationActionRequested(  # contract: not published (the cause, rebuilt to decide it)
+        event_id=uuid.UUID(e.causation_id),
         occurred_at=e.occurred_at,
         producer=PRODUCER,
         trace_id=e.trace_id,

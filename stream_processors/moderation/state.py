@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from events import ids
 from events.base import Event
 from events.chat import LinkPolicy
 from stream_processors.moderation.chat_rules import ChannelRules
@@ -23,7 +24,6 @@ __all__ = [
     "MAX_DELETED",
     "MAX_HELD",
     "MAX_SHOWN",
-    "NAMESPACE",
     "PRODUCER",
     "RECENT_CAUSES",
     "ChatChannel",
@@ -33,8 +33,6 @@ __all__ = [
     "privileged",
 ]
 
-# Fixed forever: changing it would give a redelivered cause a different decision id.
-NAMESPACE = uuid.UUID("0b6f2a51-3c7d-5e84-9f16-2d4a8c0e7b39")
 PRODUCER = "stream_processors.moderation"
 
 RECENT_CAUSES = 256  # a commit interval of a busy stream (~3 s at 50 messages/s) plus margin
@@ -175,7 +173,7 @@ def _rules_from_json(data: dict[str, Any]) -> ChannelRules:
 def decision_id(cause: Event | str, kind: type[Event]) -> uuid.UUID:
     """The deterministic id of the ``kind`` decision taken on ``cause`` (an event or its id)."""
     cause_id = cause if isinstance(cause, str) else str(cause.event_id)
-    return uuid.uuid5(NAMESPACE, f"{cause_id}:{kind.event_type()}")
+    return ids.decision_id(ids.IdSpace.MODERATION, cause_id, kind.event_type())
 
 
 def head(cause: Event, kind: type[Event]) -> dict[str, Any]:
@@ -185,6 +183,7 @@ def head(cause: Event, kind: type[Event]) -> dict[str, Any]:
         "occurred_at": cause.occurred_at,
         "producer": PRODUCER,
         "trace_id": cause.trace_id,
+        "causation_id": str(cause.event_id),
     }
 
 

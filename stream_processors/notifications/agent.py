@@ -12,25 +12,24 @@ cause among the notifier's decided causes and issues nothing.
 Follows and channel names come from ``users`` and ``channels`` (keyed by user and channel, so not
 co-partitioned): every worker reads both whole with :class:`AudienceReader`, a consumer without a
 group. Before deciding a cause, the agent waits until the reader has applied both topics up to the
-end offsets they had *at that moment* (:meth:`AudienceService.caught_up`): a follow acknowledged
-before the cause was read is then always known. (The moderation roster only waits for the end once,
-at start; a go-live needs the follows of right now.) End offsets read after the cause was written
-serve every cause written before them: asking the broker for each cause cost half a second each (the
-request waits behind the reader's long-poll fetch), and a worker catching up on a backlog of causes
-held up every agent sharing its topics.
+end offsets they had *at that moment* (:meth:`AudienceService.caught_up`, with the
+:class:`~infra.kafka.CatchUp` every whole-topic reader uses): a follow acknowledged before the cause
+was read is then always known. (The moderation roster only waits for the end once, at start; a
+go-live needs the follows of right now.) End offsets read after the cause was written serve every
+cause written before them: asking the broker for each cause cost half a second each (the request
+waits behind the reader's long-poll fetch), and a worker catching up on a backlog of causes held up
+every agent sharing its topics.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
 import faust
-from aiokafka import TopicPartition
 from mode import Service
 
 from events.base import Event, utc_now
@@ -38,7 +37,7 @@ from events.codec import EventCodec
 from events.notifications import NotificationIssued
 from events.streams import StreamWentLive
 from events.tournaments import MatchStarted
-from infra.kafka import BrokerUnavailable, EventConsumer, LoggedDeadLetters, TopicNames
+from infra.kafka import CatchUp, EventConsumer, LoggedDeadLetters, TopicNames
 from infra.settings import KafkaSettings
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.notifications.notifier import Audience, Notifier, decide, notifier_key
@@ -63,7 +62,7 @@ RETRY_S = 1.0
 
 
 class AudienceReader(EventConsumer):
-    """A group-less reader of ``users`` and ``channels`` from the beginning, which knows its positions."""
+    """A group-less reader of ``users`` and ``channels`` from the beginning."""
 
     def __init__(self, kafka: KafkaSettings, codec: EventCodec) -> None:
         super().__init__(
@@ -76,35 +75,6 @@ class AudienceReader(EventConsumer):
             from_beginning=True,
         )
 
-    async def end_offsets(self) -> dict[TopicPartition, int]:
-        """Every partition's end offset now (the offset the next record will get)."""
-        assigned = await self._assignment()
-        try:
-            ends: dict[TopicPartition, int] = await self._consumer.end_offsets(assigned)
-        except Exception as e:
-            raise BrokerUnavailable(f"reading end offsets of {self.topics}: {e!r}") from e
-        return ends
-
-    async def positions(self) -> dict[TopicPartition, int]:
-        """The next offset this reader will hand out, per partition (all before it were handed out)."""
-        assigned = await self._assignment()
-        try:
-            return {tp: await self._consumer.position(tp) for tp in assigned}
-        except Exception as e:
-            raise BrokerUnavailable(f"reading positions of {self.topics}: {e!r}") from e
-
-    async def _assignment(self, timeout_s: float = 15.0) -> list[TopicPartition]:
-        """Without a group, partitions are assigned from metadata shortly after start."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while True:
-            assigned = list(self._consumer.assignment())
-            if {tp.topic for tp in assigned} >= set(self.topics):
-                return assigned
-            if loop.time() > deadline:
-                raise BrokerUnavailable(f"no partitions assigned for {self.topics} (do the topics exist?)")
-            await asyncio.sleep(0.05)
-
 
 class AudienceService(Service):
     """Keeps an :class:`Audience` of ``users`` and ``channels`` and says when it has caught up."""
@@ -116,10 +86,7 @@ class AudienceService(Service):
         self._codec = codec
         self._reader: AudienceReader | None = None
         self._following: asyncio.Future[None] | None = None
-        self._applied: dict[TopicPartition, int] = {}  # next offset not yet applied, per partition
-        self._progress = asyncio.Event()
-        self._ends: dict[TopicPartition, int] | None = None  # end offsets last read ...
-        self._ends_read_ms = 0  # ... and the wall-clock time just before they were asked for
+        self._ends: CatchUp | None = None  # the end offsets last read
 
     async def on_start(self) -> None:
         self._reader = AudienceReader(self._kafka, self._codec)  # aiokafka wants a running loop
@@ -131,8 +98,7 @@ class AudienceService(Service):
             following, self._following = self._following, None
             following.cancel()
             await asyncio.gather(following, return_exceptions=True)
-            self._progress.set()  # wakes a waiting caught_up(), which then sees the reader stopped
-        if self._reader is not None:
+        if self._reader is not None:  # a caught_up() waiting on it raises, the cause stays unacked
             await self._reader.stop()
             self._reader = None
 
@@ -145,18 +111,14 @@ class AudienceService(Service):
         reader = self._reader
         if reader is None:
             raise RuntimeError("the audience reader is not started")
-        if self._ends is None or written_at_ms is None or written_at_ms >= self._ends_read_ms:
-            read_ms = int(time.time() * 1000)  # taken before the request is sent
-            self._ends = await reader.end_offsets()
-            self._ends_read_ms = read_ms
+        if self._ends is None or written_at_ms is None or written_at_ms >= self._ends.read_at_ms:
+            self._ends = await reader.catch_up()
         ends = self._ends
         waited = 0.0
-        while not all(self._applied.get(tp, 0) >= end for tp, end in ends.items()):
-            if self._following is None:  # stopped under a waiting agent: the cause stays unacked
-                raise RuntimeError("the audience reader stopped before catching up")
-            self._progress.clear()
+        while True:
             try:
-                await asyncio.wait_for(self._progress.wait(), CATCH_UP_WARN_S)
+                await asyncio.wait_for(reader.reach(ends), CATCH_UP_WARN_S)
+                return
             except TimeoutError:
                 waited += CATCH_UP_WARN_S
                 log.warning("audience still behind the end of %s after %ss", AUDIENCE_TOPICS, waited)
@@ -167,9 +129,6 @@ class AudienceService(Service):
                 async for batch in reader.batches(timeout_ms=200):  # empty batches when idle
                     for consumed in batch:
                         self.audience.apply(consumed.event)
-                    # The reader is suspended between batches: its positions are what was applied.
-                    self._applied = await reader.positions()
-                    self._progress.set()
             except Exception:  # aiokafka's own errors come through getmany untranslated; keep reading
                 log.exception("audience reader failed, retrying in %ss", RETRY_S)
                 await asyncio.sleep(RETRY_S)
@@ -226,7 +185,7 @@ class NotificationProcessor(Processor):
             "issued %s %s notifications for cause %s topic=%s partition=%s offset=%s",
             len(issued),
             issued[0].kind,
-            issued[0].cause_id,
+            issued[0].causation_id,
             *where(message),
         )
 

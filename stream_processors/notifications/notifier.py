@@ -12,9 +12,9 @@ Two inputs:
 :func:`decide` turns a cause (``StreamWentLive``, ``MatchStarted``) into one ``NotificationIssued``
 per follower who followed at or before the cause happened. Never twice for one cause:
 
-* the notification id is ``uuid5(NAMESPACE, f"{cause_event_id}:{user_id}")`` (also the event's id),
-  so deciding a redelivered cause again issues the very same notifications, which the inbox
-  projection and the edges drop as duplicates;
+* the notification id (also the event's id) is derived from the cause's id and the user
+  (:func:`notification_id`), so deciding a redelivered cause again issues the very same
+  notifications, which the inbox projection and the edges drop as duplicates;
 * a cause already decided is remembered in the notifier (:data:`RECENT_CAUSES` of them), so a
   redelivery after the state was stored issues nothing at all.
 
@@ -39,6 +39,7 @@ from typing import Any
 
 from events.base import Event
 from events.channels import ChannelCreated, ChannelUpdated
+from events.ids import IdSpace, decision_id
 from events.notifications import NotificationIssued, NotificationKind
 from events.streams import StreamCreated, StreamUpdated, StreamWentLive
 from events.tournaments import MatchScheduled, MatchStarted, TournamentCreated
@@ -46,7 +47,6 @@ from events.users import ChannelFollowed, ChannelUnfollowed, TournamentFollowed,
 
 __all__ = [
     "MAX_CAUSE_AGE",
-    "NAMESPACE",
     "PRODUCER",
     "RECENT_CAUSES",
     "RECENT_MATCHES",
@@ -58,16 +58,16 @@ __all__ = [
 ]
 
 PRODUCER = "stream_processors.notifications"
-NAMESPACE = uuid.UUID("7c3e9a14-5b2d-5f68-a1c9-3e8d2f4b6a17")
 RECENT_CAUSES = 64  # a stream goes live a few times a day; a tournament starts a few dozen matches
 MAX_CAUSE_AGE = timedelta(hours=6)  # older go-lives and match starts are history, not news
 RECENT_MATCHES = 256  # teams of a tournament's latest scheduled matches, for the notification's text
 MAX_TITLE = 200
 
 
-def notification_id(cause_event_id: str, user_id: str) -> str:
-    """The id of the notification ``cause_event_id`` gives ``user_id``: the same on every decision."""
-    return str(uuid.uuid5(NAMESPACE, f"{cause_event_id}:{user_id}"))
+def notification_id(causation_id: str, user_id: str) -> str:
+    """The id of the notification the event ``causation_id`` gives ``user_id``: the same on every
+    decision."""
+    return str(decision_id(IdSpace.NOTIFICATION, causation_id, user_id))
 
 
 class Audience:
@@ -214,10 +214,10 @@ def _issued(
         occurred_at=cause.occurred_at,
         producer=PRODUCER,
         trace_id=cause.trace_id,
+        causation_id=str(cause.event_id),
         notification_id=nid,
         user_id=user_id,
         kind=kind,
-        cause_id=str(cause.event_id),
         title=title[:MAX_TITLE],
         url=url,
         body=body[:MAX_TITLE],

@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
@@ -45,8 +44,10 @@ import faust
 
 from events.base import Event
 from events.codec import EventCodec
+from events.ids import IdSpace, decision_id
 from events.polls import PollTallyUpdated, PollVoteCast, PollVoted, PollVotingClosed
 from events.streams import StreamCreated
+from events.topics import Topic
 from infra.kafka import TopicNames, keys_per_partition, partition_of_key
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.moderation.roster import ChatRoster
@@ -70,8 +71,6 @@ __all__ = ["BATCH_MAX", "BATCH_WITHIN_S", "TICK_S", "PollProcessor", "register_p
 
 log = logging.getLogger(__name__)
 
-# Fixed forever: the ids of the first layout's votes republished (a crash republishes the same ids).
-MIGRATED = uuid.UUID("7e0b5f4c-93a1-5d28-b6e4-1c8f2a9d3e57")
 TICK_S = 0.25  # held-back tallies go out within ~0.5 s; deadlines are noticed within grace + 0.25 s
 BATCH_MAX = 2_000  # votes folded into one board write per stream
 BATCH_WITHIN_S = 0.05  # ... or whatever arrived within this long
@@ -107,7 +106,7 @@ class PollProcessor(Processor):
             for message in messages:
                 if message.topic == self._partials:
                     self._merge(message, boards)
-                elif self._names.logical(message.topic) == "streams":
+                elif self._names.logical(message.topic) == Topic.STREAMS:
                     event = self._decode_quietly(message)  # the lifecycle agent dead-letters bad ones
                     if isinstance(event, StreamCreated):
                         key = event.stream_id.encode()
@@ -210,7 +209,7 @@ class PollProcessor(Processor):
         derived from the poll and voter: republished after a crash, they are the same votes)."""
         votes = [
             PollVoted(
-                event_id=uuid.uuid5(MIGRATED, f"{poll.poll_id}:{user}"),
+                event_id=decision_id(IdSpace.MIGRATED_VOTE, poll.poll_id, user),
                 occurred_at=from_epoch_ms(board.clock_ms),  # before the poll's deadline: it was open
                 producer=PRODUCER,
                 poll_id=poll.poll_id,
@@ -280,7 +279,7 @@ def register_polls(
     codec, publishing, metrics = processor_args
     source_name = names.physical(POLLS_SOURCE)
     source = app.topic(
-        source_name, names.physical("streams"), names.physical(POLL_PARTIALS), partitions=partitions
+        source_name, names.physical(Topic.STREAMS), names.physical(POLL_PARTIALS), partitions=partitions
     )
     table = app.Table(POLLS_TABLE, key_type=bytes, partitions=partitions)
     processor = PollProcessor(codec, publishing, table, metrics, partitions, roster, names)

@@ -14,8 +14,8 @@ database), so this module is the authority. A PollOpened or PollClosed counts on
 the stream's channel owner (the board learns channel and owner from ``StreamCreated``, see
 :func:`own`), a moderator of that channel or a platform admin (the moderation agent's
 :class:`~stream_processors.moderation.roster.ChatRoster`); otherwise it is ignored as
-``not_allowed`` (:func:`allowed`). A PollClosed whose ``poll_id`` is :data:`ALL_OPEN` closes every
-open poll of the stream (``/endpoll``: the edge does not know which are open).
+``not_allowed`` (:func:`allowed`). A PollClosed whose ``poll_id`` is :data:`~events.polls.ALL_OPEN`
+closes every open poll of the stream (``/endpoll``: the edge does not know which are open).
 
 Closing a poll is a position in every vote partition's log: a PollClosed accepted here, or the
 deadline (the wall clock :data:`CLOSE_GRACE_MS` past ``closes_at``: votes cast in time but still in
@@ -26,9 +26,9 @@ final is in, the poll is closed with their sum, whatever moment each partition r
 ``settle`` decides:
 
 - a running :class:`PollTallyUpdated` when an open poll's counts differ from the last one emitted and
-  at least :data:`MIN_INTERVAL_MS` has passed since it; its id is ``uuid5(NAMESPACE,
-  "stream:poll:seq")`` with the poll's tally sequence number, so re-deciding it after a crash gives
-  the same event id;
+  at least :data:`MIN_INTERVAL_MS` has passed since it; its id is derived from
+  ``"stream:poll:seq"`` (:func:`tally_id`) with the poll's tally sequence number, so re-deciding it
+  after a crash gives the same event id;
 - one final tally (``final=True``, id ``"stream:poll:final"``, ``occurred_at`` = when the poll closed:
   the accepted PollClosed's ``occurred_at``, or ``closes_at``). A closed poll keeps its final counts,
   so a redelivered PollOpened does not reopen it.
@@ -44,17 +44,24 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from events.base import Event
-from events.polls import PollClosed, PollOpened, PollTallyUpdated, PollVoteCast
+from events.ids import IdSpace, decision_id
+from events.polls import (
+    ALL_OPEN,
+    POLL_MAX_OPTIONS,
+    POLL_MIN_OPTIONS,
+    PollClosed,
+    PollOpened,
+    PollTallyUpdated,
+    PollVoteCast,
+)
 from events.streams import StreamCreated
 from stream_processors.moderation.roster import ChatRoster
 from stream_processors.polls.votes import VoteReport
 
 __all__ = [
-    "ALL_OPEN",
     "CLOSE_GRACE_MS",
     "MAX_CLOSED",
     "MIN_INTERVAL_MS",
-    "NAMESPACE",
     "PRODUCER",
     "Poll",
     "PollBoard",
@@ -69,14 +76,10 @@ __all__ = [
     "vote_refused",
 ]
 
-# Fixed forever: changing it would give a re-decided tally a different event id.
-NAMESPACE = uuid.UUID("3d9a7c52-41e8-5b0f-9c6d-2a8e4f1b7c93")
 PRODUCER = "stream_processors.polls"
 MIN_INTERVAL_MS = 250  # at most one running tally every 250 ms per poll
 CLOSE_GRACE_MS = 2_000  # a poll's votes end this long after closes_at (votes cast in time, in flight)
-MIN_OPTIONS, MAX_OPTIONS = 2, 5
 MAX_CLOSED = 50  # closed polls remembered per stream (oldest forgotten first)
-ALL_OPEN = "*"  # PollClosed.poll_id of `/endpoll`: every poll of the stream open at that point of the log
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -307,7 +310,7 @@ def merge(board: PollBoard, report: VoteReport) -> PollBoard:
 def _open(polls: dict[str, Poll], e: PollOpened) -> str | None:
     if e.poll_id in polls:
         return "duplicate_poll"  # redelivered (or a reused id): the poll keeps its tallies
-    if not MIN_OPTIONS <= len(e.options) <= MAX_OPTIONS:
+    if not POLL_MIN_OPTIONS <= len(e.options) <= POLL_MAX_OPTIONS:
         return "invalid_poll"
     closes_at = None if e.closes_at is None else epoch_ms(e.closes_at)
     polls[e.poll_id] = Poll(poll_id=e.poll_id, options=len(e.options), closes_at_ms=closes_at)
@@ -381,7 +384,7 @@ def settle(board: PollBoard, now_ms: int) -> tuple[PollBoard, list[PollTallyUpda
 
 def tally_id(stream_id: str, poll_id: str, seq: int | None) -> uuid.UUID:
     """The id of a poll's running tally number ``seq``, or of its final tally (``seq=None``)."""
-    return uuid.uuid5(NAMESPACE, f"{stream_id}:{poll_id}:{'final' if seq is None else seq}")
+    return decision_id(IdSpace.POLL_TALLY, stream_id, poll_id, "final" if seq is None else seq)
 
 
 def _tally(

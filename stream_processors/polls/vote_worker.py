@@ -27,6 +27,7 @@ from mode import Service
 from events.base import Event
 from events.codec import EventCodec
 from events.polls import PollOpened, PollTallyUpdated, PollVoted, PollVotingClosed
+from events.topics import Topic
 from infra.kafka import partition_of_key
 from infra.settings import KafkaSettings, Settings
 from stream_processors.partition_worker import PartitionWorker, Record, Report
@@ -45,7 +46,7 @@ class PollDirectory(WholeTopicReader):
     """Every poll opened (``polls``) and which are over (a final tally on ``polls.tallies``)."""
 
     def __init__(self, kafka: KafkaSettings, codec: EventCodec, **kwargs: Any) -> None:
-        super().__init__(kafka, codec, [POLLS_SOURCE, "polls.tallies"], "polls", **kwargs)
+        super().__init__(kafka, codec, [POLLS_SOURCE, Topic.POLLS_TALLIES], "polls", **kwargs)
         self.polls: dict[str, PollInfo] = {}
         self.over: set[str] = set()
 
@@ -61,7 +62,7 @@ class PollDirectory(WholeTopicReader):
         opened = [info.opened_ms for poll, info in self.polls.items() if poll not in self.over]
         return min(opened) if opened else None
 
-    def caught_up(self) -> str:
+    def summary(self) -> str:
         return f"{len(self.polls)} polls, {len(self.polls) - len(self.over)} not over"
 
 

@@ -13,8 +13,8 @@ most once a second, only on change); nothing is decided before a first partial a
 
 The clock only moves forward: ``now`` is the later of the partials' times and the agent's tick
 (wall clock). The emitted event's id is a function of the stream and the second it was decided in
-(``uuid5(NAMESPACE, "stream:second")``): two emissions are at least a second apart, so the id names
-one count of one stream, and deciding it again after a crash publishes the same event id.
+(:func:`count_id`): two emissions are at least a second apart, so the id names one count of one
+stream, and deciding it again after a crash publishes the same event id.
 
 Each decided count also carries the time-weighted average of the decided counts since the first one
 (each count weighted by how long it held), kept as two integers in the state (``first_ms`` and the
@@ -31,11 +31,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from events.ids import IdSpace, decision_id
 from events.viewers import ViewerCountChanged
 
 __all__ = [
     "MIN_INTERVAL_MS",
-    "NAMESPACE",
     "PRODUCER",
     "WINDOW_MS",
     "ViewerPresence",
@@ -47,8 +47,6 @@ __all__ = [
     "settle_presence",
 ]
 
-# Fixed forever: changing it would give a re-decided count a different event id.
-NAMESPACE = uuid.UUID("0b6d8f3a-2c71-5e49-8a1d-7f3e5c9b2a64")
 PRODUCER = "stream_processors.viewer_counts"
 WINDOW_MS = 30_000  # a viewer counts for 30 s after a heartbeat (edges send one every 15 s)
 MIN_INTERVAL_MS = 1_000  # at most one ViewerCountChanged a second per stream
@@ -162,10 +160,10 @@ def settle(state: ViewerPresence, now_ms: int) -> tuple[ViewerPresence, ViewerCo
     return settled, _changed(settled) if decided else None
 
 
-def count_id(stream_id: str, at_ms: int, namespace: uuid.UUID = NAMESPACE) -> uuid.UUID:
-    """The id of the count of ``stream_id`` (or of a match, with its namespace) decided in the
-    second of ``at_ms``."""
-    return uuid.uuid5(namespace, f"{stream_id}:{at_ms // 1000}")
+def count_id(stream_id: str, at_ms: int, space: IdSpace = IdSpace.VIEWER_COUNT) -> uuid.UUID:
+    """The id of the count of ``stream_id`` (or of a match, in its space) decided in the second of
+    ``at_ms``."""
+    return decision_id(space, stream_id, at_ms // 1000)
 
 
 def _changed(state: ViewerPresence) -> ViewerCountChanged:

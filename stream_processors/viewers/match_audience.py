@@ -5,21 +5,19 @@ The partitions of ``viewers.presence`` count each match's sessions once whicheve
 the match-audience agent (:mod:`stream_processors.viewers.counts_agent`) merges those partial
 counts into one :class:`~stream_processors.viewers.counts.ViewerPresence` per match with the stream
 counter's logic: at most one :class:`~events.viewers.MatchAudienceChanged` a second, only on change,
-with the peak and the time-weighted average. Its id is ``uuid5(MATCH_NAMESPACE, "match:second")``,
-so a count re-decided after a crash is the same event.
+with the peak and the time-weighted average. Its id is derived from the match and the second
+(:func:`~stream_processors.viewers.counts.count_id` in its own id space), so a count re-decided after
+a crash is the same event.
 """
 
 from __future__ import annotations
 
-import uuid
-
+from events.ids import IdSpace
 from events.viewers import MatchAudienceChanged
 from stream_processors.viewers.counts import ViewerPresence, count_id, from_epoch_ms, settle_presence
 
-__all__ = ["MATCH_NAMESPACE", "PRODUCER", "settle_match"]
+__all__ = ["PRODUCER", "settle_match"]
 
-# Fixed forever: changing it would give a re-decided match count a different event id.
-MATCH_NAMESPACE = uuid.UUID("5c2e9a71-8b34-5f0d-9e6a-1d7b3c4f8a20")
 PRODUCER = "stream_processors.match_audience"
 
 
@@ -29,7 +27,7 @@ def settle_match(state: ViewerPresence, now_ms: int) -> tuple[ViewerPresence, Ma
     if not decided:
         return settled, None
     return settled, MatchAudienceChanged(
-        event_id=count_id(settled.audience_id, settled.emitted_at_ms, MATCH_NAMESPACE),
+        event_id=count_id(settled.audience_id, settled.emitted_at_ms, IdSpace.MATCH_AUDIENCE),
         occurred_at=from_epoch_ms(settled.emitted_at_ms),
         producer=PRODUCER,
         match_id=settled.audience_id,

@@ -34,6 +34,7 @@ from mode import Service
 
 from events.base import Event
 from events.codec import EventCodec
+from events.topics import Topic
 from events.viewers import ViewerBeat, ViewerHeartbeat, ViewerPresenceBatch, presence_batches
 from infra.kafka import partition_of_key
 from infra.settings import KafkaSettings, Settings
@@ -61,7 +62,7 @@ class MatchDirectory(WholeTopicReader):
     """Each stream's match, from the whole ``streams`` topic (a None ``match_id`` changes nothing)."""
 
     def __init__(self, kafka: KafkaSettings, codec: EventCodec, **kwargs: Any) -> None:
-        super().__init__(kafka, codec, ["streams"], "matches", **kwargs)
+        super().__init__(kafka, codec, [Topic.STREAMS], "matches", **kwargs)
         self.match_of: dict[str, str] = {}
         self.joined: list[tuple[str, str]] = []  # (stream, match) learnt since the worker last looked
 
@@ -75,7 +76,7 @@ class MatchDirectory(WholeTopicReader):
             self.match_of[stream_id] = match_id
             self.joined.append((stream_id, match_id))
 
-    def caught_up(self) -> str:
+    def summary(self) -> str:
         return f"{len(self.match_of)} streams in matches"
 
 

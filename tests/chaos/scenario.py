@@ -33,6 +33,7 @@ from infra.kafka import EventPublisher, Position, TopicNames
 from infra.redis import make_client
 from infra.settings import Settings
 from projections.database import make_pool
+from schemas import SCHEMAS_DIR
 from tests.chaos.checker import Verdict, check_log, differences
 from tests.chaos.load import Api, EdgeClient, Load, User
 from tests.chaos.nemesis import Fault, Nemesis, Prober
@@ -182,7 +183,7 @@ async def run(
     say: Callable[[str], None] = print,
 ) -> Report:
     """The whole run on a started platform (infrastructure up, apps started by `start_apps`)."""
-    codec = EventCodec.load()
+    codec = EventCodec.load(SCHEMAS_DIR)
     api = Api(f"http://127.0.0.1:{platform.apps['api'].port}")
     edges = [platform.apps["edge-1"].port, platform.apps["edge-2"].port]
     try:

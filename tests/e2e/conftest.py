@@ -35,7 +35,6 @@ import uvicorn
 from edge_ws.node import EdgeNode
 from events.codec import EventCodec
 from infra.settings import Settings
-from producers.app import create_app
 from tests.integration.conftest import codec, settings
 from tests.integration.test_api_support import ApiStack, User, free_port, stream_state
 from tests.integration.test_edge_support import edge_settings, running_node
@@ -46,6 +45,7 @@ from tests.integration.test_ingest_support import (
     push_command,
     wait_playable,
 )
+from web.app import create_app
 
 __all__ = ["codec", "settings"]
 

@@ -17,6 +17,7 @@ from events.codec import EventCodec
 from events.topics import CATALOGUE
 from infra.kafka import TopicAdmin, TopicNames
 from infra.settings import Settings
+from schemas import SCHEMAS_DIR
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +50,7 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def codec() -> EventCodec:
-    return EventCodec.load()
+    return EventCodec.load(SCHEMAS_DIR)
 
 
 @pytest.fixture

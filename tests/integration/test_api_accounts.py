@@ -13,7 +13,7 @@ import uuid
 import jwt
 import pytest
 
-from producers.auth.tokens import AccessTokens
+from infra.tokens import AccessTokens
 from tests.integration.test_api_support import PASSWORD, ApiStack, api_stack
 
 pytestmark = pytest.mark.integration

@@ -135,7 +135,7 @@ async def test_health_metrics_cors_and_openapi(api_stack: ApiStack) -> None:
 async def test_cors_is_configurable(settings: object, tmp_path: object) -> None:
     import httpx
 
-    from producers.app import create_app
+    from web.app import create_app
 
     scoped = api_settings_with_cors(settings, ["https://watch.example"])
     app = create_app(scoped)  # no services needed for a preflight

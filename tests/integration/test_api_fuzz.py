@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, Phase
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from infra.settings import Settings
-from producers.app import create_app
 from tests.integration.test_api_support import free_port, open_api_stack
+from web.app import create_app
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""``producers.server.run``: uvicorn with 1 and 2 workers serves /health and stops cleanly on SIGTERM."""
+"""``web.server.run``: uvicorn with 1 and 2 workers serves /health and stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 

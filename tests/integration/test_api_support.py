@@ -34,24 +34,25 @@ from events.codec import EventCodec
 from events.topics import CATALOGUE
 from infra.kafka import EventPublisher, TopicAdmin, TopicNames
 from infra.settings import REPO_ROOT, Settings
-from producers.app import create_app
 from producers.auth.passwords import Passwords
 from producers.services import Namespace, Services
 from projections import service as projector_service
+from schemas import SCHEMAS_DIR
+from web.app import create_app
 
 PASSWORD = "correct horse battery staple"
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)  # argon2id, cheaper for tests
 
 
 RUN_API = (
-    "import sys; from infra.settings import Settings; from producers import server; "
+    "import sys; from infra.settings import Settings; from web import server; "
     "sys.exit(server.run(Settings()))"
 )
 
 
 @contextlib.contextmanager
 def running_api(port: int, **env: str) -> Iterator[subprocess.Popen[bytes]]:
-    """`producers.server.run` as its own process on ``port``, yielded once /health answers."""
+    """`web.server.run` as its own process on ``port``, yielded once /health answers."""
     environment = {**os.environ, "ESPORTS_API__PORT": str(port), **env}
     process = subprocess.Popen(
         [sys.executable, "-c", RUN_API], env=environment, cwd=REPO_ROOT, stderr=subprocess.PIPE
@@ -300,7 +301,7 @@ async def open_api_stack(settings: Settings, tmp: Path, *, lifecycle: bool = Tru
             await worker.wait_ready()
         async with (
             Services.open(scoped, namespace, passwords=Passwords(FAST_HASHER)) as services,
-            EventPublisher(scoped.kafka, EventCodec.load(), producer="tests.api") as publisher,
+            EventPublisher(scoped.kafka, EventCodec.load(SCHEMAS_DIR), producer="tests.api") as publisher,
         ):
             app = create_app(scoped, services)
             transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))

@@ -29,11 +29,11 @@ from events.streams import StreamCreated
 from events.users import UserRegistered
 from infra.kafka import FRESH_ANSWER_S, EventPublisher, NotPublished, PublishInDoubt
 from infra.settings import Settings
-from producers.app import create_app
 from producers.auth.passwords import Passwords
 from producers.services import Namespace, Services
 from tests.integration.broker_outage_support import PrivateBroker, create_topics, events_on, private_broker
 from tests.integration.test_api_support import FAST_HASHER, PASSWORD
+from web.app import create_app
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ from events.chat import ChatMessageDeleted, ChatMessageHeld, ChatMessageRestored
 from events.codec import EventCodec
 from infra.kafka import EventPublisher
 from infra.settings import Settings
-from producers.auth.tokens import AccessTokens
+from infra.tokens import AccessTokens
 from tests.integration.test_edge_support import (
     SECRET,
     Client,

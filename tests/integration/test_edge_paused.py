@@ -21,7 +21,7 @@ from events.chat import ChatMessageSent
 from events.codec import EventCodec
 from infra.kafka import FRESH_ANSWER_S
 from infra.settings import Settings
-from producers.auth.tokens import AccessTokens
+from infra.tokens import AccessTokens
 from tests.integration.broker_outage_support import PrivateBroker, create_topics, events_on, private_broker
 from tests.integration.test_edge_support import SECRET, Client, edge_settings, running_node
 

@@ -138,8 +138,8 @@ async def keep_beating(
 
 def heartbeats_counted(worker: WorkerProcess) -> int:
     _, text = worker.get("/metrics")
-    found = re.search(r"^esports_viewer_heartbeats_total (\d+)$", text, flags=re.MULTILINE)
-    return int(found.group(1)) if found else 0
+    found = re.search(r"^esports_viewer_heartbeats_total (\S+)$", text, flags=re.MULTILINE)
+    return int(float(found.group(1))) if found else 0  # Prometheus floats: 12.0, 1.2e+06
 
 
 async def test_two_workers_count_the_hot_stream_exactly_and_one_takes_over_after_a_kill(
@@ -368,8 +368,7 @@ async def blocked(publisher: EventPublisher, chat: ChatLog, stream: str) -> Chat
         await publisher.publish(block)
         cause = str(block.event_id)
         decision = await chat.wait(
-            lambda e, m=block.message_id, c=cause: getattr(e, "message_id", None) == m
-            or getattr(e, "cause_event_id", None) == c
+            lambda e, m=block.message_id, c=cause: getattr(e, "message_id", None) == m or e.causation_id == c
         )
         if isinstance(decision, ChatSettingsChanged):
             return block

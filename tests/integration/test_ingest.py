@@ -26,6 +26,7 @@ from events.ingest import (
     SegmentPublished,
 )
 from infra.kafka import DeadLetters, EventConsumer, TopicNames
+from schemas import SCHEMAS_DIR
 from tests.integration.test_api_support import eventually
 from tests.integration.test_ingest_support import (
     IngestEnv,
@@ -48,7 +49,7 @@ async def _ingest_events(env: IngestEnv, stream_id: str, until: type, timeout_s:
     got: list[Any] = []
     async with EventConsumer(
         stack.settings.kafka,
-        EventCodec.load(),
+        EventCodec.load(SCHEMAS_DIR),
         topics=["ingest"],
         group_id=None,
         dead_letters=dead,

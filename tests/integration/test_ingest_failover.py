@@ -34,7 +34,6 @@ from events.ingest import IngestConnected, IngestDisconnected, IngestHealthRepor
 from events.streams import StreamEnded, StreamEndReason, StreamTransitionRejected, StreamWentLive
 from infra.settings import REPO_ROOT, Settings
 from ingest_workers.control import node_name
-from producers.app import create_app
 from tests.integration.test_api_support import eventually, free_port, stream_state
 from tests.integration.test_ingest_support import (
     LADDER,
@@ -47,6 +46,7 @@ from tests.integration.test_ingest_support import (
     reading,
     wait_playable,
 )
+from web.app import create_app
 
 pytestmark = pytest.mark.integration
 
@@ -239,7 +239,7 @@ async def test_a_publisher_whose_node_died_goes_on_live_from_the_other_node(env:
         # B's publisher leaves: B's disconnect (its grace period over) ends the stream, once
         end = await log.first(stream_id, StreamEnded, timeout_s=20)
         [b_left] = env.sink.of(IngestDisconnected, stream_id)
-        assert end.reason is StreamEndReason.PUBLISHER_STOPPED and end.cause_event_id == str(b_left.event_id)
+        assert end.reason is StreamEndReason.PUBLISHER_STOPPED and end.causation_id == str(b_left.event_id)
         assert b_left.session_id == b_connect.session_id
         assert not [e for e in log.of(stream_id, IngestDisconnected) if e.session_id == a_connect.session_id]
         assert [type(e) for e in log.of(stream_id, *DECISIONS)] == [

@@ -26,6 +26,7 @@ from events.ingest import IngestConnected, IngestDisconnected
 from events.streams import StreamEnded, StreamEndReason, StreamWentLive
 from infra.kafka import DeadLetters, EventConsumer, TopicNames
 from infra.settings import Settings
+from schemas import SCHEMAS_DIR
 from tests.integration.test_api_support import LifecycleWorker, eventually, stream_state
 from tests.integration.test_ingest_support import (
     IngestEnv,
@@ -80,7 +81,7 @@ async def decisions(env: IngestEnv) -> AsyncIterator[Decisions]:
     dead = DeadLetters(env.stack.publisher, TopicNames(kafka.topic_prefix).physical("deadletter"))
     consumer = EventConsumer(
         kafka,
-        EventCodec.load(),
+        EventCodec.load(SCHEMAS_DIR),
         topics=["streams.lifecycle"],
         group_id=None,
         dead_letters=dead,
@@ -114,7 +115,7 @@ async def test_a_push_goes_live_and_ends_through_the_lifecycle_agent(
 
         # The live transition: decided from the node's IngestConnected, on Kafka, and in the API.
         went = await decisions.first(StreamWentLive, stream_id, timeout_s=10)
-        assert went.cause_event_id == str(connected[0].event_id)
+        assert went.causation_id == str(connected[0].event_id)
         assert (went.channel_id, went.ingest_session_id) == (channel_id, connected[0].session_id)
         assert went.started_at == connected[0].occurred_at
         live = await stream_state(env.stack, stream_id, "live", timeout_s=10)
@@ -135,7 +136,7 @@ async def test_a_push_goes_live_and_ends_through_the_lifecycle_agent(
     [disconnected] = env.sink.of(IngestDisconnected, stream_id)
     assert disconnected.session_id == connected[0].session_id
     assert ended.reason is StreamEndReason.PUBLISHER_STOPPED
-    assert ended.cause_event_id == str(disconnected.event_id)
+    assert ended.causation_id == str(disconnected.event_id)
     assert ended.ended_at == disconnected.occurred_at and ended.duration_ms > 0
     assert [type(e) for e in decisions.of(stream_id)] == [StreamWentLive, StreamEnded]
     print(f"\nStreamEnded {time.monotonic() - stopped:.1f}s after the push stopped")

@@ -29,6 +29,7 @@ from infra.kafka import EventConsumer, EventPublisher, LoggedDeadLetters
 from infra.settings import Settings
 from ingest_workers.control import ApiAuthorizer
 from ingest_workers.node import IngestNode, open_node
+from schemas import SCHEMAS_DIR
 from tests.integration.test_api_support import ApiStack, eventually, free_port, open_api_stack
 
 SOURCE = "testsrc2=size=320x180:rate=30"
@@ -103,7 +104,7 @@ async def reading(settings: Settings, *topics: str) -> AsyncIterator[TopicLog]:
     """A :class:`TopicLog` of ``topics`` (logical names) in ``settings``' namespace, while inside."""
     consumer = EventConsumer(
         settings.kafka,
-        EventCodec.load(),
+        EventCodec.load(SCHEMAS_DIR),
         topics=list(topics),
         group_id=None,
         dead_letters=LoggedDeadLetters("tests"),

@@ -28,6 +28,7 @@ import pytest
 
 from events.base import Event
 from events.codec import EventCodec
+from events.ids import IdSpace
 from events.ingest import IngestConnected, IngestDisconnected, IngestProtocol
 from events.streams import (
     StreamCreated,
@@ -40,7 +41,6 @@ from events.streams import (
 from events.topics import CATALOGUE
 from infra.kafka import DeadLetters, EventConsumer, EventPublisher, TopicAdmin, TopicNames
 from infra.settings import REPO_ROOT, Settings
-from stream_processors.lifecycle.decisions import NAMESPACE
 from stream_processors.topology import LIFECYCLE_SOURCES, app_id, internal_topics
 
 pytestmark = pytest.mark.integration
@@ -145,7 +145,7 @@ class Decisions:
         async for batch in consumer.batches(timeout_ms=100):
             now = time.monotonic()
             for consumed in batch:
-                cause = getattr(consumed.event, "cause_event_id", "")
+                cause = consumed.event.causation_id
                 self.by_cause[cause].append((consumed.event, now))
             if batch:
                 self.arrived.set()
@@ -265,7 +265,7 @@ async def _scenario(
         assert isinstance(went, StreamWentLive), worker.log_tail()
         assert (went.stream_id, went.ingest_session_id) == (cause.stream_id, "s1")
         assert (went.started_at, went.occurred_at) == (cause.occurred_at, cause.occurred_at)
-        assert went.event_id == uuid.uuid5(NAMESPACE, f"{cause.event_id}:StreamWentLive")
+        assert went.event_id == uuid.uuid5(IdSpace.LIFECYCLE.value, f"{cause.event_id}:StreamWentLive")
     assert not any(decisions.by_cause.get(str(c.event_id)) for c in early_created)
 
     # a live stream whose publisher leaves: ended; then a new session: refused
@@ -283,8 +283,12 @@ async def _scenario(
     ended_2 = await outcome(publisher, decisions, end_2)  # same partition as the garbage: after it
     assert isinstance(ended_2, StreamEnded) and ended_2.reason is StreamEndReason.ENDED_BY_OWNER
     _, metrics = await asyncio.to_thread(worker.get, "/metrics")
-    assert 'esports_processor_dead_letters_total{reason="bad_magic_byte"} 1' in metrics, metrics
-    assert f'esports_lifecycle_decisions_total{{kind="StreamWentLive"}} {STREAMS + EARLY}' in metrics, metrics
+    assert 'esports_processor_dead_letters_total{reason="bad_magic_byte"} 1.0' in metrics, metrics
+    went_live = f'esports_lifecycle_decisions_total{{kind="StreamWentLive"}} {STREAMS + EARLY}.0'
+    assert went_live in metrics, metrics
+    assert "esports_processor_event_seconds_bucket{family=" in metrics, metrics
+    assert "esports_processor_event_age_seconds_bucket{family=" in metrics, metrics
+    assert 'kafka_consumer_lag{group="' in metrics, metrics
 
     # restart, replay causes, then a sentinel per replayed (topic, key), which is processed after it
     # (once every agent reading a source acked some of it, so a commit can have happened: the

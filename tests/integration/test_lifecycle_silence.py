@@ -113,7 +113,7 @@ async def _ended_by_silence(
     took = time.monotonic() - since
     assert ended["end_reason"] == "ingest_timeout"
     end = await decisions.first(stream_id, StreamEnded, timeout_s=5)
-    assert end.reason is StreamEndReason.INGEST_TIMEOUT and end.cause_event_id == last_heard
+    assert end.reason is StreamEndReason.INGEST_TIMEOUT and end.causation_id == last_heard
     assert [type(e) for e in decisions.of(stream_id)] == [StreamWentLive, StreamEnded]
     assert SILENCE_S <= took, f"ended {took:.1f}s after the last sign of life"
     return end

@@ -278,7 +278,7 @@ def note(user: User, n: int, at: datetime) -> NotificationIssued:
         notification_id=nid,
         user_id=user.user_id,
         kind=NotificationKind.STREAM_LIVE,
-        cause_id=f"cause-{n}",
+        causation_id=f"cause-{n}",
         title=f"Channel {n} is live",
         url=f"/live/s-{n}",
     )
@@ -340,4 +340,4 @@ async def test_a_channel_with_many_followers_tells_each_once(stack: ApiStack, co
     records = [r for r in await issued_records(stack.settings, codec) if r.url == f"/live/{stream_id}"]
     assert sorted(r.user_id for r in records) == sorted(users)
     assert len({r.notification_id for r in records}) == followers
-    assert {r.cause_id for r in records} == {records[0].cause_id}
+    assert {r.causation_id for r in records} == {records[0].causation_id}

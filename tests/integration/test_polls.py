@@ -196,9 +196,9 @@ async def test_five_hundred_voters_with_a_restart(
             assert all(t.total <= VOTERS for t in mine)  # never double counted
             assert not any(t.final for t in mine[: mine.index(finals[0])]) and mine[-1].final
         status, metrics = worker.get("/metrics")
-        assert status == 200 and 'esports_poll_ignored_total{reason="bad_option"} 1' in metrics
-        assert 'esports_poll_ignored_total{reason="closed_poll"} 1' in metrics
-        assert 'esports_poll_tallies_total{kind="final"} 2' in metrics
+        assert status == 200 and 'esports_poll_ignored_total{reason="bad_option"} 1.0' in metrics
+        assert 'esports_poll_ignored_total{reason="closed_poll"} 1.0' in metrics
+        assert 'esports_poll_tallies_total{kind="final"} 2.0' in metrics
     finally:
         worker.kill()
 

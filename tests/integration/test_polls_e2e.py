@@ -60,8 +60,8 @@ async def ack(client: Client, nonce: str) -> dict[str, Any]:
 def worker_metric(stack: ApiStack, line_start: str) -> int:
     with urllib.request.urlopen(f"http://127.0.0.1:{stack.worker.port}/metrics", timeout=5) as response:
         text = response.read().decode()
-    found = re.search(rf"^{re.escape(line_start)} (\d+)$", text, re.MULTILINE)
-    return int(found.group(1)) if found else 0
+    found = re.search(rf"^{re.escape(line_start)} (\S+)$", text, re.MULTILINE)
+    return int(float(found.group(1))) if found else 0  # Prometheus floats: 12.0, 1.2e+06
 
 
 async def channel_and_stream(stack: ApiStack) -> tuple[User, User, list[User], User, str, str]:

@@ -159,8 +159,8 @@ def _skipped(worker: WorkerProcess) -> int:
         status, text = worker.get("/metrics")
     except OSError:
         return 0
-    found = re.findall(r"^esports_processor_skipped_records_total\{[^}]*\} (\d+)$", text, re.MULTILINE)
-    return sum(int(n) for n in found) if status == 200 else 0
+    found = re.findall(r"^esports_processor_skipped_records_total\{[^}]*\} (\S+)$", text, re.MULTILINE)
+    return sum(int(float(n)) for n in found) if status == 200 else 0
 
 
 async def _chat(client: Client, stream: str, acked: Acknowledged, stop: asyncio.Event) -> None:

@@ -184,7 +184,7 @@ async def test_streams_metadata_and_lifecycle_into_postgres_and_redis(platform: 
         StreamWentLive(stream_id=live_id, channel_id=channel, started_at=T0 + timedelta(minutes=1)),
         StreamEndRequested(stream_id=live_id, channel_id=channel, requested_by=owner),
         StreamTransitionRejected(
-            stream_id=live_id, attempted="go_live", current_state="live", reason="already", cause_event_id="x"
+            stream_id=live_id, attempted="go_live", current_state="live", reason="already", causation_id="x"
         ),
         StreamCreated(stream_id=ended_id, channel_id=channel, owner_id=owner, title="Warm-up", game="lol"),
         StreamWentLive(stream_id=ended_id, channel_id=channel, started_at=T0),
@@ -291,9 +291,9 @@ async def test_tournaments_matches_scores_and_main_stream(platform: Platform) ->
 async def test_a_duplicate_lifecycle_decision_changes_nothing(platform: Platform) -> None:
     channel, stream = ids("c"), ids("s")
     created = StreamCreated(stream_id=stream, channel_id=channel, owner_id="o", title="t")
-    went_live = StreamWentLive(stream_id=stream, channel_id=channel, started_at=T0, cause_event_id="ingest-1")
+    went_live = StreamWentLive(stream_id=stream, channel_id=channel, started_at=T0, causation_id="ingest-1")
     ended = StreamEnded(
-        stream_id=stream, channel_id=channel, ended_at=T0 + timedelta(hours=1), cause_event_id="req"
+        stream_id=stream, channel_id=channel, ended_at=T0 + timedelta(hours=1), causation_id="req"
     )
     await platform.publish(created, went_live)
     before_pg, before_redis = await dumps(platform)
@@ -359,7 +359,12 @@ async def test_health_and_metrics(platform: Platform) -> None:
     }
     status, metrics = await http_get(platform.port, "/metrics")
     assert status == 200
-    assert f'esports_projection_events_applied_total{{projector="{CATALOG}"}} 1' in metrics
-    assert 'esports_projection_dead_letters_total{projector="redis.live"} 0' in metrics
-    assert f'esports_projection_next_offset{{projector="{CATALOG}",topic="users",partition=' in metrics
+    assert f'esports_projection_events_applied_total{{projector="{CATALOG}"}} 1.0' in metrics
+    assert 'esports_projection_dead_letters_total{projector="redis.live"} 0.0' in metrics
+    lines = metrics.splitlines()
+    offsets = [line for line in lines if line.startswith("esports_projection_next_offset{")]
+    assert any(f'projector="{CATALOG}",topic="users"}}' in line for line in offsets), offsets
+    assert f'esports_projection_store_seconds_count{{projector="{CATALOG}"}} ' in metrics
+    lags = [line for line in lines if line.startswith("kafka_consumer_lag{")]
+    assert any(f'projector.{CATALOG}",partition=' in line for line in lags), lags
     assert (await http_get(platform.port, "/nope"))[0] == 404

@@ -199,7 +199,7 @@ class World:
 
     def lifecycle(self, stream: str, channel: str) -> Story:
         live = StreamWentLive(
-            stream_id=stream, channel_id=channel, started_at=T0 + self.at(10), cause_event_id="i"
+            stream_id=stream, channel_id=channel, started_at=T0 + self.at(10), causation_id="i"
         )
         story: Story = [live]
         if self.rng.random() < 0.3:
@@ -222,7 +222,7 @@ class World:
                     attempted="end",
                     current_state="ended",
                     reason="r",
-                    cause_event_id="c",
+                    causation_id="c",
                 )
             )
         return story

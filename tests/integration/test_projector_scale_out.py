@@ -290,7 +290,7 @@ class LiveSession:
                 notification_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{user}:{n}")),
                 user_id=user,
                 kind=NotificationKind.STREAM_LIVE,
-                cause_id=f"cause-{user}-{n}",
+                causation_id=f"cause-{user}-{n}",
                 title=f"live {n}",
                 occurred_at=T0 + timedelta(minutes=n),
             )
@@ -437,14 +437,14 @@ class Groups:
         )
 
 
-APPLIED = re.compile(r'^esports_projection_events_applied_total\{projector="([^"]+)"\} (\d+)$', re.M)
+APPLIED = re.compile(r'^esports_projection_events_applied_total\{projector="([^"]+)"\} (\S+)$', re.M)
 
 
 async def applied_by(projector: Projector) -> dict[str, int]:
     """Events each projector of the process applied so far (its /metrics)."""
     status, body = await http_get(projector.port, "/metrics")
     assert status == 200, body
-    return {name: int(count) for name, count in APPLIED.findall(body)}
+    return {name: int(float(count)) for name, count in APPLIED.findall(body)}  # 12.0, 1.2e+06
 
 
 async def every_projector_applied(projectors: Sequence[Projector]) -> bool:

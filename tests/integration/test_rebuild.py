@@ -30,8 +30,8 @@ from events.codec import EventCodec
 from infra.kafka import EventPublisher, Position
 from infra.settings import REPO_ROOT, Settings
 from projections.database import MIGRATIONS, drop_schema
-from projections.rebuild import Options, rebuild, shadow_prefix, shadow_schema
-from projections.rebuild_progress import Progress
+from projections.rebuild.command import Options, rebuild, shadow_prefix, shadow_schema
+from projections.rebuild.progress import Progress
 from projections.redis_projector import glob_escape
 from projections.service import build_stores
 from tests.integration.projections_support import (

@@ -86,7 +86,7 @@ def match_session(chat_per_stream: int = 40, seed: int = 11) -> list[Event]:
                 match_id=MATCH,
                 role=role,
             ),
-            StreamWentLive(stream_id=stream, channel_id=f"ch-{stream}", started_at=T0, cause_event_id="i"),
+            StreamWentLive(stream_id=stream, channel_id=f"ch-{stream}", started_at=T0, causation_id="i"),
         ]
         events += _chat(rng, stream, chat_per_stream)
         events += _viewers(rng, stream)
@@ -217,7 +217,7 @@ def _poll(stream: str) -> list[Event]:
 def _notifications() -> list[Event]:
     out: list[Event] = [
         sample_event(
-            NotificationIssued, notification_id=f"n-{n}", user_id=f"viewer-{n % 3}", cause_id=f"c-{n}"
+            NotificationIssued, notification_id=f"n-{n}", user_id=f"viewer-{n % 3}", causation_id=f"c-{n}"
         )
         for n in range(9)
     ]

@@ -24,10 +24,10 @@ from infra.kafka import EventPublisher, Position
 from infra.redis import RedisClient, make_client
 from infra.settings import Settings
 from producers.auth.login_limiter import LoginLimiter
-from producers.read_model.streams import StreamReader
-from producers.read_model.tournaments import match_audiences
-from projections.rebuild import Options, rebuild, shadow_prefix
-from projections.rebuild_progress import Progress
+from producers.listings import StreamReader
+from projections.queries.tournaments import match_audiences
+from projections.rebuild.command import Options, rebuild, shadow_prefix
+from projections.rebuild.progress import Progress
 from projections.redis_keys import ChatKeys, IngestHealthKeys, LiveKeys, MatchViewerKeys, glob_escape
 from tests.integration.projections_support import read_model, redis_space, running_service, unique_schema
 from tests.integration.redis_cluster_support import LocalCluster, local_cluster

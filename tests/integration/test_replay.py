@@ -26,8 +26,8 @@ from events.codec import EventCodec, event_to_json
 from events.topics import partition_key
 from infra.kafka import TopicNames
 from infra.settings import Settings
-from projections import replay
-from projections.replay_window import iso_ms
+from projections.replay import command as replay
+from projections.replay.window import iso_ms
 from tests.unit.event_samples import sample_event
 
 pytestmark = pytest.mark.integration

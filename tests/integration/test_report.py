@@ -31,7 +31,7 @@ from events.polls import PollOpened, PollTallyUpdated
 from events.viewers import MatchAudienceChanged, ViewerCountChanged
 from infra.kafka import EventPublisher
 from infra.settings import REPO_ROOT, Settings
-from projections.report import match_report, render_text
+from projections.report.command import match_report, render_text
 from projections.viewer_counts import bucket_of
 from tests.integration.projections_support import read_model, redis_space, running_service, unique_schema
 from tests.integration.test_rebuild_support import MATCH, STREAMS, match_session, wait_applied

@@ -37,10 +37,10 @@ def test_registry_endpoints_answer_like_a_schema_registry(registry_url: str, cod
     subjects = httpx.get(f"{registry_url}/subjects").json()
     assert subjects == codec.subjects()
     subject = codec.subject_for("StreamWentLive")
-    assert httpx.get(f"{registry_url}/subjects/{subject}/versions").json() == [1, 2]
+    assert httpx.get(f"{registry_url}/subjects/{subject}/versions").json() == [1, 2, 3]
     latest = httpx.get(f"{registry_url}/subjects/{subject}/versions/latest")
     assert latest.headers["content-type"].startswith("application/vnd.schemaregistry.v1+json")
-    assert latest.json()["version"] == 2 and latest.json()["id"] == codec.schema_id(subject, 2)
+    assert latest.json()["version"] == 3 and latest.json()["id"] == codec.schema_id(subject, 3)
     assert httpx.get(f"{registry_url}/subjects/nope/versions").json()["error_code"] == 40401
     assert httpx.get(f"{registry_url}/subjects/{subject}/versions/9").json()["error_code"] == 40402
     assert httpx.get(f"{registry_url}/schemas/ids/999999").json()["error_code"] == 40403

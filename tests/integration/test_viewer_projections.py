@@ -26,6 +26,7 @@ from infra.settings import Settings
 from projections.live import LiveKeys
 from projections.viewer_counts import NAME as VIEWERS
 from projections.viewer_counts import MatchViewerKeys, bucket_of
+from schemas import SCHEMAS_DIR
 from tests.integration.projections_support import (
     caught_up,
     dump_redis,
@@ -163,7 +164,7 @@ async def _heartbeats(
     names = TopicNames(stack.settings.kafka.topic_prefix)
     consumer = EventConsumer(
         stack.settings.kafka,
-        EventCodec.load(),
+        EventCodec.load(SCHEMAS_DIR),
         topics=["viewers.presence"],
         group_id=None,
         dead_letters=DeadLetters(stack.publisher, names.physical("deadletter")),

@@ -36,7 +36,7 @@ _NAMED_STRINGS = {
     "description": "The League of Legends EMEA Championship",
     "attempted": "go_live",
     "current_state": "ended",
-    "cause_event_id": "00000000-0000-0000-0000-00000000000c",  # another event's event_id
+    "causation_id": "00000000-0000-0000-0000-00000000000c",  # another event's event_id
     "producer": "tests.samples",
     "reasons_0": "link",  # ChatMessageHeld's risk signals
     "reasons_1": "evasion",

@@ -10,9 +10,9 @@ import pytest
 from infra.kafka import Position
 from infra.settings import Settings
 from producers import stream_keys
-from producers.app import create_app
 from producers.consistency import InvalidPosition, parse_positions
 from producers.pagination import InvalidCursor, decode_cursor, encode_cursor
+from web.app import create_app
 
 
 def test_cursor_round_trip() -> None:

@@ -11,7 +11,7 @@ import time
 import jwt
 import pytest
 
-from producers.auth.tokens import AccessTokens, InvalidToken, new_refresh_token, token_hash
+from infra.tokens import AccessTokens, InvalidToken, new_refresh_token, token_hash
 
 SECRET = "s" * 64
 

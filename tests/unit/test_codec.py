@@ -15,6 +15,7 @@ from events.chat import ChatMessageAccepted, ModerationAction, ModerationActionR
 from events.codec import DecodeError, EncodeError, EventCodec, SchemaMismatch, event_to_json
 from events.streams import StreamCreated, StreamWentLive
 from events.tournaments import MatchScoreUpdated, TeamScore
+from schemas import SCHEMAS_DIR
 from tests.unit.event_samples import all_event_types, sample_event
 
 EVENT_TYPES = all_event_types()
@@ -22,7 +23,7 @@ EVENT_TYPES = all_event_types()
 
 @pytest.fixture(scope="module")
 def codec() -> EventCodec:
-    return EventCodec.load()
+    return EventCodec.load(SCHEMAS_DIR)
 
 
 @pytest.mark.parametrize("cls", EVENT_TYPES, ids=lambda c: c.__name__)
@@ -58,8 +59,8 @@ def test_headers_carry_type_version_and_id(codec: EventCodec) -> None:
     headers = dict(codec.headers(event))
     subject = codec.subject_for("StreamCreated")
     assert headers["event_type"] == b"StreamCreated"
-    assert headers["schema_version"] == b"1"
-    assert headers["schema_id"] == str(codec.schema_id(subject, 1)).encode()
+    assert headers["schema_version"] == b"2"
+    assert headers["schema_id"] == str(codec.schema_id(subject, 2)).encode()
     assert headers["event_id"] == str(event.event_id).encode()
     assert headers["trace_id"] == b"abc"
     assert "trace_id" not in dict(codec.headers(sample_event(StreamCreated)))
@@ -68,7 +69,7 @@ def test_headers_carry_type_version_and_id(codec: EventCodec) -> None:
 def test_headers_of_evolved_type_name_newest_version(codec: EventCodec) -> None:
     from events.chat import ChatMessageSubmitted
 
-    assert dict(codec.headers(sample_event(ChatMessageSubmitted)))["schema_version"] == b"2"
+    assert dict(codec.headers(sample_event(ChatMessageSubmitted)))["schema_version"] == b"3"
 
 
 def _valid_value(codec: EventCodec) -> bytes:
@@ -147,9 +148,19 @@ def test_event_to_json_is_json_safe() -> None:
 
 @pytest.mark.parametrize("cls", EVENT_TYPES, ids=lambda c: c.__name__)
 def test_every_event_type_has_json_form(cls: type[Event]) -> None:
+    """``esports tail`` and replay's JSON lines: the type first, every field in order, ids and times as
+    strings (UTC with ``Z``), and nothing that JSON would change on a round trip."""
+    import dataclasses
     import json
+    from datetime import datetime
 
-    json.dumps(event_to_json(sample_event(cls)))
+    event = sample_event(cls)
+    form = event_to_json(event)
+    assert list(form) == ["event_type", *(f.name for f in dataclasses.fields(cls))]
+    assert form["event_type"] == cls.__name__ and form["event_id"] == str(event.event_id)
+    assert form["occurred_at"].endswith("Z")
+    assert datetime.fromisoformat(form["occurred_at"]) == event.occurred_at
+    assert json.loads(json.dumps(form)) == form
 
 
 def test_encode_refuses_unknown_type(codec: EventCodec) -> None:
@@ -171,7 +182,7 @@ def test_encode_refuses_value_of_wrong_type(codec: EventCodec) -> None:
 def test_registry_read_side(codec: EventCodec) -> None:
     subjects = codec.subjects()
     assert "io.esports.events.streams.StreamWentLive" in subjects
-    assert codec.versions("io.esports.events.chat.ChatMessageSubmitted") == [1, 2]
+    assert codec.versions("io.esports.events.chat.ChatMessageSubmitted") == [1, 2, 3]
     schema_id = codec.schema_id("io.esports.events.chat.ChatMessageSubmitted", 1)
     schema = codec.schema_by_id(schema_id)
     assert schema["name"] == "ChatMessageSubmitted"
@@ -188,8 +199,6 @@ def test_registry_read_side(codec: EventCodec) -> None:
 def test_load_fails_fast_when_dataclass_and_schema_disagree(tmp_path: Path) -> None:
     import json
     import shutil
-
-    from schemas import SCHEMAS_DIR
 
     shutil.copytree(SCHEMAS_DIR, tmp_path / "schemas")
     avsc = tmp_path / "schemas" / "streams" / "StreamWentLive.avsc"

@@ -4,6 +4,7 @@ and the presence batches heartbeats are published in."""
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -181,9 +182,18 @@ def test_token_bucket_and_address_cap() -> None:
 
 
 def test_metrics_exposition() -> None:
-    text = Metrics(deliveries=7).prometheus('node"1')
-    assert 'esports_edge_deliveries{node="node\\"1"} 7' in text
+    metrics = Metrics(deliveries=7)
+    metrics.delivered([int(time.time() * 1000) - 30])  # published 30 ms ago
+    metrics.command_duration.labels("chat").observe(0.004)
+    text = metrics.prometheus('node"1')
+    assert 'esports_edge_deliveries_total{node="node\\"1"} 7.0' in text
     assert "# TYPE esports_edge_connections gauge" in text
+    assert 'esports_edge_delivery_latency_seconds_bucket{le="0.025",node="node\\"1"} 0.0' in text
+    assert 'esports_edge_delivery_latency_seconds_bucket{le="1.0",node="node\\"1"} 1.0' in text
+    assert (
+        'esports_edge_command_duration_seconds_bucket{command="chat",le="0.005",node="node\\"1"} 1.0' in text
+    )
+    assert metrics.as_dict()["deliveries"] == 7 and "registry" not in metrics.as_dict()
 
 
 async def test_a_batch_is_one_write_per_subscriber_in_log_order() -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from events.base import Event
 from events.codec import EventCodec
+from events.ids import IdSpace
 from events.ingest import IngestConnected, IngestDisconnected, IngestProtocol, SegmentPublished
 from events.streams import (
     StreamCreated,
@@ -29,9 +30,9 @@ from events.streams import (
     StreamUpdated,
     StreamWentLive,
 )
+from schemas import SCHEMAS_DIR
 from stream_processors.lifecycle.decisions import (
     CAUSES,
-    NAMESPACE,
     RECENT_CAUSES,
     PendingConnect,
     StreamLifecycle,
@@ -150,8 +151,10 @@ def test_every_state_and_cause(state: StreamState, cause_name: str) -> None:
     assert new.state is want_state
     assert [type(d) for d in decisions] == ([want_kind] if want_kind else [])
     for decision in decisions:
-        assert decision.cause_event_id == str(cause.event_id)
-        assert decision.event_id == uuid.uuid5(NAMESPACE, f"{cause.event_id}:{type(decision).__name__}")
+        assert decision.causation_id == str(cause.event_id)
+        assert decision.event_id == uuid.uuid5(
+            IdSpace.LIFECYCLE.value, f"{cause.event_id}:{type(decision).__name__}"
+        )
         assert decision.occurred_at == cause.occurred_at
         assert decision.stream_id == SID
 
@@ -262,8 +265,10 @@ def test_every_cause_with_a_connect_pending(cause_name: str) -> None:
     for decision in decisions:
         # going live is decided on the pending connect, anything else on the cause itself
         decided_on = EARLY if isinstance(decision, StreamWentLive) else cause
-        assert decision.cause_event_id == str(decided_on.event_id)
-        assert decision.event_id == uuid.uuid5(NAMESPACE, f"{decided_on.event_id}:{type(decision).__name__}")
+        assert decision.causation_id == str(decided_on.event_id)
+        assert decision.event_id == uuid.uuid5(
+            IdSpace.LIFECYCLE.value, f"{decided_on.event_id}:{type(decision).__name__}"
+        )
         assert decision.occurred_at == decided_on.occurred_at
     assert decide(new, cause) == (new, [])  # redelivered after its effect was stored
     assert decide(PENDING, cause) == (new, decisions)  # or before: the identical events
@@ -287,8 +292,8 @@ def test_a_connect_before_the_creation_goes_live_with_the_connect_as_cause() -> 
     in_order, [went_in_order] = decide(CREATED, early)
     assert went == went_in_order  # the identical event: same id, time, trace and facts
     assert isinstance(went, StreamWentLive)
-    assert went.cause_event_id == str(early.event_id)
-    assert went.event_id == uuid.uuid5(NAMESPACE, f"{early.event_id}:StreamWentLive")
+    assert went.causation_id == str(early.event_id)
+    assert went.event_id == uuid.uuid5(IdSpace.LIFECYCLE.value, f"{early.event_id}:StreamWentLive")
     assert (went.occurred_at, went.started_at, went.trace_id) == (at(30), at(30), "abc")
     assert (went.channel_id, went.match_id, went.ingest_session_id) == ("chan-1", "m-1", SESSION)
     assert replace(live, recent_causes=()) == replace(in_order, recent_causes=())
@@ -337,7 +342,7 @@ def test_a_reconnect_before_the_creation_goes_live_on_the_first_connect_with_the
     assert none == [] and state.pending_session == "second"
     live, [went] = decide(state, created())
     assert isinstance(went, StreamWentLive)
-    assert (went.cause_event_id, went.ingest_session_id, went.started_at) == (
+    assert (went.causation_id, went.ingest_session_id, went.started_at) == (
         str(EARLY.event_id),
         SESSION,
         at(30),
@@ -355,7 +360,7 @@ def test_a_new_session_after_an_early_one_left_goes_live_on_the_new_connect() ->
     state, _ = decide(state, again)
     live, [went] = decide(state, created())
     assert isinstance(went, StreamWentLive)
-    assert (went.cause_event_id, went.ingest_session_id) == (str(again.event_id), "second")
+    assert (went.causation_id, went.ingest_session_id) == (str(again.event_id), "second")
     assert (live.session_id, live.live_since) == ("second", at(50))
 
 
@@ -438,7 +443,7 @@ def test_decision_ids_depend_on_the_cause_and_the_kind_only() -> None:
 
 
 def test_every_decision_encodes_with_its_schema() -> None:
-    codec = EventCodec.load()
+    codec = EventCodec.load(SCHEMAS_DIR)
     decisions = [
         *decide(CREATED, connected())[1],
         *decide(LIVE, disconnected())[1],

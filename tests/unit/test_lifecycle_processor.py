@@ -12,13 +12,15 @@ from events.codec import EventCodec
 from events.ingest import IngestConnected, IngestProtocol, SegmentPublished
 from events.streams import StreamCreated, StreamWentLive
 from infra.kafka import BrokerUnavailable
+from infra.metrics import render
+from schemas import SCHEMAS_DIR
 from stream_processors import runtime as runtime_module
 from stream_processors.lifecycle.agent import LifecycleProcessor
 from stream_processors.lifecycle.decisions import StreamLifecycle, StreamState
 from stream_processors.metrics import ProcessorMetrics
 from tests.unit.event_samples import sample_event
 
-CODEC = EventCodec.load()
+CODEC = EventCodec.load(SCHEMAS_DIR)
 
 
 class FakePublishing:
@@ -94,7 +96,7 @@ async def test_a_connect_read_before_the_creation_is_stored_then_decided_at_the_
     assert pending.state is StreamState.UNKNOWN and pending.pending_session == "s"
     await loop.handle(message(CODEC.encode(created()), offset=1))
     [(went, _table_then)] = publishing.published
-    assert isinstance(went, StreamWentLive) and went.cause_event_id == str(connect.event_id)
+    assert isinstance(went, StreamWentLive) and went.causation_id == str(connect.event_id)
     assert StreamLifecycle.from_json(table[b"stream-1"]).state is StreamState.LIVE
     assert metrics.decisions["StreamWentLive"] == 1
 
@@ -122,8 +124,8 @@ def test_metrics_render_as_prometheus_text() -> None:
     metrics = ProcessorMetrics()
     metrics.decisions["StreamWentLive"] += 2
     metrics.dead_letters['we"ird'] += 1
-    text = metrics.render()
+    text = render(metrics.registry)[0].decode()
     assert "# TYPE esports_lifecycle_decisions_total counter" in text
-    assert 'esports_lifecycle_decisions_total{kind="StreamWentLive"} 2' in text
-    assert 'esports_processor_dead_letters_total{reason="we\\"ird"} 1' in text
-    assert "esports_processor_publish_retries_total 0" in text
+    assert 'esports_lifecycle_decisions_total{kind="StreamWentLive"} 2.0' in text
+    assert 'esports_processor_dead_letters_total{reason="we\\"ird"} 1.0' in text
+    assert "esports_processor_publish_retries_total 0.0" in text

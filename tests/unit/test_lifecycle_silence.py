@@ -17,6 +17,7 @@ import pytest
 from faust.types import TP
 
 from events.codec import EventCodec
+from events.ids import IdSpace
 from events.ingest import IngestConnected, IngestDisconnected, IngestHealthReported, IngestProtocol
 from events.streams import (
     StreamCreated,
@@ -26,9 +27,9 @@ from events.streams import (
     StreamUpdated,
     StreamWentLive,
 )
+from schemas import SCHEMAS_DIR
 from stream_processors.lifecycle.agent import LifecycleProcessor
 from stream_processors.lifecycle.decisions import (
-    NAMESPACE,
     SignOfLife,
     StreamLifecycle,
     StreamState,
@@ -42,7 +43,7 @@ from stream_processors.metrics import ProcessorMetrics
 T0 = datetime(2025, 6, 1, 18, 0, tzinfo=UTC)
 SILENCE = timedelta(seconds=30)
 SID = "stream-1"
-CODEC = EventCodec.load()
+CODEC = EventCodec.load(SCHEMAS_DIR)
 
 
 def at(seconds: float) -> datetime:
@@ -102,8 +103,8 @@ def test_a_silent_stream_ends_at_the_timer_once_the_silence_is_over() -> None:
     assert expire(state, at(40), SILENCE) == (state, [])  # 30 s after the last report: not yet
     ended, [end] = expire(state, at(40.5), SILENCE)
     assert isinstance(end, StreamEnded) and end.reason is StreamEndReason.INGEST_TIMEOUT
-    assert end.event_id == uuid.uuid5(NAMESPACE, f"{last.event_id}:StreamEnded")
-    assert (end.cause_event_id, end.trace_id) == (str(last.event_id), "t-10")
+    assert end.event_id == uuid.uuid5(IdSpace.LIFECYCLE.value, f"{last.event_id}:StreamEnded")
+    assert (end.causation_id, end.trace_id) == (str(last.event_id), "t-10")
     assert (end.ended_at, end.occurred_at, end.duration_ms) == (at(10), at(10), 10_000)
     assert (ended.state, ended.ended_at, ended.ended_cause) == (StreamState.ENDED, at(10), str(last.event_id))
     assert expire(ended, at(99), SILENCE) == (ended, [])  # ended once
@@ -189,7 +190,7 @@ def test_reports_read_before_the_creation_count_once_the_stream_goes_live() -> N
     assert decided == [] and state.state is StreamState.UNKNOWN
     creation = StreamCreated(stream_id=SID, channel_id="chan-1", owner_id="u", title="t", occurred_at=at(-1))
     live, [went] = decide(state, creation, SILENCE)
-    assert isinstance(went, StreamWentLive) and went.cause_event_id == str(early.event_id)
+    assert isinstance(went, StreamWentLive) and went.causation_id == str(early.event_id)
     assert live.heard is not None and live.heard.occurred_at == at(5) and live.node == "node-a:1935"
     assert expire(live, at(35), SILENCE) == (live, [])
 

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from events.channels import ChannelCreated, ChannelUpdated
+from events.ids import IdSpace
 from events.notifications import NotificationKind
 from events.streams import StreamCreated, StreamEnded, StreamUpdated, StreamWentLive
 from events.tournaments import MatchScheduled, MatchStarted, TournamentCreated
@@ -19,7 +20,6 @@ from events.users import (
 )
 from stream_processors.notifications.notifier import (
     MAX_CAUSE_AGE,
-    NAMESPACE,
     RECENT_CAUSES,
     Audience,
     Notifier,
@@ -72,8 +72,10 @@ def test_every_follower_of_the_channel_gets_one_notification() -> None:
     for n in issued:
         assert n.kind is NotificationKind.STREAM_LIVE
         assert n.title == "LEC Official is live" and n.body == "Grand final" and n.url == "/live/s-1"
-        assert n.cause_id == str(cause.event_id) and n.occurred_at == cause.occurred_at
-        assert n.notification_id == str(uuid.uuid5(NAMESPACE, f"{cause.event_id}:{n.user_id}"))
+        assert n.causation_id == str(cause.event_id) and n.occurred_at == cause.occurred_at
+        assert n.notification_id == str(
+            uuid.uuid5(IdSpace.NOTIFICATION.value, f"{cause.event_id}:{n.user_id}")
+        )
         assert n.event_id == uuid.UUID(n.notification_id)
     assert state.recent_causes == (str(cause.event_id),)
 

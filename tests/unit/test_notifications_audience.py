@@ -10,33 +10,42 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from events.codec import EventCodec
+from infra.kafka import CatchUp
 from infra.settings import Settings
+from schemas import SCHEMAS_DIR
 from stream_processors.notifications.agent import AudienceService
 
 TP = TopicPartition("users", 0)
 
 
 class CountingReader:
-    def __init__(self, end: int) -> None:
+    """The reader's I/O faked: end offsets counted, its caller's progress set by hand."""
+
+    def __init__(self, end: int, applied: int) -> None:
         self.end = end
+        self.applied = applied
         self.calls = 0
+        self.progress = asyncio.Event()
 
-    async def end_offsets(self) -> dict[TopicPartition, int]:
+    async def catch_up(self) -> CatchUp:
         self.calls += 1
-        return {TP: self.end}
+        return CatchUp({TP: self.end}, int(time.time() * 1000))
+
+    async def reach(self, mark: CatchUp) -> None:
+        while not mark.reached({TP: self.applied}):
+            self.progress.clear()
+            await self.progress.wait()
 
 
-def service(reader: CountingReader, applied: int) -> AudienceService:
-    audience = AudienceService(Settings().kafka, EventCodec.load())
+def service(reader: CountingReader) -> AudienceService:
+    audience = AudienceService(Settings().kafka, EventCodec.load(SCHEMAS_DIR))
     audience._reader = reader  # type: ignore[assignment]  # the reader's I/O is what is faked here
-    audience._following = asyncio.get_running_loop().create_future()
-    audience._applied = {TP: applied}
     return audience
 
 
 async def test_old_causes_reuse_the_end_offsets_read_after_them() -> None:
-    reader = CountingReader(end=5)
-    audience = service(reader, applied=5)
+    reader = CountingReader(end=5, applied=5)
+    audience = service(reader)
     now_ms = int(time.time() * 1000)
     await audience.caught_up(now_ms - 60_000)
     for age_ms in (50_000, 40_000, 1_000):  # all written before the first answer was asked for
@@ -51,11 +60,11 @@ async def test_old_causes_reuse_the_end_offsets_read_after_them() -> None:
 
 
 async def test_it_waits_for_the_reader_to_apply_up_to_the_end() -> None:
-    reader = CountingReader(end=7)
-    audience = service(reader, applied=5)
+    reader = CountingReader(end=7, applied=5)
+    audience = service(reader)
     waiting: asyncio.Task[Any] = asyncio.ensure_future(audience.caught_up(None))
     await asyncio.sleep(0.05)
     assert not waiting.done()
-    audience._applied = {TP: 7}
-    audience._progress.set()
+    reader.applied = 7
+    reader.progress.set()
     await asyncio.wait_for(waiting, 1)

@@ -10,10 +10,10 @@ import pytest
 from edge_ws.auth import Identity
 from edge_ws.commands import EdgeWrites
 from edge_ws.metrics import Metrics
-from edge_ws.protocol import ALL_OPEN, EndPoll, OpenPoll, ProtocolError, SendChat, poll_command
+from edge_ws.protocol import EndPoll, OpenPoll, ProtocolError, SendChat, poll_command
 from events.base import Event
 from events.chat import ChatMessageSent, ChatMessageSubmitted
-from events.polls import PollClosed, PollOpened
+from events.polls import ALL_OPEN, PollClosed, PollOpened
 from infra.kafka import Position
 
 
@@ -29,6 +29,9 @@ from infra.kafka import Position
         ),
         ("/poll Best of? | 1 | 3 | 5", OpenPoll("Best of?", ("1", "3", "5"))),  # numbers are options
         ("  /poll  Q | a | b | 1h  ", OpenPoll("Q", ("a", "b"), 3600)),
+        ("/poll Q | a | b | 10 min", OpenPoll("Q", ("a", "b"), 600)),  # the grammar /timeout reads too
+        ("/poll Q | a | b 2 MIN", OpenPoll("Q", ("a", "b"), 120)),
+        ("/poll Q | a | b | 90", OpenPoll("Q", ("a", "b", "90"))),  # no unit: an option
         ("/endpoll", EndPoll(ALL_OPEN)),
         ("/endpoll 6f1c-poll_2", EndPoll("6f1c-poll_2")),
     ],
@@ -57,6 +60,8 @@ def test_other_text_is_not_a_poll_command(text: str) -> None:
         ("/poll Q | a | b | 5s", "10 s to 60 min"),
         ("/poll Q | a | b | 2h", "10 s to 60 min"),
         ("/poll Q | a | b 61m", "10 s to 60 min"),
+        ("/poll Q | a | b | 1d", "10 s to 60 min, not 1d"),  # a duration /timeout takes, too long here
+        ("/poll Q | a | b 1 d", "10 s to 60 min, not 1 d"),
         ("/endpoll two words", "usage: /endpoll"),
     ],
 )

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from events.polls import PollClosed, PollOpened, PollVoteCast
+from events.polls import ALL_OPEN, PollClosed, PollOpened, PollVoteCast
 from events.streams import StreamCreated
 from events.users import ModeratorAppointed, ModeratorRemoved, UserRegistered, UserRole
 from stream_processors.moderation.roster import ChatRoster
-from stream_processors.polls.board import ALL_OPEN, PollBoard, allowed, fold, merge, own, settle, vote_refused
+from stream_processors.polls.board import PollBoard, allowed, fold, merge, own, settle, vote_refused
 from stream_processors.polls.votes import VoteReport
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

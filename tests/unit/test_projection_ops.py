@@ -7,8 +7,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter
+
 from infra.kafka import ConsumedEvent, DeadLetters
-from projections.ops import Monitored, OpsServer, render_metrics
+from infra.metrics import render
+from projections.ops import Monitored, OpsServer, ProjectorMetrics
 from projections.projector import Partition, ProjectorStats
 
 
@@ -25,21 +28,28 @@ class FakeStore:
         return None
 
 
-def monitored(name: str) -> Monitored:
-    return Monitored(FakeStore(name), DeadLetters(publisher=None, topic="deadletter"))  # type: ignore[arg-type]
+def monitored(metrics: ProjectorMetrics, name: str) -> Monitored:
+    return metrics.monitor(FakeStore(name), DeadLetters(publisher=None, topic="deadletter"))  # type: ignore[arg-type]
 
 
-def test_metrics_are_prometheus_text() -> None:
-    catalog = monitored("pg.catalog")
+async def test_metrics_are_prometheus_text() -> None:
+    metrics = ProjectorMetrics()
+    catalog = monitored(metrics, "pg.catalog")
+    monitored(metrics, "redis.live")
     catalog.store.stats.record(7, 2, {("users", 1): 12})
     catalog.dead_letters.count = 1
-    text = render_metrics([catalog, monitored("redis.live")])
+    await catalog.store.store([])  # timed into the histogram
+    body, content_type = render(metrics.registry)
+    text = body.decode()
+    assert content_type.startswith("text/plain")
     assert "# TYPE esports_projection_events_applied_total counter" in text
-    assert 'esports_projection_events_applied_total{projector="pg.catalog"} 7' in text
-    assert 'esports_projection_duplicates_skipped_total{projector="pg.catalog"} 2' in text
-    assert 'esports_projection_dead_letters_total{projector="pg.catalog"} 1' in text
-    assert 'esports_projection_next_offset{projector="pg.catalog",topic="users",partition="1"} 12' in text
-    assert 'esports_projection_events_applied_total{projector="redis.live"} 0' in text
+    assert 'esports_projection_events_applied_total{projector="pg.catalog"} 7.0' in text
+    assert 'esports_projection_duplicates_skipped_total{projector="pg.catalog"} 2.0' in text
+    assert 'esports_projection_dead_letters_total{projector="pg.catalog"} 1.0' in text
+    assert 'esports_projection_next_offset{partition="1",projector="pg.catalog",topic="users"} 12.0' in text
+    assert 'esports_projection_events_applied_total{projector="redis.live"} 0.0' in text
+    assert 'esports_projection_store_seconds_bucket{le="+Inf",projector="pg.catalog"} 1.0' in text
+    assert 'esports_projection_store_seconds_bucket{le="+Inf",projector="redis.live"} 0.0' in text
     assert text.endswith("\n")
 
 
@@ -53,7 +63,9 @@ async def get(port: int, request: str) -> tuple[int, str]:
 
 
 async def serving(checks: dict[str, Any]) -> OpsServer:
-    server = OpsServer(checks, lambda: "m 1\n", host="127.0.0.1", port=0, check_timeout_s=0.2)
+    registry = CollectorRegistry()
+    Counter("m", "A counter.", registry=registry).inc()
+    server = OpsServer(checks, registry, host="127.0.0.1", port=0, check_timeout_s=0.2)
     await server.start()
     return server
 
@@ -85,7 +97,8 @@ async def test_health_is_200_only_when_every_dependency_answers() -> None:
 
 async def test_routes() -> None:
     server = await serving({})
-    assert await get(server.port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n") == (200, "m 1\n")
+    status, body = await get(server.port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status == 200 and "m_total 1.0\n" in body
     assert (await get(server.port, "GET /other HTTP/1.1\r\n\r\n"))[0] == 404
     assert (await get(server.port, "POST /metrics HTTP/1.1\r\n\r\n"))[0] == 405
     await server.close()

@@ -1,7 +1,8 @@
-"""What a bounded publish (infra/kafka.py) relies on in aiokafka's producer internals, on real aiokafka
-objects without a broker: a record the sender has not drained can be taken back (and is then failed as
-NotPublished), a drained one cannot, and retiring a producer fails what it queued without upsetting
-aiokafka's own bookkeeping. aiokafka is pinned; these fail first if an upgrade moves the internals."""
+"""What a bounded publish relies on in aiokafka's producer internals (infra/kafka/aiokafka_internals.py),
+on real aiokafka objects without a broker: a record the sender has not drained can be taken back (and is
+then failed as NotPublished), a drained one cannot, and retiring a producer fails what it queued without
+upsetting aiokafka's own bookkeeping. aiokafka is pinned; these fail first if an upgrade moves the
+internals."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from infra.kafka import NotPublished, PublishInDoubt, _connected, _fail_queued, _take_back
+from infra.kafka import NotPublished, PublishInDoubt
+from infra.kafka.aiokafka_internals import connected, fail_queued, take_back
 
 TP = TopicPartition("t", 0)
 
@@ -40,7 +42,7 @@ def drain(producer: AIOKafkaProducer) -> Any:
 
 async def test_a_record_not_drained_is_taken_back_and_never_sent(producer: AIOKafkaProducer) -> None:
     first, second = await queued(producer, b"1"), await queued(producer, b"2")  # one batch
-    assert _take_back(producer, [first])
+    assert take_back(producer, [first])
     for future in (first, second):  # the whole batch goes: nothing of it was ever sent
         assert isinstance(future.exception(), NotPublished)
     assert TP not in producer._message_accumulator._batches
@@ -51,9 +53,9 @@ async def test_a_drained_record_is_not_taken_back(producer: AIOKafkaProducer) ->
     future = await queued(producer, b"1")
     batch = drain(producer)
     assert batch.retry_count == 1 and batch in producer._message_accumulator._pending_batches
-    assert not _take_back(producer, [future]) and not future.done()
+    assert not take_back(producer, [future]) and not future.done()
     producer._message_accumulator.reenqueue(batch)  # the request failed: back in the queue, drained
-    assert not _take_back(producer, [future]) and not future.done()
+    assert not take_back(producer, [future]) and not future.done()
 
 
 async def test_retiring_fails_the_queue_by_what_may_have_been_sent(producer: AIOKafkaProducer) -> None:
@@ -63,7 +65,7 @@ async def test_retiring_fails_the_queue_by_what_may_have_been_sent(producer: AIO
     producer._message_accumulator.reenqueue(drain(producer))
     joined = await queued(producer, b"2")  # appended to the re-queued batch: in doubt with it
     other = await producer._message_accumulator.add_message(TopicPartition("t", 1), b"k", b"3", 1.0)
-    _fail_queued(producer)
+    fail_queued(producer)
     await asyncio.sleep(0)  # aiokafka's done callbacks run
     assert isinstance(sent.exception(), PublishInDoubt) and isinstance(joined.exception(), PublishInDoubt)
     assert isinstance(other.exception(), NotPublished)
@@ -76,4 +78,4 @@ async def test_retiring_fails_the_queue_by_what_may_have_been_sent(producer: AIO
 async def test_a_producer_without_a_connection_to_the_leader_is_not_connected(
     producer: AIOKafkaProducer,
 ) -> None:
-    assert producer.client._conns == {} and not _connected(producer, 1)
+    assert producer.client._conns == {} and not connected(producer, 1)

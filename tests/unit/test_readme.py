@@ -50,7 +50,15 @@ def _retention_words(retention_ms: int | None) -> str:
 
 
 def test_the_topic_table_matches_the_catalogue() -> None:
-    rows = dict(re.findall(r"^\| `([a-z._]+)` \|.*\| ([^|]+) \|$", README, flags=re.MULTILINE))
+    rows = {
+        name: (writers, retention)
+        for name, writers, retention in re.findall(
+            r"^\| `([a-z._]+)` \|.*\| ([^|]+) \| ([^|]+) \|$", README, flags=re.MULTILINE
+        )
+    }
     for topic in CATALOGUE:
         assert topic.name in rows, f"README topic table lacks {topic.name}"
-        assert rows[topic.name].strip() == _retention_words(topic.retention_ms), topic.name
+        writers, retention = rows[topic.name]
+        assert retention.strip() == _retention_words(topic.retention_ms), topic.name
+        declared = [topic.owner, *(gateway.module for gateway in topic.gateways)]
+        assert re.findall(r"`([a-z_.]+)`", writers) == declared, topic.name

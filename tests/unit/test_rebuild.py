@@ -14,11 +14,11 @@ from infra.settings import Settings
 from projections.database import make_pool
 from projections.live import LiveProjector
 from projections.projector import BatchStore, PostgresProjector
-from projections.rebuild import POSTGRES, REDIS, SelectionError, select, shadow_prefix, shadow_schema
-from projections.rebuild_progress import Progress, format_duration, render
-from projections.rebuild_swap import parse_offset_field
+from projections.rebuild.command import POSTGRES, REDIS, SelectionError, select, shadow_prefix, shadow_schema
+from projections.rebuild.progress import Progress, format_duration, render
+from projections.rebuild.swap import parse_offset_field
 from projections.redis_projector import RedisProjector, glob_escape, owned_key_patterns
-from projections.report import render_text
+from projections.report.command import render_text
 from projections.service import build_stores
 
 
@@ -138,7 +138,7 @@ def test_cli_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 def test_cli_says_naming_one_postgres_projector_rebuilds_them_all(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from projections import rebuild as command
+    from projections.rebuild import command
 
     async def no_rebuild(*args: object) -> None:
         raise command.RebuildFailed("not in a unit test")

@@ -11,7 +11,7 @@ from redis.crc import key_slot
 
 from infra.redis import CacheError, CacheUnavailable, make_client, translate
 from infra.settings import Settings
-from projections.rebuild import shadow_prefix
+from projections.rebuild.command import shadow_prefix
 from projections.redis_keys import ChatKeys, IngestHealthKeys, LiveKeys, MatchViewerKeys, ReadModelKeys
 
 LAYOUTS: list[type[ReadModelKeys]] = [LiveKeys, ChatKeys, MatchViewerKeys, IngestHealthKeys]

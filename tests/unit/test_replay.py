@@ -18,11 +18,12 @@ from events.avro_mapping import to_avro_converter
 from events.base import Event
 from events.codec import EventCodec, event_to_json
 from events.topics import CATALOGUE, spec
-from projections import replay
-from projections.replay_arrow import SchemaConflict, arrow_type, topic_table
-from projections.replay_source import PartitionMerge, RawRecord
-from projections.replay_window import TimeWindow, iso_ms, parse_time, to_millis
-from projections.replay_writers import Exported, ParquetWriter, csv_cell, open_writer
+from projections.replay import command as replay
+from projections.replay.arrow import SchemaConflict, arrow_type, topic_table
+from projections.replay.source import PartitionMerge, RawRecord
+from projections.replay.window import TimeWindow, iso_ms, parse_time, to_millis
+from projections.replay.writers import Exported, ParquetWriter, csv_cell, open_writer
+from schemas import SCHEMAS_DIR
 from tests.unit.event_samples import sample_event
 
 TOPICS = [t.name for t in CATALOGUE if t.event_types]
@@ -32,7 +33,7 @@ T0 = 1_764_093_600_000  # 2025-11-25T18:00:00Z
 
 @pytest.fixture(scope="module")
 def codec() -> EventCodec:
-    return EventCodec.load()
+    return EventCodec.load(SCHEMAS_DIR)
 
 
 def record(partition: int, offset: int, timestamp_ms: int) -> RawRecord:

@@ -38,7 +38,7 @@ GENERATOR = _load_generator()
 
 @pytest.fixture(scope="module")
 def codec() -> EventCodec:
-    return EventCodec.load()
+    return EventCodec.load(SCHEMAS_DIR)
 
 
 def _id(entry: SchemaEntry) -> str:
@@ -61,12 +61,42 @@ def test_fixture_of_every_version_decodes_with_newest(codec: EventCodec, entry: 
     assert event.event_type() == entry.event_type
     as_avro = to_avro_converter(type(event))(event)
     written = GENERATOR.sample_record(entry.schema)
-    for name, value_written in written.items():
-        assert as_avro[name] == value_written, name
     newest = NEWEST[entry.subject].schema
+    renamed = _renamed(newest)
+    for name, value_written in written.items():
+        assert as_avro[renamed.get(name, name)] == value_written, name
     for field in newest["fields"]:
-        if field["name"] not in written:  # added after this version: the default applies
+        if not {field["name"], *field.get("aliases", ())} & set(written):  # added later: the default
             assert as_avro[field["name"]] == field["default"], field["name"]
+
+
+def _renamed(schema: dict[str, Any]) -> dict[str, str]:
+    """Earlier names of ``schema``'s fields (their Avro ``aliases``) -> today's names."""
+    return {alias: f["name"] for f in schema["fields"] for alias in f.get("aliases", ())}
+
+
+@pytest.mark.parametrize(
+    ("event_type", "version", "old_name"),
+    [
+        ("StreamWentLive", 2, "cause_event_id"),
+        ("StreamEnded", 2, "cause_event_id"),
+        ("StreamTransitionRejected", 1, "cause_event_id"),
+        ("ChatActionRouted", 1, "cause_event_id"),
+        ("ChatMessageHeld", 1, "cause_event_id"),
+        ("ChatMessageRestored", 1, "cause_event_id"),
+        ("UserUnbanned", 2, "cause_event_id"),
+        ("ChatSettingsChanged", 2, "cause_event_id"),
+        ("ChatCleared", 2, "cause_event_id"),
+        ("NotificationIssued", 1, "cause_id"),
+    ],
+)
+def test_a_cause_written_under_its_old_name_is_read_as_causation_id(
+    codec: EventCodec, event_type: str, version: int, old_name: str
+) -> None:
+    """fastavro resolves a field by its reader-side ``aliases``, so the per-type cause fields that the
+    head's ``causation_id`` replaced still come out of every record written before."""
+    event = codec.decode(GENERATOR.fixture_path(event_type, version).read_bytes())
+    assert event.causation_id == f"{old_name}-fixture"
 
 
 def _consecutive_pairs() -> list[tuple[SchemaEntry, SchemaEntry]]:
@@ -109,7 +139,7 @@ def test_a_reader_on_an_older_version_lands_appended_symbols_on_the_default(
 ) -> None:
     """Forward compatibility: a service not yet upgraded still reads what an upgraded one writes."""
     versions = sorted((e for e in ENTRIES if e.event_type == event_type), key=lambda e: e.version)
-    old, new = versions[-2], versions[-1]
+    old, new = versions[0], versions[-1]  # v1 had not the symbol yet
     record = {**GENERATOR.sample_record(new.schema), field: newer}
     buf = io.BytesIO()
     schemaless_writer(buf, parse_schema(new.schema), record)
@@ -121,17 +151,20 @@ def test_a_reader_on_an_older_version_lands_appended_symbols_on_the_default(
 @pytest.mark.parametrize(("old", "new"), PAIRS, ids=lambda e: _id(e))
 def test_consecutive_versions_are_backward_compatible(old: SchemaEntry, new: SchemaEntry) -> None:
     """The new reader can read old data: added fields have defaults, kept fields keep their types
-    (an enum may gain symbols, keeping its default, which is where older readers land)."""
+    (an enum may gain symbols, keeping its default, which is where older readers land), and a field
+    renamed keeps its old name among its ``aliases``."""
     old_fields = {f["name"]: f for f in old.schema["fields"]}
     for field in new.schema["fields"]:
-        if field["name"] in old_fields:
-            old_type = old_fields[field["name"]]["type"]
+        earlier = [name for name in (field["name"], *field.get("aliases", ())) if name in old_fields]
+        if earlier:
+            old_type = old_fields[earlier[0]]["type"]
             assert _type_key(_symbols_of(old_type, field["type"])) == _type_key(old_type), field["name"]
-        else:
+        if field["name"] not in old_fields:
             assert "default" in field, (
                 f"{new.subject} v{new.version}: new field {field['name']} needs a default"
             )
-    removed = set(old_fields) - {f["name"] for f in new.schema["fields"]}
+    kept = set(_renamed(new.schema)) | {f["name"] for f in new.schema["fields"]}
+    removed = set(old_fields) - kept
     assert not removed, f"removing fields {removed} breaks readers still on v{old.version}"
 
 
@@ -240,10 +273,13 @@ def test_no_orphan_fixtures() -> None:
 @pytest.mark.parametrize("entry", ENTRIES, ids=_id)
 def test_every_schema_parses_and_has_head_first(entry: SchemaEntry) -> None:
     parse_schema(entry.schema)
-    head = [f["name"] for f in entry.schema["fields"][:4]]
-    assert head == ["event_id", "occurred_at", "producer", "trace_id"]
-    assert entry.schema["namespace"].startswith("io.esports.events.")
     newest = NEWEST[entry.subject]
+    head = [f["name"] for f in entry.schema["fields"][:5]]
+    if entry is newest:
+        assert head == ["event_id", "occurred_at", "producer", "trace_id", "causation_id"]
+    else:  # versions before causation_id had a head of four
+        assert head[:4] == ["event_id", "occurred_at", "producer", "trace_id"]
+    assert entry.schema["namespace"].startswith("io.esports.events.")
     expected_path = f"{entry.schema['namespace'].rsplit('.', 1)[-1]}/{entry.event_type}"
     if entry is newest:
         assert entry.path == f"{expected_path}.avsc"

@@ -11,10 +11,11 @@ from typing import Any
 
 from edge_ws.messages import delivery_for
 from edge_ws.protocol import LogPosition
+from events.ids import IdSpace
 from events.viewers import ViewerCountChanged
 from stream_processors.batching import Batcher
-from stream_processors.viewers.counts import NAMESPACE, ViewerPresence, count_id, epoch_ms, observe_partial
-from stream_processors.viewers.match_audience import MATCH_NAMESPACE, settle_match
+from stream_processors.viewers.counts import ViewerPresence, count_id, epoch_ms, observe_partial
+from stream_processors.viewers.match_audience import settle_match
 
 T0 = epoch_ms(datetime(2026, 1, 1, tzinfo=UTC))
 
@@ -24,8 +25,8 @@ def test_a_match_audience_is_decided_from_its_partials_with_its_own_ids() -> Non
     state, audience = settle_match(state, 0)
     assert audience is not None
     assert (audience.match_id, audience.count, audience.peak, audience.average) == ("m1", 3, 3, 3.0)
-    assert audience.event_id == count_id("m1", T0, MATCH_NAMESPACE)
-    assert audience.event_id != count_id("m1", T0, NAMESPACE)  # never a stream count's id
+    assert audience.event_id == count_id("m1", T0, IdSpace.MATCH_AUDIENCE)
+    assert audience.event_id != count_id("m1", T0, IdSpace.VIEWER_COUNT)  # never a stream count's id
     assert settle_match(observe_partial(state, 0, 2, T0), 0)[1] is None  # reported again: nothing new
     state, fallen = settle_match(observe_partial(state, 0, 0, T0 + 30_000), 0)
     assert fallen is not None and (fallen.count, fallen.peak) == (1, 3)

@@ -1,0 +1,58 @@
+"""The Kafka adapter's errors, and the one place aiokafka's exceptions become them (:func:`translate`).
+
+Callers branch on ``.retriable``, never on aiokafka's types.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+from aiokafka.errors import KafkaError as DriverError
+
+__all__ = [
+    "BrokerUnavailable",
+    "KafkaError",
+    "NotPublished",
+    "PublishFailed",
+    "PublishInDoubt",
+    "translate",
+]
+
+
+class KafkaError(Exception):
+    """Base of this adapter's errors; ``retriable`` says whether trying again can help."""
+
+    retriable = False
+
+
+class BrokerUnavailable(KafkaError):
+    """The cluster could not be reached or did not answer in time."""
+
+    retriable = True
+
+
+class NotPublished(BrokerUnavailable):
+    """A bounded publish ran out of time before any of its records reached a broker: they were taken
+    back from the client (or never handed to it), so none of them is published, now or later."""
+
+
+class PublishInDoubt(BrokerUnavailable):
+    """A bounded publish ran out of time after some of its records were written to a broker's socket
+    (or acknowledged): a broker that stalled holding them appends them when it resumes. Kafka offers
+    no way to take such bytes back (only transactions hide them from read_committed readers)."""
+
+
+class PublishFailed(KafkaError):
+    """The broker refused the record (too large, unknown topic, not authorised...)."""
+
+
+def translate(error: BaseException, action: str) -> KafkaError:
+    """The one place driver errors become ours (ours pass through unchanged)."""
+    if isinstance(error, KafkaError):
+        return error
+    if isinstance(error, KafkaConnectionError | KafkaTimeoutError | asyncio.TimeoutError):
+        return BrokerUnavailable(f"{action}: Kafka did not answer ({error!r})")
+    if isinstance(error, DriverError) and getattr(error, "retriable", False):
+        return BrokerUnavailable(f"{action}: {error!r}")
+    return PublishFailed(f"{action}: {error!r}")

@@ -1,0 +1,11 @@
+"""``esports rebuild``: rebuild read models from the topics beside the live ones, then swap them in.
+
+- ``command``: the rebuild itself (shadow, catch-up, swaps) and the command's ``run``
+- ``options``: the command's options
+- ``reader``: a projector's topics read between two positions, decoded
+- ``swap``: the atomic PostgreSQL and Redis swaps
+- ``progress``: the progress line on stderr
+
+Importing this package imports nothing heavy: the CLI builds every parser at start (from
+``options``) and imports ``command`` only when the command runs.
+"""

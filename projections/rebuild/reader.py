@@ -1,0 +1,114 @@
+"""Reading a projector's topics for a rebuild, decoded, between two positions.
+
+Reads with :class:`projections.log_reader.LogReader` (no consumer group, bounded): from the positions
+the shadow read model stored up to target offsets (the end offsets captured at start, or the live
+projector's positions at the swap), so a topic that keeps receiving events still lets the rebuild
+finish.
+
+A record that cannot be decoded is logged with its coordinates and skipped: the live consumer has
+already copied it to the dead-letter topic, and the live read model skipped it too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable, Mapping
+
+from aiokafka import TopicPartition
+
+from events.codec import DecodeError, EventCodec
+from events.topics import spec
+from infra.kafka import BrokerUnavailable, ConsumedEvent, Position, TopicAdmin, TopicNames
+from infra.settings import KafkaSettings
+from projections.log_reader import LogReader, Record
+from projections.projector import Partition
+
+__all__ = ["TopicReader"]
+
+log = logging.getLogger(__name__)
+
+
+class TopicReader:
+    """Reads catalogue topics between given positions, decoded, a fetch at a time.
+
+    Usage::
+
+        async with TopicReader(settings.kafka, codec, ("streams",)) as reader:
+            ends = await reader.end_offsets()
+            async for batch in reader.read(starts, ends):
+                ...
+    """
+
+    def __init__(
+        self, settings: KafkaSettings, codec: EventCodec, topics: Iterable[str], *, max_records: int = 500
+    ) -> None:
+        self._codec = codec
+        self._settings = settings
+        self._names = TopicNames(settings.topic_prefix)
+        self.topics = tuple(topics)
+        self.undecodable = 0
+        self._log = LogReader(settings, "rebuild", f"the rebuild of {self.topics}", max_records=max_records)
+
+    async def __aenter__(self) -> TopicReader:
+        await self._log.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._log.__aexit__(*exc)
+
+    async def partitions(self) -> list[Partition]:
+        """Every (topic, partition) of the topics, as the cluster has them now."""
+        async with TopicAdmin(self._settings) as admin:
+            states = await admin.states([spec(topic) for topic in self.topics])
+        found: list[Partition] = []
+        for topic, state in zip(self.topics, states, strict=True):
+            if not state.exists:
+                raise BrokerUnavailable(f"topic {state.name} does not exist (esports topics create)")
+            found.extend((topic, p) for p in range(state.partitions))
+        return found
+
+    async def end_offsets(self) -> dict[Partition, int]:
+        """The next offset to be written, per partition (what "caught up" means right now)."""
+        ends = await self._log.end_offsets([self._tp(p) for p in await self.partitions()])
+        return {(self._names.logical(tp.topic), tp.partition): offset for tp, offset in ends.items()}
+
+    async def read(
+        self, starts: Mapping[Partition, int], targets: Mapping[Partition, int]
+    ) -> AsyncIterator[list[ConsumedEvent]]:
+        """Decoded events from ``starts`` (inclusive) up to ``targets`` (exclusive), per partition.
+
+        Ends when every partition's position has reached its target; records at or past a target
+        are not yielded. Raises ``BrokerUnavailable`` after
+        :data:`~projections.log_reader.IDLE_LIMIT_S` without progress.
+        """
+        due = {self._tp(p): (starts.get(p, 0), t) for p, t in targets.items() if starts.get(p, 0) < t}
+        if not due:
+            return
+        self._log.assign(due)
+        while self._log.open:
+            fetched = await self._log.fetch()
+            batch = [c for records in fetched.values() for c in map(self._decode, records) if c]
+            if batch:
+                yield batch
+
+    def _decode(self, record: Record) -> ConsumedEvent | None:
+        topic, partition, offset = record.topic, record.partition, record.offset
+        try:
+            if record.value is None:
+                raise DecodeError("tombstone", "a null value is not an event")
+            event = self._codec.decode(record.value)
+        except DecodeError as e:
+            self.undecodable += 1
+            log.warning(
+                "rebuild skips an undecodable record topic=%s partition=%s offset=%s: %s",
+                topic,
+                partition,
+                offset,
+                e,
+            )
+            return None
+        position = Position(self._names.logical(topic), partition, offset)
+        return ConsumedEvent(event, position, record.key, list(record.headers or ()), record.timestamp)
+
+    def _tp(self, partition: Partition) -> TopicPartition:
+        return TopicPartition(self._names.physical(partition[0]), partition[1])
