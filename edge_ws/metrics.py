@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 
 from infra.metrics import LATENCY_BUCKETS, ConsumerLag, render, service_registry
 
+LIVE_WINDOW_S = 60.0  # an event older than this when written to clients was backfilled, not delivered live
 # attribute -> (Prometheus name, kind, help); a counter's name gets `_total` from the client library
 _SERIES = {
     "connections": ("esports_edge_connections", "gauge", "Open websocket connections."),
@@ -107,10 +108,13 @@ class Metrics:
         return {name: getattr(self, name) for name in _SERIES}
 
     def delivered(self, timestamps_ms: Iterable[int]) -> None:
-        """Events with these record timestamps were just written to their subscribers."""
+        """Events with these record timestamps were just written to their subscribers. Records older
+        than :data:`LIVE_WINDOW_S` are a warm start's backfill, not a live delivery: not observed."""
         now_ms = time.time() * 1000
         for timestamp_ms in timestamps_ms:
-            self.delivery_latency.observe(max(0.0, now_ms - timestamp_ms) / 1000)
+            age_s = max(0.0, now_ms - timestamp_ms) / 1000
+            if age_s <= LIVE_WINDOW_S:
+                self.delivery_latency.observe(age_s)
 
     def prometheus(self, node_id: str) -> str:
         """The text exposition of every series, labelled ``node=node_id``."""

@@ -49,7 +49,7 @@ class EdgeNode:
         self.metrics = Metrics()
         codec = codec or EventCodec.load(SCHEMAS_DIR)
         self.publisher = EventPublisher(settings.kafka, codec, producer="edge_ws")
-        self.reader = EdgeReader(settings.kafka, codec, self.publisher)
+        self.reader = EdgeReader(settings.kafka, codec)
         self.metrics.lag.register(self.reader)
         self.hub = FanoutHub(
             self.metrics,

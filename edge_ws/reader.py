@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 
-from aiokafka import ConsumerRecord
-
 from edge_ws.fanout import FanoutHub
 from edge_ws.messages import CONSUMED_TOPICS, Delivery, delivery_for
 from edge_ws.metrics import Metrics
@@ -21,10 +19,8 @@ from events.topics import Topic
 from infra.kafka import (
     BrokerUnavailable,
     ConsumedEvent,
-    DeadLetters,
     EventConsumer,
-    EventPublisher,
-    Position,
+    LoggedDeadLetters,
     TopicNames,
 )
 from infra.settings import KafkaSettings
@@ -33,42 +29,19 @@ log = logging.getLogger(__name__)
 CHAT_TOPIC = Topic.CHAT_MESSAGES
 
 
-class LoggedDeadLetters(DeadLetters):
-    """Logs and counts an undecodable record but does not copy it: edges are readers, not owners.
-
-    Every node reads every record, so N nodes would copy one poison record N times; the owning
-    consumer groups (projectors, agents) dead-letter it once.
-    """
-
-    def __init__(self, publisher: EventPublisher, names: TopicNames) -> None:
-        super().__init__(publisher, names.physical(Topic.DEADLETTER))
-        self._names = names
-
-    async def send(self, record: ConsumerRecord[bytes, bytes], reason: str, detail: str) -> Position:
-        log.warning(
-            "skipping undecodable record topic=%s partition=%s offset=%s reason=%s detail=%s",
-            record.topic,
-            record.partition,
-            record.offset,
-            reason,
-            detail,
-        )
-        self.count += 1
-        return Position(self._names.logical(record.topic), record.partition, record.offset)
-
-
 class EdgeReader(EventConsumer):
     """A group-less :class:`EventConsumer` that can start a fixed number of records back."""
 
-    def __init__(self, settings: KafkaSettings, codec: EventCodec, publisher: EventPublisher) -> None:
-        names = TopicNames(settings.topic_prefix)
+    def __init__(self, settings: KafkaSettings, codec: EventCodec) -> None:
+        # Every node reads every record, so N nodes would copy one poison record N times: an edge logs
+        # and skips it, and the topic's owning group (projectors, agents) dead-letters it once.
         super().__init__(
             settings,
             codec,
             topics=CONSUMED_TOPICS,
             group_id=None,
-            dead_letters=LoggedDeadLetters(publisher, names),
-            names=names,
+            dead_letters=LoggedDeadLetters("edge"),
+            names=TopicNames(settings.topic_prefix),
         )
 
     async def warm_start(
@@ -99,7 +72,8 @@ async def pump(reader: EdgeReader, hub: FanoutHub, metrics: Metrics) -> None:
         metrics.consumed += len(batch)
         deliveries = [d for d in (_delivery(consumed) for consumed in batch) if d is not None]
         try:
-            await hub.apply_batch(deliveries)
+            await hub.apply_batch(deliveries)  # written to every subscriber's socket when it returns
+            metrics.delivered(consumed.timestamp_ms for consumed in batch)
         except Exception:  # one bad batch must not stop every stream's chat on this node
             first = batch[0].position if batch else None
             log.exception("delivery of a batch of %s failed, first at %s", len(batch), first)

@@ -141,6 +141,8 @@ def create_app(
     report_skips(app, metrics)
     app.sensors.add(ProcessingSensor(metrics, family or "all"))
     metrics.lag.register(AppLag(app))
+    for worker in partition_workers:  # the hot paths' groups beside the app's
+        metrics.lag.register(worker)
     return app
 
 

@@ -41,7 +41,7 @@ from mode import Service
 
 from events.base import Event
 from events.codec import DecodeError, EventCodec
-from infra.kafka import KafkaError, TopicNames, client_options
+from infra.kafka import KafkaError, TopicNames, client_options, lags_of
 from infra.settings import Settings
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.runtime import DecisionPublisher
@@ -132,6 +132,15 @@ class PartitionWorker(Service, Generic[S]):
     def owned(self) -> dict[int, S]:
         """The state of every partition this worker owns (read-only use: tests, metrics)."""
         return self._owned
+
+    @property
+    def group_id(self) -> str:
+        """The worker group's (physical) name: what the consumer-lag gauge labels it with."""
+        return self._group
+
+    def lags(self) -> dict[tuple[str, int], int]:
+        """Records behind the end per owned source partition (for ``/metrics``); empty before start."""
+        return {} if self._consumer is None else lags_of(self._consumer)
 
     def ready(self, partition: int) -> bool:
         """Owned and rebuilt: its state is the log's up to where it was read."""

@@ -11,7 +11,7 @@
 """
 
 from infra.kafka.admin import TopicAdmin, TopicState, topic_configs, wait_for_broker
-from infra.kafka.consumer import CatchUp, ConsumedEvent, EventConsumer, StartPositions
+from infra.kafka.consumer import CatchUp, ConsumedEvent, EventConsumer, StartPositions, lags_of
 from infra.kafka.dead_letters import DeadLetters, LoggedDeadLetters
 from infra.kafka.errors import (
     BrokerUnavailable,
@@ -50,6 +50,7 @@ __all__ = [
     "TopicState",
     "client_options",
     "keys_per_partition",
+    "lags_of",
     "partition_of_key",
     "topic_configs",
     "translate",

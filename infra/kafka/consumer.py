@@ -19,7 +19,7 @@ from infra.kafka.errors import BrokerUnavailable, translate
 from infra.kafka.names import Headers, Position, TopicNames, client_options
 from infra.settings import KafkaSettings
 
-__all__ = ["CatchUp", "ConsumedEvent", "EventConsumer", "StartPositions"]
+__all__ = ["CatchUp", "ConsumedEvent", "EventConsumer", "StartPositions", "lags_of", "positions_of"]
 
 log = logging.getLogger(__name__)
 
@@ -149,19 +149,11 @@ class EventConsumer:
 
     def positions(self) -> dict[TopicPartition, int]:
         """The next offset this consumer hands out, per assigned partition whose position is known."""
-        known = {tp: next_offset(self._consumer, tp) for tp in self._consumer.assignment()}
-        return {tp: offset for tp, offset in known.items() if offset is not None}
+        return positions_of(self._consumer)
 
     def lags(self) -> dict[tuple[str, int], int]:
-        """Records behind the end, per assigned (physical topic, partition): the highwater of the last
-        fetch minus the next offset to hand out. Partitions not fetched from yet are left out."""
-        positions = self.positions()
-        lags: dict[tuple[str, int], int] = {}
-        for tp, position in positions.items():
-            highwater = self._consumer.highwater(tp)
-            if highwater is not None:
-                lags[(tp.topic, tp.partition)] = highwater - position
-        return lags
+        """Records behind the end, per assigned (physical topic, partition): see :func:`lags_of`."""
+        return lags_of(self._consumer)
 
     async def assignment(self, timeout_s: float = 15.0) -> list[TopicPartition]:
         """Every partition of the topics, once assigned: a consumer without a group is given them from
@@ -237,3 +229,21 @@ class _SeekOnAssignment(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self._consumer._seek_to_stored(assigned)
+
+
+def positions_of(consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
+    """The next offset ``consumer`` hands out, per assigned partition whose position is known."""
+    known = {tp: next_offset(consumer, tp) for tp in consumer.assignment()}
+    return {tp: offset for tp, offset in known.items() if offset is not None}
+
+
+def lags_of(consumer: AIOKafkaConsumer) -> dict[tuple[str, int], int]:
+    """Records behind the end, per assigned (physical topic, partition) of any aiokafka consumer: the
+    highwater of its last fetch minus the next offset it hands out. Partitions not fetched from yet are
+    left out. Synchronous, for a metrics scrape."""
+    lags: dict[tuple[str, int], int] = {}
+    for tp, position in positions_of(consumer).items():
+        highwater = consumer.highwater(tp)
+        if highwater is not None:
+            lags[(tp.topic, tp.partition)] = highwater - position
+    return lags

@@ -99,3 +99,14 @@ async def test_ingest_hooks_are_timed() -> None:
     assert refused.status_code == 403
     assert 'ingest_hook_duration_seconds_bucket{hook="publish",le="+Inf"} 1.0' in text
     assert 'ingest_hook_duration_seconds_count{hook="publish"} 1.0' in text
+
+
+def test_edge_delivery_latency_counts_live_deliveries_not_a_warm_starts_backfill() -> None:
+    from edge_ws.metrics import LIVE_WINDOW_S, Metrics
+
+    metrics = Metrics()
+    now_ms = time.time() * 1000
+    metrics.delivered([now_ms - 250, now_ms - (LIVE_WINDOW_S + 60) * 1000])
+    text = metrics.prometheus("n1")
+    assert 'esports_edge_delivery_latency_seconds_count{node="n1"} 1.0' in text
+    assert 'esports_edge_delivery_latency_seconds_bucket{le="0.1",node="n1"} 0.0' in text

@@ -62,3 +62,22 @@ def test_the_topic_table_matches_the_catalogue() -> None:
         assert retention.strip() == _retention_words(topic.retention_ms), topic.name
         declared = [topic.owner, *(gateway.module for gateway in topic.gateways)]
         assert re.findall(r"`([a-z_.]+)`", writers) == declared, topic.name
+
+
+def test_the_folder_table_names_files_that_exist() -> None:
+    """Each row of the architecture's folder table: the folder exists, and every file or folder it names
+    in backticks (``kafka/``, ``publisher.py``) is somewhere under it."""
+    rows = re.findall(r"^\| `([a-z_]+)/` \| (.+) \|$", README, flags=re.MULTILINE)
+    assert {folder for folder, _ in rows} >= {
+        "events", "schemas", "infra", "producers", "stream_processors", "projections", "edge_ws",
+        "ingest_workers", "web", "tests", "bench",
+    }  # fmt: skip
+    for folder, text in rows:
+        root = REPO_ROOT / folder
+        assert root.is_dir(), folder
+        for name in re.findall(r"`([A-Za-z_.-]+(?:\.py|\.md|\.json|/))`", text):
+            found = root / name if name.endswith("/") else None
+            if found is not None and found.is_dir():
+                continue
+            matches = [p for p in root.rglob(name.rstrip("/")) if ".venv" not in p.parts]
+            assert matches, f"README folder table: {folder}/ names {name}, which is not there"
