@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from producers.pagination import decode_cursor, encode_cursor
+from producers.pagination import decode_cursor, encode_cursor, sort_key
 from projections.queries.catalog import CatalogQueries
 from projections.queries.polls import PollQueries
 from projections.queries.streams import StreamQueries
@@ -22,10 +22,7 @@ LiveListing = tuple[list[dict[str, Any]], str | None, str]  # ... and where they
 
 def _after(cursor: str | None) -> tuple[datetime, str] | None:
     """The ``(time, id)`` sort key a cursor holds; None (the first page) without one."""
-    if not cursor:
-        return None
-    moment, key = decode_cursor(cursor, (datetime, str))
-    return moment, key
+    return sort_key(cursor, (datetime, str))
 
 
 def _page(rows: list[dict[str, Any]], limit: int, *keys: str) -> Page:

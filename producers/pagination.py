@@ -48,3 +48,9 @@ def _convert(value: Any, kind: type) -> Any:
     if kind is str and isinstance(value, str) and "\x00" not in value and len(value) <= 200:
         return value
     raise InvalidCursor("cursor value of the wrong type")
+
+
+def sort_key(cursor: str | None, kinds: tuple[type, ...]) -> tuple[Any, ...] | None:
+    """The sort key of the last row shown that ``cursor`` holds (what a query's ``after`` takes);
+    None for the first page (no cursor)."""
+    return None if not cursor else tuple(decode_cursor(cursor, kinds))

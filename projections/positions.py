@@ -35,7 +35,7 @@ PROJECTORS_BY_TOPIC: dict[str, str] = {
     topic: projector.NAME for projector in (catalog, chat, viewer_counts, polls) for topic in projector.TOPICS
 }
 # pg.notifications reads `users` too (NotificationsRead), but `users` positions stay pg.catalog's: the
-# inbox route waits for pg.notifications on them itself (producers/routes/notifications.py).
+# inbox route names pg.notifications for them (``projector=``).
 PROJECTORS_BY_TOPIC[Topic.NOTIFICATIONS] = notifications.NAME
 
 REACHED = (
@@ -53,12 +53,15 @@ def parse_position(text: str) -> Position:
     return Position(topic, int(partition), int(offset))
 
 
-async def position_reached(conn: AsyncConnection, position: Position, *, schema: str = "public") -> bool:
-    """Whether the read model includes the event at ``position``.
+async def position_reached(
+    conn: AsyncConnection, position: Position, *, schema: str = "public", projector: str | None = None
+) -> bool:
+    """Whether the read model (of ``projector``; default: the one :data:`PROJECTORS_BY_TOPIC` names for
+    the topic) includes the event at ``position``.
 
     True for a topic no PostgreSQL projector consumes (there is nothing to wait for).
     """
-    projector = PROJECTORS_BY_TOPIC.get(position.topic)
+    projector = projector or PROJECTORS_BY_TOPIC.get(position.topic)
     if projector is None:
         return True
     query = sql.SQL(REACHED).format(sql.Identifier(checked_schema(schema)))
@@ -71,7 +74,12 @@ async def position_reached(conn: AsyncConnection, position: Position, *, schema:
 
 
 async def wait_for_position(
-    pool: AsyncConnectionPool, position: Position, timeout_s: float, *, schema: str = "public"
+    pool: AsyncConnectionPool,
+    position: Position,
+    timeout_s: float,
+    *,
+    schema: str = "public",
+    projector: str | None = None,
 ) -> bool:
     """Wait until :func:`position_reached` (polling every 20 ms); False if ``timeout_s`` passed first.
 
@@ -81,7 +89,7 @@ async def wait_for_position(
     while True:
         try:
             async with pool.connection() as conn:
-                if await position_reached(conn, position, schema=schema):
+                if await position_reached(conn, position, schema=schema, projector=projector):
                     return True
         except psycopg.Error as e:  # the pool's own errors (PoolTimeout...)
             raise translate(e, "waiting for a read-model position") from e

@@ -7,31 +7,26 @@ only ever marks the caller's own notifications, so the command does not reveal w
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-import psycopg
 from fastapi import APIRouter, Header, Query, Response, status
-from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from events.base import utc_now
 from events.topics import Topic
 from events.users import NotificationsRead
-from infra.postgres import translate
 from producers.consistency import InvalidPosition, parse_positions
 from producers.deps import CurrentUser, Cursor, Limit, ReadYourWrites, ServicesDep
 from producers.models.common import Accepted
-from producers.pagination import decode_cursor, encode_cursor
+from producers.pagination import encode_cursor, sort_key
 from producers.problems import documented
 from producers.routes import API_PREFIX, accepted
 from producers.services import Services
-from projections.database import checked_schema
 from projections.notifications import NAME as INBOX_PROJECTOR
-from projections.positions import POLL_INTERVAL_S, REACHED
-from projections.queries import Reader
+from projections.positions import wait_for_position
+from projections.queries.notifications import InboxQueries
 
 router = APIRouter(
     prefix=API_PREFIX + "/me/notifications", tags=["notifications"], dependencies=[ReadYourWrites]
@@ -39,7 +34,6 @@ router = APIRouter(
 
 MAX_IDS = 100
 UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
-_COLUMNS = "notification_id, kind, title, url, body, created_at, read_at IS NOT NULL AS read"
 
 
 class NotificationOut(BaseModel):
@@ -80,33 +74,6 @@ class MarkRead(BaseModel):
         return self
 
 
-class InboxReader(Reader):
-    """The ``notifications`` table of the read model."""
-
-    async def page(self, user_id: str, *, unread: bool, limit: int, cursor: str | None) -> Inbox:
-        where, params = ["user_id = %s"], [user_id]
-        if unread:
-            where.append("read_at IS NULL")
-        if cursor:
-            created, notification_id = decode_cursor(cursor, (datetime, str))
-            where.append("(created_at, notification_id) < (%s, %s)")
-            params += [created, notification_id]
-        rows = await self._all(
-            f"SELECT {_COLUMNS} FROM notifications WHERE {' AND '.join(where)}"
-            " ORDER BY created_at DESC, notification_id DESC LIMIT %s",
-            [*params, limit],
-        )
-        counted = await self._one(
-            "SELECT count(*) AS n FROM notifications WHERE user_id = %s AND read_at IS NULL", (user_id,)
-        )
-        last = rows[-1] if len(rows) == limit else None
-        return Inbox(
-            items=[NotificationOut(**row) for row in rows],
-            unread_count=int(counted["n"]) if counted else 0,
-            next_cursor=None if last is None else encode_cursor(last["created_at"], last["notification_id"]),
-        )
-
-
 @router.get("", response_model=Inbox, responses=documented(400, 401, 422))
 async def my_notifications(
     user: CurrentUser,
@@ -120,7 +87,15 @@ async def my_notifications(
     """Your notifications, newest first (`unread=true`: only unread ones), with the unread count."""
     if not await _inbox_reached(services, x_min_position):
         response.headers["X-Read-Model-Lag"] = "stale"
-    return await InboxReader(services.pool).page(user.user_id, unread=unread, limit=limit, cursor=cursor)
+    inbox = InboxQueries(services.pool)
+    after = sort_key(cursor, (datetime, str))
+    rows = await inbox.page_after(user.user_id, unread=unread, limit=limit, after=after)
+    last = rows[-1] if len(rows) == limit else None
+    return Inbox(
+        items=[NotificationOut(**row) for row in rows],
+        unread_count=await inbox.unread_count(user.user_id),
+        next_cursor=None if last is None else encode_cursor(last["created_at"], last["notification_id"]),
+    )
 
 
 @router.post(
@@ -147,21 +122,11 @@ async def _inbox_reached(services: Services, header: list[str] | None) -> bool:
     except InvalidPosition:
         return True  # the shared dependency has answered 400 already
     deadline = time.monotonic() + services.settings.api.read_your_writes_timeout_s
-    query = sql.SQL(REACHED).format(sql.Identifier(checked_schema(services.namespace.read_schema)))
     for position in positions:
-        while not await _reached(
-            services, query, (position.offset, INBOX_PROJECTOR, Topic.USERS, position.partition)
+        remaining = max(0.0, deadline - time.monotonic())
+        schema = services.namespace.read_schema
+        if not await wait_for_position(
+            services.pool, position, remaining, schema=schema, projector=INBOX_PROJECTOR
         ):
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(POLL_INTERVAL_S)
+            return False
     return True
-
-
-async def _reached(services: Services, query: sql.Composed, params: tuple[Any, ...]) -> bool:
-    try:
-        async with services.pool.connection() as conn:
-            row = await (await conn.execute(query, params)).fetchone()
-    except psycopg.Error as e:
-        raise translate(e, f"reading the position of {INBOX_PROJECTOR}") from e
-    return bool(row and row[0])
