@@ -289,6 +289,8 @@ async def _scenario(
     assert "esports_processor_event_seconds_bucket{family=" in metrics, metrics
     assert "esports_processor_event_age_seconds_bucket{family=" in metrics, metrics
     assert 'kafka_consumer_lag{group="' in metrics, metrics
+    for hot_path in ("presence", "votes", "chat"):  # the partition workers' groups beside the app's
+        assert f'kafka_consumer_lag{{group="{ns.kafka.topic_prefix}esports-processors-{hot_path}"' in metrics
 
     # restart, replay causes, then a sentinel per replayed (topic, key), which is processed after it
     # (once every agent reading a source acked some of it, so a commit can have happened: the
