@@ -12,6 +12,9 @@ bytes to every transport; ``broadcast`` = ``websockets.broadcast()``; ``naive`` 
 4. node and generator CPU over the window (the generator must not be the bottleneck).
 
     python bench/edge_fanout.py [--viewers 5000] [--rate 50] [--seconds 10] [--runs 3] [--quick]
+
+The node and the generator each hold a file descriptor per viewer: ``--viewers`` must stay below
+the hard ``RLIMIT_NOFILE`` (``ulimit -Hn``), which the bench raises the soft limit to.
 """
 
 from __future__ import annotations
@@ -43,19 +46,21 @@ from schemas import SCHEMAS_DIR
 
 MODES = ("frames", "broadcast", "naive")
 TEXT_MARK = b'"text":"t='
+FD_HEADROOM = 200  # descriptors a node or the generator holds besides its viewers' sockets
 
 
 # --- the load generator (its own process, picows) ---------------------------------------------
 
 
-def generator_main(port: int, viewers: int, stream: str) -> None:
+def generator_main(ports: list[int], viewers: int, stream: str) -> None:
     import uvloop
 
     _raise_fd_limit()
-    uvloop.run(_generate(port, viewers, stream))
+    uvloop.run(_generate(ports, viewers, stream))
 
 
-async def _generate(port: int, viewers: int, stream: str) -> None:
+async def _generate(ports: list[int], viewers: int, stream: str) -> None:
+    """``viewers`` connections spread evenly over the nodes at ``ports``, all watching ``stream``."""
     from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
     latencies = array("q")
@@ -83,11 +88,11 @@ async def _generate(port: int, viewers: int, stream: str) -> None:
         def on_ws_disconnected(self, transport: WSTransport) -> None:
             state["closed"] += 1
 
-    url = f"ws://127.0.0.1:{port}/"
+    urls = [f"ws://127.0.0.1:{port}/" for port in ports]
     transports = []
     for first in range(0, viewers, 200):
         batch = await asyncio.gather(
-            *(ws_connect(Viewer, url) for _ in range(first, min(viewers, first + 200)))
+            *(ws_connect(Viewer, urls[i % len(urls)]) for i in range(first, min(viewers, first + 200)))
         )
         transports += [t for t, _ in batch]
     await all_subscribed.wait()
@@ -146,7 +151,7 @@ def _pin(core: int) -> Any:
 # --- the orchestrator -----------------------------------------------------------------------------
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as s:
@@ -161,12 +166,15 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
-def _cpu_of(pid: int) -> float:
+def cpu_of(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _start_node(settings: Settings, port: int, mode: str) -> subprocess.Popen[bytes]:
+def start_node(
+    settings: Settings, port: int, mode: str, core: int = 0, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """An edge node (``python -m edge_ws.node``) pinned to ``core``; ``env`` adds ESPORTS_* settings."""
     env = {
         **os.environ,
         "ESPORTS_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
@@ -174,22 +182,25 @@ def _start_node(settings: Settings, port: int, mode: str) -> subprocess.Popen[by
         "ESPORTS_EDGE__MAX_CONNECTIONS_PER_IP": "1000000",
         "ESPORTS_EDGE__SEND_BUFFER_BYTES": str(4 * 1024 * 1024),
         "ESPORTS_LOG_LEVEL": "WARNING",
+        **(env or {}),
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "edge_ws.node", str(port)], cwd=REPO_ROOT, env=env, preexec_fn=_pin(0)
+        [sys.executable, "-m", "edge_ws.node", str(port)], cwd=REPO_ROOT, env=env, preexec_fn=_pin(core)
     )
 
 
-def _start_generator(port: int, viewers: int, stream: str) -> subprocess.Popen[bytes]:
+def start_generator(ports: list[int], viewers: int, stream: str) -> subprocess.Popen[bytes]:
+    """The picows viewers (see :func:`generator_main`) pinned to core 1; ``READY`` once subscribed."""
+    ports_arg = ",".join(map(str, ports))
     return subprocess.Popen(
-        [sys.executable, __file__, "--generator", str(port), str(viewers), stream],
+        [sys.executable, __file__, "--generator", ports_arg, str(viewers), stream],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         preexec_fn=_pin(1),
     )
 
 
-async def _wait_healthy(port: int, node: subprocess.Popen[bytes]) -> None:
+async def wait_healthy(port: int, node: subprocess.Popen[bytes]) -> None:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     for _ in range(300):
         try:
@@ -202,7 +213,7 @@ async def _wait_healthy(port: int, node: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("edge node did not become healthy")
 
 
-async def _publish(publisher: EventPublisher, stream: str, rate: int, seconds: float) -> int:
+async def publish_paced(publisher: EventPublisher, stream: str, rate: int, seconds: float) -> int:
     """``rate`` messages per second for ``seconds``, each carrying its send time (not awaited serially)."""
     loop = asyncio.get_running_loop()
     start, total, pending = loop.time(), int(rate * seconds), []
@@ -225,13 +236,13 @@ async def _publish(publisher: EventPublisher, stream: str, rate: int, seconds: f
 async def _one_run(
     settings: Settings, codec: EventCodec, mode: str, args: argparse.Namespace
 ) -> dict[str, Any]:
-    port, stream = _free_port(), f"bench-{uuid.uuid4().hex[:8]}"
-    node = _start_node(settings, port, mode)
+    port, stream = free_port(), f"bench-{uuid.uuid4().hex[:8]}"
+    node = start_node(settings, port, mode)
     generator = None
     try:
-        await _wait_healthy(port, node)
+        await wait_healthy(port, node)
         rss0 = _rss_kib(node.pid)
-        generator = _start_generator(port, args.viewers, stream)
+        generator = start_generator([port], args.viewers, stream)
         assert generator.stdin is not None and generator.stdout is not None
         ready = await asyncio.to_thread(generator.stdout.readline)
         assert ready.startswith(b"READY"), ready
@@ -240,10 +251,10 @@ async def _one_run(
         async with EventPublisher(settings.kafka, codec, producer="bench") as publisher:
             generator.stdin.write(b"GO\n")
             generator.stdin.flush()
-            cpu0, wall0 = _cpu_of(node.pid), time.monotonic()
-            sent = await _publish(publisher, stream, args.rate, args.seconds)
+            cpu0, wall0 = cpu_of(node.pid), time.monotonic()
+            sent = await publish_paced(publisher, stream, args.rate, args.seconds)
             await asyncio.sleep(args.settle)
-            node_cpu, wall = _cpu_of(node.pid) - cpu0, time.monotonic() - wall0
+            node_cpu, wall = cpu_of(node.pid) - cpu0, time.monotonic() - wall0
         generator.stdin.write(b"STOP\n")
         generator.stdin.flush()
         result = json.loads(await asyncio.to_thread(generator.stdout.readline))
@@ -315,7 +326,7 @@ def _report(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]]) 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--generator":
-        generator_main(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+        generator_main([int(port) for port in sys.argv[2].split(",")], int(sys.argv[3]), sys.argv[4])
         return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -330,6 +341,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.viewers, args.rate, args.seconds, args.runs = 1000, 20, 4.0, 1
+    fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if args.viewers + FD_HEADROOM > fd_limit:
+        parser.error(f"{args.viewers} viewers need more file descriptors than ulimit -Hn ({fd_limit})")
     asyncio.run(_bench(args))
 
 

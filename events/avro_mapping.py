@@ -12,18 +12,26 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import inspect
+import struct
 import types
 import typing
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
+from events.base import Event
+
 __all__ = [
+    "CompiledReader",
+    "CompiledWriter",
     "Converter",
     "UnsupportedType",
     "avro_namespace",
+    "compiled_reader",
+    "compiled_writer",
     "field_names",
     "from_avro_converter",
     "render_schema",
@@ -267,3 +275,283 @@ def _special_fields(
 
 def _iso_utc(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# --- compiled readers -------------------------------------------------------------------------
+# Decoding is the consumers' per-record cost. fastavro's reader walks the schema dicts for every
+# record and returns a dict that must then be converted and passed through the dataclass's keyword
+# ``__init__``. For a body written with the newest schema (every record but old fixtures) no schema
+# resolution is needed, so each class gets one Python function, generated from its type hints at
+# load, that reads the Avro binary straight into the frozen dataclass's slots. The values it yields
+# are exactly what ``__init__`` would keep (times are UTC milliseconds by construction), so
+# ``Event.__post_init__``'s normalisation is skipped; a class with its own ``__post_init__`` still
+# gets it called. Bodies written with an older schema go through fastavro's schema resolution.
+
+CompiledReader = Callable[[bytes, int], tuple[Any, int]]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_READERS: dict[type, CompiledReader] = {}
+
+
+def compiled_reader(cls: type) -> CompiledReader:
+    """``read(data, offset) -> (instance of cls, end offset)`` for a ``cls`` body in the Avro binary
+    of the schema ``render_schema(cls)`` (the ``.avsc`` contract). A body that ends early raises
+    ``EOFError`` or ``IndexError``; any other malformed body raises ``ValueError`` (or what ``UUID``,
+    ``bytes.decode`` and ``timedelta`` raise for it)."""
+    if (cached := _READERS.get(cls)) is not None:
+        return cached
+    source = _ReaderSource(cls)
+    namespace: dict[str, Any] = {}
+    exec(compile(source.text(), f"<avro reader of {cls.__qualname__}>", "exec"), source.env, namespace)
+    reader: CompiledReader = namespace["read"]
+    _READERS[cls] = reader
+    return reader
+
+
+def _read_long_tail(data: bytes, p: int) -> tuple[int, int]:
+    """A zig-zag varint of more than one byte starting at ``p`` (one-byte ones are read inline)."""
+    byte = data[p]
+    n, shift, p = byte & 0x7F, 7, p + 1
+    while byte & 0x80:
+        byte = data[p]
+        n |= (byte & 0x7F) << shift
+        shift, p = shift + 7, p + 1
+    return (n >> 1) ^ -(n & 1), p
+
+
+def _invalid(what: str) -> ValueError:
+    return ValueError(f"invalid {what} in the Avro body")
+
+
+class _ReaderSource:
+    """The source of one class's reader: straight-line code per field, nested records as calls."""
+
+    def __init__(self, cls: type) -> None:
+        self._names = 0
+        self.env: dict[str, Any] = {
+            "_new": object.__new__,
+            "_cls": cls,
+            "_long": _read_long_tail,
+            "_invalid": _invalid,
+            "_EPOCH": _EPOCH,
+            "_timedelta": timedelta,
+            "_UUID": uuid.UUID,
+            "_double": struct.Struct("<d").unpack_from,
+        }
+        self.lines = ["def read(data, p):", "    size = len(data)", "    obj = _new(_cls)"]
+        hints = _hints(cls)
+        for name in field_names(cls):
+            value = self._emit(hints[name], 1)
+            self.lines.append(f"    {self._bind(_slot_setter(cls, name))}(obj, {value})")
+        if getattr(cls, "__post_init__", Event.__post_init__) is not Event.__post_init__:
+            self.lines.append("    obj.__post_init__()")  # a check of its own: keep it
+        self.lines.append("    return obj, p")
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+    def _bind(self, value: Any) -> str:
+        """A name for ``value`` in the generated code's globals."""
+        self._names += 1
+        self.env[f"_g{self._names}"] = value
+        return f"_g{self._names}"
+
+    def _local(self) -> str:
+        self._names += 1
+        return f"v{self._names}"
+
+    def _emit(self, hint: Any, depth: int) -> str:
+        """Append the lines reading one ``hint`` value at ``p``; return the local holding it."""
+        pad, target = "    " * depth, self._local()
+        if (inner := _optional_inner(hint)) is not None:
+            self._emit_long(target, depth)  # the union branch: 0 null, 1 the value
+            self.lines += [f"{pad}if {target} == 1:"]
+            self.lines.append(f"{pad}    {target} = {self._emit(inner, depth + 1)}")
+            self.lines += [f"{pad}elif {target}:", f"{pad}    raise _invalid('union branch')"]
+            self.lines += [f"{pad}else:", f"{pad}    {target} = None"]
+        elif (item := _tuple_item(hint)) is not None:
+            self._emit_array(item, target, depth)
+        elif hint is str or hint is uuid.UUID or hint is bytes:
+            self._emit_bytes(target, depth)
+            if hint is not bytes:
+                self.lines.append(f"{pad}{target} = {target}.decode()")
+            if hint is uuid.UUID:
+                self.lines.append(f"{pad}{target} = _UUID({target})")
+        elif hint is int or hint is datetime:
+            self._emit_long(target, depth)
+            if hint is datetime:
+                self.lines.append(f"{pad}{target} = _EPOCH + _timedelta(milliseconds={target})")
+        elif hint is bool:
+            self.lines += [f"{pad}{target} = data[p] != 0", f"{pad}p += 1"]
+        elif hint is float:
+            self.lines += [f"{pad}if p + 8 > size:", f"{pad}    raise EOFError('double')"]
+            self.lines += [f"{pad}{target} = _double(data, p)[0]", f"{pad}p += 8"]
+        elif _is_enum(hint):
+            symbols = self._bind(tuple(hint))
+            self._emit_long(target, depth)
+            self.lines += [
+                f"{pad}if not 0 <= {target} < {len(hint)}:",
+                f"{pad}    raise _invalid('enum index')",
+            ]
+            self.lines.append(f"{pad}{target} = {symbols}[{target}]")
+        elif _is_record(hint):
+            self.lines.append(f"{pad}{target}, p = {self._bind(compiled_reader(hint))}(data, p)")
+        else:
+            raise UnsupportedType(f"no Avro mapping for {hint!r}")
+        return target
+
+    def _emit_long(self, target: str, depth: int) -> None:
+        pad = "    " * depth
+        self.lines += [
+            f"{pad}{target} = data[p]",
+            f"{pad}if {target} < 128:",  # one byte: the common case, read inline
+            f"{pad}    {target} = ({target} >> 1) ^ -({target} & 1)",
+            f"{pad}    p += 1",
+            f"{pad}else:",
+            f"{pad}    {target}, p = _long(data, p)",
+        ]
+
+    def _emit_bytes(self, target: str, depth: int) -> None:
+        pad, end = "    " * depth, self._local()
+        self._emit_long(end, depth)
+        self.lines += [
+            f"{pad}if {end} < 0:",
+            f"{pad}    raise _invalid('length')",
+            f"{pad}{end} += p",
+            f"{pad}if {end} > size:",
+            f"{pad}    raise EOFError('string or bytes')",
+            f"{pad}{target} = data[p:{end}]",
+            f"{pad}p = {end}",
+        ]
+
+    def _emit_array(self, item: Any, target: str, depth: int) -> None:
+        """Avro arrays come in blocks: a count (negative: followed by the block's size), then items."""
+        pad, count, skipped = "    " * depth, self._local(), self._local()
+        self.lines.append(f"{pad}{target} = []")
+        self._emit_long(count, depth)
+        self.lines += [
+            f"{pad}while {count}:",
+            f"{pad}    if {count} < 0:",
+            f"{pad}        {count} = -{count}",
+        ]
+        self._emit_long(skipped, depth + 2)
+        self.lines.append(f"{pad}    for _ in range({count}):")
+        self.lines.append(f"{pad}        {target}.append({self._emit(item, depth + 2)})")
+        self._emit_long(count, depth + 1)
+        self.lines.append(f"{pad}{target} = tuple({target})")
+
+
+def _slot_setter(cls: type, name: str) -> Callable[[Any, Any], None]:
+    """How to set field ``name`` of a frozen instance: its slot's own setter (the fastest), or
+    ``object.__setattr__`` for a class without slots."""
+    slot = getattr(cls, name, None)
+    if inspect.ismemberdescriptor(slot):
+        return slot.__set__
+    return lambda obj, value: object.__setattr__(obj, name, value)
+
+
+# --- compiled writers -------------------------------------------------------------------------
+# The same idea for encoding, which is most of a publish's own cost: one generated function per
+# class writes its fields' Avro binary straight from the attributes (no intermediate dict, no walk
+# over the schema). It writes the bytes fastavro's writer writes for the same schema.
+
+CompiledWriter = Callable[[Any, Callable[[bytes], None]], None]
+_LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
+_ONE_BYTE = tuple(bytes([n]) for n in range(128))  # the varints of 0..63 and -64..-1 after zig-zag
+_MILLISECOND = timedelta(milliseconds=1)
+_WRITERS: dict[type, CompiledWriter] = {}
+
+
+def compiled_writer(cls: type) -> CompiledWriter:
+    """``write(obj, append)``: hands the Avro binary of ``obj`` (a ``cls``) to ``append`` in pieces.
+    A value that does not fit raises TypeError, AttributeError, KeyError or OverflowError."""
+    if (cached := _WRITERS.get(cls)) is not None:
+        return cached
+    source = _WriterSource(cls)
+    namespace: dict[str, Any] = {}
+    exec(compile(source.text(), f"<avro writer of {cls.__qualname__}>", "exec"), source.env, namespace)
+    writer: CompiledWriter = namespace["write"]
+    _WRITERS[cls] = writer
+    return writer
+
+
+def _long_bytes(n: int) -> bytes:
+    """The zig-zag varint of a long."""
+    if not _LONG_MIN <= n <= _LONG_MAX:
+        raise OverflowError(f"{n} does not fit an Avro long")
+    n = (n << 1) ^ (n >> 63)
+    if n < 128:
+        return _ONE_BYTE[n]
+    out = bytearray()
+    while n >= 128:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+class _WriterSource:
+    """The source of one class's writer: a line or two per field, nested records as calls."""
+
+    def __init__(self, cls: type) -> None:
+        self._names = 0
+        self.env: dict[str, Any] = {
+            "_long": _long_bytes,
+            "_one_byte": _ONE_BYTE,
+            "_EPOCH": _EPOCH,
+            "_MILLISECOND": _MILLISECOND,
+            "_double": struct.Struct("<d").pack,
+        }
+        self.lines = ["def write(obj, append):"]
+        hints = _hints(cls)
+        for name in field_names(cls):
+            self._emit(hints[name], f"obj.{name}", 1)
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+    def _bind(self, value: Any) -> str:
+        self._names += 1
+        self.env[f"_g{self._names}"] = value
+        return f"_g{self._names}"
+
+    def _local(self) -> str:
+        self._names += 1
+        return f"v{self._names}"
+
+    def _emit(self, hint: Any, source: str, depth: int) -> None:
+        """Append the lines writing the value of expression ``source`` as a ``hint``."""
+        pad, value = "    " * depth, self._local()
+        self.lines.append(f"{pad}{value} = {source}")
+        if (inner := _optional_inner(hint)) is not None:
+            self.lines += [f"{pad}if {value} is None:", f"{pad}    append(b'\\x00')", f"{pad}else:"]
+            self.lines.append(f"{pad}    append(b'\\x02')")
+            self._emit(inner, value, depth + 1)
+        elif (item := _tuple_item(hint)) is not None:
+            self.lines += [f"{pad}if {value}:", f"{pad}    append(_long(len({value})))"]
+            self.lines.append(f"{pad}    for {value}_item in {value}:")
+            self._emit(item, f"{value}_item", depth + 2)
+            self.lines.append(f"{pad}append(b'\\x00')")
+        elif hint is str or hint is uuid.UUID or hint is bytes:
+            if hint is not bytes:
+                self.lines.append(
+                    f"{pad}{value} = {'str(' + value + ')' if hint is uuid.UUID else value}.encode()"
+                )
+            self.lines.append(
+                f"{pad}append(_one_byte[len({value}) << 1] if len({value}) < 64 else _long(len({value})))"
+            )
+            self.lines.append(f"{pad}append({value})")
+        elif hint is int:
+            self.lines.append(f"{pad}append(_long({value}))")
+        elif hint is datetime:
+            self.lines.append(f"{pad}append(_long(({value} - _EPOCH) // _MILLISECOND))")
+        elif hint is bool:
+            self.lines.append(f"{pad}append(b'\\x01' if {value} else b'\\x00')")
+        elif hint is float:
+            self.lines.append(f"{pad}append(_double({value}))")
+        elif _is_enum(hint):
+            indexes = {member.value: _long_bytes(i) for i, member in enumerate(hint)}
+            self.lines.append(f"{pad}append({self._bind(indexes)}[{value}])")
+        elif _is_record(hint):
+            self.lines.append(f"{pad}{self._bind(compiled_writer(hint))}({value}, append)")
+        else:
+            raise UnsupportedType(f"no Avro mapping for {hint!r}")

@@ -15,13 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro import parse_schema, schemaless_reader
 
 from events.avro_mapping import (
+    CompiledReader,
+    CompiledWriter,
     Converter,
+    compiled_reader,
+    compiled_writer,
     from_avro_converter,
     render_schema,
-    to_avro_converter,
     to_json_converter,
 )
 from events.base import Event
@@ -65,18 +68,20 @@ class SchemaMismatch(Exception):
 class _Writing:
     """Everything ``encode`` needs for one event class, computed at load."""
 
-    parsed: Any
     prefix: bytes
-    to_avro: Converter
+    write: CompiledWriter
     headers: tuple[tuple[str, bytes], ...]
 
 
 @dataclass(frozen=True, slots=True)
 class _Reading:
-    """Everything ``decode`` needs for one schema id, computed at load."""
+    """Everything ``decode`` needs for one schema id, computed at load: the compiled reader when the
+    writer schema is the type's newest (no resolution needed), else fastavro's resolving reader and
+    the converter from its dict."""
 
+    compiled: CompiledReader | None
     writer: Any
-    reader: Any  # None when the writer schema is the newest: fastavro then skips resolution
+    reader: Any
     build: Converter
 
 
@@ -99,7 +104,7 @@ class EventCodec:
         self._index = _index(entries)
         _check_contract(self._index, self._classes)
         parsed = {e.schema_id: parse_schema(e.schema) for e in entries}
-        self._writing = {cls: self._writing_for(cls, parsed) for cls in self._classes.values()}
+        self._writing = {cls: self._writing_for(cls) for cls in self._classes.values()}
         self._reading = {e.schema_id: self._reading_for(e, parsed) for e in entries}
 
     @classmethod
@@ -117,7 +122,7 @@ class EventCodec:
         )
         return codec
 
-    def _writing_for(self, cls: type[Event], parsed: dict[int, Any]) -> _Writing:
+    def _writing_for(self, cls: type[Event]) -> _Writing:
         entry = self._index.newest[cls.event_type()]
         headers = (
             ("event_type", cls.event_type().encode()),
@@ -125,12 +130,14 @@ class EventCodec:
             ("schema_id", str(entry.schema_id).encode()),
         )
         prefix = bytes([MAGIC_BYTE]) + entry.schema_id.to_bytes(4, "big")
-        return _Writing(parsed[entry.schema_id], prefix, to_avro_converter(cls), headers)
+        return _Writing(prefix, compiled_writer(cls), headers)
 
     def _reading_for(self, entry: SchemaEntry, parsed: dict[int, Any]) -> _Reading:
+        cls = self._classes[entry.event_type]
         newest = self._index.newest[entry.event_type]
-        reader = None if newest is entry else parsed[newest.schema_id]
-        return _Reading(parsed[entry.schema_id], reader, from_avro_converter(self._classes[entry.event_type]))
+        if newest is entry:
+            return _Reading(compiled_reader(cls), parsed[entry.schema_id], None, from_avro_converter(cls))
+        return _Reading(None, parsed[entry.schema_id], parsed[newest.schema_id], from_avro_converter(cls))
 
     # --- hot path ---------------------------------------------------------------------------
 
@@ -139,13 +146,12 @@ class EventCodec:
         writing = self._writing.get(type(event))
         if writing is None:
             raise EncodeError(f"{type(event).__name__} has no schema in this codec")
-        buf = io.BytesIO()
-        buf.write(writing.prefix)
+        parts = [writing.prefix]
         try:
-            schemaless_writer(buf, writing.parsed, writing.to_avro(event))
-        except (ValueError, TypeError, AttributeError, OverflowError) as e:
-            raise EncodeError(f"{type(event).__name__} does not fit its schema: {e}") from e
-        return buf.getvalue()
+            writing.write(event, parts.append)
+        except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as e:
+            raise EncodeError(f"{type(event).__name__} does not fit its schema: {e!s}") from e
+        return b"".join(parts)
 
     def headers(self, event: Event) -> list[tuple[str, bytes]]:
         """Kafka headers: event_type, schema_version, schema_id, event_id and trace_id if set."""
@@ -167,6 +173,8 @@ class EventCodec:
         reading = self._reading.get(schema_id)
         if reading is None:
             raise DecodeError("unknown_schema_id", f"schema id {schema_id}", schema_id=schema_id)
+        if reading.compiled is not None:
+            return _read_compiled(value, reading.compiled, schema_id)
         record = _read_body(value, reading, schema_id)
         try:
             return reading.build(record)
@@ -207,6 +215,18 @@ class EventCodec:
             return self._classes[event_type]
         except KeyError:
             raise KeyError(f"unknown event type {event_type!r}") from None
+
+
+def _read_compiled(value: bytes, read: CompiledReader, schema_id: int) -> Event:
+    try:
+        event, end = read(value, HEADER_SIZE)
+    except (EOFError, IndexError) as e:  # IndexError: a byte read past the end
+        raise DecodeError("truncated", f"body ends early: {e}", schema_id=schema_id) from e
+    except Exception as e:  # ValueError, UnicodeDecodeError, OverflowError (a time out of range)
+        raise DecodeError("invalid_avro", f"{type(e).__name__}: {e}", schema_id=schema_id) from e
+    if end != len(value):
+        raise DecodeError("trailing_bytes", f"{len(value) - end} bytes after the body", schema_id=schema_id)
+    return event
 
 
 def _read_body(value: bytes, reading: _Reading, schema_id: int) -> dict[str, Any]:

@@ -23,9 +23,14 @@ _internal_bearer = HTTPBearer(
 )
 
 
-def get_services(request: Request) -> Services:
+def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
+
+
+async def get_services(request: Request) -> Services:
+    """The process's services (async: FastAPI would run a plain ``def`` dependency in a thread)."""
+    return _services(request)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
@@ -36,7 +41,7 @@ def _client_addresses(trusted_proxies: tuple[str, ...]) -> ClientAddresses:
     return ClientAddresses(trusted_proxies)
 
 
-def client_ip(request: Request, services: ServicesDep) -> str:
+async def client_ip(request: Request, services: ServicesDep) -> str:
     """The caller's address for per-IP limits (X-Forwarded-For only from ``api.trusted_proxies``)."""
     peer = request.client.host if request.client else "unknown"
     addresses = _client_addresses(tuple(services.settings.api.trusted_proxies))
@@ -113,7 +118,7 @@ DEFAULT_PAGE = DEFAULT_LIMIT
 
 
 async def read_your_writes(
-    services: ServicesDep,
+    request: Request,
     response: Response,
     x_min_position: Annotated[
         list[str] | None,
@@ -125,8 +130,11 @@ async def read_your_writes(
     ] = None,
 ) -> None:
     """Wait until the read model has reached every position the client names (or mark the answer stale)."""
+    # The services from the request, not ServicesDep: this runs on nearly every routed request, and
+    # each sub-dependency costs FastAPI a solve per request even when its value is cached.
     if not x_min_position:
         return
+    services = _services(request)
     try:
         positions = parse_positions(x_min_position)
     except InvalidPosition as e:
@@ -142,3 +150,10 @@ async def read_your_writes(
 
 
 ReadYourWrites = Depends(read_your_writes)
+
+
+def names_positions(request: Request) -> bool:
+    """Whether the request names log positions: a route with a cached read then reads afresh (after
+    its router's ReadYourWrites waited for them). Read from the header rather than declared again as a
+    parameter, since FastAPI solves a repeated dependency's own parameters again on every request."""
+    return "x-min-position" in request.headers

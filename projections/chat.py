@@ -16,7 +16,7 @@ key as well, and converges whichever of the two topics is applied first.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from psycopg.types.json import Jsonb
@@ -39,7 +39,7 @@ from events.chat import (
     outcome_ids,
 )
 from events.topics import Topic
-from projections.projector import Apply, Cursor, PostgresProjector, handles
+from projections.projector import Apply, ApplyRun, Cursor, PostgresProjector, handles, handles_runs
 
 __all__ = ["AUTOMOD", "HANDLERS", "NAME", "TOPICS", "chat_projector"]
 
@@ -47,13 +47,17 @@ NAME = "pg.chat"
 TOPICS = (Topic.CHAT_MESSAGES, Topic.CHAT_MODERATION)
 AUTOMOD = "automod"  # the actor of log rows the rules decided (a message held for review)
 
-INSERT_MESSAGE = """
+# The multi-row statements take one array per column, passed in binary (%b): psycopg dumps a text
+# array element by element with quoting, about 3x slower than the binary format.
+INSERT_MESSAGES = """
 INSERT INTO chat_messages (message_id, stream_id, user_id, display_name, text, sent_at, media_time_ms,
                            reply_to_message_id, deleted, suspended, cleared)
-VALUES (%(id)s, %(stream)s, %(user)s, %(name)s, %(text)s, %(at)s, %(media)s, %(reply)s,
-        EXISTS (SELECT 1 FROM chat_deletions WHERE message_id = %(id)s),
-        EXISTS (SELECT 1 FROM chat_suspensions WHERE stream_id = %(stream)s AND user_id = %(user)s),
-        %(at)s < COALESCE((SELECT cleared_before FROM chat_clears WHERE stream_id = %(stream)s), '-infinity'))
+SELECT m.id, m.stream, m.author, m.name, m.text, m.at, m.media, m.reply,
+       EXISTS (SELECT 1 FROM chat_deletions d WHERE d.message_id = m.id),
+       EXISTS (SELECT 1 FROM chat_suspensions s WHERE s.stream_id = m.stream AND s.user_id = m.author),
+       m.at < COALESCE((SELECT cleared_before FROM chat_clears c WHERE c.stream_id = m.stream), '-infinity')
+FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::timestamptz[], %b::bigint[],
+            %b::text[]) AS m(id, stream, author, name, text, at, media, reply)
 ON CONFLICT (message_id) DO NOTHING
 """
 INSERT_LOG = """
@@ -64,11 +68,14 @@ SELECT %(id)s, %(stream)s, %(actor)s, %(action)s, %(user)s, %(message)s,
 FROM (SELECT 1) AS one LEFT JOIN moderation_requests r ON r.outcome_ids @> ARRAY[%(id)s::uuid]
 ON CONFLICT (event_id) DO NOTHING
 """
-INSERT_REQUEST = """
+INSERT_REQUESTS = """
 INSERT INTO moderation_requests (event_id, stream_id, actor_id, action, target_user_id,
                                  target_message_id, reason, duration_s, at, outcome_ids)
-VALUES (%(id)s, %(stream)s, %(actor)s, %(action)s, %(user)s, %(message)s, %(reason)s, %(duration)s,
-        %(at)s, %(outcomes)s::uuid[])
+SELECT r.id, r.stream, r.actor, r.action, r.target_user, r.target_message, r.reason, r.duration, r.at,
+       string_to_array(r.outcomes, ',')::uuid[]
+FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::int[],
+            %b::timestamptz[], %b::text[])
+     AS r(id, stream, actor, action, target_user, target_message, reason, duration, at, outcomes)
 ON CONFLICT (event_id) DO NOTHING
 """
 UPSERT_SETTINGS = """
@@ -83,9 +90,19 @@ ON CONFLICT (stream_id) DO UPDATE SET
     changed_by = EXCLUDED.changed_by, changed_at = EXCLUDED.changed_at, event_id = EXCLUDED.event_id
 WHERE chat_settings.changed_at <= EXCLUDED.changed_at
 """
+SETTLE_SUSPENDED = """
+UPDATE chat_messages AS m SET suspended = a.suspended
+FROM (SELECT x.stream_id, x.user_id, EXISTS (SELECT 1 FROM chat_suspensions s
+                                              WHERE s.stream_id = x.stream_id AND s.user_id = x.user_id)
+      FROM unnest(%b::text[], %b::text[]) AS x(stream_id, user_id)) AS a(stream_id, user_id, suspended)
+WHERE m.stream_id = a.stream_id AND m.user_id = a.user_id AND m.suspended <> a.suspended
+"""
+SUSPENSIONS = (UserBanned, UserTimedOut, UserUnbanned)
 LINK_OUTCOMES = """
-UPDATE moderation_log SET request_id = %(id)s, reason = CASE WHEN reason = '' THEN %(reason)s ELSE reason END
-WHERE event_id = ANY(%(outcomes)s::uuid[])
+UPDATE moderation_log AS l SET request_id = r.event_id,
+                               reason = CASE WHEN l.reason = '' THEN r.reason ELSE l.reason END
+FROM moderation_requests AS r
+WHERE r.event_id = ANY(%b::uuid[]) AND l.event_id = ANY(r.outcome_ids)
 """
 
 
@@ -119,34 +136,44 @@ async def _log(
     )
 
 
-async def _insert_message(
-    cur: Cursor, e: ChatMessageAccepted | ChatMessageRestored, sent_at: datetime
+async def _insert_messages(
+    cur: Cursor, messages: Sequence[tuple[ChatMessageAccepted | ChatMessageRestored, datetime]]
 ) -> None:
-    params = {
-        "id": e.message_id,
-        "stream": e.stream_id,
-        "user": e.user_id,
-        "name": e.display_name,
-        "text": e.text,
-        "at": sent_at,
-        "media": e.media_time_ms,
-        "reply": e.reply_to_message_id,
-    }
-    await cur.execute(INSERT_MESSAGE, params)
+    """Insert messages (each with its sending time) in one statement, hidden as the flags say now."""
+    rows = [
+        (
+            e.message_id,
+            e.stream_id,
+            e.user_id,
+            e.display_name,
+            e.text,
+            at,
+            e.media_time_ms,
+            e.reply_to_message_id,
+        )
+        for e, at in messages
+    ]
+    await cur.execute(INSERT_MESSAGES, [list(column) for column in zip(*rows, strict=True)])
 
 
 async def message_accepted(cur: Cursor, e: ChatMessageAccepted) -> None:
-    await _insert_message(cur, e, e.occurred_at)
-    if e.approved_by is not None:
-        await _log(
-            cur,
-            e,
-            stream_id=e.stream_id,
-            actor_id=e.approved_by,
-            action="approve",
-            user_id=e.user_id,
-            message_id=e.message_id,
-        )
+    await messages_accepted(cur, [e])
+
+
+async def messages_accepted(cur: Cursor, events: Sequence[ChatMessageAccepted]) -> None:
+    """A run of accepted messages: one insert for all (a rebuild's batches are mostly these)."""
+    await _insert_messages(cur, [(e, e.occurred_at) for e in events])
+    for e in events:
+        if e.approved_by is not None:
+            await _log(
+                cur,
+                e,
+                stream_id=e.stream_id,
+                actor_id=e.approved_by,
+                action="approve",
+                user_id=e.user_id,
+                message_id=e.message_id,
+            )
 
 
 async def message_held(cur: Cursor, e: ChatMessageHeld) -> None:
@@ -199,7 +226,7 @@ async def message_deleted(cur: Cursor, e: ChatMessageDeleted) -> None:
 
 async def message_restored(cur: Cursor, e: ChatMessageRestored) -> None:
     await cur.execute("DELETE FROM chat_deletions WHERE message_id = %s", (e.message_id,))
-    await _insert_message(cur, e, e.sent_at)  # the event carries the message: converge even without it
+    await _insert_messages(cur, [(e, e.sent_at)])  # the event carries the message: converge even without it
     await cur.execute("UPDATE chat_messages SET deleted = false WHERE message_id = %s", (e.message_id,))
     await _log(
         cur,
@@ -214,14 +241,11 @@ async def message_restored(cur: Cursor, e: ChatMessageRestored) -> None:
 
 
 async def _suspend(cur: Cursor, stream_id: str, user_id: str, actor_id: str) -> None:
+    """The author's messages are hidden by :func:`settle_suspensions` at the end of the batch."""
     await cur.execute(
         "INSERT INTO chat_suspensions (stream_id, user_id, actor_id) VALUES (%s, %s, %s)"
         " ON CONFLICT DO NOTHING",
         (stream_id, user_id, actor_id),
-    )
-    await cur.execute(
-        "UPDATE chat_messages SET suspended = true WHERE stream_id = %s AND user_id = %s",
-        (stream_id, user_id),
     )
 
 
@@ -248,12 +272,9 @@ async def user_timed_out(cur: Cursor, e: UserTimedOut) -> None:
 
 
 async def user_unbanned(cur: Cursor, e: UserUnbanned) -> None:
+    """The author's messages come back in :func:`settle_suspensions` at the end of the batch."""
     await cur.execute(
         "DELETE FROM chat_suspensions WHERE stream_id = %s AND user_id = %s", (e.stream_id, e.user_id)
-    )
-    await cur.execute(
-        "UPDATE chat_messages SET suspended = false WHERE stream_id = %s AND user_id = %s",
-        (e.stream_id, e.user_id),
     )
     await _log(
         cur, e, stream_id=e.stream_id, actor_id=e.actor_id, action="unban", user_id=e.user_id, reason=e.reason
@@ -319,20 +340,41 @@ def _iso(moment: datetime) -> str:
 
 
 async def action_requested(cur: Cursor, e: ModerationActionRequested) -> None:
-    params = {
-        "id": e.event_id,
-        "stream": e.stream_id,
-        "actor": e.actor_id,
-        "action": e.action.value,
-        "user": e.target_user_id,
-        "message": e.target_message_id,
-        "reason": e.reason,
-        "duration": e.duration_s,
-        "at": e.occurred_at,
-        "outcomes": outcome_ids(str(e.event_id)),
-    }
-    await cur.execute(INSERT_REQUEST, params)
-    await cur.execute(LINK_OUTCOMES, params)
+    await actions_requested(cur, [e])
+
+
+async def actions_requested(cur: Cursor, events: Sequence[ModerationActionRequested]) -> None:
+    """Record the requests and lend each its id and reason to outcomes already logged (two statements
+    for a whole run: ``chat.moderation`` holds nothing else)."""
+    rows = [
+        (
+            e.event_id,
+            e.stream_id,
+            e.actor_id,
+            e.action.value,
+            e.target_user_id,
+            e.target_message_id,
+            e.reason,
+            e.duration_s,
+            e.occurred_at,
+            ",".join(outcome_ids(str(e.event_id))),
+        )
+        for e in events
+    ]
+    await cur.execute(INSERT_REQUESTS, [list(column) for column in zip(*rows, strict=True)])
+    await cur.execute(LINK_OUTCOMES, ([e.event_id for e in events],))
+
+
+async def settle_suspensions(cur: Cursor, events: Sequence[Event]) -> None:
+    """Set ``suspended`` on the messages of each author a batch banned, timed out or unbanned.
+
+    Once per batch, not per event: a ban rewrites every message of its author, and the rows whose
+    flag does not change are left alone. Nothing in a batch reads the flag (a message inserted
+    after a ban reads ``chat_suspensions``), so setting it at the end gives the same rows.
+    """
+    authors = sorted({(e.stream_id, e.user_id) for e in events if isinstance(e, SUSPENSIONS)})
+    if authors:
+        await cur.execute(SETTLE_SUSPENDED, ([s for s, _ in authors], [u for _, u in authors]))
 
 
 HANDLERS: Mapping[type[Event], Apply] = dict(
@@ -352,6 +394,22 @@ HANDLERS: Mapping[type[Event], Apply] = dict(
 )
 
 
+RUNS: Mapping[type[Event], ApplyRun] = dict(
+    [
+        handles_runs(ChatMessageAccepted, messages_accepted),
+        handles_runs(ModerationActionRequested, actions_requested),
+    ]
+)
+
+
 def chat_projector(pool: AsyncConnectionPool, *, schema: str = "public") -> PostgresProjector:
     """The chat archive projector writing into ``schema``."""
-    return PostgresProjector(pool, name=NAME, topics=TOPICS, handlers=HANDLERS, schema=schema)
+    return PostgresProjector(
+        pool,
+        name=NAME,
+        topics=TOPICS,
+        handlers=HANDLERS,
+        runs=RUNS,
+        schema=schema,
+        settle=settle_suspensions,
+    )

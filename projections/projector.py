@@ -23,6 +23,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from itertools import groupby
 from typing import Any, Protocol, TypeVar, cast
 
 import psycopg
@@ -39,15 +40,18 @@ from projections.database import checked_schema
 
 __all__ = [
     "Apply",
+    "ApplyRun",
     "BatchStore",
     "Cursor",
     "Partition",
     "PostgresProjector",
     "ProjectionFailed",
     "ProjectorStats",
+    "Settle",
     "consumer_for",
     "group_id",
     "handles",
+    "handles_runs",
     "project",
     "store_with_retries",
 ]
@@ -58,6 +62,8 @@ CONFLICT_RETRIES = 20  # a batch that lost a serialization conflict is applied a
 
 Cursor = AsyncCursor[Any]
 Apply = Callable[[Cursor, Event], Awaitable[None]]
+ApplyRun = Callable[[Cursor, Sequence[Event]], Awaitable[None]]
+Settle = Callable[[Cursor, Sequence[Event]], Awaitable[None]]
 Partition = tuple[str, int]  # (catalogue topic, partition)
 E = TypeVar("E", bound=Event)
 
@@ -78,6 +84,13 @@ READ_OFFSETS = "SELECT topic, partition, next_offset FROM projection_offsets WHE
 def handles(event_type: type[E], apply: Callable[[Cursor, E], Awaitable[None]]) -> tuple[type[Event], Apply]:
     """A dispatch-table entry: ``dict([handles(StreamCreated, stream_created), ...])`` (typed)."""
     return event_type, cast(Apply, apply)
+
+
+def handles_runs(
+    event_type: type[E], apply: Callable[[Cursor, Sequence[E]], Awaitable[None]]
+) -> tuple[type[Event], ApplyRun]:
+    """A ``runs`` entry: ``apply(cur, events)`` for consecutive events of one type (typed)."""
+    return event_type, cast(ApplyRun, apply)
 
 
 class ProjectionFailed(Exception):
@@ -206,7 +219,12 @@ class PostgresProjector:
 
     ``handlers`` maps an event type to ``async apply(cur, event)`` (SQL only, idempotent by key);
     event types without a handler are read past. ``schema`` holds both the tables and
-    ``projection_offsets``.
+    ``projection_offsets``. ``runs`` maps an event type to ``async apply(cur, events)`` applying
+    consecutive events of that type at once (one multi-row statement instead of one each), with the
+    same result as its handler applied to each in turn. ``settle(cur, events)``, if given, runs
+    after a batch's events in the same transaction: a column derived from many rows (every message
+    of a banned user) is then written once per batch rather than once per event (a rebuild's
+    batches repeat such events).
     """
 
     def __init__(
@@ -216,10 +234,14 @@ class PostgresProjector:
         name: str,
         topics: Sequence[str],
         handlers: Mapping[type[Event], Apply],
+        runs: Mapping[type[Event], ApplyRun] | None = None,
         schema: str = "public",
+        settle: Settle | None = None,
     ) -> None:
         self._pool = pool
         self._handlers = handlers
+        self._runs = runs or {}
+        self._settle = settle
         self._schema = checked_schema(schema)
         self.name = name
         self.topics = tuple(topics)
@@ -267,6 +289,8 @@ class PostgresProjector:
             else:
                 for consumed in fresh:
                     await self._apply(cur, consumed)
+            if self._settle is not None:
+                await self._settle(cur, [c.event for c in fresh])
             next_offsets = _next_offsets(batch)
             await _save_offsets(cur, self.name, next_offsets)
         self.stats.record(len(fresh), len(batch) - len(fresh), next_offsets)
@@ -274,13 +298,28 @@ class PostgresProjector:
     async def _apply_pipelined(self, cur: Cursor, batch: Sequence[ConsumedEvent]) -> None:
         try:
             async with cur.connection.pipeline():
-                for consumed in batch:
-                    await self._apply(cur, consumed, pipelined=True)
+                for event_type, run in groupby(batch, key=lambda c: type(c.event)):
+                    await self._apply_run(cur, event_type, list(run))
         except psycopg.errors.PipelineAborted as e:
             raise _Unattributed from e
         except psycopg.OperationalError:
             raise
         except psycopg.Error as e:
+            raise _Unattributed from e
+
+    async def _apply_run(self, cur: Cursor, event_type: type[Event], run: list[ConsumedEvent]) -> None:
+        """Consecutive events of one type, pipelined: at once if ``runs`` says how. An error there
+        cannot be told to an event (the batch is then applied again one event at a time)."""
+        apply_run = self._runs.get(event_type)
+        if apply_run is None or len(run) == 1:
+            for consumed in run:
+                await self._apply(cur, consumed, pipelined=True)
+            return
+        try:
+            await apply_run(cur, [c.event for c in run])
+        except psycopg.OperationalError:
+            raise  # the connection, not the events: the whole batch is retried
+        except Exception as e:
             raise _Unattributed from e
 
     @asynccontextmanager

@@ -125,12 +125,9 @@ class EventConsumer:
         while True:
             self._taken_so_far()
             fetched = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self._max_records)
-            batch: list[ConsumedEvent] = []
-            for records in fetched.values():
-                for record in records:
-                    consumed = await self._decode(record)
-                    if consumed is not None:
-                        batch.append(consumed)
+            batch, undecodable = self._decoded(fetched)
+            for record, reason, detail in undecodable:  # copied before the consumer moves past them
+                await self._dead_letters.send(record, reason, detail)
             yield batch
 
     async def __aiter__(self) -> AsyncIterator[ConsumedEvent]:
@@ -205,17 +202,28 @@ class EventConsumer:
                 self._consumer.seek(tp, offset)
         log.info("resuming %s partitions from stored positions: %s", len(assigned), stored)
 
-    async def _decode(self, record: ConsumerRecord[bytes, bytes]) -> ConsumedEvent | None:
-        if record.value is None:
-            await self._dead_letters.send(record, "tombstone", "a null value is not an event")
-            return None
-        try:
-            event = self._codec.decode(record.value)
-        except DecodeError as e:
-            await self._dead_letters.send(record, e.reason, str(e))
-            return None
-        position = Position(self._names.logical(record.topic), record.partition, record.offset)
-        return ConsumedEvent(event, position, record.key, list(record.headers or ()), record.timestamp)
+    def _decoded(
+        self, fetched: Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> tuple[list[ConsumedEvent], list[tuple[ConsumerRecord[bytes, bytes], str, str]]]:
+        """The fetched records' events, and the records that are none (with the reason and detail their
+        dead letter carries). A plain loop without awaits: decoding is every consumer's per-record cost."""
+        decode, batch, undecodable = self._codec.decode, [], []
+        for tp, records in fetched.items():
+            topic = self._names.logical(tp.topic)
+            for record in records:
+                if record.value is None:
+                    undecodable.append((record, "tombstone", "a null value is not an event"))
+                    continue
+                try:
+                    event = decode(record.value)
+                except DecodeError as e:
+                    undecodable.append((record, e.reason, str(e)))
+                    continue
+                position = Position(topic, record.partition, record.offset)
+                batch.append(
+                    ConsumedEvent(event, position, record.key, list(record.headers or ()), record.timestamp)
+                )
+        return batch, undecodable
 
 
 class _SeekOnAssignment(ConsumerRebalanceListener):

@@ -149,8 +149,7 @@ class EventPublisher:
         """
         if timeout_s is not None:
             return await self._publish_within(events, timeout_s)
-        pending = [await self._send(event) for event in events]
-        return [await self._acknowledged(future, "publishing") for future in pending]
+        return await self._acknowledged_all(await self._send_all(events))
 
     async def check(self, timeout_s: float) -> None:
         """Raise :class:`BrokerUnavailable` unless a bounded publish could go ahead now: the producer is
@@ -195,14 +194,37 @@ class EventPublisher:
             raise translate(e, f"publishing to {topic}") from e
         return await self._acknowledged(future, f"publishing to {topic}")
 
-    async def _send(self, event: Event) -> asyncio.Future[Any]:
-        topic = self._names.of(event)
-        try:
-            return await (await self._started_producer()).send(
-                topic, self._codec.encode(event), key=partition_key(event), headers=self._codec.headers(event)
-            )
-        except Exception as e:
-            raise translate(e, f"publishing {event.event_type()} to {topic}") from e
+    async def _send_all(self, events: Sequence[Event]) -> list[asyncio.Future[Any]]:
+        """Hand every event to aiokafka; its ``send`` is the only await per record (a small event's
+        publish is mostly per-record overhead, so none of ours is added)."""
+        pending = []
+        for event in events:
+            topic = self._names.of(event)
+            try:
+                producer = self._producer if self._started else await self._started_producer()
+                value, key = self._codec.encode(event), partition_key(event)
+                future = await producer.send(
+                    topic,
+                    value,
+                    key=key,
+                    headers=self._codec.headers(event),
+                    partition=_known_partition(producer, topic, key),
+                )
+                pending.append(future)
+            except Exception as e:
+                raise translate(e, f"publishing {event.event_type()} to {topic}") from e
+        return pending
+
+    async def _acknowledged_all(self, pending: list[asyncio.Future[Any]]) -> list[Position]:
+        """The positions, in order, once every record is acknowledged (most are by the time the last is)."""
+        positions = []
+        for future in pending:
+            try:
+                metadata = await future
+            except Exception as e:
+                raise translate(e, "publishing") from e
+            positions.append(self._position(metadata))
+        return positions
 
     async def _acknowledged(self, future: asyncio.Future[Any], action: str) -> Position:
         try:
@@ -339,6 +361,14 @@ async def _partition_for(producer: AIOKafkaProducer, topic: str, key: bytes | No
     if key is None:
         return TopicPartition(topic, random.choice(partitions))
     return TopicPartition(topic, partitions[partition_of_key(key, len(partitions))])
+
+
+def _known_partition(producer: AIOKafkaProducer, topic: str, key: bytes | None) -> int | None:
+    """Where aiokafka's default partitioner would put a keyed record, from the cached hash of its key
+    (:func:`partition_of_key`); None (aiokafka chooses) for an unkeyed record or before the topic's
+    metadata is known."""
+    partitions = producer.client.cluster.partitions_for_topic(topic) if key is not None else None
+    return partition_of_key(key, len(partitions)) if key is not None and partitions else None
 
 
 def _nothing_sent(error: Exception) -> KafkaError:

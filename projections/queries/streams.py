@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from datetime import datetime
 from typing import Any
 
@@ -29,17 +28,10 @@ _STREAM_COLUMNS = (
 class StreamQueries(Reader):
     """Streams by id, by filters (newest first), by match, and the live listing."""
 
-    def __init__(
-        self, pool: AsyncConnectionPool, redis: RedisClient, *, prefix: str, live_cache_s: float = 1.0
-    ) -> None:
+    def __init__(self, pool: AsyncConnectionPool, redis: RedisClient, *, prefix: str) -> None:
         super().__init__(pool)
         self._redis = redis
         self._keys = LiveKeys(prefix)
-        # The live listing is the hottest query and its viewer counts move every second anyway:
-        # each process keeps each page for `live_cache_s` (0 disables), so N concurrent viewers cost
-        # one Redis round trip per page per second instead of N.
-        self._live_cache_s = live_cache_s
-        self._live_cache: dict[tuple[int, int], tuple[float, LiveRows]] = {}
 
     async def stream(self, stream_id: str) -> dict[str, Any] | None:
         return await self._one(f"SELECT {_STREAM_COLUMNS} FROM streams WHERE stream_id = %s", (stream_id,))
@@ -93,18 +85,6 @@ class StreamQueries(Reader):
     async def live_from(self, offset: int, limit: int) -> LiveRows:
         """``limit`` live streams from ``offset``: by viewers (Redis), or by start time from
         PostgreSQL when Redis fails."""
-        cached = self._live_cache.get((offset, limit))
-        now = time.monotonic()
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        listing = await self._live_uncached(offset, limit)
-        if self._live_cache_s > 0:
-            if len(self._live_cache) > 256:
-                self._live_cache.clear()
-            self._live_cache[(offset, limit)] = (now + self._live_cache_s, listing)
-        return listing
-
-    async def _live_uncached(self, offset: int, limit: int) -> LiveRows:
         try:
             return await self._live_from_redis(offset, limit), "redis"
         except DRIVER_ERRORS as e:

@@ -25,7 +25,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 
 from psycopg_pool import AsyncConnectionPool
@@ -45,7 +45,7 @@ from projections.projector import (
     store_with_retries,
 )
 from projections.rebuild.progress import Progress
-from projections.rebuild.reader import TopicReader
+from projections.rebuild.reader import TopicReader, partition_counts, read_ahead
 from projections.rebuild.swap import (
     LiveOffsets,
     PostgresSwap,
@@ -78,6 +78,11 @@ log = logging.getLogger(__name__)
 
 POSTGRES, REDIS = "postgres", "redis"
 SWAP_ATTEMPTS = 20  # Redis: catch up with the live projector and try the swap again this often
+READ_AHEAD = 2  # batches each projector's reader fetches and decodes while its store writes
+# Events per batch: the live projector's batches are sized for latency, a rebuild's for throughput
+# (fewer transactions and offset writes, longer runs for the multi-row statements; bench/rebuild.py
+# ran about 15% faster with 2,000 than with the live 500).
+BATCH_SIZE = 2000
 FATAL = (DatabaseError, CacheError, KafkaError, ProjectionFailed, ShadowBehind)
 
 
@@ -101,7 +106,7 @@ class Options:
     schema: str = "public"
     redis_prefix: str = ""
     fresh: bool = False
-    batch_size: int = 500
+    batch_size: int = BATCH_SIZE
 
 
 @dataclass(slots=True)
@@ -182,17 +187,19 @@ class CatchUp:
         starts = await store.start_positions(list(targets))
         reached = dict(starts)
         started = time.monotonic()
-        async for batch in self._readers[store.name].read(starts, targets):
-            if self._stop.is_set():
-                raise Interrupted(f"{store.name} stopped at {reached}")
-            await store_with_retries(store, batch)
-            self.events += len(batch)
-            self.per_store[store.name] = self.per_store.get(store.name, 0) + len(batch)
-            for consumed in batch:
-                p = (consumed.position.topic, consumed.position.partition)
-                after = consumed.position.offset + 1
-                self._progress.advance(max(0, after - reached[p]))
-                reached[p] = max(reached[p], after)
+        reading = read_ahead(self._readers[store.name].read(starts, targets), READ_AHEAD)
+        async with aclosing(reading) as batches:
+            async for batch in batches:
+                if self._stop.is_set():
+                    raise Interrupted(f"{store.name} stopped at {reached}")
+                await store_with_retries(store, batch)
+                self.events += len(batch)
+                self.per_store[store.name] = self.per_store.get(store.name, 0) + len(batch)
+                for consumed in batch:
+                    p = (consumed.position.topic, consumed.position.partition)
+                    after = consumed.position.offset + 1
+                    self._progress.advance(max(0, after - reached[p]))
+                    reached[p] = max(reached[p], after)
         self._progress.advance(sum(max(0, targets[p] - reached[p]) for p in targets))  # skipped records
         self.seconds[store.name] = self.seconds.get(store.name, 0.0) + time.monotonic() - started
 
@@ -230,7 +237,9 @@ async def rebuild(settings: Settings, options: Options, progress: Progress) -> S
                 for s in stores
             }
             catch_up = CatchUp(readers, progress, stop)
-            ends = {s.name: await readers[s.name].end_offsets() for s in stores}
+            counts = await partition_counts(settings.kafka, [t for s in stores for t in s.topics])
+            offsets = await asyncio.gather(*(r.end_offsets(counts) for r in readers.values()))
+            ends = dict(zip(readers, offsets, strict=True))
             progress.start(await catch_up.remaining(stores, ends))
             await catch_up.run(stores, ends)
             if stop.is_set():
@@ -396,7 +405,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             schema=checked_schema(args.schema),
             redis_prefix=checked_prefix(args.redis_prefix),
             fresh=args.fresh,
-            batch_size=settings.projections.batch_size if args.batch_size is None else args.batch_size,
+            batch_size=BATCH_SIZE if args.batch_size is None else args.batch_size,
         )
         if options.batch_size < 1:
             raise SelectionError("--batch-size must be at least 1")

@@ -30,6 +30,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--batch-size",
         type=int,
         default=None,
-        help="events per transaction (default: ESPORTS_PROJECTIONS__BATCH_SIZE)",
+        help="events per transaction (default: 2000)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")

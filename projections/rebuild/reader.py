@@ -11,8 +11,11 @@ already copied it to the dead-letter topic, and the live read model skipped it t
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
 
 from aiokafka import TopicPartition
 
@@ -23,9 +26,23 @@ from infra.settings import KafkaSettings
 from projections.log_reader import LogReader, Record
 from projections.projector import Partition
 
-__all__ = ["TopicReader"]
+__all__ = ["TopicReader", "partition_counts", "read_ahead"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+async def partition_counts(settings: KafkaSettings, topics: Iterable[str]) -> dict[str, int]:
+    """Partitions per catalogue topic, as the cluster has them now (one admin request for the
+    topics of every projector: an admin client per projector cost a rebuild about a second)."""
+    wanted = sorted(set(topics))
+    async with TopicAdmin(settings) as admin:
+        states = await admin.states([spec(topic) for topic in wanted])
+    for state in states:
+        if not state.exists:
+            raise BrokerUnavailable(f"topic {state.name} does not exist (esports topics create)")
+    return {topic: state.partitions for topic, state in zip(wanted, states, strict=True)}
 
 
 class TopicReader:
@@ -34,7 +51,7 @@ class TopicReader:
     Usage::
 
         async with TopicReader(settings.kafka, codec, ("streams",)) as reader:
-            ends = await reader.end_offsets()
+            ends = await reader.end_offsets(await partition_counts(settings.kafka, reader.topics))
             async for batch in reader.read(starts, ends):
                 ...
     """
@@ -43,7 +60,6 @@ class TopicReader:
         self, settings: KafkaSettings, codec: EventCodec, topics: Iterable[str], *, max_records: int = 500
     ) -> None:
         self._codec = codec
-        self._settings = settings
         self._names = TopicNames(settings.topic_prefix)
         self.topics = tuple(topics)
         self.undecodable = 0
@@ -56,20 +72,11 @@ class TopicReader:
     async def __aexit__(self, *exc: object) -> None:
         await self._log.__aexit__(*exc)
 
-    async def partitions(self) -> list[Partition]:
-        """Every (topic, partition) of the topics, as the cluster has them now."""
-        async with TopicAdmin(self._settings) as admin:
-            states = await admin.states([spec(topic) for topic in self.topics])
-        found: list[Partition] = []
-        for topic, state in zip(self.topics, states, strict=True):
-            if not state.exists:
-                raise BrokerUnavailable(f"topic {state.name} does not exist (esports topics create)")
-            found.extend((topic, p) for p in range(state.partitions))
-        return found
-
-    async def end_offsets(self) -> dict[Partition, int]:
-        """The next offset to be written, per partition (what "caught up" means right now)."""
-        ends = await self._log.end_offsets([self._tp(p) for p in await self.partitions()])
+    async def end_offsets(self, partitions: Mapping[str, int]) -> dict[Partition, int]:
+        """The next offset to be written, per partition (what "caught up" means right now), given
+        each topic's partition count (:func:`partition_counts`)."""
+        tps = [self._tp((topic, p)) for topic in self.topics for p in range(partitions[topic])]
+        ends = await self._log.end_offsets(tps)
         return {(self._names.logical(tp.topic), tp.partition): offset for tp, offset in ends.items()}
 
     async def read(
@@ -112,3 +119,44 @@ class TopicReader:
 
     def _tp(self, partition: Partition) -> TopicPartition:
         return TopicPartition(self._names.physical(partition[0]), partition[1])
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """The reader raised ``error``."""
+
+    error: Exception
+
+
+class _Done:
+    """The reader reached its targets."""
+
+
+async def read_ahead(batches: AsyncIterator[T], depth: int) -> AsyncGenerator[T, None]:
+    """``batches``, fetched and decoded up to ``depth`` batches ahead of the caller.
+
+    Why: a projector's store mostly waits for its database; meanwhile its next batches are fetched
+    and decoded rather than afterwards. Bounded, so a slow store holds back its reader instead of
+    filling memory. An error of the reader is raised here, after the batches before it; closing
+    the generator (``contextlib.aclosing``) stops the reader.
+    """
+    queue: asyncio.Queue[T | _Failed | _Done] = asyncio.Queue(maxsize=depth)
+
+    async def fill() -> None:
+        try:
+            async for batch in batches:
+                await queue.put(batch)
+        except Exception as e:  # handed to the reading side, which raises it there
+            await queue.put(_Failed(e))
+        else:
+            await queue.put(_Done())
+
+    filling = asyncio.create_task(fill())
+    try:
+        while not isinstance(item := await queue.get(), _Done):
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        filling.cancel()
+        await asyncio.gather(filling, return_exceptions=True)

@@ -185,7 +185,7 @@ async def test_live_listing_falls_back_to_postgres(api_stack: ApiStack) -> None:
     reader = api_stack.services.streams
     real = reader._redis
     reader._redis = _BrokenRedis()  # type: ignore[assignment]
-    reader._live_cache.clear()
+    reader._live_pages.clear()
     try:
         listing = await api_stack.query("/api/v1/streams/live?limit=99")
     finally:

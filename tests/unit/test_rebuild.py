@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from contextlib import aclosing
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from projections.live import LiveProjector
 from projections.projector import BatchStore, PostgresProjector
 from projections.rebuild.command import POSTGRES, REDIS, SelectionError, select, shadow_prefix, shadow_schema
 from projections.rebuild.progress import Progress, format_duration, render
+from projections.rebuild.reader import read_ahead
 from projections.rebuild.swap import parse_offset_field
 from projections.redis_projector import RedisProjector, glob_escape, owned_key_patterns
 from projections.report.command import render_text
@@ -221,3 +223,45 @@ def test_text_report() -> None:
     assert "Moderation actions: delete 3, ban 1" in text
     assert "  Who wins? (closed, final, 4 votes)" in text
     assert "    T1                        3   75%" in text
+
+
+async def _batches(items: list[int], fail_after: int | None = None, read: list[int] | None = None) -> Any:
+    for n, item in enumerate(items):
+        if n == fail_after:
+            raise ConnectionError("broker gone")
+        if read is not None:
+            read.append(item)
+        yield item
+
+
+def test_read_ahead_yields_every_batch_in_order() -> None:
+    async def collect() -> list[int]:
+        return [b async for b in read_ahead(_batches(list(range(10))), depth=2)]
+
+    assert asyncio.run(collect()) == list(range(10))
+
+
+def test_read_ahead_raises_the_readers_error_after_the_batches_before_it() -> None:
+    seen: list[int] = []
+
+    async def collect() -> None:
+        async for batch in read_ahead(_batches([1, 2, 3], fail_after=2), depth=2):
+            seen.append(batch)
+
+    with pytest.raises(ConnectionError):
+        asyncio.run(collect())
+    assert seen == [1, 2]
+
+
+def test_read_ahead_reads_at_most_depth_batches_ahead_and_stops_when_closed() -> None:
+    read: list[int] = []
+
+    async def first() -> int:
+        async with aclosing(read_ahead(_batches(list(range(100)), read=read), depth=2)) as batches:
+            async for batch in batches:
+                await asyncio.sleep(0.01)  # the reader fills the queue meanwhile
+                return batch
+        raise AssertionError("no batch")
+
+    assert asyncio.run(first()) == 0
+    assert len(read) <= 4  # the one handed out, two queued, one waiting to be queued
