@@ -322,7 +322,28 @@ def _invalid(what: str) -> ValueError:
     return ValueError(f"invalid {what} in the Avro body")
 
 
-class _ReaderSource:
+class _Source:
+    """The source text of one generated function, and the globals its names refer to."""
+
+    lines: list[str]
+    env: dict[str, Any]
+    _names: int
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+    def _bind(self, value: Any) -> str:
+        """A name for ``value`` in the generated code's globals."""
+        self._names += 1
+        self.env[f"_g{self._names}"] = value
+        return f"_g{self._names}"
+
+    def _local(self) -> str:
+        self._names += 1
+        return f"v{self._names}"
+
+
+class _ReaderSource(_Source):
     """The source of one class's reader: straight-line code per field, nested records as calls."""
 
     def __init__(self, cls: type) -> None:
@@ -345,19 +366,6 @@ class _ReaderSource:
         if getattr(cls, "__post_init__", Event.__post_init__) is not Event.__post_init__:
             self.lines.append("    obj.__post_init__()")  # a check of its own: keep it
         self.lines.append("    return obj, p")
-
-    def text(self) -> str:
-        return "\n".join(self.lines) + "\n"
-
-    def _bind(self, value: Any) -> str:
-        """A name for ``value`` in the generated code's globals."""
-        self._names += 1
-        self.env[f"_g{self._names}"] = value
-        return f"_g{self._names}"
-
-    def _local(self) -> str:
-        self._names += 1
-        return f"v{self._names}"
 
     def _emit(self, hint: Any, depth: int) -> str:
         """Append the lines reading one ``hint`` value at ``p``; return the local holding it."""
@@ -489,7 +497,7 @@ def _long_bytes(n: int) -> bytes:
     return bytes(out)
 
 
-class _WriterSource:
+class _WriterSource(_Source):
     """The source of one class's writer: a line or two per field, nested records as calls."""
 
     def __init__(self, cls: type) -> None:
@@ -505,18 +513,6 @@ class _WriterSource:
         hints = _hints(cls)
         for name in field_names(cls):
             self._emit(hints[name], f"obj.{name}", 1)
-
-    def text(self) -> str:
-        return "\n".join(self.lines) + "\n"
-
-    def _bind(self, value: Any) -> str:
-        self._names += 1
-        self.env[f"_g{self._names}"] = value
-        return f"_g{self._names}"
-
-    def _local(self) -> str:
-        self._names += 1
-        return f"v{self._names}"
 
     def _emit(self, hint: Any, source: str, depth: int) -> None:
         """Append the lines writing the value of expression ``source`` as a ``hint``."""
