@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 from infra.kafka import Position
 from infra.redis import RedisClient, make_client
 from infra.settings import Settings
-from projections import live
+from projections import catalog, chat, live, notifications, polls, viewer_counts
 from projections.database import drop_schema, make_pool, migrate
 from projections.live import LiveKeys
 from projections.positions import wait_for_position
@@ -98,13 +98,22 @@ def last_positions(positions: Iterable[Position]) -> list[Position]:
     return sorted(last.values(), key=lambda p: (p.topic, p.partition))
 
 
+PG_PROJECTORS_BY_TOPIC: dict[str, list[str]] = {}
+for _projector in (catalog, chat, notifications, polls, viewer_counts):
+    for _topic in _projector.TOPICS:
+        PG_PROJECTORS_BY_TOPIC.setdefault(_topic, []).append(_projector.NAME)
+
+
 async def pg_caught_up(
     pool: AsyncConnectionPool, schema: str, positions: Iterable[Position], timeout_s: float
 ) -> None:
+    """Every PostgreSQL projector reading a position's topic has applied it (``users`` is read by two)."""
     deadline = time.monotonic() + timeout_s
     for position in last_positions(positions):
-        remaining = max(deadline - time.monotonic(), 0.0)
-        assert await wait_for_position(pool, position, remaining, schema=schema), f"not applied: {position}"
+        for projector in PG_PROJECTORS_BY_TOPIC.get(position.topic, ()):
+            remaining = max(deadline - time.monotonic(), 0.0)
+            reached = await wait_for_position(pool, position, remaining, schema=schema, projector=projector)
+            assert reached, f"{projector} has not applied {position}"
 
 
 async def redis_caught_up(
