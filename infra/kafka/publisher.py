@@ -20,7 +20,7 @@ import logging
 import math
 import random
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError as DriverError
@@ -37,6 +37,10 @@ from infra.settings import KafkaSettings
 __all__ = ["FRESH_ANSWER_S", "EventPublisher"]
 
 log = logging.getLogger(__name__)
+
+# A publish_many of this many events or more builds its own record batches (see _send_batched); fewer
+# go a record at a time, so aiokafka's linger can group them with other callers' records.
+OWN_BATCHES_FROM = 8
 
 # A partition leader that answered (a probe or an acknowledgement) this recently is not probed again
 # before a bounded publish: a busy connection proves itself, an idle one is probed every time.
@@ -194,36 +198,56 @@ class EventPublisher:
             raise translate(e, f"publishing to {topic}") from e
         return await self._acknowledged(future, f"publishing to {topic}")
 
-    async def _send_all(self, events: Sequence[Event]) -> list[asyncio.Future[Any]]:
-        """Hand every event to aiokafka; its ``send`` is the only await per record (a small event's
-        publish is mostly per-record overhead, so none of ours is added)."""
-        pending = []
-        for event in events:
-            topic = self._names.of(event)
-            try:
-                producer = self._producer if self._started else await self._started_producer()
-                value, key = self._codec.encode(event), partition_key(event)
-                future = await producer.send(
-                    topic,
-                    value,
-                    key=key,
-                    headers=self._codec.headers(event),
-                    partition=_known_partition(producer, topic, key),
-                )
-                pending.append(future)
-            except Exception as e:
-                raise translate(e, f"publishing {event.event_type()} to {topic}") from e
-        return pending
+    async def _send_all(self, events: Sequence[Event]) -> list[_Sent]:
+        """Hand every event to aiokafka: a call of :data:`OWN_BATCHES_FROM` events or more in batches
+        built here, a smaller one a record at a time (aiokafka's linger then groups it with others)."""
+        producer = self._producer if self._started else await self._started_producer()
+        try:
+            if len(events) >= OWN_BATCHES_FROM:
+                return await self._send_batched(producer, events)
+            return [_Sent(await self._send_one(producer, event), None) for event in events]
+        except KafkaError:
+            raise
+        except Exception as e:
+            raise translate(e, f"publishing {len(events)} events") from e
 
-    async def _acknowledged_all(self, pending: list[asyncio.Future[Any]]) -> list[Position]:
+    async def _send_one(self, producer: AIOKafkaProducer, event: Event) -> asyncio.Future[Any]:
+        topic, key = self._names.of(event), partition_key(event)
+        value, headers = self._codec.encode(event), self._codec.headers(event)
+        partition = _known_partition(producer, topic, key)
+        return await producer.send(topic, value, key=key, headers=headers, partition=partition)
+
+    async def _send_batched(self, producer: AIOKafkaProducer, events: Sequence[Event]) -> list[_Sent]:
+        """Encode the events into record batches of their partitions (aiokafka's builder, compressed and
+        given the idempotent sequence when drained), then queue each batch: one future per batch, not
+        per record, and no per-record await. A partition's records keep their order; an event's offset
+        is its batch's base offset plus its place in it."""
+        encode, headers_of, names = self._codec.encode, self._codec.headers, self._names
+        by_partition: dict[tuple[str, int], list[_Record]] = {}
+        for index, event in enumerate(events):
+            topic, key = names.of(event), partition_key(event)
+            partition = _known_partition(producer, topic, key)
+            if partition is None:  # unkeyed, or the topic's metadata not known yet
+                partition = await _any_partition(producer, topic, key)
+            by_partition.setdefault((topic, partition), []).append(
+                (index, key, encode(event), headers_of(event))
+            )
+        sent: list[_Sent | None] = [None] * len(events)
+        for (topic, partition), records in by_partition.items():
+            for index, handed in await _queue_batches(producer, topic, partition, records):
+                sent[index] = handed
+        return [s for s in sent if s is not None]
+
+    async def _acknowledged_all(self, pending: list[_Sent]) -> list[Position]:
         """The positions, in order, once every record is acknowledged (most are by the time the last is)."""
         positions = []
-        for future in pending:
+        for future, place in pending:
             try:
                 metadata = await future
             except Exception as e:
                 raise translate(e, "publishing") from e
-            positions.append(self._position(metadata))
+            offset = metadata.offset if place is None else metadata.offset + place
+            positions.append(Position(self._names.logical(metadata.topic), metadata.partition, offset))
         return positions
 
     async def _acknowledged(self, future: asyncio.Future[Any], action: str) -> Position:
@@ -361,6 +385,48 @@ async def _partition_for(producer: AIOKafkaProducer, topic: str, key: bytes | No
     if key is None:
         return TopicPartition(topic, random.choice(partitions))
     return TopicPartition(topic, partitions[partition_of_key(key, len(partitions))])
+
+
+_Record = tuple[int, bytes | None, bytes, Headers]  # (index in the call, key, value, headers)
+
+
+async def _queue_batches(
+    producer: AIOKafkaProducer, topic: str, partition: int, records: list[_Record]
+) -> list[tuple[int, _Sent]]:
+    """Fill batches of one partition with ``records`` in order and queue each once full (or at the end)."""
+    handed: list[tuple[int, _Sent]] = []
+    batch, waiting = producer.create_batch(), list[int]()
+
+    async def queue() -> None:
+        future = await producer.send_batch(batch, topic, partition=partition)
+        handed.extend((index, _Sent(future, place)) for place, index in enumerate(waiting))
+
+    for index, key, value, headers in records:
+        if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
+            if waiting:  # full: queue it, start the next
+                await queue()
+                batch, waiting = producer.create_batch(), []
+            if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
+                # larger than a whole batch: aiokafka's send sizes a batch for it (queued after the last)
+                future = await producer.send(topic, value, key=key, headers=headers, partition=partition)
+                handed.append((index, _Sent(future, None)))
+                continue
+        waiting.append(index)
+    if waiting:
+        await queue()
+    return handed
+
+
+class _Sent(NamedTuple):
+    """A record handed to aiokafka: the future of its batch and its place in it (None: its own future)."""
+
+    future: asyncio.Future[Any]
+    place: int | None
+
+
+async def _any_partition(producer: AIOKafkaProducer, topic: str, key: bytes | None) -> int:
+    """The partition of a record :func:`_known_partition` could not place (waits for the metadata)."""
+    return (await _partition_for(producer, topic, key)).partition
 
 
 def _known_partition(producer: AIOKafkaProducer, topic: str, key: bytes | None) -> int | None:

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 import struct
 import subprocess
 import sys
+import uuid
 from collections import Counter
 
 import pytest
 from aiokafka import AIOKafkaConsumer
 
 from events.base import Event
+from events.chat import ChatMessageAccepted
 from events.codec import EventCodec
-from events.topics import CATALOGUE, spec, topic_for
+from events.topics import CATALOGUE, Topic, spec, topic_for
 from infra.kafka import ConsumedEvent, DeadLetters, EventConsumer, EventPublisher, TopicNames
 from infra.settings import REPO_ROOT, Settings
 from tests.unit.event_samples import all_event_types, sample_event
@@ -186,3 +189,38 @@ def test_created_topics_carry_replication_and_min_insync_replicas(namespace: Set
     summary = result.stdout.splitlines()[0]
     assert f"ReplicationFactor: {kafka.replication}" in summary, summary
     assert f"min.insync.replicas={kafka.min_insync}" in summary and "retention.ms=-1" in summary, summary
+
+
+async def test_a_large_publish_many_is_batched_here_and_every_position_is_its_events(
+    namespace: Settings, codec: EventCodec
+) -> None:
+    """Batches built by the publisher (small ones, so each partition gets several) hold the records in the
+    caller's order; a record larger than a whole batch goes on its own; every position is right."""
+    small_batches = namespace.kafka.model_copy(update={"max_batch_size": 4096})
+    template = sample_event(ChatMessageAccepted)
+    events = [
+        dataclasses.replace(
+            template,
+            event_id=uuid.uuid4(),
+            message_id=f"m{i}",
+            stream_id=f"stream-{i % 5}",
+            text="x" * (6000 if i % 50 == 7 else 40),
+        )
+        for i in range(300)
+    ]
+    async with EventPublisher(small_batches, codec, producer="tests") as publisher:
+        positions = await publisher.publish_many(events)
+        few = await publisher.publish_many(events[:3])  # below OWN_BATCHES_FROM: a record at a time
+        dead = DeadLetters(publisher, TopicNames(namespace.kafka.topic_prefix).physical("deadletter"))
+        got = await consume(namespace, codec, [Topic.CHAT_MESSAGES], len(events) + 3, dead)
+
+    at = {c.position: c.event for c in got}
+    assert len(at) == len(events) + 3
+    assert [at[p] for p in positions] == events
+    assert [at[p] for p in few] == events[:3]
+    per_partition: dict[int, list[int]] = {}
+    for position in positions:
+        per_partition.setdefault(position.partition, []).append(position.offset)
+    assert len(per_partition) > 1
+    for offsets in per_partition.values():  # the caller's order within each partition
+        assert offsets == sorted(offsets)
