@@ -12,6 +12,11 @@ PYTEST_ARGS ?=
 ifdef BROKERS
 export ESPORTS_KAFKA__BROKERS := $(BROKERS)
 endif
+# `make up OBSERVE=1`: a local Prometheus too, scraping every service and evaluating the alert rules of
+# infra/observability/ (the setting ESPORTS_PROMETHEUS__ENABLED; `make down` stops it with the rest).
+ifdef OBSERVE
+export ESPORTS_PROMETHEUS__ENABLED := $(OBSERVE)
+endif
 
 .PHONY: help install up down status test test-unit lint bench chaos clean
 

@@ -258,8 +258,8 @@ def build_parser(commands: Sequence[Command] | None = None) -> argparse.Argument
         "services",
         nargs="*",
         metavar="NAME",
-        help="kafka, postgres, redis, api, processors, projector, edge, edge2, or kafka-N (one node of a "
-        "local cluster) (default: infra; down: all)",
+        help="kafka, postgres, redis, api, processors, projector, edge, edge2, prometheus, or kafka-N (one "
+        "node of a local cluster) (default: infra, and prometheus when observing; down: all)",
     )
     scope = infra.add_mutually_exclusive_group()
     scope.add_argument("--apps", action="store_true", help="the application services")

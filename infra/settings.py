@@ -136,6 +136,23 @@ class StackSettings(BaseModel):
     start_timeout_s: float = Field(60.0, description="How long `esports infra up` waits for each service.")
 
 
+class PrometheusSettings(BaseModel):
+    """The local Prometheus of `make up OBSERVE=1`, scraping every service of the stack on loopback."""
+
+    enabled: bool = Field(
+        False,
+        description="Run a local Prometheus with the stack: `esports up` and `esports infra up` start it "
+        "(`make up OBSERVE=1` sets this).",
+    )
+    port: int = Field(9090, description="Port of the local Prometheus (its UI and HTTP API) on 127.0.0.1.")
+    scrape_interval_s: int = Field(
+        10, ge=1, description="Seconds between two scrapes of each service, and between rule evaluations."
+    )
+    retention: str = Field(
+        "7d", description="How long the local Prometheus keeps samples (--storage.tsdb.retention.time)."
+    )
+
+
 class ApiSettings(BaseModel):
     """The web + REST API service (FastAPI under uvicorn)."""
 
@@ -384,6 +401,7 @@ class Settings(BaseSettings):
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     processors: ProcessorSettings = Field(default_factory=ProcessorSettings)

@@ -15,12 +15,14 @@ import contextlib
 import ipaddress
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Protocol
 from urllib.parse import parse_qs
 
 import httpx
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -103,6 +105,8 @@ class IngestControl:
             buckets=LATENCY_BUCKETS,
             registry=self.metrics,
         )
+        self.ended_restarts = 0  # FFmpeg restarts of the sessions that have ended
+        self.metrics.register(_TranscoderRestarts(self))
 
     def attach(self, stream_id: str, make_source: Callable[[], Source]) -> StreamSession:
         """A publisher (re)connected: continue its session within the grace period, else start one."""
@@ -137,6 +141,7 @@ class IngestControl:
         finally:
             self.sessions.pop(session.stream_id, None)
             self.tasks.pop(session.stream_id, None)
+            self.ended_restarts += session.counters.restarts
 
     async def wait_ended(self, stream_id: str) -> None:
         task = self.tasks.get(stream_id)
@@ -150,6 +155,21 @@ class IngestControl:
         for task in list(self.tasks.values()):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+class _TranscoderRestarts(Collector):
+    """``ingest_transcoder_restarts_total``: FFmpeg restarts under a connected source, read at scrape time."""
+
+    def __init__(self, control: IngestControl) -> None:
+        self._control = control
+
+    def collect(self) -> Iterator[Metric]:
+        live = sum(session.counters.restarts for session in self._control.sessions.values())
+        yield CounterMetricFamily(
+            "ingest_transcoder_restarts",
+            "FFmpeg restarts after a crash while the publisher stayed connected, on this node.",
+            value=self._control.ended_restarts + live,
+        )
 
 
 async def _form(request: Request) -> dict[str, str]:

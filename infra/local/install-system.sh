@@ -6,7 +6,7 @@
 set -euo pipefail
 
 # Append later needs here (nginx libnginx-mod-rtmp ffmpeg chromium ...).
-PACKAGES="redis-server kcat postgresql-15 maven wrk nginx libnginx-mod-rtmp ffmpeg fonts-dejavu-core chromium"  # wrk: bench/api.py; nginx + RTMP module, ffmpeg: ingest; fonts: the demo clock; chromium: e2e tests
+PACKAGES="redis-server kcat postgresql-15 maven wrk nginx libnginx-mod-rtmp ffmpeg fonts-dejavu-core chromium prometheus"  # wrk: bench/api.py; nginx + RTMP module, ffmpeg: ingest; fonts: the demo clock; chromium: e2e tests; prometheus (and promtool): `make up OBSERVE=1`, the alert-rule tests
 # Only when no java is on PATH: any JDK/JRE 17+ runs Kafka 4.x.
 JAVA_PACKAGE="openjdk-17-jre-headless"
 # Only when no npm is on PATH (it installs hls.js for the web pages): a Node.js from elsewhere (e.g.
@@ -45,8 +45,14 @@ echo "installing: ${missing[*]}"
 "${as_root[@]}" apt-get update -q
 "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 # Debian starts the packaged services on install; the platform runs its own instances from run_dir on
-# the same default ports (6379, 5432), so stop and disable the system ones when systemd manages them.
+# the same default ports (6379, 5432, 9090), so stop and disable the system ones when systemd manages them.
 if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
   [[ " ${missing[*]} " == *" redis-server "* ]] && "${as_root[@]}" systemctl disable --now redis-server || true
   [[ " ${missing[*]} " == *" postgresql-15 "* ]] && "${as_root[@]}" systemctl disable --now postgresql || true
+  [[ " ${missing[*]} " == *" prometheus "* ]] && "${as_root[@]}" systemctl disable --now prometheus || true
+elif [[ " ${missing[*]} " == *" prometheus "* && -x /etc/init.d/prometheus ]]; then
+  # Without systemd, Debian's postinst starts /etc/init.d/prometheus when a SysV runlevel links it (as
+  # user prometheus, on :9090): the local stack runs its own from run_dir, so stop and unlink that one.
+  "${as_root[@]}" /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+  "${as_root[@]}" update-rc.d prometheus disable >/dev/null 2>&1 || true
 fi

@@ -8,6 +8,7 @@ processors, projector, see `apps`) as a Python process, with all state under ``s
     run_dir/kafka/data/            KRaft metadata and topic logs
     run_dir/postgres/data/         the cluster (initdb on first start)
     run_dir/redis/                 the append-only file (cluster/node-N/: each node of a Redis Cluster)
+    run_dir/prometheus/            the local Prometheus's generated config and data (when observing)
     run_dir/logs/<service>.log     each service's output
     run_dir/pids/<service>.pid     "<pid> <start time>" of each process this module started
 
@@ -15,7 +16,8 @@ Only processes recorded in a pid file (and still the same process: the start tim
 ever stopped; a port held by anything else is reported with the setting that moves it.
 
 Modules by capability: `processes` (pid files, spawning, stopping, ports, logs), `kafka`, `postgres`,
-`redis` (each: prepare, start, probe, stop), `apps` (the application table), `service` (the shared types).
+`redis` (each: prepare, start, probe, stop), `apps` (the application table), `prometheus` (the observer
+that runs only when asked: ESPORTS_PROMETHEUS__ENABLED or by name), `service` (the shared types).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from infra.settings import Settings
-from infra.stack import apps, kafka, postgres, processes, redis
+from infra.stack import apps, kafka, postgres, processes, prometheus, redis
 from infra.stack.kafka import resolve_kafka_jars
 from infra.stack.processes import say
 from infra.stack.service import Service, ServiceStatus, StackError
@@ -35,6 +37,7 @@ from infra.stack.service import Service, ServiceStatus, StackError
 __all__ = [
     "ALL",
     "APPS",
+    "OBSERVERS",
     "SERVICES",
     "ServiceStatus",
     "StackError",
@@ -51,6 +54,7 @@ __all__ = [
 SERVICES = ("kafka", "postgres", "redis")
 APPS = apps.names()
 ALL = SERVICES + APPS
+OBSERVERS = (prometheus.NAME,)  # in a default command only when enabled (or running): see `_observing`
 _INFRA = {s.name: s for s in (kafka.SERVICE, postgres.SERVICE, redis.SERVICE)}
 
 
@@ -67,6 +71,8 @@ def _infra(name: str) -> bool:
 def _service(name: str) -> Service:
     if name in _INFRA:
         return _INFRA[name]
+    if name == prometheus.NAME:
+        return prometheus.SERVICE
     if (node := _node(name)) is not None:
         return kafka.node_service(node)
     try:
@@ -76,7 +82,13 @@ def _service(name: str) -> Service:
 
 
 def _known() -> tuple[str, ...]:
-    return SERVICES + apps.names()
+    return SERVICES + apps.names() + OBSERVERS
+
+
+def _observing(settings: Settings) -> tuple[str, ...]:
+    """The observers a command covers by default: Prometheus when the settings enable it or it runs."""
+    wanted = settings.prometheus.enabled or prometheus.SERVICE.pid(settings) is not None
+    return OBSERVERS if wanted else ()
 
 
 def _selected(names: Sequence[str] | None, default: Sequence[str]) -> list[str]:
@@ -173,9 +185,9 @@ def _status(
 def status(settings: Settings, services: Sequence[str] | None = None) -> list[ServiceStatus]:
     """The state of each service: ours and answering, dead, or its port held by someone else.
 
-    Default: the infrastructure (SERVICES); name any of ALL to see apps too.
+    Default: the infrastructure (SERVICES) and Prometheus when observing; name any of ALL to see apps too.
     """
-    names = _selected(services, SERVICES)
+    names = _selected(services, SERVICES + _observing(settings))
 
     async def gather() -> list[ServiceStatus]:
         return list(await asyncio.gather(*(_status_of(settings, name) for name in names)))
@@ -223,9 +235,10 @@ def _make_dirs(settings: Settings) -> None:
 def up(settings: Settings, services: Sequence[str] | None = None) -> list[ServiceStatus]:
     """Start the services that are not already running and wait until each answers.
 
-    Default: the infrastructure (SERVICES); named apps start once the named infrastructure is ready.
+    Default: the infrastructure (SERVICES), then Prometheus when ESPORTS_PROMETHEUS__ENABLED is set;
+    named apps start once the named infrastructure is ready.
     """
-    names = _selected(services, SERVICES)
+    names = _selected(services, SERVICES + _observing(settings))
     _make_dirs(settings)
     to_start = [name for name in names if _service(name).pid(settings) is None]
     if "kafka" in names and (wrong := kafka.mismatch(settings)):
@@ -265,9 +278,10 @@ def _stop(settings: Settings, name: str) -> None:
 def down(settings: Settings, services: Sequence[str] | None = None) -> None:
     """Stop the services this module started (pid files only); anything else on the ports is left alone.
 
-    Default: every app, then the infrastructure; named services stop apps first too.
+    Default: every app (and Prometheus when it runs), then the infrastructure; named services stop
+    apps first too.
     """
-    names = _selected(services, (*apps.names(), *SERVICES))
+    names = _selected(services, (*apps.names(), *_observing(settings), *SERVICES))
     for name in sorted(names, key=_infra):  # apps before the infrastructure they use
         _stop(settings, name)
 
@@ -301,23 +315,34 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     for command, text, default in (
-        ("up", "start services (idempotent) and wait until they answer", "kafka, postgres, redis"),
+        (
+            "up",
+            "start services (idempotent) and wait until they answer",
+            "kafka, postgres, redis (and prometheus when ESPORTS_PROMETHEUS__ENABLED)",
+        ),
         ("down", "stop the services started by `up`, apps first", "everything"),
-        ("status", "show each service; exit 1 if one is not running", "kafka, postgres, redis"),
+        (
+            "status",
+            "show each service; exit 1 if one is not running",
+            "kafka, postgres, redis (and prometheus when observing)",
+        ),
     ):
         sub = commands.add_parser(command, help=text, description=text)
         sub.add_argument(
             "services",
             nargs="*",
             metavar="NAME",
-            help=f"any of {', '.join(ALL)}, or kafka-N: one node of a local cluster (default: {default})",
+            help=f"any of {', '.join(ALL + OBSERVERS)}, or kafka-N: one node of a local cluster "
+            f"(default: {default})",
         )
         group = sub.add_mutually_exclusive_group()
         group.add_argument(
             "--apps", action="store_true", help=f"add the application services: {', '.join(APPS)}"
         )
         group.add_argument(
-            "--all", action="store_true", help="add everything: the infrastructure, then the apps"
+            "--all",
+            action="store_true",
+            help="add everything: the infrastructure, then the apps (and Prometheus when observing)",
         )
     commands.add_parser("jars", help="resolve Kafka's jars and print their directory")
     return parser
@@ -337,6 +362,8 @@ def main(
             print(resolve_kafka_jars(settings))
             return 0
         names = requested(args.services, apps=args.apps, everything=args.all)
+        if args.all:
+            names = list(dict.fromkeys([*(names or ()), *_observing(settings)]))
         if args.command == "down":
             down(settings, names)
             return 0

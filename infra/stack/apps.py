@@ -39,6 +39,7 @@ class App:
     port_setting: str  # dotted path in Settings, e.g. "api.port"
     host_setting: str | None = None  # dotted path of the address it binds; None: 127.0.0.1
     health_path: str = "/health"
+    metrics_path: str | None = "/metrics"  # what the local Prometheus scrapes; None: no metrics
     binds: bool = True  # False: it only polls `port` for readiness (another app listens there)
 
     @property
@@ -53,6 +54,12 @@ class App:
 
     def health_url(self, settings: Settings) -> str:
         return f"http://{self.port(settings).address}{self.health_path}"
+
+    def scrape_address(self, settings: Settings) -> str:
+        """host:port where this machine reaches the app (loopback when it binds every address)."""
+        port = self.port(settings)
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(port.host, port.host)
+        return port._replace(host=host).address
 
 
 APP_TABLE: Mapping[str, App] = MappingProxyType(
@@ -88,6 +95,7 @@ APP_TABLE: Mapping[str, App] = MappingProxyType(
                 port_setting="ingest.origin_port",
                 host_setting="ingest.host",
                 binds=False,
+                metrics_path=None,
             ),
         )
     }
@@ -132,14 +140,15 @@ def _stop(app: App, settings: Settings, pid: int) -> None:
 async def _health(app: App, settings: Settings) -> str:
     """GET the app's health URL; 200 → a one-line summary, anything else raises."""
     url = app.health_url(settings)
-    status, body = await asyncio.to_thread(_get, url)
+    status, body = await asyncio.to_thread(http_get, url)
     if status != 200:
         raise StackError(f"GET {url} answered {status}")
     summary = " ".join(body.split())
     return f"GET {url}: 200 {summary[:80]}".rstrip()
 
 
-def _get(url: str) -> tuple[int, str]:
+def http_get(url: str) -> tuple[int, str]:
+    """(status, the first 512 characters of the body) of GET `url` on this machine."""
     # Never through a proxy from http_proxy/HTTP_PROXY: the app is on this machine.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(url, timeout=HEALTH_TIMEOUT_S) as response:
