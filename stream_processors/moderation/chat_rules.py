@@ -13,28 +13,33 @@ length, then content (blocked terms, links, zalgo, caps, repetition), then repet
 (duplicate per user, unique-chat across the channel), then the risk score. Privileged senders (owner,
 moderators, admins) are checked for length only, as on the platforms viewers know.
 
-Risk signals (summed, capped at 1.0): a blocked term found only when every separator is removed
-(``b.a-d``, ``ba dword``: could be innocent, e.g. a term inside a longer word, so a person decides);
-evasion markers (invisible characters or look-alike letters inside words); a link under the ``allow``
-policy from a domain not on the allow-list; heavy but tolerated capitals or combining marks.
+Risk signals (summed, capped at 1.0): a blocked term spelled apart (``b.a-dword``, ``ba dword``,
+``scamcoin``: could be innocent, so a person decides; a term merely inside a longer word, or ordinary
+words lining up with it across spaces, ``classic``, ``pen is``, is no signal); evasion markers
+(invisible characters touching a letter, look-alike letters of another script inside Latin words); a
+link under the ``allow`` policy from a domain not on the allow-list; heavy but tolerated capitals or
+combining marks. Links are found with the Public Suffix List (:mod:`.chat_links`), look-alikes with
+Unicode's confusables data (:mod:`.chat_rules_text`).
 """
 
 from __future__ import annotations
 
 import enum
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 from events.chat import LinkPolicy, RejectionReason
+from stream_processors.moderation.chat_links import allowed, links
 from stream_processors.moderation.chat_rules_text import (
     FoldedText,
     combining_marks,
     fold_variants,
+    hides_in_words,
     is_lookalike,
     skeleton,
+    spelled_apart,
     visible_text,
 )
 
@@ -57,11 +62,6 @@ SIGNAL_LINK = 0.3
 SIGNAL_SHOUTING = 0.15
 SIGNAL_MARKS = 0.2
 
-_URL = re.compile(
-    r"(?:https?://|www\.)[^\s]+|\b(?:[a-z0-9-]+\.)+(?:com|net|org|io|gg|tv|ly|co|me|xyz|ru|de|uk|info|biz|"
-    r"app|dev|link|live|shop|site|online|top|click|to|cc|be)\b(?:/[^\s]*)?"
-)
-_DOT_SPELLED = re.compile(r"\s*(?:\[\.\]|\(\.\)|\[dot\]|\(dot\)|\s\.\s|\sdot\s)\s*")
 _TOKEN = re.compile(r"\S+")
 
 
@@ -232,28 +232,13 @@ def _has_term(folded: FoldedText, terms: Sequence[str]) -> bool:
     return any(f" {term} " in padded for term in terms if term)
 
 
-def _links(text: str) -> list[str]:
-    readable = _DOT_SPELLED.sub(".", visible_text(text))
-    return [m.group(0) for m in _URL.finditer(readable)]
-
-
-def _host(link: str) -> str:
-    host = re.sub(r"^(?:https?://)?(?:www\.)?", "", link).split("/", 1)[0]
-    return host.split(":", 1)[0].rstrip(".")
-
-
-def _allowed(link: str, allowlist: Sequence[str]) -> bool:
-    host = _host(link)
-    return any(host == domain or host.endswith(f".{domain}") for domain in allowlist)
-
-
 def _link_verdict(text: str, rules: ChannelRules) -> ModerationDecision | None:
     if rules.link_policy in (None, LinkPolicy.ALLOW):
         return None
-    links = _links(text)
-    if rules.link_policy is LinkPolicy.DENY and links:
+    found = links(text)
+    if rules.link_policy is LinkPolicy.DENY and found:
         return ModerationDecision.rejected(RejectionReason.LINK, "links are not allowed")
-    if any(not _allowed(link, rules.link_allowlist) for link in links):
+    if any(not allowed(link, rules.link_allowlist) for link in found):
         return ModerationDecision.rejected(RejectionReason.LINK, "links to that site are not allowed")
     return None
 
@@ -308,12 +293,15 @@ def _risk(text: str, rules: ChannelRules, limits: ChatLimits) -> ModerationDecis
 def _signals(text: str, rules: ChannelRules, limits: ChatLimits) -> list[tuple[str, float]]:
     signals: list[tuple[str, float]] = []
     variants = fold_variants(text)
-    if any(term.replace(" ", "") in v.squashed for v in variants for term in rules.blocked_terms if term):
+    squashed_terms = [(term, term.replace(" ", "")) for term in rules.blocked_terms if term]
+    if any(
+        letters in v.squashed and spelled_apart(v, term) for v in variants for term, letters in squashed_terms
+    ):
         signals.append(("obfuscated_term", SIGNAL_OBFUSCATED_TERM))
     if _evasive(text):
         signals.append(("evasion", SIGNAL_EVASION))
-    links = _links(text)
-    if links and not all(_allowed(link, rules.link_allowlist) for link in links):
+    found = links(text)
+    if found and not all(allowed(link, rules.link_allowlist) for link in found):
         signals.append(("link", SIGNAL_LINK))
     if _caps_ratio(text, limits.caps_min_letters) > limits.max_caps_ratio / 2:
         signals.append(("shouting", SIGNAL_SHOUTING))
@@ -324,10 +312,13 @@ def _signals(text: str, rules: ChannelRules, limits: ChatLimits) -> list[tuple[s
 
 
 def _evasive(text: str) -> bool:
-    """Invisible characters, or look-alike letters of another script inside otherwise Latin words."""
-    visible = visible_text(text)
-    if len(visible) != len(unicodedata.normalize("NFKC", text).casefold()):
+    """Invisible characters touching a letter or digit (not the joiners inside emoji sequences), or
+    look-alike letters of another script inside otherwise Latin words."""
+    if text.isascii():
+        return False
+    if hides_in_words(text):
         return True
+    visible = visible_text(text)
     for token in _TOKEN.findall(visible):
         if any("a" <= c <= "z" for c in token) and any(is_lookalike(c) for c in token):
             return True

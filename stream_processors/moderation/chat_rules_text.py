@@ -6,7 +6,9 @@ A blocked term must match however it is dressed up, so matching runs on a folded
 2. invisible characters removed: format characters (zero-width space/joiner/non-joiner, word joiner,
    soft hyphen, bidi controls) and the blank "filler" letters some scripts have;
 3. combining marks removed (NFD, drop ``Mn``/``Me``): struck-through letters and zalgo read plain;
-4. look-alikes from other scripts mapped to Latin (Cyrillic a, Greek omicron...);
+4. look-alikes mapped to Latin letters with Unicode's confusables data (Cyrillic a, Greek omicron,
+   Cherokee, Armenian, Lisu... about 400 letters; the ``confusable-homoglyphs`` package ships the
+   data, loaded once at import);
 5. leetspeak mapped to letters (``b4d`` -> ``bad``); ``1`` and ``|`` are ambiguous (``i`` or ``l``), so
    :func:`fold_variants` yields both readings.
 
@@ -19,18 +21,24 @@ not itself contain the look-alikes it maps.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib.resources import files
+from itertools import pairwise
 
 __all__ = [
+    "COMMON_SHORT_WORDS",
     "FoldedText",
     "combining_marks",
     "fold",
     "fold_variants",
+    "hides_in_words",
     "is_lookalike",
     "skeleton",
+    "spelled_apart",
     "squash",
     "visible_text",
     "words",
@@ -40,53 +48,50 @@ TEXTS_CACHED = 4096
 # Letters that render blank (Hangul fillers, braille blank) but are not format characters.
 _BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 
-# Cyrillic and Greek letters that look like Latin ones (after case folding).
-_CONFUSABLES = {
-    "\u0430": "a",  # Cyrillic a
-    "\u0431": "b",  # Cyrillic be (looks like 6/b)
-    "\u0432": "b",  # Cyrillic ve (small capital B)
-    "\u0435": "e",
-    "\u0451": "e",
-    "\u043a": "k",
-    "\u043c": "m",
-    "\u043d": "h",
-    "\u043e": "o",
-    "\u0440": "p",
-    "\u0441": "c",
-    "\u0442": "t",
-    "\u0443": "y",
-    "\u0445": "x",
-    "\u0455": "s",
-    "\u0456": "i",
-    "\u0457": "i",
-    "\u0458": "j",
-    "\u04bb": "h",
-    "\u04cf": "l",
-    "\u0501": "d",
-    "\u051b": "q",
-    "\u051d": "w",
-    "\u03b1": "a",  # Greek alpha
-    "\u03b2": "b",
-    "\u03b5": "e",
-    "\u03b9": "i",
-    "\u03ba": "k",
-    "\u03bd": "v",
-    "\u03bf": "o",
-    "\u03c1": "p",
-    "\u03c4": "t",
-    "\u03c5": "u",
-    "\u03c7": "x",
-    "\u03c9": "w",
-    "\u0131": "i",  # dotless i
-    "\u0261": "g",  # script g
-    "\u0251": "a",  # Latin alpha
-    "\u00f8": "o",
-    "\u0142": "l",
-    "\u0111": "d",
-    "\u00e6": "ae",
-    "\u0153": "oe",
-    "\u2113": "l",  # script small l
-}
+
+def _strip_marks(text: str) -> str:
+    if text.isascii():  # no ASCII character is or decomposes into a mark
+        return text
+    decomposed = unicodedata.normalize("NFD", text)
+    return "".join(c for c in decomposed if unicodedata.category(c) not in ("Mn", "Me"))
+
+
+def _latin_reading(glyph: str) -> str | None:
+    """What a homoglyph reads as in ASCII letters (``o`` + long solidus -> ``o``), or None."""
+    plain = _strip_marks(unicodedata.normalize("NFKC", glyph))
+    return plain.lower() if plain.isascii() and plain.isalpha() else None
+
+
+def _load_confusables() -> dict[str, str]:
+    """Unicode's confusables (confusables.txt, as the ``confusable-homoglyphs`` package ships it) as a
+    table from a case-folded non-ASCII letter to the ASCII letters it looks like.
+
+    Only letters that NFKC leaves alone are kept (the rest are folded before the table is used). A
+    letter is read through its own look-alikes, else through its capital's (Cyrillic small ve has no
+    Latin twin, its capital has: B).
+    """
+    data = json.loads((files("confusable_homoglyphs") / "confusables.json").read_text("utf-8"))
+    own: dict[str, str] = {}
+    capital: dict[str, str] = {}
+    for char, glyphs in data.items():
+        folded = char.casefold()
+        if len(folded) != 1 or folded.isascii() or not unicodedata.category(char).startswith("L"):
+            continue
+        if unicodedata.normalize("NFKC", folded) != folded:
+            continue
+        readings = [r for glyph in glyphs if (r := _latin_reading(glyph["c"])) is not None]
+        if readings:
+            (own if char == folded else capital).setdefault(folded, min(readings, key=len))
+    return {**capital, **own}
+
+
+# Loaded once, at import (~60 ms): about 400 letters of other scripts (and Latin ones outside ASCII).
+_CONFUSABLES = _load_confusables()
+# The look-alikes that are not Latin letters: mixed into a Latin word, they are an evasion marker.
+_OTHER_SCRIPT_LOOKALIKES = frozenset(
+    c for c in _CONFUSABLES if not unicodedata.name(c, "").startswith("LATIN")
+)
+
 _DIGITS = {
     "0": "o",
     "1": "i",
@@ -115,6 +120,12 @@ _ALTERNATIVE = str.maketrans({**_CONFUSABLES, **_DIGITS, "1": "l"})
 _SYMBOLS_ALTERNATIVE = {**_SYMBOLS, "|": "l", "!": "l"}
 _SYMBOL_IN_WORD = re.compile("[" + re.escape("".join(_SYMBOLS)) + r"](?=\S*?[^\W_])")
 _WORD = re.compile(r"[a-z]+")
+# Words of one or two letters chat writes on their own: a term split into these is no evasion, and
+# "the dot is" is no address.
+COMMON_SHORT_WORDS = frozenset(
+    "a i u am an as at be by do go he hi if in is it me my no of oh ok on or so to up us we ya yo ye "
+    "uh um eh ah ha hm mm gg ez gj gl hf wp ff ty np gz ur".split()
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +134,7 @@ class FoldedText:
 
     words: tuple[str, ...]  # folded words, with runs of single letters ("b a d") joined into one
     squashed: str  # every letter of the folded text, nothing else ("b.a d-word" -> "badword")
+    form: str = ""  # the folded text itself
 
 
 @lru_cache(maxsize=TEXTS_CACHED)
@@ -138,11 +150,6 @@ def _invisible(char: str) -> bool:
     return unicodedata.category(char) == "Cf" or char in _BLANK_LETTERS
 
 
-def _strip_marks(text: str) -> str:
-    decomposed = unicodedata.normalize("NFD", text)
-    return "".join(c for c in decomposed if unicodedata.category(c) not in ("Mn", "Me"))
-
-
 @lru_cache(maxsize=TEXTS_CACHED)
 def fold(text: str, *, alternative: bool = False) -> str:
     """The text as it reads: visible, without combining marks, look-alikes and leetspeak mapped."""
@@ -151,9 +158,27 @@ def fold(text: str, *, alternative: bool = False) -> str:
     return _SYMBOL_IN_WORD.sub(lambda m: symbols[m.group(0)], plain).translate(table)
 
 
+def hides_in_words(text: str) -> bool:
+    """Whether an invisible character touches a letter or digit (``bad`` + zero-width space +
+    ``word``), unlike the joiners inside emoji sequences."""
+    plain = unicodedata.normalize("NFKC", text)
+    if len(visible_text(text)) == len(plain.casefold()):
+        return False  # nothing invisible
+    for at, char in enumerate(plain):
+        if _invisible(char) and any(
+            _shown_alnum(n) for n in plain[max(0, at - 1) : at] + plain[at + 1 : at + 2]
+        ):
+            return True
+    return False
+
+
+def _shown_alnum(char: str) -> bool:
+    return char.isalnum() and not _invisible(char)
+
+
 def is_lookalike(char: str) -> bool:
     """Whether ``char`` (case folded) is a letter of another script that looks like a Latin one."""
-    return char in _CONFUSABLES and not char.isascii()
+    return char in _OTHER_SCRIPT_LOOKALIKES
 
 
 @lru_cache(maxsize=TEXTS_CACHED)
@@ -190,12 +215,56 @@ def squash(folded: str) -> str:
 def fold_variants(text: str) -> tuple[FoldedText, ...]:
     """Both leetspeak readings of ``text`` (one when they agree)."""
     forms = dict.fromkeys((fold(text), fold(text, alternative=True)))
-    return tuple(FoldedText(words(form), squash(form)) for form in forms)
+    return tuple(FoldedText(words(form), squash(form), form) for form in forms)
+
+
+def spelled_apart(folded: FoldedText, term: str) -> bool:
+    """Whether ``term``'s letters are spelled by whole pieces of the text in a way words are not.
+
+    Suspicious: a split inside a word (``ba-dword``, ``b.a.d word``), a split into fragments
+    (``ba dword``), or a multi-word term run together (``scamcoin``). Innocent: a term inside a longer
+    word (``classic``, ``badwordsmith``), one that starts or ends inside a word (``this hit``), and
+    ordinary words that line up with it across spaces (``pen is``, ``bad word``).
+    """
+    letters = term.replace(" ", "")
+    at = folded.squashed.find(letters)
+    if at < 0:
+        return False
+    runs = list(_WORD.finditer(folded.form))
+    pieces = tuple(m.group(0) for m in runs)
+    spaced = tuple(any(c.isspace() for c in folded.form[a.end() : b.start()]) for a, b in pairwise(runs))
+    while at >= 0:
+        span = _whole_pieces(pieces, at, at + len(letters))
+        if span is not None and not _ordinary_words(pieces[span[0] : span[1] + 1], spaced[span[0] : span[1]]):
+            return True
+        at = folded.squashed.find(letters, at + 1)
+    return False
+
+
+def _whole_pieces(pieces: tuple[str, ...], start: int, end: int) -> tuple[int, int] | None:
+    """``(first, last)`` pieces that make up exactly ``squashed[start:end]``, if any do."""
+    offset, first = 0, None
+    for index, piece in enumerate(pieces):
+        if offset == start:
+            first = index
+        offset += len(piece)
+        if offset == end:
+            return None if first is None else (first, index)
+        if offset > end:
+            return None
+    return None
+
+
+def _ordinary_words(span: tuple[str, ...], spaced: tuple[bool, ...]) -> bool:
+    """Two or more pieces, each a word (3+ letters or a common short one), whitespace between them."""
+    return len(span) > 1 and all(spaced) and all(len(p) >= 3 or p in COMMON_SHORT_WORDS for p in span)
 
 
 @lru_cache(maxsize=TEXTS_CACHED)
 def combining_marks(text: str) -> tuple[int, int, int]:
     """``(marks, bases, longest run of marks on one base)`` of the NFD form (zalgo measure)."""
+    if text.isascii():  # no marks: every visible character is a base
+        return 0, sum(1 for c in text if not c.isspace()), 0
     marks = bases = run = longest = 0
     for char in unicodedata.normalize("NFD", visible_text(text)):
         if unicodedata.category(char) in ("Mn", "Me"):

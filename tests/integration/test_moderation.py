@@ -234,7 +234,7 @@ async def _held_rules_and_undelete(
     await _eventually(lambda: _settings_terms(pool, stream), ["spoiler"])
 
     # held messages: approved by chat command, denied through chat.moderation
-    first, second = message(stream, "viewer", "bad word"), message(stream, "viewer", "ba-dword")
+    first, second = message(stream, "viewer", "ba dword"), message(stream, "viewer", "ba-dword")
     assert isinstance(await _decided(publisher, log, first), ChatMessageHeld)
     assert isinstance(await _decided(publisher, log, second), ChatMessageHeld)
     await publisher.publish(message(stream, "mod", f"/approve {first.message_id}"))

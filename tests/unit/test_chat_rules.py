@@ -6,8 +6,11 @@ fullwidth forms) are here on purpose: a blocked term must be found however it is
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -71,9 +74,7 @@ CASES = [
     Case("accented words are not evasion", "café déjà vu, ça va", A),
     Case("other scripts are fine", "Привет всем! 你好", A),
     Case("numbers stay numbers", "1v1 me on dust2 at 10pm", A),
-    Case(
-        "innocent word containing a term", "the classic badwordsmith move", H
-    ),  # squashed match: a person decides
+    Case("innocent word containing a term", "the classic badwordsmith move", A),
     # blocked terms and their evasions
     Case("term", "what a badword", R, BLOCKED),
     Case("term uppercase", "BADWORD!!!", R, BLOCKED),
@@ -95,9 +96,33 @@ CASES = [
     Case("dotted letters", "b.a.d.w.o.r.d", R, BLOCKED),
     Case("mixed evasion", "\uff42\u0430d\u200bw0r\u0301d", R, BLOCKED),
     Case("circled letters", "\u24d1\u24d0\u24d3\u24e6\u24de\u24e1\u24d3", R, BLOCKED),
-    Case("split across words", "bad word", H),
+    Case("split into fragments", "ba dword", H),
     Case("split with punctuation", "ba-dword", H),
-    Case("term inside a longer word", "xxbadwordxx", H),
+    Case("split with dots and spaces", "b.a d-word", H),
+    Case("multi-word term run together", "scamcoin now", H),
+    Case("multi-word term split into fragments", "sc am coin", H),
+    # look-alikes from Unicode's confusables data (not in the old hand-written table)
+    Case("cyrillic be and ve", "\u0431\u0430dword \u0432\u0430dword", R, BLOCKED),
+    Case("cherokee capital a", "b\u13aadword", R, BLOCKED),
+    Case("lisu capital s", "\ua4e2cam coin", R, BLOCKED),
+    Case("armenian o", "badw\u0585rd", R, BLOCKED),
+    Case("greek and cyrillic mixed", "\u03b2\u03b1dw\u03bfr\u0501", R, BLOCKED),
+    Case(
+        "mathematical bold",
+        "\U0001d41b\U0001d41a\U0001d41d\U0001d430\U0001d428\U0001d42b\U0001d41d",
+        R,
+        BLOCKED,
+    ),
+    Case("mathematical script and fraktur", "\U0001d4b7\U0001d51e\U0001d4b9word", R, BLOCKED),
+    Case("fullwidth multi-word", "\uff53\uff43\uff41\uff4d \uff43\uff4f\uff49\uff4e", R, BLOCKED),
+    Case("latin o with stroke and dotless i", "sc\u0430m c\u00f8\u0131n", R, BLOCKED),
+    # precision: innocent words are neither rejected nor held
+    Case("ordinary words line up across a space", "what a bad word to use", A),
+    Case("term starts inside a word", "i missed the scams coin flip", A),
+    Case("term inside a longer word", "xxbadwordxx", A),
+    Case("term across words, starting mid-word", "abad wordy take", A),
+    Case("short common words line up", "a bad wo rd", H),  # "wo", "rd" are fragments, not words
+    Case("words around punctuation", "so bad, word on the street is gg", A),
     # links
     Case("link allowed by default", "watch https://example.com/vod", A),
     Case("link denied", "watch https://example.com/vod", R, LINK, DENY_LINKS),
@@ -109,6 +134,38 @@ CASES = [
     Case("allow-listed subdomain", "m.youtube.com/watch?v=1", A, rules=ALLOWLIST),
     Case("not allow-listed", "free skins at skins.ru", R, LINK, ALLOWLIST),
     Case("look-alike domain", "twitch.tv.evil.io/login", R, LINK, ALLOWLIST),
+    # links by the public suffix list
+    Case("country domain", "free skins at scam.fr/x", R, LINK, DENY_LINKS),
+    Case("second-level suffix", "see evil.co.uk", R, LINK, DENY_LINKS),
+    Case("new gTLD", "x.xyz and y.lol and z.wtf", R, LINK, DENY_LINKS),
+    Case("brand-new style gTLD, no path", "drops at skins.casino", R, LINK, DENY_LINKS),
+    Case("IDN host in its script", "\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444", R, LINK, DENY_LINKS),
+    Case("punycode host", "xn--e1afmkfd.xn--p1ai/free", R, LINK, DENY_LINKS),
+    Case("look-alike letters in the host", "\u0455\u0441\u0430m.fr", R, LINK, DENY_LINKS),
+    Case(
+        "mathematical letters in the host",
+        "\U0001d42c\U0001d41c\U0001d41a\U0001d426.\U0001d41f\U0001d42b",
+        R,
+        LINK,
+        DENY_LINKS,
+    ),
+    Case("ideographic full stop", "scam\u3002fr", R, LINK, DENY_LINKS),
+    Case("any scheme", "hxxps://evil/login", R, LINK, DENY_LINKS),
+    Case("e-mail address", "write to me@scam.fr", R, LINK, DENY_LINKS),
+    Case("port and query", "lobby at game.example.net:27015?pw=1", R, LINK, DENY_LINKS),
+    Case("abbreviations are not links", "e.g. i.e. a.m. p.m. etc. vs. lol.", A, rules=DENY_LINKS),
+    Case("chat with dots is not a link", "gg.wp gg.ez lol.wut ok...sure", A, rules=DENY_LINKS),
+    Case("numbers and versions are not links", "1.5 3.5s v1.2.3 patch 7.35d 2-1", A, rules=DENY_LINKS),
+    Case("a spelled dot before a word", "the dot is red, dot it", A, rules=DENY_LINKS),
+    Case("look-alike allow-listed domain", "twit\u0441h.tv/login", R, LINK, ALLOWLIST),
+    Case("punycode of an allow-listed look-alike", "xn--twtch-3ve.tv", R, LINK, ALLOWLIST),
+    Case(
+        "fullwidth allow-listed domain",
+        "\uff54\uff57\uff49\uff54\uff43\uff48\uff0e\uff54\uff56",
+        A,
+        rules=ALLOWLIST,
+    ),
+    Case("unknown TLD with allow-list", "lol.wut", A, rules=ALLOWLIST),
     # caps, repetition, zalgo, length
     Case("shouting", "THIS IS THE BEST PLAY EVER SEEN", R, SPAM),
     Case("short caps are fine", "GG EZ", A),
@@ -160,6 +217,15 @@ CASES = [
     # held (risk score)
     Case("zero-width plus link", "check\u200b this https://example.com", H),
     Case("look-alikes plus link", "fr\u0435e skins https://example.com", H),
+    Case("cherokee look-alike plus bare link", "fr\u13acE skins scam.fr", H),
+    Case(
+        "emoji joiners are not evasion", "\U0001f468\u200d\U0001f469\u200d\U0001f467 https://example.com", A
+    ),
+    Case(
+        "a word of another script is not evasion",
+        "\u043f\u0440\u0438\u0432\u0435\u0442 https://example.com",
+        A,
+    ),
     Case("link alone is not enough", "https://example.com", A),
     # privileged senders
     Case(
@@ -205,7 +271,7 @@ def test_every_reason_the_rules_give_is_in_the_table() -> None:
 
 def test_held_messages_name_their_signals() -> None:
     rules = ChannelRules(blocked_terms=TERMS)
-    decision = evaluate("bad word", NOW, rules=rules, limits=LIMITS, sender=Sender(), history=SenderHistory())
+    decision = evaluate("ba dword", NOW, rules=rules, limits=LIMITS, sender=Sender(), history=SenderHistory())
     assert decision.signals == ("obfuscated_term",) and decision.score == 0.7
 
 
@@ -225,3 +291,30 @@ def test_deployment_rules_merge_with_the_channel() -> None:
     assert merged.link_policy is LinkPolicy.DENY and merged.link_allowlist == ("a.gg", "b.gg")
     own = limits.effective(ChannelRules(link_policy=LinkPolicy.ALLOW))
     assert own.link_policy is LinkPolicy.ALLOW
+
+
+def test_the_rules_load_their_data_without_the_network() -> None:
+    """The suffix list and the confusables ship in their packages: importing and deciding with every
+    socket refused works (a run must never try to fetch them)."""
+    code = (
+        "import socket\n"
+        "def refuse(*args, **kwargs):\n"
+        "    raise OSError('network used')\n"
+        "socket.socket.connect = refuse\n"
+        "socket.create_connection = refuse\n"
+        "socket.getaddrinfo = refuse\n"
+        "from datetime import UTC, datetime\n"
+        "from stream_processors.moderation.chat_rules import *\n"
+        "rules = ChannelRules(blocked_terms=('badword',), link_policy=LinkPolicy.DENY)\n"
+        "def verdict(text):\n"
+        "    return evaluate(text, datetime.now(UTC), rules=rules, limits=ChatLimits(), sender=Sender(),\n"
+        "                    history=SenderHistory()).verdict\n"
+        "assert verdict('see scam.fr/x') is Verdict.REJECTED\n"
+        "assert verdict('b\\u13aadword') is Verdict.REJECTED\n"
+        "assert verdict('gg.ez e.g. 1.5') is Verdict.ACCEPTED\n"
+    )
+    root = Path(__file__).parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False, cwd=root
+    )
+    assert done.returncode == 0, done.stderr

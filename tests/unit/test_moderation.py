@@ -242,17 +242,17 @@ def test_duplicates_and_rate_limit_use_the_remembered_history() -> None:
 
 def test_held_messages_wait_for_approve_or_deny() -> None:
     chat = Chat()
-    cause = submitted("viewer", "bad word", chat.clock, message_id="held-1")
+    cause = submitted("viewer", "ba dword", chat.clock, message_id="held-1")
     held = only(chat.feed(cause))
     assert isinstance(held, ChatMessageHeld) and (held.message_id, held.user_id) == ("held-1", "viewer")
     assert held.reasons == ("obfuscated_term",) and held.score == 0.7
-    assert held.causation_id == str(cause.event_id) and held.text == "bad word"
+    assert held.causation_id == str(cause.event_id) and held.text == "ba dword"
     assert "held-1" in chat.state.held
     assert chat.act("viewer", ModerationAction.APPROVE, target_message_id="held-1") == []  # not a moderator
     assert chat.act("mod", ModerationAction.UNBAN, target_message_id="held-1") == []  # no longer approves
     approved = only(chat.act("mod", ModerationAction.APPROVE, target_message_id="held-1"))
     assert isinstance(approved, ChatMessageAccepted) and approved.message_id == "held-1"
-    assert approved.text == "bad word" and approved.media_time_ms == 1234 and approved.approved_by == "mod"
+    assert approved.text == "ba dword" and approved.media_time_ms == 1234 and approved.approved_by == "mod"
     assert chat.state.held == {} and "held-1" in chat.state.shown
     assert chat.act("mod", ModerationAction.APPROVE, target_message_id="held-1") == []  # decided already
     chat.feed(submitted("viewer", "ba-dword", chat.clock, message_id="held-2"))
@@ -265,7 +265,7 @@ def test_held_messages_wait_for_approve_or_deny() -> None:
 
 def test_held_messages_by_chat_command() -> None:
     chat = Chat()
-    chat.feed(submitted("viewer", "bad word", chat.clock, message_id="h1"))
+    chat.feed(submitted("viewer", "ba dword", chat.clock, message_id="h1"))
     chat.feed(submitted("viewer", "ba-dword", chat.clock, message_id="h2"))
     refused = only(chat.say("mod", "/delete h1"))
     assert isinstance(refused, ChatMessageRejected) and "approve or deny" in refused.detail
@@ -425,7 +425,7 @@ def test_media_time_comes_from_the_ingest_clock() -> None:
 def test_state_round_trips_through_json() -> None:
     chat = Chat()
     chat.say("viewer", "hello")
-    chat.feed(submitted("viewer", "bad word", chat.clock, message_id="h"))
+    chat.feed(submitted("viewer", "ba dword", chat.clock, message_id="h"))
     chat.act("mod", ModerationAction.BAN, target_user_id="troll")
     chat.act("mod", ModerationAction.TIMEOUT, target_user_id="u-x")
     chat.say("mod", "/links deny")
