@@ -16,10 +16,13 @@ key as well, and converges whichever of the two topics is applied first.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
+from uuid import UUID
 
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from events.base import Event
@@ -39,9 +42,9 @@ from events.chat import (
     outcome_ids,
 )
 from events.topics import Topic
-from projections.projector import Apply, ApplyRun, Cursor, PostgresProjector, handles, handles_runs
+from projections.projector import Apply, Cursor, PostgresProjector
 
-__all__ = ["AUTOMOD", "HANDLERS", "NAME", "TOPICS", "chat_projector"]
+__all__ = ["AUTOMOD", "HANDLERS", "NAME", "TOPICS", "Plan", "apply_batch", "chat_projector", "plan"]
 
 NAME = "pg.chat"
 TOPICS = (Topic.CHAT_MESSAGES, Topic.CHAT_MODERATION)
@@ -60,12 +63,18 @@ FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::time
             %b::text[]) AS m(id, stream, author, name, text, at, media, reply)
 ON CONFLICT (message_id) DO NOTHING
 """
+# Every outcome of a batch in one statement, in log order. The reason an outcome event lacks (and
+# the request id) comes from its moderation request, which a batch inserts before its log rows.
 INSERT_LOG = """
 INSERT INTO moderation_log (event_id, stream_id, actor_id, action, target_user_id, target_message_id,
                             reason, duration_s, at, request_id, details)
-SELECT %(id)s, %(stream)s, %(actor)s, %(action)s, %(user)s, %(message)s,
-       COALESCE(NULLIF(%(reason)s, ''), r.reason, ''), %(duration)s, %(at)s, r.event_id, %(details)s
-FROM (SELECT 1) AS one LEFT JOIN moderation_requests r ON r.outcome_ids @> ARRAY[%(id)s::uuid]
+SELECT l.id, l.stream, l.actor, l.action, l.target_user, l.target_message,
+       COALESCE(NULLIF(l.reason, ''), r.reason, ''), l.duration, l.at, r.event_id, l.details::jsonb
+FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::int[],
+            %b::timestamptz[], %b::text[]) WITH ORDINALITY
+     AS l(id, stream, actor, action, target_user, target_message, reason, duration, at, details, n)
+LEFT JOIN moderation_requests r ON r.outcome_ids @> ARRAY[l.id]
+ORDER BY l.n
 ON CONFLICT (event_id) DO NOTHING
 """
 INSERT_REQUESTS = """
@@ -97,6 +106,31 @@ FROM (SELECT x.stream_id, x.user_id, EXISTS (SELECT 1 FROM chat_suspensions s
       FROM unnest(%b::text[], %b::text[]) AS x(stream_id, user_id)) AS a(stream_id, user_id, suspended)
 WHERE m.stream_id = a.stream_id AND m.user_id = a.user_id AND m.suspended <> a.suspended
 """
+DELETE_DELETIONS = "DELETE FROM chat_deletions WHERE message_id = ANY(%b::text[])"
+UPSERT_DELETIONS = """
+INSERT INTO chat_deletions (message_id, stream_id, deleted_by)
+SELECT * FROM unnest(%b::text[], %b::text[], %b::text[])
+ON CONFLICT (message_id) DO UPDATE SET deleted_by = EXCLUDED.deleted_by
+"""
+SET_DELETED = """
+UPDATE chat_messages AS m SET deleted = x.deleted
+FROM unnest(%b::text[], %b::bool[]) AS x(message_id, deleted) WHERE m.message_id = x.message_id
+"""
+DELETE_SUSPENSIONS = """
+DELETE FROM chat_suspensions AS s USING unnest(%b::text[], %b::text[]) AS x(stream_id, user_id)
+WHERE s.stream_id = x.stream_id AND s.user_id = x.user_id
+"""
+INSERT_SUSPENSIONS = """
+INSERT INTO chat_suspensions (stream_id, user_id, actor_id)
+SELECT * FROM unnest(%b::text[], %b::text[], %b::text[])
+ON CONFLICT DO NOTHING
+"""
+UPSERT_CLEAR = """
+INSERT INTO chat_clears (stream_id, cleared_before, cleared_by) VALUES (%s, %s, %s)
+ON CONFLICT (stream_id) DO UPDATE SET cleared_before = GREATEST(chat_clears.cleared_before,
+                                                                EXCLUDED.cleared_before)
+"""
+SET_CLEARED = "UPDATE chat_messages SET cleared = true WHERE stream_id = %s AND sent_at < %s"
 SUSPENSIONS = (UserBanned, UserTimedOut, UserUnbanned)
 LINK_OUTCOMES = """
 UPDATE moderation_log AS l SET request_id = r.event_id,
@@ -105,40 +139,176 @@ FROM moderation_requests AS r
 WHERE r.event_id = ANY(%b::uuid[]) AND l.event_id = ANY(r.outcome_ids)
 """
 
+Message = ChatMessageAccepted | ChatMessageRestored
+LogRow = tuple[UUID, str, str, str, str | None, str | None, str, int | None, datetime, str]
+StreamUser = tuple[str, str]
 
-async def _log(
-    cur: Cursor,
+
+@dataclass(slots=True)
+class Plan:
+    """What a batch of events writes, each table's rows at once, with the result of applying the
+    events one by one (see :func:`plan`)."""
+
+    requests: dict[UUID, ModerationActionRequested] = field(default_factory=dict)
+    messages: dict[str, tuple[Message, datetime]] = field(default_factory=dict)  # first one wins
+    undeleted: set[str] = field(default_factory=set)  # deletion rows removed (a restore)
+    deletions: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> stream, deleted_by
+    deleted: dict[str, bool] = field(default_factory=dict)  # the flag after the batch
+    unsuspended: set[StreamUser] = field(default_factory=set)  # suspension rows removed (an unban)
+    suspensions: dict[StreamUser, str] = field(default_factory=dict)  # -> the actor of the first ban
+    in_order: list[ChatSettingsChanged | ChatCleared] = field(default_factory=list)
+    log: dict[UUID, LogRow] = field(default_factory=dict)  # the first row of an event id wins
+
+
+def plan(events: Sequence[Event]) -> Plan:
+    """The rows ``events`` write, as if applied one by one, for :func:`apply_batch` (pure).
+
+    Deletions and suspensions: the last delete or restore of a message decides (a restore removes
+    the deletion row, the deleted_by of the last delete since then stays), the first ban since the
+    last unban names the actor (a ban of a suspended author changes nothing). Everything else
+    converges whatever the order: inserts keep the first row of a key, the hiding flags follow
+    the deletion, suspension and clear rows, the log looks its request up, and requests link the
+    log rows already there.
+    """
+    batch = Plan()
+    for e in events:
+        match e:
+            case ChatMessageAccepted():
+                batch.messages.setdefault(e.message_id, (e, e.occurred_at))
+            case ChatMessageDeleted():
+                first = batch.deletions.get(e.message_id, (e.stream_id, ""))
+                batch.deletions[e.message_id] = (first[0], e.deleted_by)
+                batch.deleted[e.message_id] = True
+            case ChatMessageRestored():
+                batch.messages.setdefault(e.message_id, (e, e.sent_at))
+                batch.undeleted.add(e.message_id)
+                batch.deletions.pop(e.message_id, None)
+                batch.deleted[e.message_id] = False
+            case UserBanned() | UserTimedOut():
+                batch.suspensions.setdefault((e.stream_id, e.user_id), e.actor_id)
+            case UserUnbanned():
+                batch.unsuspended.add((e.stream_id, e.user_id))
+                batch.suspensions.pop((e.stream_id, e.user_id), None)
+            case ModerationActionRequested():
+                batch.requests.setdefault(e.event_id, e)
+            case ChatSettingsChanged() | ChatCleared():
+                batch.in_order.append(e)
+        row = log_row(e)
+        if row is not None:
+            batch.log.setdefault(e.event_id, row)
+    return batch
+
+
+def log_row(e: Event) -> LogRow | None:
+    """The moderation log row of an outcome event; None for events that are not moderation."""
+    match e:
+        case ChatMessageAccepted(approved_by=str(moderator)):
+            return _row(e, e.stream_id, moderator, "approve", e.user_id, e.message_id)
+        case ChatMessageHeld():
+            details = {"score": e.score, "reasons": list(e.reasons), "text": e.text}
+            reason = ", ".join(e.reasons)
+            return _row(e, e.stream_id, AUTOMOD, "hold", e.user_id, e.message_id, reason, details=details)
+        case ChatMessageRejected(reason=RejectionReason.DENIED):  # the rules' rejections are not logged
+            return _row(e, e.stream_id, e.denied_by or "", "deny", e.user_id, e.message_id, e.detail)
+        case ChatMessageDeleted():
+            return _row(e, e.stream_id, e.deleted_by, "delete", None, e.message_id, e.reason)
+        case ChatMessageRestored():
+            return _row(e, e.stream_id, e.restored_by, "undelete", e.user_id, e.message_id, e.reason)
+        case UserBanned():
+            return _row(e, e.stream_id, e.actor_id, "ban", e.user_id, None, e.reason)
+        case UserTimedOut():
+            details = {"until": e.until.isoformat()}
+            return _row(
+                e, e.stream_id, e.actor_id, "timeout", e.user_id, None, e.reason, e.duration_s, details
+            )
+        case UserUnbanned():
+            return _row(e, e.stream_id, e.actor_id, "unban", e.user_id, None, e.reason)
+        case ChatSettingsChanged():
+            return _row(e, e.stream_id, e.actor_id, "settings", None, None, e.reason, details=_settings(e))
+        case ChatCleared():
+            details = {"cleared_before": _iso(e.cleared_before)}
+            return _row(e, e.stream_id, e.actor_id, "clear", None, None, e.reason, details=details)
+    return None
+
+
+def _row(
     e: Event,
-    *,
     stream_id: str,
     actor_id: str,
     action: str,
-    user_id: str | None = None,
-    message_id: str | None = None,
+    user_id: str | None,
+    message_id: str | None,
     reason: str = "",
     duration_s: int | None = None,
     details: Mapping[str, object] | None = None,
-) -> None:
-    await cur.execute(
-        INSERT_LOG,
-        {
-            "id": e.event_id,
-            "stream": stream_id,
-            "actor": actor_id,
-            "action": action,
-            "user": user_id,
-            "message": message_id,
-            "reason": reason,
-            "duration": duration_s,
-            "at": e.occurred_at,
-            "details": Jsonb(dict(details or {})),
-        },
+) -> LogRow:
+    detail = json.dumps(dict(details or {}))
+    return (
+        e.event_id,
+        stream_id,
+        actor_id,
+        action,
+        user_id,
+        message_id,
+        reason,
+        duration_s,
+        e.occurred_at,
+        detail,
     )
 
 
-async def _insert_messages(
-    cur: Cursor, messages: Sequence[tuple[ChatMessageAccepted | ChatMessageRestored, datetime]]
-) -> None:
+def _settings(e: ChatSettingsChanged) -> dict[str, object]:
+    return {
+        "slow_mode_s": e.slow_mode_s,
+        "followers_only_min_s": e.followers_only_min_s,
+        "blocked_terms_added": list(e.blocked_terms_added),
+        "blocked_terms_removed": list(e.blocked_terms_removed),
+        "link_policy": _link_policy(e),
+        "link_allowlist": list(e.link_allowlist),
+        "unique_chat": e.unique_chat,
+    }
+
+
+def _link_policy(e: ChatSettingsChanged) -> str | None:
+    return None if e.link_policy is None else e.link_policy.value
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds")
+
+
+def _columns(rows: Iterable[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows as one list per column (the multi-row statements take one array per column)."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+async def apply_batch(cur: Cursor, events: Sequence[Event]) -> None:
+    """Apply ``events`` with a few statements, whatever their number, giving the tables of applying
+    them one by one (:func:`plan`). The order of the statements matters: requests before the log
+    rows that look them up, messages before the flags and clears that update them."""
+    batch = plan(events)
+    if batch.requests:
+        await _insert_requests(cur, list(batch.requests.values()))
+    if batch.messages:
+        await _insert_messages(cur, list(batch.messages.values()))
+    await _write_deletions(cur, batch)
+    await _write_suspensions(cur, batch)
+    for e in batch.in_order:
+        if isinstance(e, ChatSettingsChanged):
+            await _upsert_settings(cur, e)
+        else:
+            await cur.execute(UPSERT_CLEAR, (e.stream_id, e.cleared_before, e.actor_id))
+            await cur.execute(SET_CLEARED, (e.stream_id, e.cleared_before))
+    if batch.log:
+        await cur.execute(INSERT_LOG, _columns(batch.log.values()))
+
+
+async def apply_one(cur: Cursor, e: Event) -> None:
+    """One event (the projector applies a failing batch event by event to name the culprit)."""
+    await apply_batch(cur, [e])
+
+
+async def _insert_messages(cur: Cursor, messages: Sequence[tuple[Message, datetime]]) -> None:
     """Insert messages (each with its sending time) in one statement, hidden as the flags say now."""
     rows = [
         (
@@ -153,199 +323,11 @@ async def _insert_messages(
         )
         for e, at in messages
     ]
-    await cur.execute(INSERT_MESSAGES, [list(column) for column in zip(*rows, strict=True)])
+    await cur.execute(INSERT_MESSAGES, _columns(rows))
 
 
-async def message_accepted(cur: Cursor, e: ChatMessageAccepted) -> None:
-    await messages_accepted(cur, [e])
-
-
-async def messages_accepted(cur: Cursor, events: Sequence[ChatMessageAccepted]) -> None:
-    """A run of accepted messages: one insert for all (a rebuild's batches are mostly these)."""
-    await _insert_messages(cur, [(e, e.occurred_at) for e in events])
-    for e in events:
-        if e.approved_by is not None:
-            await _log(
-                cur,
-                e,
-                stream_id=e.stream_id,
-                actor_id=e.approved_by,
-                action="approve",
-                user_id=e.user_id,
-                message_id=e.message_id,
-            )
-
-
-async def message_held(cur: Cursor, e: ChatMessageHeld) -> None:
-    await _log(
-        cur,
-        e,
-        stream_id=e.stream_id,
-        actor_id=AUTOMOD,
-        action="hold",
-        user_id=e.user_id,
-        message_id=e.message_id,
-        reason=", ".join(e.reasons),
-        details={"score": e.score, "reasons": list(e.reasons), "text": e.text},
-    )
-
-
-async def message_rejected(cur: Cursor, e: ChatMessageRejected) -> None:
-    """Only a moderator's denial of a held message is moderation; the rules' rejections are not logged."""
-    if e.reason is not RejectionReason.DENIED:
-        return
-    await _log(
-        cur,
-        e,
-        stream_id=e.stream_id,
-        actor_id=e.denied_by or "",
-        action="deny",
-        user_id=e.user_id,
-        message_id=e.message_id,
-        reason=e.detail,
-    )
-
-
-async def message_deleted(cur: Cursor, e: ChatMessageDeleted) -> None:
-    await cur.execute(
-        "INSERT INTO chat_deletions (message_id, stream_id, deleted_by) VALUES (%s, %s, %s)"
-        " ON CONFLICT (message_id) DO UPDATE SET deleted_by = EXCLUDED.deleted_by",
-        (e.message_id, e.stream_id, e.deleted_by),
-    )
-    await cur.execute("UPDATE chat_messages SET deleted = true WHERE message_id = %s", (e.message_id,))
-    await _log(
-        cur,
-        e,
-        stream_id=e.stream_id,
-        actor_id=e.deleted_by,
-        action="delete",
-        message_id=e.message_id,
-        reason=e.reason,
-    )
-
-
-async def message_restored(cur: Cursor, e: ChatMessageRestored) -> None:
-    await cur.execute("DELETE FROM chat_deletions WHERE message_id = %s", (e.message_id,))
-    await _insert_messages(cur, [(e, e.sent_at)])  # the event carries the message: converge even without it
-    await cur.execute("UPDATE chat_messages SET deleted = false WHERE message_id = %s", (e.message_id,))
-    await _log(
-        cur,
-        e,
-        stream_id=e.stream_id,
-        actor_id=e.restored_by,
-        action="undelete",
-        user_id=e.user_id,
-        message_id=e.message_id,
-        reason=e.reason,
-    )
-
-
-async def _suspend(cur: Cursor, stream_id: str, user_id: str, actor_id: str) -> None:
-    """The author's messages are hidden by :func:`settle_suspensions` at the end of the batch."""
-    await cur.execute(
-        "INSERT INTO chat_suspensions (stream_id, user_id, actor_id) VALUES (%s, %s, %s)"
-        " ON CONFLICT DO NOTHING",
-        (stream_id, user_id, actor_id),
-    )
-
-
-async def user_banned(cur: Cursor, e: UserBanned) -> None:
-    await _suspend(cur, e.stream_id, e.user_id, e.actor_id)
-    await _log(
-        cur, e, stream_id=e.stream_id, actor_id=e.actor_id, action="ban", user_id=e.user_id, reason=e.reason
-    )
-
-
-async def user_timed_out(cur: Cursor, e: UserTimedOut) -> None:
-    await _suspend(cur, e.stream_id, e.user_id, e.actor_id)
-    await _log(
-        cur,
-        e,
-        stream_id=e.stream_id,
-        actor_id=e.actor_id,
-        action="timeout",
-        user_id=e.user_id,
-        reason=e.reason,
-        duration_s=e.duration_s,
-        details={"until": e.until.isoformat()},
-    )
-
-
-async def user_unbanned(cur: Cursor, e: UserUnbanned) -> None:
-    """The author's messages come back in :func:`settle_suspensions` at the end of the batch."""
-    await cur.execute(
-        "DELETE FROM chat_suspensions WHERE stream_id = %s AND user_id = %s", (e.stream_id, e.user_id)
-    )
-    await _log(
-        cur, e, stream_id=e.stream_id, actor_id=e.actor_id, action="unban", user_id=e.user_id, reason=e.reason
-    )
-
-
-async def settings_changed(cur: Cursor, e: ChatSettingsChanged) -> None:
-    link_policy = None if e.link_policy is None else e.link_policy.value
-    await cur.execute(
-        UPSERT_SETTINGS,
-        {
-            "stream": e.stream_id,
-            "slow": e.slow_mode_s,
-            "followers": e.followers_only_min_s,
-            "terms": list(e.blocked_terms),
-            "links": link_policy,
-            "allowlist": list(e.link_allowlist),
-            "unique": e.unique_chat,
-            "actor": e.actor_id,
-            "at": e.occurred_at,
-            "id": e.event_id,
-        },
-    )
-    details = {
-        "slow_mode_s": e.slow_mode_s,
-        "followers_only_min_s": e.followers_only_min_s,
-        "blocked_terms_added": list(e.blocked_terms_added),
-        "blocked_terms_removed": list(e.blocked_terms_removed),
-        "link_policy": link_policy,
-        "link_allowlist": list(e.link_allowlist),
-        "unique_chat": e.unique_chat,
-    }
-    await _log(
-        cur,
-        e,
-        stream_id=e.stream_id,
-        actor_id=e.actor_id,
-        action="settings",
-        reason=e.reason,
-        details=details,
-    )
-
-
-async def chat_cleared(cur: Cursor, e: ChatCleared) -> None:
-    await cur.execute(
-        "INSERT INTO chat_clears (stream_id, cleared_before, cleared_by) VALUES (%s, %s, %s)"
-        " ON CONFLICT (stream_id) DO UPDATE SET cleared_before = GREATEST(chat_clears.cleared_before,"
-        " EXCLUDED.cleared_before)",
-        (e.stream_id, e.cleared_before, e.actor_id),
-    )
-    await cur.execute(
-        "UPDATE chat_messages SET cleared = true WHERE stream_id = %s AND sent_at < %s",
-        (e.stream_id, e.cleared_before),
-    )
-    details = {"cleared_before": _iso(e.cleared_before)}
-    await _log(
-        cur, e, stream_id=e.stream_id, actor_id=e.actor_id, action="clear", reason=e.reason, details=details
-    )
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds")
-
-
-async def action_requested(cur: Cursor, e: ModerationActionRequested) -> None:
-    await actions_requested(cur, [e])
-
-
-async def actions_requested(cur: Cursor, events: Sequence[ModerationActionRequested]) -> None:
-    """Record the requests and lend each its id and reason to outcomes already logged (two statements
-    for a whole run: ``chat.moderation`` holds nothing else)."""
+async def _insert_requests(cur: Cursor, requests: Sequence[ModerationActionRequested]) -> None:
+    """Record the requests and lend each its id and reason to outcomes already logged."""
     rows = [
         (
             e.event_id,
@@ -359,10 +341,47 @@ async def actions_requested(cur: Cursor, events: Sequence[ModerationActionReques
             e.occurred_at,
             ",".join(outcome_ids(str(e.event_id))),
         )
-        for e in events
+        for e in requests
     ]
-    await cur.execute(INSERT_REQUESTS, [list(column) for column in zip(*rows, strict=True)])
-    await cur.execute(LINK_OUTCOMES, ([e.event_id for e in events],))
+    await cur.execute(INSERT_REQUESTS, _columns(rows))
+    await cur.execute(LINK_OUTCOMES, ([e.event_id for e in requests],))
+
+
+async def _write_deletions(cur: Cursor, batch: Plan) -> None:
+    if batch.undeleted:
+        await cur.execute(DELETE_DELETIONS, (sorted(batch.undeleted),))
+    if batch.deletions:
+        rows = [(message_id, stream, by) for message_id, (stream, by) in batch.deletions.items()]
+        await cur.execute(UPSERT_DELETIONS, _columns(rows))
+    if batch.deleted:
+        await cur.execute(SET_DELETED, _columns(batch.deleted.items()))
+
+
+async def _write_suspensions(cur: Cursor, batch: Plan) -> None:
+    """The author's messages are hidden (or shown again) by :func:`settle_suspensions` at the end."""
+    if batch.unsuspended:
+        await cur.execute(DELETE_SUSPENSIONS, _columns(sorted(batch.unsuspended)))
+    if batch.suspensions:
+        rows = [(stream, user, actor) for (stream, user), actor in batch.suspensions.items()]
+        await cur.execute(INSERT_SUSPENSIONS, _columns(rows))
+
+
+async def _upsert_settings(cur: Cursor, e: ChatSettingsChanged) -> None:
+    await cur.execute(
+        UPSERT_SETTINGS,
+        {
+            "stream": e.stream_id,
+            "slow": e.slow_mode_s,
+            "followers": e.followers_only_min_s,
+            "terms": list(e.blocked_terms),
+            "links": _link_policy(e),
+            "allowlist": list(e.link_allowlist),
+            "unique": e.unique_chat,
+            "actor": e.actor_id,
+            "at": e.occurred_at,
+            "id": e.event_id,
+        },
+    )
 
 
 async def settle_suspensions(cur: Cursor, events: Sequence[Event]) -> None:
@@ -377,29 +396,20 @@ async def settle_suspensions(cur: Cursor, events: Sequence[Event]) -> None:
         await cur.execute(SETTLE_SUSPENDED, ([s for s, _ in authors], [u for _, u in authors]))
 
 
-HANDLERS: Mapping[type[Event], Apply] = dict(
-    [
-        handles(ChatMessageAccepted, message_accepted),
-        handles(ChatMessageHeld, message_held),
-        handles(ChatMessageRejected, message_rejected),
-        handles(ChatMessageDeleted, message_deleted),
-        handles(ChatMessageRestored, message_restored),
-        handles(UserBanned, user_banned),
-        handles(UserTimedOut, user_timed_out),
-        handles(UserUnbanned, user_unbanned),
-        handles(ChatSettingsChanged, settings_changed),
-        handles(ChatCleared, chat_cleared),
-        handles(ModerationActionRequested, action_requested),
-    ]
+HANDLED = (
+    ChatMessageAccepted,
+    ChatMessageHeld,
+    ChatMessageRejected,
+    ChatMessageDeleted,
+    ChatMessageRestored,
+    UserBanned,
+    UserTimedOut,
+    UserUnbanned,
+    ChatSettingsChanged,
+    ChatCleared,
+    ModerationActionRequested,
 )
-
-
-RUNS: Mapping[type[Event], ApplyRun] = dict(
-    [
-        handles_runs(ChatMessageAccepted, messages_accepted),
-        handles_runs(ModerationActionRequested, actions_requested),
-    ]
-)
+HANDLERS: Mapping[type[Event], Apply] = {event_type: apply_one for event_type in HANDLED}
 
 
 def chat_projector(pool: AsyncConnectionPool, *, schema: str = "public") -> PostgresProjector:
@@ -409,7 +419,7 @@ def chat_projector(pool: AsyncConnectionPool, *, schema: str = "public") -> Post
         name=NAME,
         topics=TOPICS,
         handlers=HANDLERS,
-        runs=RUNS,
+        batch=apply_batch,
         schema=schema,
         settle=settle_suspensions,
     )

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -42,7 +43,17 @@ from projections.projector import Partition, partition_of
 from projections.redis_keys import ChatKeys
 from projections.redis_projector import RedisProjector, next_offsets, offset_fields
 
-__all__ = ["NAME", "RECENT", "TOPICS", "WINDOW", "ChatKeys", "RecentChatProjector", "next_window", "recent"]
+__all__ = [
+    "NAME",
+    "RECENT",
+    "TOPICS",
+    "WINDOW",
+    "ChatKeys",
+    "RecentChatProjector",
+    "fold",
+    "next_window",
+    "recent",
+]
 
 log = logging.getLogger(__name__)
 
@@ -69,33 +80,58 @@ def empty_window() -> Window:
 
 
 def next_window(window: Window, consumed: ConsumedEvent) -> Window:
-    """The stream's window after one event (pure: ``window`` is left as it was).
+    """The stream's window after one event (pure: ``window`` is left as it was)."""
+    return fold(window, [consumed])[0]
 
-    A shallow copy is enough because nothing below edits a list or a record in place: every change
-    assigns a new list. (A deep copy of the 300-message window per event was half of a rebuild's CPU.)
+
+def fold(window: Window, events: Iterable[ConsumedEvent]) -> tuple[Window, bool]:
+    """The stream's window after ``events`` (in log order), and whether any of them changed it (pure:
+    ``window`` is left as it was).
+
+    The window is copied once and changed in place, the message ids kept in a set: per event, a
+    copy of the 300 messages and a scan of their ids cost a rebuild about 0.2 s of CPU per 10,000
+    messages (and a deep copy per event once half of its CPU).
     """
-    w = dict(window)
-    e = consumed.event
-    if isinstance(e, ChatMessageAccepted):
-        _accept(w, e, str(consumed.position))
-    elif isinstance(e, ChatMessageDeleted):
-        w["deleted"] = ([d for d in w["deleted"] if d != e.message_id] + [e.message_id])[-WINDOW:]
-    elif isinstance(e, ChatMessageRestored):
-        w["deleted"] = [d for d in w["deleted"] if d != e.message_id]
-    elif isinstance(e, UserBanned | UserTimedOut):
-        w["suspended"] = sorted({*w["suspended"], e.user_id})
-    elif isinstance(e, UserUnbanned):
-        w["suspended"] = [u for u in w["suspended"] if u != e.user_id]
-    elif isinstance(e, ChatCleared):
-        before = e.cleared_before.isoformat(timespec="milliseconds")
-        w["cleared_before"] = max(before, w["cleared_before"] or "")
-    return w
+    messages = deque(window["messages"])
+    ids = set(map(_MESSAGE_ID, messages))
+    deleted: list[str] = window["deleted"]
+    suspended: list[str] = window["suspended"]
+    cleared: str | None = window["cleared_before"]
+    changed = False
+    for consumed in events:
+        e = consumed.event
+        if isinstance(e, ChatMessageAccepted):
+            if e.message_id in ids:
+                continue
+            messages.append(_record(e, str(consumed.position)))
+            ids.add(e.message_id)
+            while len(messages) > WINDOW:
+                ids.discard(messages.popleft()["message_id"])
+            changed = True
+            continue
+        before = (deleted, suspended, cleared)
+        if isinstance(e, ChatMessageDeleted):
+            deleted = ([d for d in deleted if d != e.message_id] + [e.message_id])[-WINDOW:]
+        elif isinstance(e, ChatMessageRestored):
+            deleted = [d for d in deleted if d != e.message_id]
+        elif isinstance(e, UserBanned | UserTimedOut):
+            suspended = sorted({*suspended, e.user_id})
+        elif isinstance(e, UserUnbanned):
+            suspended = [u for u in suspended if u != e.user_id]
+        elif isinstance(e, ChatCleared):
+            cleared = max(e.cleared_before.isoformat(timespec="milliseconds"), cleared or "")
+        changed = changed or (deleted, suspended, cleared) != before
+    after = {
+        "messages": list(messages),
+        "suspended": suspended,
+        "deleted": deleted,
+        "cleared_before": cleared,
+    }
+    return after, changed
 
 
-def _accept(w: Window, e: ChatMessageAccepted, position: str) -> None:
-    if e.message_id in map(_MESSAGE_ID, w["messages"]):  # a scan in C, not a generator: 1.7x faster
-        return
-    record = {
+def _record(e: ChatMessageAccepted, position: str) -> dict[str, Any]:
+    return {
         "message_id": e.message_id,
         "user_id": e.user_id,
         "display_name": e.display_name,
@@ -106,7 +142,6 @@ def _accept(w: Window, e: ChatMessageAccepted, position: str) -> None:
         "reply_to_message_id": e.reply_to_message_id,
         "position": position,
     }
-    w["messages"] = [*w["messages"], record][-WINDOW:]
 
 
 def recent(window: Window) -> list[dict[str, Any]]:
@@ -168,13 +203,14 @@ class RecentChatProjector(RedisProjector):
 
 
 def _apply_all(windows: dict[str, Window], batch: Sequence[ConsumedEvent]) -> set[str]:
-    changed: set[str] = set()
+    by_stream: dict[str, list[ConsumedEvent]] = {}
     for consumed in batch:
-        if not isinstance(consumed.event, EVENTS):
-            continue
-        stream_id = consumed.event.stream_id
-        new = next_window(windows[stream_id], consumed)
-        if new != windows[stream_id]:
-            windows[stream_id] = new
+        if isinstance(consumed.event, EVENTS):
+            by_stream.setdefault(consumed.event.stream_id, []).append(consumed)
+    changed: set[str] = set()
+    for stream_id, events in by_stream.items():
+        window, differs = fold(windows[stream_id], events)
+        if differs:
+            windows[stream_id] = window
             changed.add(stream_id)
     return changed

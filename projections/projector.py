@@ -23,11 +23,10 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from itertools import groupby
 from typing import Any, Protocol, TypeVar, cast
 
 import psycopg
-from psycopg import AsyncCursor
+from psycopg import AsyncCursor, sql
 from psycopg_pool import AsyncConnectionPool
 
 from events.base import Event
@@ -40,7 +39,7 @@ from projections.database import checked_schema
 
 __all__ = [
     "Apply",
-    "ApplyRun",
+    "ApplyBatch",
     "BatchStore",
     "Cursor",
     "Partition",
@@ -51,18 +50,19 @@ __all__ = [
     "consumer_for",
     "group_id",
     "handles",
-    "handles_runs",
     "project",
     "store_with_retries",
 ]
 
 log = logging.getLogger(__name__)
 
+SERIALIZABLE = "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"
+READ_COMMITTED = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED"
 CONFLICT_RETRIES = 20  # a batch that lost a serialization conflict is applied again this many times
 
 Cursor = AsyncCursor[Any]
 Apply = Callable[[Cursor, Event], Awaitable[None]]
-ApplyRun = Callable[[Cursor, Sequence[Event]], Awaitable[None]]
+ApplyBatch = Callable[[Cursor, Sequence[Event]], Awaitable[None]]
 Settle = Callable[[Cursor, Sequence[Event]], Awaitable[None]]
 Partition = tuple[str, int]  # (catalogue topic, partition)
 E = TypeVar("E", bound=Event)
@@ -84,13 +84,6 @@ READ_OFFSETS = "SELECT topic, partition, next_offset FROM projection_offsets WHE
 def handles(event_type: type[E], apply: Callable[[Cursor, E], Awaitable[None]]) -> tuple[type[Event], Apply]:
     """A dispatch-table entry: ``dict([handles(StreamCreated, stream_created), ...])`` (typed)."""
     return event_type, cast(Apply, apply)
-
-
-def handles_runs(
-    event_type: type[E], apply: Callable[[Cursor, Sequence[E]], Awaitable[None]]
-) -> tuple[type[Event], ApplyRun]:
-    """A ``runs`` entry: ``apply(cur, events)`` for consecutive events of one type (typed)."""
-    return event_type, cast(ApplyRun, apply)
 
 
 class ProjectionFailed(Exception):
@@ -219,9 +212,10 @@ class PostgresProjector:
 
     ``handlers`` maps an event type to ``async apply(cur, event)`` (SQL only, idempotent by key);
     event types without a handler are read past. ``schema`` holds both the tables and
-    ``projection_offsets``. ``runs`` maps an event type to ``async apply(cur, events)`` applying
-    consecutive events of that type at once (one multi-row statement instead of one each), with the
-    same result as its handler applied to each in turn. ``settle(cur, events)``, if given, runs
+    ``projection_offsets``. ``batch(cur, events)``, if given, applies a whole batch at once (a few
+    multi-row statements instead of some per event), with the same result as the handlers applied
+    to each event in turn; the handlers then only name the event of a failing batch.
+    ``settle(cur, events)``, if given, runs
     after a batch's events in the same transaction: a column derived from many rows (every message
     of a banned user) is then written once per batch rather than once per event (a rebuild's
     batches repeat such events).
@@ -234,18 +228,30 @@ class PostgresProjector:
         name: str,
         topics: Sequence[str],
         handlers: Mapping[type[Event], Apply],
-        runs: Mapping[type[Event], ApplyRun] | None = None,
+        batch: ApplyBatch | None = None,
         schema: str = "public",
         settle: Settle | None = None,
     ) -> None:
         self._pool = pool
         self._handlers = handlers
-        self._runs = runs or {}
+        self._batch = batch
         self._settle = settle
         self._schema = checked_schema(schema)
         self.name = name
         self.topics = tuple(topics)
         self.stats = ProjectorStats()
+        self._isolation = SERIALIZABLE  # see the module docstring; :meth:`sole_writer` relaxes it
+
+    def sole_writer(self) -> None:
+        """Run the batches READ COMMITTED: only for a schema no other process writes or reads.
+
+        SERIALIZABLE is there for twins (two processes applying the two topics of a join at once);
+        ``esports rebuild`` writes its shadow schema alone (one rebuild per schema, one task per
+        projector, batches in turn) and nobody reads it before the swap, so nothing can interleave
+        with a batch, and the predicate locks and conflict checks are pure cost (about 20% of a
+        rebuild). The swap itself takes its own locks (:mod:`projections.rebuild.swap`).
+        """
+        self._isolation = READ_COMMITTED
 
     async def start_positions(self, partitions: list[Partition]) -> dict[Partition, int]:
         """Stored next offsets; 0 (the beginning) for partitions never applied, so the group's own
@@ -284,22 +290,35 @@ class PostgresProjector:
         async with self._transaction() as cur:
             applied_up_to = await self._lock_offsets(cur, batch)
             fresh = [c for c in batch if c.position.offset >= applied_up_to[partition_of(c)]]
+            next_offsets = _next_offsets(batch)
             if pipelined:
-                await self._apply_pipelined(cur, fresh)
+                await self._apply_pipelined(cur, fresh, next_offsets)
             else:
                 for consumed in fresh:
                     await self._apply(cur, consumed)
-            if self._settle is not None:
-                await self._settle(cur, [c.event for c in fresh])
-            next_offsets = _next_offsets(batch)
-            await _save_offsets(cur, self.name, next_offsets)
+                await self._finish(cur, fresh, next_offsets)
         self.stats.record(len(fresh), len(batch) - len(fresh), next_offsets)
 
-    async def _apply_pipelined(self, cur: Cursor, batch: Sequence[ConsumedEvent]) -> None:
+    async def _finish(
+        self, cur: Cursor, fresh: Sequence[ConsumedEvent], next_offsets: Mapping[Partition, int]
+    ) -> None:
+        """Settle what the batch changed, and move the offsets past it."""
+        if self._settle is not None:
+            await self._settle(cur, [c.event for c in fresh])
+        await _save_offsets(cur, self.name, next_offsets)
+
+    async def _apply_pipelined(
+        self, cur: Cursor, batch: Sequence[ConsumedEvent], next_offsets: Mapping[Partition, int]
+    ) -> None:
+        """The batch, its settling and its offsets in one round trip."""
         try:
             async with cur.connection.pipeline():
-                for event_type, run in groupby(batch, key=lambda c: type(c.event)):
-                    await self._apply_run(cur, event_type, list(run))
+                if self._batch is not None:
+                    await self._apply_batch(cur, batch)
+                else:
+                    for consumed in batch:
+                        await self._apply(cur, consumed, pipelined=True)
+                await self._finish(cur, batch, next_offsets)
         except psycopg.errors.PipelineAborted as e:
             raise _Unattributed from e
         except psycopg.OperationalError:
@@ -307,16 +326,12 @@ class PostgresProjector:
         except psycopg.Error as e:
             raise _Unattributed from e
 
-    async def _apply_run(self, cur: Cursor, event_type: type[Event], run: list[ConsumedEvent]) -> None:
-        """Consecutive events of one type, pipelined: at once if ``runs`` says how. An error there
-        cannot be told to an event (the batch is then applied again one event at a time)."""
-        apply_run = self._runs.get(event_type)
-        if apply_run is None or len(run) == 1:
-            for consumed in run:
-                await self._apply(cur, consumed, pipelined=True)
-            return
+    async def _apply_batch(self, cur: Cursor, batch: Sequence[ConsumedEvent]) -> None:
+        """The whole batch at once. An error there cannot be told to an event (the batch is then
+        applied again one event at a time)."""
+        assert self._batch is not None
         try:
-            await apply_run(cur, [c.event for c in run])
+            await self._batch(cur, [c.event for c in batch if type(c.event) in self._handlers])
         except psycopg.OperationalError:
             raise  # the connection, not the events: the whole batch is retried
         except Exception as e:
@@ -326,12 +341,19 @@ class PostgresProjector:
     async def _transaction(self) -> AsyncIterator[Cursor]:
         try:
             async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-                await cur.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")  # see the docstring
-                # Also set per transaction: correct even on a pool built for another schema.
-                await cur.execute("SELECT set_config('search_path', %s, true)", (self._schema,))
+                # The isolation (see the module docstring and sole_writer), and the search path set
+                # per transaction too: correct even on a pool built for another schema. One round
+                # trip (no parameters: several statements may go in one query).
+                await cur.execute(self._setup)
                 yield cur
         except psycopg.Error as e:
             raise translate(e, f"projector {self.name}") from e
+
+    @property
+    def _setup(self) -> sql.Composed:
+        return sql.SQL("{}; SELECT set_config('search_path', {}, true)").format(
+            sql.SQL(self._isolation), sql.Literal(self._schema)
+        )
 
     async def _lock_offsets(self, cur: Cursor, batch: Sequence[ConsumedEvent]) -> dict[Partition, int]:
         partitions = sorted({partition_of(c) for c in batch})  # one lock order: no deadlock between twins

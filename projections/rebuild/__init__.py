@@ -2,7 +2,9 @@
 
 - ``command``: the rebuild itself (shadow, catch-up, swaps) and the command's ``run``
 - ``options``: the command's options
-- ``reader``: a projector's topics read between two positions, decoded
+- ``catch_up``: shadow stores brought to target positions, each writing its own batches
+- ``reader``: the projectors' topics read once between two positions, decoded once, shared out
+- ``worker``: a share of the catch-up in a forked second process
 - ``swap``: the atomic PostgreSQL and Redis swaps
 - ``progress``: the progress line on stderr
 

@@ -3,9 +3,11 @@
 1. The projectors of :func:`projections.service.build_stores` (the one registry: whatever the
    service runs is rebuilt) are built on a *shadow*: PostgreSQL schema ``rebuild_<live schema>``,
    created from the same migrations, and Redis key prefix ``rebuild:<live prefix>``.
-2. Each reads its topics from the shadow's stored positions (the beginning, the first time) up to
-   the end offsets captured at start, applying batches with the very exactly-once machinery of the
-   live service (offsets in the shadow, in the same transaction / MULTI/EXEC as the rows / keys).
+2. Each catches up from the shadow's stored positions (the beginning, the first time) to the end
+   offsets captured at start, applying batches with the very exactly-once machinery of the live
+   service (offsets in the shadow, in the same transaction / MULTI/EXEC as the rows / keys). One
+   reader reads each partition once for the projectors that share it (:mod:`~.reader`); on two or
+   more cores a forked worker process applies a share of the projectors (:mod:`~.worker`).
    Interrupted (Ctrl-C, ``kill -9``), it continues from those positions when run again.
 3. Swap (:mod:`projections.rebuild.swap`): PostgreSQL first (one transaction), then Redis (one
    script per read model). The live projector keeps serving throughout and goes on from the
@@ -20,12 +22,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
+import os
 import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import AsyncExitStack, aclosing, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from psycopg_pool import AsyncConnectionPool
@@ -42,10 +46,10 @@ from projections.projector import (
     Partition,
     PostgresProjector,
     ProjectionFailed,
-    store_with_retries,
 )
+from projections.rebuild.catch_up import CatchUp, Interrupted, RebuildFailed
 from projections.rebuild.progress import Progress
-from projections.rebuild.reader import TopicReader, partition_counts, read_ahead
+from projections.rebuild.reader import FanOutReader, partition_counts
 from projections.rebuild.swap import (
     LiveOffsets,
     PostgresSwap,
@@ -55,6 +59,7 @@ from projections.rebuild.swap import (
     redis_swap,
     schema_swap,
 )
+from projections.rebuild.worker import Done, Shadow, catch_up_in_worker, split
 from projections.redis_keys import checked_prefix
 from projections.redis_projector import RedisProjector, glob_escape, owned_key_patterns
 from projections.service import build_stores
@@ -78,24 +83,21 @@ log = logging.getLogger(__name__)
 
 POSTGRES, REDIS = "postgres", "redis"
 SWAP_ATTEMPTS = 20  # Redis: catch up with the live projector and try the swap again this often
-READ_AHEAD = 2  # batches each projector's reader fetches and decodes while its store writes
 # Events per batch: the live projector's batches are sized for latency, a rebuild's for throughput
 # (fewer transactions and offset writes, longer runs for the multi-row statements; bench/rebuild.py
 # ran about 15% faster with 2,000 than with the live 500).
 BATCH_SIZE = 2000
+# Allocations between two young-generation garbage collections during a rebuild (Python's default:
+# 700). A rebuild allocates a few objects per event, nearly all short-lived and without cycles; with
+# the default, collecting took about 14% of its CPU (paired runs of bench/rebuild.py's rebuild).
+GC_THRESHOLD = 20_000
+# Processes applying the catch-up: a forked worker takes a share of the projectors (worker.py).
+PROCESSES = 2 if (os.cpu_count() or 1) > 1 else 1
 FATAL = (DatabaseError, CacheError, KafkaError, ProjectionFailed, ShadowBehind)
 
 
 class SelectionError(ValueError):
     """A projection name that is not registered (a usage error)."""
-
-
-class Interrupted(Exception):
-    """Ctrl-C (or SIGTERM): the rebuild stopped after the batch it was storing, before any swap."""
-
-
-class RebuildFailed(Exception):
-    """The rebuild could not finish; the shadow is kept, so running it again resumes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +109,7 @@ class Options:
     redis_prefix: str = ""
     fresh: bool = False
     batch_size: int = BATCH_SIZE
+    processes: int = PROCESSES
 
 
 @dataclass(slots=True)
@@ -121,6 +124,7 @@ class Summary:
     undecodable: int = 0
     swaps_refused: int = 0
     per_store: dict[str, tuple[int, float]] = field(default_factory=dict)  # events, seconds
+    worker_cpu_s: float = 0.0  # CPU time of the worker process, if one applied a share
 
 
 def shadow_schema(live: str) -> str:
@@ -153,57 +157,6 @@ def select(stores: Sequence[BatchStore], names: Sequence[str]) -> list[BatchStor
     return [s for s in stores if s.name in chosen]
 
 
-class CatchUp:
-    """Brings shadow stores to target positions, each reading its own topics concurrently."""
-
-    def __init__(
-        self, readers: Mapping[str, TopicReader], progress: Progress, stop: asyncio.Event | None = None
-    ) -> None:
-        self._readers = readers
-        self._progress = progress
-        self._stop = stop or asyncio.Event()  # set by Ctrl-C: each projector stops after its batch
-        self.events = 0
-        self.per_store: dict[str, int] = {}  # events applied per projector
-        self.seconds: dict[str, float] = {}  # ... and the time it took, over every catch-up round
-
-    async def run(self, stores: Sequence[BatchStore], targets: Mapping[str, Mapping[Partition, int]]) -> None:
-        async with asyncio.TaskGroup() as tasks:
-            for store in stores:
-                if targets.get(store.name):
-                    tasks.create_task(self._one(store, targets[store.name]), name=f"rebuild {store.name}")
-
-    async def remaining(
-        self, stores: Sequence[BatchStore], targets: Mapping[str, Mapping[Partition, int]]
-    ) -> int:
-        """Offsets between the stores' stored positions and ``targets``."""
-        total = 0
-        for store in stores:
-            wanted = targets.get(store.name, {})
-            starts = await store.start_positions(list(wanted))
-            total += sum(max(0, offset - starts[p]) for p, offset in wanted.items())
-        return total
-
-    async def _one(self, store: BatchStore, targets: Mapping[Partition, int]) -> None:
-        starts = await store.start_positions(list(targets))
-        reached = dict(starts)
-        started = time.monotonic()
-        reading = read_ahead(self._readers[store.name].read(starts, targets), READ_AHEAD)
-        async with aclosing(reading) as batches:
-            async for batch in batches:
-                if self._stop.is_set():
-                    raise Interrupted(f"{store.name} stopped at {reached}")
-                await store_with_retries(store, batch)
-                self.events += len(batch)
-                self.per_store[store.name] = self.per_store.get(store.name, 0) + len(batch)
-                for consumed in batch:
-                    p = (consumed.position.topic, consumed.position.partition)
-                    after = consumed.position.offset + 1
-                    self._progress.advance(max(0, after - reached[p]))
-                    reached[p] = max(reached[p], after)
-        self._progress.advance(sum(max(0, targets[p] - reached[p]) for p in targets))  # skipped records
-        self.seconds[store.name] = self.seconds.get(store.name, 0.0) + time.monotonic() - started
-
-
 async def rebuild(settings: Settings, options: Options, progress: Progress) -> Summary:
     """Rebuild the selected read models and swap them in (see the module docstring)."""
     codec = EventCodec.load(SCHEMAS_DIR)
@@ -222,26 +175,33 @@ async def rebuild(settings: Settings, options: Options, progress: Progress) -> S
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    collecting = gc.get_threshold()
+    gc.set_threshold(GC_THRESHOLD, *collecting[1:])  # restored below; a forked worker inherits it
     try:
-        async with live_pool, shadow_pool, _exclusive(live_pool, options.schema), AsyncExitStack() as stack:
+        reader = FanOutReader(settings.kafka, codec, batch_size=options.batch_size)
+        async with live_pool, shadow_pool, _exclusive(live_pool, options.schema), reader:
             postgres = [s for s in stores if isinstance(s, PostgresProjector)]
             keyed = [s for s in stores if isinstance(s, RedisProjector)]
-            if options.fresh:
-                await _discard(shadow_pool, shadow, client, keyed)
-            if postgres:
-                await migrate(shadow_pool, shadow)
-            readers = {
-                s.name: await stack.enter_async_context(
-                    TopicReader(settings.kafka, codec, s.topics, max_records=options.batch_size)
+            for store in postgres:
+                store.sole_writer()  # the shadow has no twin and no reader until the swap
+            async with asyncio.TaskGroup() as tasks:  # independent: the shadow, and the topics' ends
+                tasks.create_task(
+                    _prepare_shadow(shadow_pool, shadow, client, postgres, keyed, options.fresh)
                 )
-                for s in stores
+                ending = tasks.create_task(_end_offsets(settings, reader, stores))
+            ends = {
+                s.name: {p: end for p, end in ending.result().items() if p[0] in s.topics} for s in stores
             }
-            catch_up = CatchUp(readers, progress, stop)
-            counts = await partition_counts(settings.kafka, [t for s in stores for t in s.topics])
-            offsets = await asyncio.gather(*(r.end_offsets(counts) for r in readers.values()))
-            ends = dict(zip(readers, offsets, strict=True))
-            progress.start(await catch_up.remaining(stores, ends))
-            await catch_up.run(stores, ends)
+            catch_up = CatchUp(reader, progress, stop)
+            work = await catch_up.remaining(stores, ends)
+            progress.start(sum(work.values()))
+            shares = split(stores, work) if options.processes > 1 else ([s.name for s in stores], [])
+            if shares[1]:
+                where = Shadow(settings, codec, shadow, prefix, options.batch_size)
+                done = await _catch_up_in_two(catch_up, where, stores, shares, ends, progress)
+                summary.undecodable, summary.worker_cpu_s = done.undecodable, done.cpu_s
+            else:
+                await catch_up.run(stores, ends)
             if stop.is_set():
                 raise Interrupted("before the swap")
             if postgres:
@@ -252,7 +212,7 @@ async def rebuild(settings: Settings, options: Options, progress: Progress) -> S
                 summary.redis = await _swap_redis(
                     client, options.redis_prefix, prefix, keyed, catch_up, summary
                 )
-            summary.undecodable = sum(r.undecodable for r in readers.values())
+            summary.undecodable += reader.undecodable
             progress.phase = "done"
         summary.events = catch_up.events
         summary.per_store = {
@@ -263,6 +223,7 @@ async def rebuild(settings: Settings, options: Options, progress: Progress) -> S
     except* (*FATAL, RebuildFailed) as group:  # from the catch-up's TaskGroup: report the first
         raise group.exceptions[0] from None
     finally:
+        gc.set_threshold(*collecting)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         await progress.close()
@@ -287,10 +248,58 @@ async def _exclusive(pool: AsyncConnectionPool, schema: str) -> AsyncIterator[No
             await conn.commit()
 
 
-async def _discard(
-    pool: AsyncConnectionPool, shadow: str, client: RedisClient, keyed: Sequence[RedisProjector]
+async def _catch_up_in_two(
+    catch_up: CatchUp,
+    shadow: Shadow,
+    stores: Sequence[BatchStore],
+    shares: tuple[Sequence[str], Sequence[str]],
+    ends: Mapping[str, Mapping[Partition, int]],
+    progress: Progress,
+) -> Done:
+    """Catch up the first share of the projectors in this process and the second in a worker
+    process, at once (:mod:`projections.rebuild.worker`); what the worker did."""
+    here, there = shares
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(catch_up.run([s for s in stores if s.name in here], ends))
+        elsewhere = tasks.create_task(catch_up_in_worker(shadow, there, ends, progress))
+    done = elsewhere.result()
+    catch_up.add(done.events, done.per_store, done.seconds)
+    return done
+
+
+async def _prepare_shadow(
+    pool: AsyncConnectionPool,
+    shadow: str,
+    client: RedisClient,
+    postgres: Sequence[PostgresProjector],
+    keyed: Sequence[RedisProjector],
+    fresh: bool,
 ) -> None:
-    await drop_schema(pool, shadow)
+    """Discard the shadow if ``fresh``, then create the PostgreSQL shadow schema or bring it up to
+    date (PostgreSQL and Redis at once)."""
+    async with asyncio.TaskGroup() as tasks:
+        if fresh:
+            tasks.create_task(_discard_keys(client, keyed))
+        if fresh or postgres:
+            tasks.create_task(_prepare_schema(pool, shadow, fresh=fresh, tables=bool(postgres)))
+
+
+async def _prepare_schema(pool: AsyncConnectionPool, shadow: str, *, fresh: bool, tables: bool) -> None:
+    if fresh:
+        await drop_schema(pool, shadow)
+    if tables:
+        await migrate(pool, shadow)
+
+
+async def _end_offsets(
+    settings: Settings, reader: FanOutReader, stores: Sequence[BatchStore]
+) -> dict[Partition, int]:
+    """The end offsets of every partition of the stores' topics (one metadata and one offsets request)."""
+    topics = [t for s in stores for t in s.topics]
+    return await reader.end_offsets(topics, await partition_counts(settings.kafka, topics))
+
+
+async def _discard_keys(client: RedisClient, keyed: Sequence[RedisProjector]) -> None:
     try:
         for store in keyed:
             for pattern in owned_key_patterns(store):
@@ -406,9 +415,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             redis_prefix=checked_prefix(args.redis_prefix),
             fresh=args.fresh,
             batch_size=BATCH_SIZE if args.batch_size is None else args.batch_size,
+            processes=PROCESSES if args.processes is None else args.processes,
         )
         if options.batch_size < 1:
             raise SelectionError("--batch-size must be at least 1")
+        if options.processes not in (1, 2):
+            raise SelectionError("--processes must be 1 or 2")
         selected = select(_registered(settings), options.names)
     except (SelectionError, ValueError) as e:
         _err(str(e))

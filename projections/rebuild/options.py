@@ -32,4 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="events per transaction (default: 2000)",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="1, or 2: a second process applies a share of the projectors (default: 2 on 2+ cores)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")

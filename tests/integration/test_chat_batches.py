@@ -1,18 +1,27 @@
-"""``pg.chat`` gives the same tables whatever the batches: one event per batch, or the whole story
-in one batch, where runs of accepted messages and of moderation requests are written at once and
-the hiding flag of banned authors is set once at the end (``runs`` and ``settle`` of the projector)."""
+"""``pg.chat`` gives the same tables whatever the batches: one event per batch, a few, or the whole
+story in one batch, where each table's rows are written at once (``chat.apply_batch``: the last
+delete or restore of a message decides, the first ban since the last unban names the actor) and the
+hiding flag of banned authors is set once at the end (``settle`` of the projector)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from events.base import Event
 from events.chat import (
+    ChatCleared,
     ChatMessageAccepted,
+    ChatMessageDeleted,
+    ChatMessageHeld,
+    ChatMessageRejected,
+    ChatMessageRestored,
+    ChatSettingsChanged,
     ModerationAction,
     ModerationActionRequested,
+    RejectionReason,
     UserBanned,
     UserTimedOut,
     UserUnbanned,
@@ -90,13 +99,80 @@ def story() -> list[Event]:
     ]
 
 
+def deleted(n: int, by: str) -> ChatMessageDeleted:
+    return ChatMessageDeleted(message_id=f"m{n}", stream_id="s1", deleted_by=by, reason=f"by {by}")
+
+
+def restored(n: int, user: str) -> ChatMessageRestored:
+    sent = message(n, user)
+    return ChatMessageRestored(
+        message_id=sent.message_id,
+        stream_id="s1",
+        user_id=user,
+        display_name=user,
+        text=sent.text,
+        sent_at=sent.occurred_at,
+        restored_by="mod",
+        media_time_ms=sent.media_time_ms,
+    )
+
+
+def moderation_story() -> list[Event]:
+    """Deletions and restores in every order (a restore before the message it restores, two deletes,
+    delete-restore-delete), a held message approved and one denied, settings and a clear between
+    messages, and a ban of a banned author (its first actor stays)."""
+    held = ChatMessageHeld(
+        message_id="m20", stream_id="s1", user_id="gus", display_name="gus", text="x", score=0.7
+    )
+    approved = ChatMessageAccepted(
+        message_id="m20", stream_id="s1", user_id="gus", display_name="gus", text="x", approved_by="mod2"
+    )
+    denied = ChatMessageRejected(
+        message_id="m21",
+        stream_id="s1",
+        user_id="gus",
+        reason=RejectionReason.DENIED,
+        denied_by="mod",
+        detail="no",
+    )
+    return [
+        restored(11, "ann"),
+        message(11, "ann"),
+        message(12, "bob"),
+        deleted(12, "mod"),
+        deleted(12, "mod2"),
+        message(13, "bob"),
+        deleted(13, "mod"),
+        restored(13, "bob"),
+        deleted(13, "mod2"),
+        deleted(14, "mod"),
+        message(14, "cat"),
+        message(15, "cat"),
+        deleted(15, "mod"),
+        restored(15, "cat"),
+        held,
+        approved,
+        denied,
+        ChatSettingsChanged(stream_id="s1", actor_id="mod", slow_mode_s=5, blocked_terms=("x",)),
+        UserBanned(stream_id="s1", user_id="cat", actor_id="mod"),
+        UserBanned(stream_id="s1", user_id="cat", actor_id="mod2"),
+        ChatCleared(
+            stream_id="s1", actor_id="mod", cleared_before=T0 + timedelta(seconds=12, milliseconds=500)
+        ),
+        message(16, "dan"),
+        ChatSettingsChanged(stream_id="s1", actor_id="mod2", slow_mode_s=0),
+    ]
+
+
 def consumed(events: Sequence[Event]) -> list[ConsumedEvent]:
     return [
         ConsumedEvent(e, Position("chat.messages", 0, offset), None, [], 0) for offset, e in enumerate(events)
     ]
 
 
-async def tables_after(settings: Settings, batches: list[list[ConsumedEvent]]) -> dict[str, object]:
+async def tables_after(
+    settings: Settings, batches: list[list[ConsumedEvent]]
+) -> dict[str, list[tuple[Any, ...]]]:
     schema = unique_schema()
     async with read_model(settings, schema) as pool:
         store = chat.chat_projector(pool, schema=schema)
@@ -117,3 +193,27 @@ async def test_one_batch_gives_the_tables_of_one_event_per_batch(settings: Setti
     log = at_once["moderation_log"]
     linked = {row[4]: (row[6], row[9] is not None) for row in log if row[4] in requested}
     assert linked == {"dan": ("flood", True), "eve": ("spam", True)}
+
+
+async def test_deletions_restores_holds_settings_and_clears_in_any_batches(settings: Settings) -> None:
+    events = consumed(story() + moderation_story())
+    one_by_one = await tables_after(settings, [[c] for c in events])
+    in_threes = await tables_after(settings, [events[i : i + 3] for i in range(0, len(events), 3)])
+    at_once = await tables_after(settings, [events])
+    assert at_once == one_by_one
+    assert in_threes == one_by_one
+    deletions = {row[0]: row[2] for row in at_once["chat_deletions"]}  # message_id -> deleted_by
+    assert deletions == {"m12": "mod2", "m13": "mod2", "m14": "mod"}
+    flags = {row[0]: (row[8], row[10]) for row in at_once["chat_messages"]}  # -> deleted, cleared
+    assert {m: flags[m] for m in ("m11", "m12", "m13", "m14", "m15", "m16")} == {
+        "m11": (False, True),
+        "m12": (True, True),
+        "m13": (True, False),
+        "m14": (True, False),
+        "m15": (False, False),
+        "m16": (False, False),
+    }
+    assert {row[1]: row[2] for row in at_once["chat_suspensions"]}["cat"] == "mod"
+    actions = sorted(row[3] for row in at_once["moderation_log"] if row[1] == "s1")
+    assert actions.count("approve") == actions.count("deny") == actions.count("hold") == 1
+    assert actions.count("settings") == 2 and actions.count("clear") == 1 and actions.count("undelete") == 3

@@ -138,7 +138,8 @@ async def test_rebuild_while_live_serves_equals_the_live_read_models(
         after = await dumps(pool, schema, client, prefix)
         late = [row for row in after[0]["chat_messages"] if row[0].startswith("late-")]
         assert len(late) == len(more)
-        await rebuild(namespace, options, Progress(io.StringIO(), quiet=True))
+        # ... in one process this time (the others forked a worker for a share of the projectors).
+        await rebuild(namespace, replace(options, processes=1), Progress(io.StringIO(), quiet=True))
         assert_same(after, await dumps(pool, schema, client, prefix))
         await _command_side_neighbours(pool, client, prefix, check=True)
 
@@ -188,6 +189,23 @@ def rebuild_process(settings: Settings, schema: str, prefix: str, log_path: Path
         )
 
 
+async def no_rebuild_left(schema: str, timeout_s: float = 5.0) -> None:
+    """No process runs ``esports rebuild --schema <schema>`` (a forked worker has its parent's
+    command line) within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while left := [p for p in Path("/proc").glob("[0-9]*") if _rebuilds(p, schema)]:
+        assert time.monotonic() < deadline, f"rebuild processes left: {left}"
+        await asyncio.sleep(0.05)
+
+
+def _rebuilds(process: Path, schema: str) -> bool:
+    try:
+        words = (process / "cmdline").read_bytes().split(b"\0")
+    except OSError:  # gone meanwhile
+        return False
+    return b"rebuild" in words and schema.encode() in words
+
+
 async def shadow_applied(pool: AsyncConnectionPool, shadow: str) -> int:
     async with pool.connection() as conn:
         cur = await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{shadow}.projection_offsets",))
@@ -232,6 +250,7 @@ async def test_rebuild_killed_mid_way_resumes_and_equals_the_live_read_models(
         first.send_signal(stop)
         first.send_signal(signal.SIGCONT)
         assert await asyncio.to_thread(first.wait, 30) == exit_code, log_path.read_text()[-3000:]
+        await no_rebuild_left(schema)  # its worker process went with it, even after kill -9
         killed_at = await shadow_applied(pool, shadow)
         assert 0 < killed_at < len(positions), killed_at
         assert_same(live, await dumps(pool, schema, client, prefix))  # the live models are untouched

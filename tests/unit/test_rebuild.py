@@ -5,23 +5,30 @@ from __future__ import annotations
 
 import asyncio
 import io
-from contextlib import aclosing
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 import pytest
+from aiokafka import TopicPartition
 
+from events.base import Event
+from events.codec import DecodeError
+from events.users import UserRegistered
 from infra import cli
+from infra.kafka import ConsumedEvent, Position
 from infra.settings import Settings
 from projections.database import make_pool
 from projections.live import LiveProjector
 from projections.projector import BatchStore, PostgresProjector
 from projections.rebuild.command import POSTGRES, REDIS, SelectionError, select, shadow_prefix, shadow_schema
 from projections.rebuild.progress import Progress, format_duration, render
-from projections.rebuild.reader import read_ahead
+from projections.rebuild.reader import Batches, FanOutReader, route, union
 from projections.rebuild.swap import parse_offset_field
+from projections.rebuild.worker import split
 from projections.redis_projector import RedisProjector, glob_escape, owned_key_patterns
 from projections.report.command import render_text
 from projections.service import build_stores
+from tests.unit.event_samples import sample_event
 
 
 @pytest.fixture
@@ -225,43 +232,106 @@ def test_text_report() -> None:
     assert "    T1                        3   75%" in text
 
 
-async def _batches(items: list[int], fail_after: int | None = None, read: list[int] | None = None) -> Any:
-    for n, item in enumerate(items):
-        if n == fail_after:
-            raise ConnectionError("broker gone")
-        if read is not None:
-            read.append(item)
-        yield item
+def _consumed(topic: str, partition: int, offsets: range) -> list[ConsumedEvent]:
+    event = sample_event(UserRegistered)
+    return [ConsumedEvent(event, Position(topic, partition, o), None, [], 0) for o in offsets]
 
 
-def test_read_ahead_yields_every_batch_in_order() -> None:
-    async def collect() -> list[int]:
-        return [b async for b in read_ahead(_batches(list(range(10))), depth=2)]
-
-    assert asyncio.run(collect()) == list(range(10))
-
-
-def test_read_ahead_raises_the_readers_error_after_the_batches_before_it() -> None:
-    seen: list[int] = []
-
-    async def collect() -> None:
-        async for batch in read_ahead(_batches([1, 2, 3], fail_after=2), depth=2):
-            seen.append(batch)
-
-    with pytest.raises(ConnectionError):
-        asyncio.run(collect())
-    assert seen == [1, 2]
+def test_one_read_covers_every_projectors_span_of_a_partition() -> None:
+    spans = {
+        "pg.catalog": {("users", 0): (10, 50), ("users", 1): (0, 5)},
+        "pg.notifications": {("users", 0): (0, 40), ("users", 1): (5, 5)},  # partition 1: nothing to read
+    }
+    assert union(spans) == {("users", 0): (0, 50), ("users", 1): (0, 5)}
 
 
-def test_read_ahead_reads_at_most_depth_batches_ahead_and_stops_when_closed() -> None:
-    read: list[int] = []
+def test_each_projector_gets_the_events_inside_its_own_span_in_log_order() -> None:
+    events = _consumed("users", 0, range(0, 20))
+    spans = {
+        "a": {("users", 0): (0, 100)},  # the whole fetch
+        "b": {("users", 0): (5, 8)},  # resumed at 5, target 8
+        "c": {("users", 0): (20, 30)},  # nothing in this fetch
+        "d": {("users", 1): (0, 30)},  # another partition
+    }
+    shares = route(("users", 0), events, spans)
+    assert set(shares) == {"a", "b"}
+    assert shares["a"] == events
+    assert [c.position.offset for c in shares["b"]] == [5, 6, 7]
+    assert route(("users", 0), [], spans) == {}
 
-    async def first() -> int:
-        async with aclosing(read_ahead(_batches(list(range(100)), read=read), depth=2)) as batches:
-            async for batch in batches:
-                await asyncio.sleep(0.01)  # the reader fills the queue meanwhile
-                return batch
-        raise AssertionError("no batch")
 
-    assert asyncio.run(first()) == 0
-    assert len(read) <= 4  # the one handed out, two queued, one waiting to be queued
+@dataclass
+class _Record:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None = b"event"
+    key: bytes | None = None
+    headers: tuple[()] = ()
+    timestamp: int = 0
+
+
+class _Log:
+    """A LogReader over records given in advance, one list per fetch (no broker)."""
+
+    def __init__(self, fetches: list[list[_Record]]) -> None:
+        self._fetches = fetches
+
+    def assign(self, ranges: object) -> None:
+        pass
+
+    @property
+    def open(self) -> bool:
+        return bool(self._fetches)
+
+    async def fetch(self) -> dict[TopicPartition, list[_Record]]:
+        records = self._fetches.pop(0)
+        return {TopicPartition(records[0].topic, records[0].partition): records}
+
+
+class _Codec:
+    def decode(self, value: bytes) -> Event:
+        if value == b"bad":
+            raise DecodeError("bad_magic_byte", "not an event")
+        return sample_event(UserRegistered)
+
+
+def test_the_fan_out_reader_decodes_once_queues_full_batches_then_the_rest_then_the_end() -> None:
+    records = [_Record("users", 0, o, b"bad" if o == 4 else b"event") for o in range(8)]
+    spans = {"a": {("users", 0): (0, 8)}, "b": {("users", 0): (6, 8)}}
+
+    async def read() -> tuple[dict[str, list[list[int] | None]], int]:
+        reader = FanOutReader(Settings().kafka, cast(Any, _Codec()), batch_size=3)
+        reader._log = cast(Any, _Log([records[:5], records[5:]]))
+        queues: dict[str, Batches] = {name: asyncio.Queue() for name in spans}
+        await reader.feed(spans, queues)
+        out: dict[str, list[list[int] | None]] = {name: [] for name in spans}
+        for name, queue in queues.items():
+            while not queue.empty():
+                batch = queue.get_nowait()
+                out[name].append(None if batch is None else [c.position.offset for c in batch])
+        return out, reader.undecodable
+
+    shared, undecodable = asyncio.run(read())
+    assert shared == {"a": [[0, 1, 2], [3, 5, 6], [7], None], "b": [[6, 7], None]}
+    assert undecodable == 1  # once, though two projectors read the partition
+
+
+def test_two_shares_keep_the_projectors_of_a_topic_together_and_balance_the_work(
+    stores: list[BatchStore],
+) -> None:
+    work = {s.name: 1000 for s in stores} | {"pg.chat": 13_000, "redis.chat": 12_000}
+    first, second = split(stores, work)
+    assert sorted(first + second) == sorted(s.name for s in stores)
+    assert {"pg.chat", "redis.chat"} <= set(first) or {"pg.chat", "redis.chat"} <= set(second)
+    topics = [{t for s in stores if s.name in share for t in s.topics} for share in (first, second)]
+    assert not topics[0] & topics[1]  # each record is read (and decoded) in one process only
+    assert sum(work[n] for n in first) >= sum(work[n] for n in second) > 0
+
+
+def test_one_group_of_projectors_is_not_split(stores: list[BatchStore]) -> None:
+    catalog = [s for s in stores if s.name in ("pg.catalog", "redis.live", "pg.notifications")]
+    assert split(catalog, {s.name: 10 for s in catalog}) == (
+        ["pg.catalog", "redis.live", "pg.notifications"],
+        [],
+    )
