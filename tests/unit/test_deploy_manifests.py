@@ -2,13 +2,17 @@
 
 - infra/k8s/*.yaml: every object validates against the Kubernetes OpenAPI schemas bundled by
   kubernetes-validate, strict (an unknown or misspelt field fails), for the oldest and newest supported
-  Kubernetes versions; kustomization.yaml lists every manifest; references (ConfigMap, Secret keys,
-  selectors, probe ports, HPA target) point at things that exist.
+  Kubernetes versions (Strimzi's custom resources, which it does not know, are validated by
+  test_k8s_kafka.py); kustomization.yaml lists every manifest; references (ConfigMap, Secret keys,
+  selectors, probe ports, HPA and PDB targets, NetworkPolicy ports) point at things that exist.
 - docker-compose.yml: validates against the Compose Specification schema vendored by check-jsonschema;
   every service has a healthcheck or is a one-shot the others wait for.
 - Both: every `esports` command parses with infra.cli.build_parser(), every ESPORTS_* name is a field of
   infra.settings.Settings, secrets are never literal values.
-- Dockerfile/.dockerignore: the structure promised in the Dockerfile (multi-stage, non-root, no dev deps).
+- Dockerfile/.dockerignore: the structure promised in the Dockerfile (multi-stage, non-root, no dev deps,
+  FFmpeg and nginx-rtmp in the `ingest` target only, hls.js from a Node stage).
+- .github/workflows/ci.yml: validates against the GitHub workflow schema vendored by check-jsonschema
+  (offline), and runs `make test` the way the project installs itself.
 - pyproject.toml: the image installs the project non-editable, so every subpackage and every data file
   the services read must be declared there.
 """
@@ -20,6 +24,8 @@ import importlib.resources
 import json
 import os
 import re
+import subprocess
+import sys
 import tomllib
 from fnmatch import fnmatch
 from functools import cache
@@ -41,6 +47,10 @@ COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 SECRET_TEMPLATE = "secret.template.yaml"
 IMAGE = "esports-live"  # the image name the manifests use (kustomize rewrites it to the user's registry)
+INGEST_IMAGE = "esports-live-ingest"  # the Dockerfile's `ingest` target: + FFmpeg, nginx-rtmp
+IMAGES = {IMAGE, INGEST_IMAGE}
+INGEST_PACKAGES = {"ffmpeg", "nginx", "libnginx-mod-rtmp", "fonts-dejavu-core"}
+WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 # Kubernetes versions validated against: the oldest still in common support and the newest bundled.
 K8S_VERSIONS = sorted({"1.30", kubernetes_validate.latest_version().rsplit(".", 1)[0]})
 # The port each service's /health is served on, by command.
@@ -48,8 +58,10 @@ HEALTH_PORT_SETTING = {
     "api": "ESPORTS_API__PORT",
     "processors": "ESPORTS_PROCESSORS__WEB_PORT",
     "projector": "ESPORTS_PROJECTIONS__WEB_PORT",
+    "edge": "ESPORTS_EDGE__PORT",
 }
-SERVICES = set(HEALTH_PORT_SETTING)
+SERVICES = set(HEALTH_PORT_SETTING)  # each a Deployment
+STATEFUL_SERVICES = {"ingest"}  # each a StatefulSet (its HLS folder is a volume of its own)
 ESPORTS_NAME = re.compile(r"\bESPORTS_[A-Z0-9_]*[A-Z0-9]")
 
 
@@ -70,8 +82,11 @@ def setting_names() -> frozenset[str]:
 
 
 def is_secret(name: str) -> bool:
-    """The same rule `esports config` masks by."""
-    return any(word in name.lower() for word in ("password", "secret", "token"))
+    """The same rule `esports config` masks by, except for *_FILE settings: those name a path (of a
+    mounted Secret), which is no secret."""
+    return not name.endswith("_FILE") and any(
+        word in name.lower() for word in ("password", "secret", "token")
+    )
 
 
 def secret_settings() -> set[str]:
@@ -103,13 +118,17 @@ def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
     return obj["spec"]["template"]["spec"]
 
 
+def is_strimzi(obj: dict[str, Any]) -> bool:
+    return bool(obj["apiVersion"].startswith("kafka.strimzi.io/"))
+
+
 def esports_containers() -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(workload, container) for every container running the platform's image."""
+    """(workload, container) for every container running one of the platform's images."""
     return [
         (obj, c)
-        for obj in k8s_objects("Deployment") + k8s_objects("Job")
+        for obj in k8s_objects("Deployment") + k8s_objects("StatefulSet") + k8s_objects("Job")
         for c in pod_spec(obj)["containers"]
-        if c["image"].split(":")[0] == IMAGE
+        if c["image"].split(":")[0] in IMAGES
     ]
 
 
@@ -159,7 +178,7 @@ def deployment_for(command: str) -> dict[str, Any]:
 def test_k8s_manifest_validates_against_the_openapi_schema(filename: str, version: str) -> None:
     objects = k8s_files()[filename]
     assert objects, f"{filename} holds no object"
-    for obj in objects:
+    for obj in (o for o in objects if not is_strimzi(o)):
         try:
             kubernetes_validate.validate(obj, version, strict=True)
         except kubernetes_validate.ValidationError as e:
@@ -177,7 +196,9 @@ def test_kustomization_lists_every_manifest_except_the_secret_template() -> None
     # The template holds placeholders: applying it would run the services on them. It is left out so the
     # pods wait (CreateContainerConfigError) until the user creates the Secret with real values.
     assert set(resources) == set(k8s_files()) - {SECRET_TEMPLATE}
-    assert [i["name"] for i in kustomization["images"]] == [IMAGE]
+    assert [i["name"] for i in kustomization["images"]] == [IMAGE, INGEST_IMAGE]
+    used = {c["image"] for _, c in esports_containers()}
+    assert used == IMAGES, "every image of kustomization.yaml is used, and only those"
 
 
 def test_secret_template_holds_only_placeholders_for_the_secret_settings() -> None:
@@ -214,7 +235,11 @@ def test_no_secret_in_the_configmap() -> None:
 def test_every_service_has_a_deployment_and_commands_exist() -> None:
     commands = {c["args"][0] for o, c in esports_containers() if o["kind"] == "Deployment"}
     assert commands == SERVICES
-    for _obj, container in esports_containers():
+    stateful = {c["args"][0] for o, c in esports_containers() if o["kind"] == "StatefulSet"}
+    assert stateful == STATEFUL_SERVICES
+    for obj, container in esports_containers():
+        wanted = INGEST_IMAGE if container["args"][0] in STATEFUL_SERVICES else IMAGE
+        assert container["image"] == wanted, f"{obj['metadata']['name']}: runs {container['image']}"
         assert "command" not in container, "keep the image's ENTRYPOINT (esports); pass args"
         parse_cli(container["args"])
 
@@ -269,6 +294,180 @@ def test_projector_is_a_single_replica_replaced_not_rolled() -> None:
     assert projector["spec"]["strategy"]["type"] == "Recreate"
 
 
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a LabelSelector (matchLabels, matchExpressions with In) selects pods with ``labels``."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", "only In is read here"
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def pod_labels(obj: dict[str, Any]) -> dict[str, str]:
+    return dict(obj["spec"]["template"]["metadata"]["labels"])
+
+
+def test_edge_replicas_service_pdb_and_hpa() -> None:
+    edge = deployment_for("edge")
+    name, labels = edge["metadata"]["name"], pod_labels(edge)
+    assert edge["spec"]["replicas"] >= 2
+    assert edge["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0, (
+        "a new pod first: clients move to it"
+    )
+    container = pod_spec(edge)["containers"][0]
+    drain_s = Settings().edge.drain_timeout_s
+    assert pod_spec(edge)["terminationGracePeriodSeconds"] > drain_s, "time to drain the clients"
+    service = one("Service", name)
+    assert selects({"matchLabels": service["spec"]["selector"]}, labels)
+    assert {p["targetPort"] for p in service["spec"]["ports"]} <= {p["name"] for p in container["ports"]}
+    pdb = one("PodDisruptionBudget", name)
+    assert selects(pdb["spec"]["selector"], labels) and pdb["spec"]["maxUnavailable"] == 1
+    hpa = one("HorizontalPodAutoscaler", name)
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+    assert hpa["spec"]["minReplicas"] >= 2 and hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"]
+    assert [m["resource"]["name"] for m in hpa["spec"]["metrics"]] == ["cpu"]
+
+
+def test_every_pdb_and_hpa_targets_a_workload() -> None:
+    workloads = k8s_objects("Deployment") + k8s_objects("StatefulSet")
+    for pdb in k8s_objects("PodDisruptionBudget"):
+        assert any(selects(pdb["spec"]["selector"], pod_labels(w)) for w in workloads), pdb["metadata"][
+            "name"
+        ]
+    deployments = {d["metadata"]["name"] for d in k8s_objects("Deployment")}
+    hpas = {h["spec"]["scaleTargetRef"]["name"] for h in k8s_objects("HorizontalPodAutoscaler")}
+    assert hpas <= deployments
+    assert {deployment_for("api")["metadata"]["name"], deployment_for("edge")["metadata"]["name"]} <= hpas
+
+
+def test_ingest_statefulset_has_its_hls_volume_probes_and_an_rtmp_load_balancer() -> None:
+    (ingest,) = k8s_objects("StatefulSet")
+    spec, labels = pod_spec(ingest), pod_labels(ingest)
+    assert selects(ingest["spec"]["selector"], labels)
+    assert ingest["spec"]["replicas"] == 1, (
+        "one HLS base URL (ESPORTS_INGEST__PUBLIC_HLS_URL) for every stream"
+    )
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    (container,) = spec["containers"]
+    assert container["args"] == ["ingest"] and container["image"] == INGEST_IMAGE
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    setting_of = {
+        "rtmp": "ESPORTS_INGEST__RTMP_PORT",
+        "srt": "ESPORTS_INGEST__SRT_PORT",
+        "origin": "ESPORTS_INGEST__ORIGIN_PORT",
+        "hls": "ESPORTS_INGEST__CDN_PORT",
+    }
+    assert ports == {name: int(configmap()[setting]) for name, setting in setting_of.items()}
+    assert configmap()["ESPORTS_INGEST__HOST"] == "0.0.0.0", "RTMP and HLS must listen beyond the loopback"
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert probe_url(container[probe], ports).endswith("/health"), probe
+    security = container["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False and security["capabilities"]["drop"] == ["ALL"]
+    # The transcoders write HLS to ESPORTS_INGEST__HLS_DIR: a claim of the StatefulSet's own.
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    claims = {c["metadata"]["name"] for c in ingest["spec"]["volumeClaimTemplates"]}
+    assert mounts[configmap()["ESPORTS_INGEST__HLS_DIR"]] in claims
+    # The nginx configs, temp folders and logs go under the run folder (the image's ESPORTS_STACK__RUN_DIR):
+    # writable although the root filesystem is not.
+    assert security["readOnlyRootFilesystem"] is True and "/var/lib/esports" in mounts
+    governing = one("Service", ingest["spec"]["serviceName"])
+    assert governing["spec"]["clusterIP"] == "None"
+    public = [
+        s for s in k8s_objects("Service")
+        if s["spec"].get("type") == "LoadBalancer" and selects({"matchLabels": s["spec"]["selector"]}, labels)
+    ]  # fmt: skip
+    assert len(public) == 1
+    exposed = {(p["port"], p.get("protocol", "TCP"), p["targetPort"]) for p in public[0]["spec"]["ports"]}
+    assert exposed == {(1935, "TCP", "rtmp"), (int(configmap()["ESPORTS_INGEST__SRT_PORT"]), "UDP", "srt")}
+    protocols = {p["name"]: p.get("protocol", "TCP") for p in container["ports"]}
+    assert protocols["srt"] == "UDP" and protocols["rtmp"] == "TCP"
+
+
+def policy_ports(rule: dict[str, Any]) -> set[tuple[str | int, str]]:
+    return {(p["port"], p.get("protocol", "TCP")) for p in rule.get("ports", [])}
+
+
+def public_rules(labels: dict[str, str]) -> list[dict[str, Any]]:
+    """The ingress rules admitting anyone (no `from`) to pods with ``labels``."""
+    return [
+        rule
+        for policy in k8s_objects("NetworkPolicy")
+        if selects(policy["spec"]["podSelector"], labels)
+        for rule in policy["spec"].get("ingress", [])
+        if "from" not in rule
+    ]
+
+
+def test_network_policies_deny_ingress_then_allow_each_public_path() -> None:
+    policies = {p["metadata"]["name"]: p for p in k8s_objects("NetworkPolicy")}
+    deny = policies["default-deny-ingress"]["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress"]}, "no ingress rule: everything denied"
+    public = {"api": {"http"}, "edge": {"ws"}, "ingest": {"rtmp", "srt", "hls"}}
+    for command, port_names in public.items():
+        workload = deployment_for(command) if command in SERVICES else k8s_objects("StatefulSet")[0]
+        rules = public_rules(pod_labels(workload))
+        assert len(rules) == 1, f"{command}: one rule admits the public"
+        container = pod_spec(workload)["containers"][0]
+        protocols = {p["name"]: p.get("protocol", "TCP") for p in container["ports"]}
+        assert policy_ports(rules[0]) == {(name, protocols[name]) for name in port_names}, command
+    # Nothing else of the platform is reachable from outside: processors and projector get no such rule.
+    for command in ("processors", "projector"):
+        assert not public_rules(pod_labels(deployment_for(command))), command
+
+
+def test_prometheus_may_scrape_where_the_annotations_point() -> None:
+    (rule,) = one("NetworkPolicy", "prometheus-scrape")["spec"]["ingress"]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    annotated = {
+        int(w["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"])
+        for w in k8s_objects("Deployment")
+        if w["spec"]["template"]["metadata"].get("annotations", {}).get("prometheus.io/scrape") == "true"
+    }
+    assert annotated == {p for p, _ in policy_ports(rule)}
+    assert {
+        c for c in SERVICES if deployment_for(c)["spec"]["template"]["metadata"].get("annotations")
+    } == SERVICES
+
+
+def test_network_policies_let_the_services_reach_kafka_postgres_and_redis() -> None:
+    policies = {p["metadata"]["name"]: p for p in k8s_objects("NetworkPolicy")}
+    platform = {"app.kubernetes.io/name": "esports-live"}
+    kafka = policies["platform-to-kafka"]["spec"]
+    (rule,) = kafka["ingress"]
+    assert rule["from"] == [{"podSelector": {"matchLabels": platform}}]
+    assert policy_ports(rule) == {(9093, "TCP")}
+    assert configmap()["ESPORTS_KAFKA__BOOTSTRAP_SERVERS"].endswith(":9093")
+    egress = policies["platform-egress"]["spec"]
+    assert egress["policyTypes"] == ["Egress"]
+    restricted = {c for c in SERVICES if selects(egress["podSelector"], pod_labels(deployment_for(c)))}
+    assert restricted == SERVICES, "every Deployment's egress is limited (ingest pulls feeds anywhere)"
+    allowed = {(port, proto) for rule in egress["egress"] for port, proto in policy_ports(rule)}
+    data = configmap()
+    for host, port in (
+        ("ESPORTS_POSTGRES__HOST", "ESPORTS_POSTGRES__PORT"),
+        ("ESPORTS_REDIS__HOST", "ESPORTS_REDIS__PORT"),
+    ):
+        namespace = data[host].split(".")[1]  # <service>.<namespace>.svc.cluster.local
+        rules = [
+            r for r in egress["egress"]
+            if {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}} in r["to"]
+        ]  # fmt: skip
+        assert len(rules) == 1 and policy_ports(rules[0]) == {(int(data[port]), "TCP")}, host
+    assert {(9093, "TCP"), (53, "UDP"), (53, "TCP")} <= allowed
+    for policy in policies.values():
+        for rule in policy["spec"].get("ingress", []):
+            for named, _ in policy_ports(rule):
+                assert isinstance(named, int) or any(
+                    named in {p["name"] for c in pod_spec(w)["containers"] for p in c["ports"]}
+                    for w in k8s_objects("Deployment") + k8s_objects("StatefulSet")
+                    if selects(policy["spec"]["podSelector"], pod_labels(w))
+                ), f"{policy['metadata']['name']}: port {named} names no container port"
+
+
 # --- docker-compose.yml -------------------------------------------------------------------------
 
 
@@ -306,16 +505,57 @@ def test_compose_topics_runs_after_kafka_is_healthy() -> None:
     assert compose()["services"]["kafka"]["image"].startswith("apache/kafka:4.1.")
 
 
+COMPOSE_HEALTH_PORT_SETTING = HEALTH_PORT_SETTING | {"ingest": "ESPORTS_INGEST__CDN_PORT"}
+
+
 def test_compose_commands_exist_and_health_ports_match_the_settings() -> None:
     services = compose_esports_services()
-    assert {s["command"][0] for s in services.values()} == SERVICES | {"topics"}
+    assert {s["command"][0] for s in services.values()} == SERVICES | STATEFUL_SERVICES | {"topics"}
     for name, service in services.items():
         parse_cli(service["command"])
         command = service["command"][0]
-        if command in HEALTH_PORT_SETTING:
-            port = service["environment"][HEALTH_PORT_SETTING[command]]
+        if command in COMPOSE_HEALTH_PORT_SETTING:
+            port = service["environment"][COMPOSE_HEALTH_PORT_SETTING[command]]
             health = " ".join(service["healthcheck"]["test"])
             assert f"127.0.0.1:{port}/health" in health, f"{name}: healthcheck is not on port {port}"
+
+
+def test_compose_ingest_is_the_ingest_target_with_rtmp_and_hls_published() -> None:
+    services = compose()["services"]
+    ingest = services["ingest"]
+    assert ingest["build"] == {"context": ".", "target": "ingest"}
+    assert ingest["image"].split(":")[0] == INGEST_IMAGE
+    env = ingest["environment"]
+    assert env["ESPORTS_INGEST__HOST"] == "0.0.0.0"
+    published = {p.split("/")[0].rsplit(":", 1)[-1]: p for p in ingest["ports"]}
+    assert set(published) == {
+        env["ESPORTS_INGEST__RTMP_PORT"],
+        env["ESPORTS_INGEST__SRT_PORT"],
+        env["ESPORTS_INGEST__CDN_PORT"],
+    }
+    assert published[env["ESPORTS_INGEST__SRT_PORT"]].endswith("/udp")
+    assert env["ESPORTS_INGEST__HLS_DIR"] in {v.split(":")[1] for v in ingest["volumes"]}
+    assert (
+        env["ESPORTS_INGEST__API_URL"] == f"http://api:{services['api']['environment']['ESPORTS_API__PORT']}"
+    )
+    assert ingest["depends_on"]["api"] == {"condition": "service_healthy"}, "the publish hook asks the API"
+    # What browsers are told agrees with what is published.
+    assert env["ESPORTS_INGEST__PUBLIC_HLS_URL"].endswith(f":{env['ESPORTS_INGEST__CDN_PORT']}/hls}}")
+    for name, service in services.items():
+        if service.get("image", "").split(":")[0] == IMAGE:
+            assert "build" not in service or service["build"] == ".", f"{name}: the default target"
+
+
+def test_compose_edges_are_the_ones_the_pages_list() -> None:
+    edges = {n: s for n, s in compose_esports_services().items() if s["command"] == ["edge"]}
+    assert len(edges) >= 2, "two nodes, as `make up`: a client of a restarting node moves to the other"
+    urls = json.loads(compose()["services"]["api"]["environment"]["ESPORTS_WEB__EDGE_URLS"])
+    ports = sorted(s["environment"]["ESPORTS_EDGE__PORT"] for s in edges.values())
+    assert sorted(re.sub(r".*:(\d+)/?$", r"\1", u) for u in urls) == ports
+    for name, edge in edges.items():
+        port = edge["environment"]["ESPORTS_EDGE__PORT"]
+        assert edge["environment"]["ESPORTS_EDGE__HOST"] == "0.0.0.0", name
+        assert f"{port}:{port}" in edge["ports"], name
 
 
 def test_compose_secrets_are_required_variables_never_literals() -> None:
@@ -353,28 +593,105 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
     return [(ln.split(None, 1)[0].upper(), ln.split(None, 1)[1]) for ln in lines]
 
 
-def test_dockerfile_is_multi_stage_non_root_without_dev_deps() -> None:
+def dockerfile_stages() -> dict[str, tuple[str, list[tuple[str, str]]]]:
+    """Stage name -> (base: an image with ARGs resolved, or an earlier stage's name; its instructions)."""
     instructions = dockerfile_instructions()
-    args = dict(a.split("=", 1) for i, a in instructions if i == "ARG" and "=" in a)
-    stages = [i for i, (op, _) in enumerate(instructions) if op == "FROM"]
+    args = dict(a.split("=", 1) for op, a in instructions if op == "ARG" and "=" in a)
+    stages: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+    current: list[tuple[str, str]] = []
+    for op, argument in instructions:
+        if op == "FROM":
+            words = argument.split()
+            base = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], words[0])
+            assert len(words) == 3 and words[1].upper() == "AS", f"name every stage: FROM {argument}"
+            current = []
+            stages[words[2]] = (base, current)
+        elif stages:
+            current.append((op, argument))
+    return stages
+
+
+def target_instructions(
+    stages: dict[str, tuple[str, list[tuple[str, str]]]], name: str
+) -> list[tuple[str, str]]:
+    """A target's instructions, its parent stages' first (what the image it builds carries)."""
+    base, own = stages[name]
+    return (target_instructions(stages, base) if base in stages else []) + own
+
+
+def apt_installed(run: str) -> set[str]:
+    """The packages of an `apt-get install` command line."""
+    words = run.split("apt-get install", 1)[1].split("&&")[0].split()
+    return {w for w in words if not w.startswith("-")}
+
+
+def test_dockerfile_is_multi_stage_non_root_without_dev_deps() -> None:
+    stages = dockerfile_stages()
+    names = list(stages)
     assert len(stages) >= 2
-    for index in stages:
-        image = instructions[index][1].split()[0]
-        image = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], image)
-        assert image.startswith("python:3.11-slim"), image
-    final = instructions[stages[-1] :]
-    users = [a for op, a in final if op == "USER"]
-    assert users and users[-1].split(":")[0] not in {"0", "root"}
-    assert ("ENTRYPOINT", '["esports"]') in final
-    assert not any(op == "RUN" and "apt-get install" in a for op, a in final), "no build tools at run time"
-    assert not any("[dev]" in a for _, a in instructions)
-    copies = [a for op, a in instructions if op == "COPY" and "--from" not in a]
+    assert names[-1] == "app", "the default target (the last stage) is the image without FFmpeg or nginx"
+    for name, (base, _) in stages.items():
+        if base in stages:
+            continue
+        if name == "web-assets":  # Node, only to fetch hls.js; nothing of it but node_modules is copied
+            assert base.startswith("node:") and "-slim" in base, base
+        else:
+            assert base.startswith("python:3.11-slim"), f"{name}: {base}"
+    copies_from = [
+        a for _, (_, own) in stages.items() for op, a in own if op == "COPY" and "--from=web-assets" in a
+    ]
+    assert copies_from == ["--from=web-assets /web/node_modules web/node_modules"]
+    build = stages["build"][1]
+    copies = [a for op, a in build if op == "COPY" and "--from" not in a]
     assert copies[0].startswith("pyproject.toml"), "copy pyproject.toml first: the dependency layer caches"
+    assert not any("[dev]" in a for _, (_, own) in stages.items() for _, a in own)
+    for target in ("app", "ingest"):
+        final = target_instructions(stages, target)
+        users = [a for op, a in final if op == "USER"]
+        assert users and users[-1].split(":")[0] not in {"0", "root"}, f"{target}: runs as root"
+        assert ("ENTRYPOINT", '["esports"]') in final, target
+        assert ("COPY", "--from=build /opt/venv /opt/venv") in final, target
+
+
+def test_ffmpeg_and_nginx_rtmp_are_in_the_ingest_target_only() -> None:
+    stages = dockerfile_stages()
+    installed = {
+        name: set().union(
+            *(
+                apt_installed(a)
+                for op, a in target_instructions(stages, name)
+                if op == "RUN" and "apt-get install" in a
+            )
+        )
+        for name in stages
+        if name != "web-assets"
+    }
+    assert installed["app"] == set(), "no build tools, FFmpeg or nginx in the default image"
+    assert installed["ingest"] == INGEST_PACKAGES, "runtime packages only: no compiler in the ingest image"
+    runs = [a for op, a in stages["ingest"][1] if op == "RUN" and "apt-get install" in a]
+    assert all("--no-install-recommends" in a and "rm -rf /var/lib/apt/lists" in a for a in runs)
+    # The module where IngestSettings.rtmp_module looks, the HLS folder where the node writes.
+    ingest = dict(target_instructions(stages, "ingest"))
+    assert str(Settings().ingest.rtmp_module) in " ".join(a for op, a in stages["ingest"][1] if op == "RUN")
+    env = " ".join(a for op, a in target_instructions(stages, "ingest") if op == "ENV")
+    assert "ESPORTS_INGEST__HOST=0.0.0.0" in env and "ESPORTS_INGEST__HLS_DIR=/var/lib/esports/hls" in env
+    assert ingest["CMD"] == '["ingest"]'
+    assert set(stages["ingest"][0:1]) == {"runtime"} and stages["app"][0] == "runtime"
+
+
+def test_the_image_gets_hls_js_from_the_lock_file() -> None:
+    (_, web) = dockerfile_stages()["web-assets"]
+    runs = " ".join(a for op, a in web if op == "RUN")
+    assert "npm ci" in runs and "--omit=dev" in runs and "--ignore-scripts" in runs
+    assert ("COPY", "web/package.json web/package-lock.json ./") in web
 
 
 def test_dockerignore_keeps_local_state_and_secrets_out() -> None:
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".git", ".venv", ".run", ".env", "tests"} <= ignored
+    # A bare `node_modules` matches only the context's root: web/node_modules (a developer's `npm ci`)
+    # must not reach the image, which takes hls.js from the lock file (the web-assets stage).
+    assert "**/node_modules" in ignored
 
 
 # --- pyproject.toml: what a non-editable install (the image) ships ---------------------------------
@@ -432,3 +749,62 @@ def test_the_image_install_ships_every_subpackage_and_data_file() -> None:
                 missing_data.append(str(path.relative_to(ROOT)))
     assert not missing_packages, f"not installed by pyproject.toml: {missing_packages}"
     assert not missing_data, f"add to [tool.setuptools.package-data]: {missing_data}"
+
+
+# --- .github/workflows/ci.yml --------------------------------------------------------------------
+
+
+@cache
+def workflow() -> dict[Any, Any]:
+    return dict(yaml.safe_load(WORKFLOW.read_text()))
+
+
+def test_workflow_validates_against_the_vendored_github_workflow_schema() -> None:
+    """check-jsonschema's builtin schema is a file of the package: no network (CI may have none)."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.github-workflows",
+            str(WORKFLOW),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_workflow_runs_make_test_on_debian_12_on_push_and_pull_request() -> None:
+    # PyYAML reads the key `on` as the boolean True (YAML 1.1).
+    triggers: dict[str, Any] = workflow().get("on") or workflow()[True]
+    assert set(triggers) == {"push", "pull_request"}
+    (job,) = workflow()["jobs"].values()
+    assert job["timeout-minutes"] == 40
+    assert job["env"]["CI"] == "true"
+    steps = job["steps"]
+    assert [s["run"].strip() for s in steps if "run" in s][-1] == "make test"
+    # install-system.sh installs Debian 12's packages by name, and says so.
+    assert "(Debian 12)" in (ROOT / "infra" / "local" / "install-system.sh").read_text()
+    assert job["container"]["image"] == "debian:12"
+    # What the Makefile runs before install-system.sh: $(PYTHON) with its venv module, make itself.
+    python = re.search(r"^PYTHON \?= (\S+)$", (ROOT / "Makefile").read_text(), re.M)
+    assert python
+    first = steps[0]["run"]
+    assert {python.group(1), f"{python.group(1)}-venv", "make", "git"} <= set(first.split())
+    assert steps.index(next(s for s in steps if s.get("uses", "").startswith("actions/checkout@"))) == 1
+
+
+def test_workflow_caches_maven_and_pip_where_they_write() -> None:
+    (job,) = workflow()["jobs"].values()
+    caches = {
+        s["with"]["path"]: s["with"] for s in job["steps"] if s.get("uses", "").startswith("actions/cache@")
+    }
+    assert set(caches) == {"~/.m2/repository", "~/.cache/pip"}
+    assert "infra/local/kafka/pom.xml" in caches["~/.m2/repository"]["key"]
+    assert "pyproject.toml" in caches["~/.cache/pip"]["key"]
+    # In a container job $HOME is /github/home, but Java takes user.home from /etc/passwd: Maven must be
+    # told where ~/.m2 is, or the cache would hold nothing.
+    assert job["env"]["MAVEN_OPTS"] == "-Dmaven.repo.local=/github/home/.m2/repository"
