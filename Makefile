@@ -17,6 +17,14 @@ endif
 ifdef OBSERVE
 export ESPORTS_PROMETHEUS__ENABLED := $(OBSERVE)
 endif
+# `make up SECURE=1`: Kafka over TLS + SASL/SCRAM with ACLs (each service its own user, writing only
+# its catalogue topics) and PostgreSQL with ssl=on (clients: verify-full), certificates from a local CA
+# under .run/tls/ (the settings ESPORTS_KAFKA__SECURE and ESPORTS_POSTGRES__SSL; export them for later
+# `esports` commands too). The secure broker keeps its own storage, .run/kafka-secure/.
+ifdef SECURE
+export ESPORTS_KAFKA__SECURE := $(SECURE)
+export ESPORTS_POSTGRES__SSL := $(SECURE)
+endif
 
 .PHONY: help install up down status test test-unit lint bench chaos clean
 

@@ -11,6 +11,8 @@ Callers use the commands both clients share and need not know which one they hav
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis.asyncio as aioredis
 import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
@@ -19,10 +21,12 @@ from infra.settings import RedisSettings
 
 __all__ = [
     "DRIVER_ERRORS",
+    "CacheAuthenticationFailed",
     "CacheError",
     "CacheUnavailable",
     "RedisClient",
     "make_client",
+    "security_options",
     "translate",
 ]
 
@@ -51,8 +55,16 @@ class CacheUnavailable(CacheError):
     retriable = True
 
 
+class CacheAuthenticationFailed(CacheError):
+    """Redis refused the ACL user or its password (waiting does not help)."""
+
+
 def translate(error: BaseException, action: str) -> CacheError:
     """The one place redis-py errors become ours."""
+    if isinstance(
+        error, redis.exceptions.AuthenticationError | redis.exceptions.AuthenticationWrongNumberOfArgsError
+    ):
+        return CacheAuthenticationFailed(f"{action}: Redis refused the credentials ({error})")
     if isinstance(error, _UNAVAILABLE):
         return CacheUnavailable(f"{action}: Redis unavailable ({error})")
     return CacheError(f"{action}: {error}")
@@ -72,6 +84,7 @@ def make_client(settings: RedisSettings, *, name: str) -> RedisClient:
             client_name=name,
             decode_responses=True,
             health_check_interval=30,
+            **security_options(settings),
         )
     if settings.db != 0:
         raise ValueError(
@@ -83,4 +96,16 @@ def make_client(settings: RedisSettings, *, name: str) -> RedisClient:
         client_name=name,
         decode_responses=True,
         health_check_interval=30,
+        **security_options(settings),
     )
+
+
+def security_options(settings: RedisSettings) -> dict[str, Any]:
+    """redis-py's AUTH (an ACL user) and TLS arguments from settings: none by default."""
+    options: dict[str, Any] = {}
+    if (password := settings.auth_password()) is not None:
+        options |= {"username": settings.username, "password": password}
+    if settings.tls:
+        cafile = str(settings.tls_cafile) if settings.tls_cafile else None
+        options |= {"ssl": True, "ssl_ca_certs": cafile, "ssl_cert_reqs": "required"}
+    return options

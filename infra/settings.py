@@ -90,6 +90,40 @@ class KafkaSettings(BaseModel):
         "",
         description="Prefix on every catalogue topic name (a namespace: shared clusters, test isolation).",
     )
+    secure: bool = Field(
+        False,
+        description="Run the local broker with TLS + SASL/SCRAM + ACLs (`make up SECURE=1`), and connect "
+        "to it that way: SASL_SSL with the local CA, as the admin user unless a username is set.",
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] | None = Field(
+        None, description="How clients reach the brokers. Default: SASL_SSL when secure, else PLAINTEXT."
+    )
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism of SASL_SSL."
+    )
+    username: str | None = Field(
+        None, description="SASL user of this service. Default: none (admin when secure and local)."
+    )
+    password: SecretStr | None = Field(None, description="SASL password (or password_file). No default.")
+    password_file: Path | None = Field(
+        None, description="File holding the SASL password (first line). Default: none."
+    )
+    ssl_cafile: Path | None = Field(
+        None,
+        description="CA bundle (PEM) the brokers' certificates are checked against. Default: system CAs.",
+    )
+    ssl_check_hostname: bool = Field(
+        True, description="Check that a broker's certificate names the host connected to."
+    )
+
+    @property
+    def protocol(self) -> str:
+        """``security_protocol``, or its default for ``secure``."""
+        return self.security_protocol or ("SASL_SSL" if self.secure else "PLAINTEXT")
+
+    def sasl_password(self) -> str | None:
+        """The SASL password, from ``password`` or ``password_file`` (read when asked, never logged)."""
+        return secret_value(self.password, self.password_file)
 
 
 class PostgresSettings(BaseModel):
@@ -104,13 +138,34 @@ class PostgresSettings(BaseModel):
         "128MB", description="shared_buffers of the local instance (25% of RAM on a DB host)."
     )
     max_connections: int = Field(200, description="max_connections of the local instance.")
+    password_file: Path | None = Field(
+        None, description="File holding the database password (first line); wins over password."
+    )
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = Field(
+        None, description="libpq sslmode (verify-full in production). Default: libpq's own (prefer)."
+    )
+    sslrootcert: Path | None = Field(
+        None, description="CA (PEM) the server certificate is checked against under verify-ca/verify-full."
+    )
+    ssl: bool = Field(
+        False, description="Run the local instance with ssl=on, its certificate signed by the local CA."
+    )
 
     @property
     def dsn(self) -> str:
-        return (
-            f"host={self.host} port={self.port} user={self.user} password={self.password} "
-            f"dbname={self.database}"
-        )
+        password = secret_value(SecretStr(self.password), self.password_file) or ""
+        parts = {
+            "host": self.host,
+            "port": str(self.port),
+            "user": self.user,
+            "password": password,
+            "dbname": self.database,
+        }
+        if self.sslmode is not None:
+            parts["sslmode"] = self.sslmode
+        if self.sslrootcert is not None:
+            parts["sslrootcert"] = str(self.sslrootcert)
+        return " ".join(f"{key}={_conninfo_value(value)}" for key, value in parts.items())
 
 
 class RedisSettings(BaseModel):
@@ -123,10 +178,37 @@ class RedisSettings(BaseModel):
         False, description="Connect as a Redis Cluster client (host:port is any node; db must be 0)."
     )
     maxmemory: str = Field("256mb", description="maxmemory of the local instance.")
+    username: str | None = Field(
+        None, description="Redis ACL user (AUTH username password). Default: none (the default user)."
+    )
+    password: SecretStr | None = Field(None, description="Password of the ACL user (or password_file).")
+    password_file: Path | None = Field(None, description="File holding the Redis password (first line).")
+    tls: bool = Field(False, description="Connect over TLS (rediss://).")
+    tls_cafile: Path | None = Field(
+        None, description="CA (PEM) the server certificate is checked against over TLS. Default: system CAs."
+    )
+
+    def auth_password(self) -> str | None:
+        """The password, from ``password`` or ``password_file`` (read when asked, never logged)."""
+        return secret_value(self.password, self.password_file)
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/{self.db}"
+        return f"{'rediss' if self.tls else 'redis'}://{self.host}:{self.port}/{self.db}"
+
+
+def secret_value(value: SecretStr | None, path: Path | None) -> str | None:
+    """A secret from its file (first line; the file wins) or its value; None when neither is set."""
+    if path is not None:
+        return path.read_text().splitlines()[0] if path.stat().st_size else ""
+    return value.get_secret_value() if value is not None else None
+
+
+def _conninfo_value(value: str) -> str:
+    """A libpq conninfo value, quoted when it holds spaces, quotes or backslashes (a real password may)."""
+    if value and not any(c in value for c in " '\\"):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 class StackSettings(BaseModel):
@@ -412,3 +494,25 @@ class Settings(BaseSettings):
     web: WebSettings = Field(default_factory=WebSettings)
     log_level: str = Field("INFO", description="Log level of every service.")
     log_format: str = Field("text", description="Log format: text (for people) or json (for log shippers).")
+
+    @model_validator(mode="after")
+    def _local_tls(self) -> Settings:
+        # A secure local broker (`make up SECURE=1`): its CA and, unless a service names its own user,
+        # the admin's credentials, all written under run_dir by `esports infra up`.
+        kafka, secrets, ca = (
+            self.kafka,
+            self.stack.run_dir / "kafka-secure",
+            self.stack.run_dir / "tls" / "ca.pem",
+        )
+        if kafka.secure and kafka.ssl_cafile is None:
+            kafka.ssl_cafile = ca
+        if kafka.secure and kafka.username is None:
+            kafka.username = "admin"
+        if kafka.secure and kafka.password is None and kafka.password_file is None:
+            kafka.password_file = secrets / "users" / f"{kafka.username}.password"
+        # A local PostgreSQL with ssl=on: clients check its certificate against the local CA.
+        if self.postgres.ssl and self.postgres.sslmode is None:
+            self.postgres.sslmode = "verify-full"
+        if self.postgres.ssl and self.postgres.sslrootcert is None:
+            self.postgres.sslrootcert = ca
+        return self

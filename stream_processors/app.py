@@ -47,8 +47,9 @@ import faust
 
 from events.codec import EventCodec
 from infra.kafka import TopicNames
+from infra.kafka.names import security_options
 from infra.metrics import render
-from infra.settings import Settings
+from infra.settings import KafkaSettings, Settings
 from stream_processors.lifecycle.agent import register_lifecycle
 from stream_processors.metrics import AppLag, ProcessingSensor, ProcessorMetrics
 from stream_processors.moderation.agent import chat_limits, register_moderation
@@ -74,6 +75,7 @@ def faust_options(settings: Settings, partitions: int) -> dict[str, Any]:
         "env": {},  # Faust reads os.environ (BROKER_URL, WEB_PORT, ...) unless told not to
         "broker": [f"kafka://{server.strip()}" for server in kafka.bootstrap_servers.split(",")],
         "broker_client_id": f"{kafka.client_id}-processors",
+        **broker_security(kafka),
         "autodiscover": False,
         "store": "memory://",  # recovered from the changelog at start; rocksdb is a later option
         "datadir": str(settings.processors.data_dir),
@@ -100,6 +102,22 @@ def faust_options(settings: Settings, partitions: int) -> dict[str, Any]:
         # process what they hold before Faust commits (stream_processors.batching.Batcher).
         "stream_wait_empty": False,
     }
+
+
+def broker_security(kafka: KafkaSettings) -> dict[str, Any]:
+    """Faust's TLS/SASL settings, the same as every other client's (``infra.kafka.security_options``)."""
+    options = security_options(kafka)
+    if not options:
+        return {}
+    if options["security_protocol"] == "SSL":
+        return {"broker_credentials": faust.SSLCredentials(options["ssl_context"])}
+    credentials = faust.SASLCredentials(
+        username=options["sasl_plain_username"],
+        password=options["sasl_plain_password"],
+        ssl_context=options["ssl_context"],
+        mechanism=options["sasl_mechanism"],
+    )
+    return {"broker_credentials": credentials}
 
 
 def create_app(

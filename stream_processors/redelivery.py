@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from events.codec import DecodeError, EventCodec
-from infra.kafka import BrokerUnavailable
+from infra.kafka import BrokerUnavailable, client_options
 from infra.settings import KafkaSettings
 
 __all__ = ["MARGIN_MS", "PublishedDecisions"]
@@ -104,8 +104,7 @@ class PublishedDecisions:
     async def _started(self) -> AIOKafkaConsumer:
         if self._consumer is None:
             consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._kafka.bootstrap_servers,
-                client_id=f"{self._kafka.client_id}-readback",
+                **client_options(self._kafka, "readback"),
                 enable_auto_commit=False,
                 isolation_level="read_committed",
             )

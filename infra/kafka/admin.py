@@ -4,21 +4,27 @@ for the cluster to answer at start-up."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.conn import create_conn
+from aiokafka.errors import SaslAuthenticationFailed, for_code
+from aiokafka.protocol.admin import CreateAclsRequest
 
 from events.topics import CATALOGUE, TopicSpec
-from infra.kafka.errors import KafkaError, PublishFailed, translate
-from infra.kafka.names import TopicNames, client_options
+from infra.kafka.errors import AuthenticationFailed, BrokerUnavailable, KafkaError, PublishFailed, translate
+from infra.kafka.names import TopicNames, client_options, security_options
+from infra.security import AclBinding
 from infra.settings import KafkaSettings
 
-__all__ = ["TopicAdmin", "TopicState", "topic_configs", "wait_for_broker"]
+__all__ = ["TopicAdmin", "TopicState", "diagnose", "topic_configs", "wait_for_broker"]
 
 TOPIC_ALREADY_EXISTS = 36
+ALLOW = 3  # Kafka's ACL permission type code
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +49,7 @@ class TopicAdmin:
             await self._admin.start()
         except Exception as e:
             await self._admin.close()
-            raise translate(e, "connecting the admin client") from e
+            raise await diagnose(self._settings, translate(e, "connecting the admin client")) from e
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -92,6 +98,23 @@ class TopicAdmin:
         partitions = {t["topic"]: len(t["partitions"]) for t in described}
         return [TopicState(n, partitions.get(n, 0), n in existing) for n in names]
 
+    async def create_acls(self, acls: Iterable[AclBinding]) -> None:
+        """Create ALLOW rules (an existing one is left as it is); the admin user's right alone."""
+        requests = [
+            CreateAclsRequest(
+                acl.resource_type, acl.resource_name, acl.pattern, acl.principal, "*", acl.operation, ALLOW
+            )
+            for acl in acls
+        ]
+        try:
+            responses = await asyncio.gather(*(self._admin._send_request(r) for r in requests))
+        except Exception as e:
+            raise translate(e, "creating ACLs") from e
+        for request, response in zip(requests, responses, strict=True):
+            for code, message in response.creation_responses:
+                if code != 0:
+                    raise translate(for_code(code)(message), f"creating ACL {request._principal}")
+
     async def delete(self, physical_names: Sequence[str]) -> None:
         try:
             await self._admin.delete_topics(list(physical_names))
@@ -116,14 +139,50 @@ def topic_configs(spec: TopicSpec, settings: KafkaSettings) -> dict[str, str]:
 
 
 async def wait_for_broker(settings: KafkaSettings, timeout_s: float = 30.0) -> None:
-    """Wait until the cluster answers a metadata request (start-up ordering without sleeps)."""
+    """Wait until the cluster answers a metadata request (start-up ordering without sleeps); refused
+    credentials or certificates fail at once (waiting cannot fix them)."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             async with TopicAdmin(settings) as admin:
                 await admin._admin.list_topics()
                 return
-        except KafkaError:
-            if time.monotonic() > deadline:
+        except KafkaError as e:
+            if not e.retriable or time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.5)
+
+
+async def diagnose(settings: KafkaSettings, error: KafkaError) -> KafkaError:
+    """Why a secured client could not connect, when it is its credentials or the broker's certificate:
+    aiokafka only says it could not bootstrap (the cause is in its log). ``error`` otherwise."""
+    if settings.protocol == "PLAINTEXT" or not isinstance(error, BrokerUnavailable):
+        return error
+    host, _, port = settings.bootstrap_servers.split(",")[0].strip().rpartition(":")
+    options = security_options(settings)
+    try:
+        conn = await asyncio.wait_for(
+            create_conn(
+                host,
+                int(port),
+                client_id=f"{settings.client_id}-diagnose",
+                request_timeout_ms=settings.request_timeout_ms,
+                **options,
+            ),
+            settings.request_timeout_ms / 1000,
+        )
+    except SaslAuthenticationFailed as e:
+        user = options.get("sasl_plain_username")
+        return AuthenticationFailed(
+            f"Kafka at {host}:{port} refused the {settings.sasl_mechanism} credentials of user {user!r} "
+            f"(wrong password, or no such user): {e}"
+        )
+    except ssl.SSLCertVerificationError as e:
+        return AuthenticationFailed(
+            f"the TLS certificate of Kafka at {host}:{port} failed verification against "
+            f"{settings.ssl_cafile or 'the system CAs'}: {e.verify_message}"
+        )
+    except Exception:
+        return error  # unreachable or slow: the original answer says so
+    conn.close()
+    return error

@@ -7,12 +7,21 @@ from __future__ import annotations
 
 import asyncio
 
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
+)
 from aiokafka.errors import KafkaError as DriverError
 
 __all__ = [
+    "AuthenticationFailed",
     "BrokerUnavailable",
     "KafkaError",
+    "NotAuthorized",
     "NotPublished",
     "PublishFailed",
     "PublishInDoubt",
@@ -47,10 +56,29 @@ class PublishFailed(KafkaError):
     """The broker refused the record (too large, unknown topic, not authorised...)."""
 
 
+class NotAuthorized(PublishFailed):
+    """The broker's ACLs refuse this client's user the topic, group or cluster operation."""
+
+
+class AuthenticationFailed(KafkaError):
+    """The broker refused this client's credentials, or its TLS certificate failed the checks."""
+
+
+_REFUSED = (TopicAuthorizationFailedError, GroupAuthorizationFailedError, ClusterAuthorizationFailedError)
+
+
 def translate(error: BaseException, action: str) -> KafkaError:
     """The one place driver errors become ours (ours pass through unchanged)."""
     if isinstance(error, KafkaError):
         return error
+    if isinstance(error, _REFUSED):
+        return NotAuthorized(
+            f"{action}: the broker's ACLs refuse this service's user ({type(error).__name__}: "
+            f"{error.args[0] if error.args else ''}): a service writes only the topics the catalogue "
+            "declares it a writer of"
+        )
+    if isinstance(error, SaslAuthenticationFailed):
+        return AuthenticationFailed(f"{action}: the broker refused the credentials ({error})")
     if isinstance(error, KafkaConnectionError | KafkaTimeoutError | asyncio.TimeoutError):
         return BrokerUnavailable(f"{action}: Kafka did not answer ({error!r})")
     if isinstance(error, DriverError) and getattr(error, "retriable", False):

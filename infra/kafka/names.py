@@ -3,17 +3,28 @@ the partition a key lands on, and the options every client of the platform is gi
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from aiokafka.partitioner import murmur2
 
 from events.base import Event
 from events.topics import topic_for
+from infra.security import client_ssl_context
 from infra.settings import KafkaSettings
 
-__all__ = ["Headers", "Position", "TopicNames", "client_options", "keys_per_partition", "partition_of_key"]
+__all__ = [
+    "Headers",
+    "Position",
+    "TopicNames",
+    "client_options",
+    "keys_per_partition",
+    "partition_of_key",
+    "security_options",
+]
 
 Headers = list[tuple[str, bytes]]
 
@@ -72,9 +83,35 @@ def keys_per_partition(prefix: str, partitions: int) -> tuple[str, ...]:
 
 
 def client_options(settings: KafkaSettings, role: str) -> dict[str, Any]:
-    """What every client of the platform is given: the brokers, a client id naming its role, timeouts."""
+    """What every client of the platform is given: the brokers, a client id naming its role, timeouts,
+    and how it proves who it is (TLS, SASL) when the deployment asks for it."""
     return {
         "bootstrap_servers": settings.bootstrap_servers,
         "client_id": f"{settings.client_id}-{role}",
         "request_timeout_ms": settings.request_timeout_ms,
+        **security_options(settings),
     }
+
+
+def security_options(settings: KafkaSettings) -> dict[str, Any]:
+    """aiokafka's security arguments from settings: none for PLAINTEXT (today's defaults)."""
+    protocol = settings.protocol
+    if protocol == "PLAINTEXT":
+        return {}
+    options: dict[str, Any] = {
+        "security_protocol": protocol,
+        "ssl_context": _ssl_context(settings.ssl_cafile, settings.ssl_check_hostname),
+    }
+    if protocol == "SASL_SSL":
+        options |= {
+            "sasl_mechanism": settings.sasl_mechanism,
+            "sasl_plain_username": settings.username,
+            "sasl_plain_password": settings.sasl_password(),
+        }
+    return options
+
+
+@lru_cache(maxsize=8)
+def _ssl_context(cafile: Path | None, check_hostname: bool) -> ssl.SSLContext:
+    # One context per CA: building one reads and parses the bundle, and every client shares it.
+    return client_ssl_context(cafile, check_hostname=check_hostname)

@@ -19,7 +19,7 @@ from operator import attrgetter
 from types import MappingProxyType
 
 from infra.settings import REPO_ROOT, Settings
-from infra.stack import processes
+from infra.stack import processes, secure_broker
 from infra.stack.service import Port, Service, StackError
 
 HEALTH_TIMEOUT_S = 3.0
@@ -41,6 +41,7 @@ class App:
     health_path: str = "/health"
     metrics_path: str | None = "/metrics"  # what the local Prometheus scrapes; None: no metrics
     binds: bool = True  # False: it only polls `port` for readiness (another app listens there)
+    kafka_user: str | None = None  # its package: the SCRAM user it connects as to a secure broker
 
     @property
     def port_env(self) -> str:
@@ -66,27 +67,47 @@ APP_TABLE: Mapping[str, App] = MappingProxyType(
     {
         app.name: app
         for app in (
-            App(name="api", argv=esports("api"), port_setting="api.port", host_setting="api.host"),
+            App(
+                name="api",
+                argv=esports("api"),
+                port_setting="api.port",
+                host_setting="api.host",
+                kafka_user="producers",
+            ),
             App(
                 name="processors",
                 argv=esports("processors"),
+                kafka_user="stream_processors",
                 port_setting="processors.web_port",
                 host_setting="processors.web_host",
             ),
             App(
                 name="projector",
                 argv=esports("projector"),
+                kafka_user="projections",
                 port_setting="projections.web_port",
                 host_setting="projections.web_host",
             ),
-            App(name="edge", argv=esports("edge"), port_setting="edge.port", host_setting="edge.host"),
+            App(
+                name="edge",
+                argv=esports("edge"),
+                port_setting="edge.port",
+                host_setting="edge.host",
+                kafka_user="edge_ws",
+            ),
             App(
                 name="edge2",
                 argv=esports("edge", "--second"),
+                kafka_user="edge_ws",
                 port_setting="edge.second_port",
                 host_setting="edge.host",
             ),
-            App(name="ingest", argv=esports("ingest"), port_setting="ingest.hook_port"),
+            App(
+                name="ingest",
+                argv=esports("ingest"),
+                port_setting="ingest.hook_port",
+                kafka_user="ingest_workers",
+            ),
             # The demo push needs the API and the ingest node; `esports up` starts it after them. Its
             # readiness is the HLS origin's (nginx run by the ingest node) answering.
             App(
@@ -129,7 +150,7 @@ def _prepare(settings: Settings) -> None:
 
 def _start(app: App, settings: Settings) -> None:
     # Unbuffered, so the log tail shown when a start fails has the last lines the process printed.
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **secure_broker.service_env(settings, app.kafka_user)}
     processes.spawn(settings, app.name, list(app.argv), cwd=REPO_ROOT, env=env)
 
 

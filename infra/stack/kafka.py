@@ -26,8 +26,9 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, cast
 
+from infra.kafka.names import client_options
 from infra.settings import Settings
-from infra.stack import processes
+from infra.stack import processes, secure_broker
 from infra.stack.service import LOCAL_DIR, Port, Service, StackError, render
 
 KAFKA_POM = LOCAL_DIR / "kafka" / "pom.xml"
@@ -53,7 +54,8 @@ def node_name(settings: Settings, node: int) -> str:
 
 
 def node_dir(settings: Settings, node: int) -> Path:
-    base = settings.stack.run_dir / "kafka"
+    # A secure broker keeps its own storage: it is formatted with the SCRAM users.
+    base = settings.stack.run_dir / ("kafka-secure" if settings.kafka.secure else "kafka")
     return (
         base if settings.kafka.brokers == 1 else base / f"cluster-{settings.kafka.brokers}" / f"node-{node}"
     )
@@ -178,20 +180,23 @@ def _prepare_node(settings: Settings, node: int, libs: Path, cluster_id: str) ->
         replication=replication,
         min_isr=min(kafka.min_insync, replication),
     )
+    if kafka.secure:
+        secure_broker.append_security(settings, config, client, controller)
     if (base / "data" / "meta.properties").is_file():
         return
     processes.say(f"formatting {node_name(settings, node)} storage (first start)…")
-    command = _java_cmd(
-        libs,
-        "tools-log4j2.yaml",
+    arguments = [
         "kafka.tools.StorageTool",
         "format",
         f"--cluster-id={cluster_id}",  # one argument: a base64url id starts with "-" 1 time in 64
         "-c",
         str(config),
         *(["--standalone"] if kafka.brokers == 1 else []),  # a cluster's voters are in the config
-    )
-    result = subprocess.run(command, capture_output=True, text=True)
+    ]
+    with secure_broker.format_arguments(settings, arguments) as arguments:
+        result = subprocess.run(
+            _java_cmd(libs, "tools-log4j2.yaml", *arguments), capture_output=True, text=True
+        )
     if result.returncode != 0:
         raise StackError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
 
@@ -248,17 +253,27 @@ async def probe_node(settings: Settings, node: int) -> dict[str, Any]:
     """describe_cluster answered by node `node` alone (its client port as the only bootstrap)."""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=f"127.0.0.1:{settings.kafka.node_ports(node)[0]}",
-        request_timeout_ms=4000,
-        client_id=f"{settings.kafka.client_id}-infra",
-    )
+    options = {
+        **client_options(settings.kafka, "infra"),
+        "bootstrap_servers": f"127.0.0.1:{settings.kafka.node_ports(node)[0]}",
+        "request_timeout_ms": 4000,
+    }
+    admin = AIOKafkaAdminClient(**options)
     with _quiet_aiokafka():
-        await admin.start()
         try:
+            await admin.start()
             return cast(dict[str, Any], await admin.describe_cluster())  # a real metadata round trip
         finally:
             await admin.close()
+
+
+async def ready(settings: Settings) -> str:
+    """`probe`, then (a secure broker) every service user's ACLs, created idempotently."""
+    answer = await probe(settings)
+    if settings.kafka.secure:
+        granted = await secure_broker.grant_service_acls(settings.kafka)
+        answer += f", TLS + SASL/SCRAM, {granted} ACLs"
+    return answer
 
 
 def _kafka_version(settings: Settings) -> str:
@@ -315,7 +330,7 @@ SERVICE = Service(
     ports=ports,
     prepare=prepare,
     start=start,
-    ready=probe,
+    ready=ready,
     probe=probe,
     stop=stop,
     find_pid=find_pid,

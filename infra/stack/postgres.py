@@ -10,8 +10,11 @@ import time
 from contextlib import suppress
 from pathlib import Path
 
-from infra.settings import Settings
+from pydantic import SecretStr
+
+from infra.settings import Settings, secret_value
 from infra.stack import processes
+from infra.stack.certs import server_cert
 from infra.stack.service import Port, Service, StackError, render
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")  # Debian's postgresql-15; candidate setting: postgres.bin_dir
@@ -88,7 +91,23 @@ def prepare(settings: Settings) -> None:
         max_connections=settings.postgres.max_connections,
         shared_buffers=settings.postgres.shared_buffers,
     )
+    if settings.postgres.ssl:
+        _enable_ssl(settings, data)
     _chown_to_pg(data / "esports.conf")
+
+
+def _enable_ssl(settings: Settings, data: Path) -> None:
+    """ssl=on with a certificate of the local CA (copied into the data dir: PostgreSQL wants its key
+    owned by the server's user, mode 0600)."""
+    cert = server_cert(settings.stack.run_dir / "tls", "postgres")
+    for source, target in ((cert.cert, data / "server.crt"), (cert.key, data / "server.key")):
+        shutil.copyfile(source, target)
+        target.chmod(0o600)
+        _chown_to_pg(target)
+    with (data / "esports.conf").open("a") as conf:
+        conf.write("\n# ESPORTS_POSTGRES__SSL: TLS with the local CA's certificate (clients: verify-full)\n")
+        conf.write("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
+        conf.write("ssl_min_protocol_version = 'TLSv1.2'\n")
 
 
 def _initdb(data: Path) -> None:
@@ -151,7 +170,7 @@ async def provision(settings: Settings) -> str:
         verb = "ALTER" if exists else "CREATE"
         await conn.execute(
             sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
-                sql.Identifier(pg.user), sql.Literal(pg.password)
+                sql.Identifier(pg.user), sql.Literal(secret_value(SecretStr(pg.password), pg.password_file))
             )
         )
         if not await (
@@ -169,11 +188,14 @@ async def probe(settings: Settings) -> str:
     """A query as the application's role; returns the server version."""
     import psycopg
 
-    pg = settings.postgres
-    dsn = f"host=127.0.0.1 port={pg.port} user={pg.user} password={pg.password} dbname={pg.database}"
-    async with await psycopg.AsyncConnection.connect(dsn, connect_timeout=3) as conn:
+    pg = settings.postgres.model_copy(update={"host": "127.0.0.1"})
+    async with await psycopg.AsyncConnection.connect(pg.dsn, connect_timeout=3) as conn:
         row = await (await conn.execute("SHOW server_version")).fetchone()
-    return f"PostgreSQL {row[0] if row else '?'}"
+        ssl = await (
+            await conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        ).fetchone()
+    tls = ", TLS" if ssl and ssl[0] else ""
+    return f"PostgreSQL {row[0] if row else '?'}{tls}"
 
 
 def stop(settings: Settings, pid: int) -> None:

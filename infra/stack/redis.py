@@ -104,10 +104,26 @@ def prepare(settings: Settings) -> None:
         data_dir=base,
         maxmemory=settings.redis.maxmemory,
     )
+    _add_acl_user(settings, base / "redis.conf")
     if settings.redis.cluster:
         _binary("redis-cli")
         for node in nodes(settings):
             _prepare_node(settings, node, base / "redis.conf")
+
+
+def _add_acl_user(settings: Settings, config: Path) -> None:
+    """With ESPORTS_REDIS__USERNAME and a password: that ACL user alone may connect (the default user
+    is switched off). The file holds the password, so it is made readable by its owner only."""
+    redis = settings.redis
+    password = redis.auth_password()
+    if redis.username is None or password is None:
+        return
+    if any(c.isspace() for c in redis.username + password):
+        raise StackError("ESPORTS_REDIS__USERNAME and its password cannot hold spaces (redis.conf)")
+    with config.open("a") as file:
+        file.write("\n# ESPORTS_REDIS__USERNAME: the ACL user of the platform; no anonymous access\n")
+        file.write(f"user default off\nuser {redis.username} on >{password} ~* &* +@all\n")
+    config.chmod(0o600)
 
 
 def _prepare_node(settings: Settings, node: int, base_config: Path) -> None:
@@ -139,15 +155,18 @@ def start_node(settings: Settings, node: int) -> None:
 # ----------------------------------------------------------------------------- checks
 
 
-def _connect(port: int) -> aioredis.Redis:
+def _connect(port: int, settings: Settings | None = None) -> aioredis.Redis:
     import redis.asyncio as aioredis
 
-    return aioredis.Redis(host="127.0.0.1", port=port, socket_timeout=3, decode_responses=True)
+    from infra.redis import security_options
+
+    options = security_options(settings.redis) if settings is not None else {}
+    return aioredis.Redis(host="127.0.0.1", port=port, socket_timeout=3, decode_responses=True, **options)
 
 
-async def _version(port: int) -> str:
+async def _version(port: int, settings: Settings | None = None) -> str:
     """PING and INFO of the server on `port`; its version."""
-    async with _connect(port) as client:
+    async with _connect(port, settings) as client:
         await client.ping()
         info = await client.info("server")
     return str(info["redis_version"])
@@ -167,7 +186,7 @@ async def probe(settings: Settings) -> str:
     if wrong := mismatch(settings):
         raise StackError(wrong)
     if not settings.redis.cluster:
-        return f"Redis {await _version(settings.redis.port)}"
+        return f"Redis {await _version(settings.redis.port, settings)}"
     if stopped := sorted({node_name(settings, node) for node in nodes(settings)} - set(running(settings))):
         raise StackError(f"{', '.join(stopped)} not running (`esports infra up redis` starts them)")
     client_ports = _client_ports(settings)

@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from events.base import Event
 from events.chat import ChatActionRouted
 from events.codec import EventCodec
-from infra.kafka import partition_of_key
+from infra.kafka import client_options, partition_of_key
 from infra.settings import Settings
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.moderation.chat_rules import ChatLimits
@@ -126,8 +126,7 @@ class ChatWorker(PartitionWorker[SenderPartition]):
     async def _restore(self, states: dict[int, SenderPartition]) -> dict[int, int]:
         """Read the stored keys of the partitions of ``states`` into them; records read per partition."""
         reader = AIOKafkaConsumer(
-            bootstrap_servers=self._kafka.bootstrap_servers,
-            client_id=f"{self._kafka.client_id}-chat-restore",
+            **client_options(self._kafka, "chat-restore"),
             enable_auto_commit=False,
         )
         await reader.start()
