@@ -6,14 +6,19 @@ listing in Redis with the projection's key layout, registers a streamer with a c
 it with ``wrk`` from a separate process (``apt-get install wrk``) and reports requests/s and
 p50/p99 latency, medians of several runs, for:
 
-- ``GET /api/v1/streams/live`` (Redis zset + hashes, pydantic response),
+- ``GET /api/v1/streams/live`` (Redis zset + hashes read once a second per process, the page
+  encoded once: see producers.listings),
 - ``POST /api/v1/streams`` (JWT check + credentials lookup, channel claim lookup, publish with
   acks=all and wait for the broker's acknowledgement),
 - the baseline, measured in the same run: a bare Starlette endpoint returning the same live
-  listing JSON (pre-serialised) under the same uvicorn settings.
+  listing JSON (pre-serialised) under the same uvicorn settings. Both servers run side by side and
+  their runs alternate (baseline, GET, POST, baseline, ...), so each round's ratios compare like
+  with like on a shared machine.
 
-The generator's CPU time is printed beside the figures. With more than one core, the server and
-the generator are pinned to different cores (``taskset``) when there are enough of them.
+Beside each figure: the server's CPU time per request (user + system of the uvicorn process and its
+workers, from ``/proc``, over the run: the robust figure when other work shares the machine), and the
+generator's CPU time; then each endpoint's ratios to the baseline (req/s, and CPU per request). With
+more than one core, the server and the generator are pinned to different cores (``taskset``).
 
     python bench/api.py [--workers 1 2] [--runs 5] [--duration 5] [--connections 64] [--quick]
 """
@@ -66,8 +71,9 @@ def api_factory() -> Any:
     """The real API app, in the bench's namespace."""
     from producers.services import Namespace
     from web.app import create_app
+    from web.server import served
 
-    return create_app(Settings(), namespace=Namespace(**json.loads(os.environ[NAMESPACE_ENV])))
+    return served(create_app(Settings(), namespace=Namespace(**json.loads(os.environ[NAMESPACE_ENV]))))
 
 
 def baseline_factory() -> Any:
@@ -107,6 +113,7 @@ def serve(factory: str, port: int, workers: int) -> None:
         workers=workers,
         log_config=None,
         access_log=False,
+        proxy_headers=False,  # as `esports api` (web.server) runs it
         log_level="warning",
     )
 
@@ -121,6 +128,30 @@ class Figures:
     p99_ms: float
     errors: int
     generator_cpu_s: float
+    server_cpu_us: float  # per request
+
+
+def process_tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its live descendants (uvicorn's workers), from /proc."""
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:  # gone meanwhile
+            continue
+        # After the command: state, ppid, ... utime and stime are the 12th and 13th (stat(5) 14, 15).
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += times.get(current, 0.0)
+        todo.extend(children.get(current, []))
+    return total
 
 
 def free_port() -> int:
@@ -145,6 +176,7 @@ class Server:
 
     def __init__(self, factory: str, workers: int, env: dict[str, str]) -> None:
         self.port = free_port()
+        self.workers = workers
         self.url = f"http://127.0.0.1:{self.port}"
         command = [
             sys.executable,
@@ -157,6 +189,9 @@ class Server:
             str(workers),
         ]
         self.process = subprocess.Popen([*pinning("server", workers), *command], env=env, cwd=REPO_ROOT)
+
+    def cpu_s(self) -> float:
+        return process_tree_cpu_s(self.process.pid)
 
     def wait_ready(self, path: str) -> None:
         deadline = time.monotonic() + 60
@@ -180,11 +215,14 @@ class Server:
 
 
 _LATENCY = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.M)  # wrk --latency distribution
+_REQUESTS = re.compile(r"^\s+(\d+) requests in ", re.M)
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def wrk(url: str, *, duration: int, connections: int, script: Path | None, workers: int) -> Figures:
-    """One wrk run from its own (pinned) process; the generator's CPU from the children's rusage."""
+def wrk(server: Server, path: str, *, duration: int, connections: int, script: Path | None) -> Figures:
+    """One wrk run from its own (pinned) process; the generator's CPU from the children's rusage, the
+    server's from /proc."""
+    workers = server.workers
     command = [
         *pinning("generator", workers),
         "wrk",
@@ -195,14 +233,18 @@ def wrk(url: str, *, duration: int, connections: int, script: Path | None, worke
     ]
     if script:
         command += ["-s", str(script)]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before, server_before = resource.getrusage(resource.RUSAGE_CHILDREN), server.cpu_s()
+    output = subprocess.run([*command, server.url + path], capture_output=True, text=True, check=True).stdout
+    after, server_after = resource.getrusage(resource.RUSAGE_CHILDREN), server.cpu_s()
     latency = {p: float(v) * _UNITS[u] for p, v, u in _LATENCY.findall(output)}
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    return Figures(rps, latency["50"], latency["99"], int(errors.group(1)) if errors else 0, cpu)
+    requests = int(_REQUESTS.search(output).group(1))  # type: ignore[union-attr]
+    server_cpu_us = (server_after - server_before) / max(requests, 1) * 1e6
+    return Figures(
+        rps, latency["50"], latency["99"], int(errors.group(1)) if errors else 0, cpu, server_cpu_us
+    )
 
 
 def median_figures(runs: list[Figures]) -> Figures:
@@ -212,6 +254,7 @@ def median_figures(runs: list[Figures]) -> Figures:
         statistics.median(r.p99_ms for r in runs),
         sum(r.errors for r in runs),
         statistics.median(r.generator_cpu_s for r in runs),
+        statistics.median(r.server_cpu_us for r in runs),
     )
 
 
@@ -317,70 +360,66 @@ def streamer(url: str) -> tuple[str, str]:
         return token["access_token"], channel.json()["channel_id"]
 
 
-def measure(args: argparse.Namespace, workers: int, ns: BenchNamespace, scratch: Path) -> dict[str, Figures]:
-    results: dict[str, list[Figures]] = {
-        "baseline GET (bare Starlette)": [],
-        "GET /streams/live": [],
-        "POST /streams": [],
-    }
-    live_path = "/api/v1/streams/live?limit=20"
-    baseline = Server("baseline", workers, ns.env())
+BASELINE = "baseline GET (bare Starlette)"
+LIVE_PATH = "/api/v1/streams/live?limit=20"
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """One figure's load: which server, which request (a wrk script for the POST)."""
+
+    server: Server
+    path: str
+    script: Path | None = None
+
+
+def measure(
+    args: argparse.Namespace, workers: int, ns: BenchNamespace, scratch: Path
+) -> tuple[dict[str, Figures], dict[str, list[Figures]]]:
+    """Both servers up at once (an idle one costs nothing) and their runs interleaved, so that the
+    baseline and the API see the same machine; the medians, and every run (for per-run ratios)."""
+    baseline, api = Server("baseline", workers, ns.env()), Server("api", workers, ns.env())
     try:
         baseline.wait_ready("/api/v1/streams/live")
-        wrk(
-            baseline.url + "/api/v1/streams/live",
-            duration=1,
-            connections=args.connections,
-            script=None,
-            workers=workers,
-        )
-        for _ in range(args.runs):
-            results["baseline GET (bare Starlette)"].append(
-                wrk(
-                    baseline.url + "/api/v1/streams/live",
-                    duration=args.duration,
-                    connections=args.connections,
-                    script=None,
-                    workers=workers,
-                )
-            )
-    finally:
-        baseline.stop()
-    api = Server("api", workers, ns.env())
-    try:
         api.wait_ready("/health")
         token, channel_id = streamer(api.url)
-        script = post_script(scratch, token, channel_id)
-        wrk(api.url + live_path, duration=1, connections=args.connections, script=None, workers=workers)
-        wrk(
-            api.url + "/api/v1/streams",
-            duration=1,
-            connections=args.connections,
-            script=script,
-            workers=workers,
-        )
+        loads = {
+            BASELINE: Load(baseline, "/api/v1/streams/live"),
+            "GET /streams/live": Load(api, LIVE_PATH),
+            "POST /streams": Load(api, "/api/v1/streams", post_script(scratch, token, channel_id)),
+        }
+        for load in loads.values():  # warm-up
+            wrk(load.server, load.path, duration=1, connections=args.connections, script=load.script)
+        runs: dict[str, list[Figures]] = {name: [] for name in loads}
         for _ in range(args.runs):
-            results["GET /streams/live"].append(
-                wrk(
-                    api.url + live_path,
-                    duration=args.duration,
-                    connections=args.connections,
-                    script=None,
-                    workers=workers,
+            for name, load in loads.items():
+                runs[name].append(
+                    wrk(
+                        load.server,
+                        load.path,
+                        duration=args.duration,
+                        connections=args.connections,
+                        script=load.script,
+                    )
                 )
-            )
-            results["POST /streams"].append(
-                wrk(
-                    api.url + "/api/v1/streams",
-                    duration=args.duration,
-                    connections=args.connections,
-                    script=script,
-                    workers=workers,
-                )
-            )
     finally:
         api.stop()
-    return {name: median_figures(runs) for name, runs in results.items()}
+        baseline.stop()
+    return {name: median_figures(figures) for name, figures in runs.items()}, runs
+
+
+def ratios(runs: dict[str, list[Figures]]) -> dict[str, tuple[float, float]]:
+    """Each endpoint against the baseline of the same round: medians of req/s ratios and of CPU-per-
+    request ratios (baseline CPU / endpoint CPU, so both read "x bare Starlette", higher is better)."""
+    base = runs[BASELINE]
+    return {
+        name: (
+            statistics.median(f.rps / b.rps for f, b in zip(figures, base, strict=True)),
+            statistics.median(b.server_cpu_us / f.server_cpu_us for f, b in zip(figures, base, strict=True)),
+        )
+        for name, figures in runs.items()
+        if name != BASELINE
+    }
 
 
 def main() -> int:
@@ -410,15 +449,22 @@ def main() -> int:
         f"cores={os.cpu_count()} connections={args.connections} runs={args.runs}x{args.duration}s "
         f"(medians) generator=wrk -t2, pinned={'yes' if pinning('generator', 1) else 'no'}"
     )
-    header = ("workers", "endpoint", "req/s", "p50 ms", "p99 ms", "non-2xx", "gen cpu s")
-    print("{:>7}  {:<32} {:>9} {:>8} {:>8} {:>8} {:>9}".format(*header))
+    header = ("workers", "endpoint", "req/s", "p50 ms", "p99 ms", "non-2xx", "srv cpu us/req", "gen cpu s")
+    print("{:>7}  {:<32} {:>9} {:>8} {:>8} {:>8} {:>14} {:>9}".format(*header))
     try:
         with tempfile.TemporaryDirectory() as scratch:
             for workers in args.workers:
-                for name, f in measure(args, workers, ns, Path(scratch)).items():
+                medians, runs = measure(args, workers, ns, Path(scratch))
+                for name, f in medians.items():
                     print(
                         f"{workers:>7}  {name:<32} {f.rps:>9.0f} {f.p50_ms:>8.2f} {f.p99_ms:>8.2f} "
-                        f"{f.errors:>8} {f.generator_cpu_s:>9.2f}",
+                        f"{f.errors:>8} {f.server_cpu_us:>14.0f} {f.generator_cpu_s:>9.2f}",
+                        flush=True,
+                    )
+                for name, (rps, cpu) in ratios(runs).items():
+                    print(
+                        f"{workers:>7}  {name} vs bare Starlette (medians of per-round ratios): "
+                        f"req/s {rps:.2f}x, CPU per request {cpu:.2f}x",
                         flush=True,
                     )
     finally:

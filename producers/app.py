@@ -66,6 +66,9 @@ def create_api(
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=_lifespan(settings, services, namespace, metrics),
+        # The API's metrics are Prometheus (producers.metrics); FastAPI's native OpenTelemetry, unused
+        # here, would still look up the global providers (and the environment) on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     if services is not None:
         _attach(app, services)
@@ -86,6 +89,9 @@ def create_api(
 
 
 def _include_routes(app: FastAPI) -> None:
+    # The live listing's plain requests first of all, ahead of FastAPI's own docs routes (see
+    # LiveListingRoute; its other requests reach the streams router's route).
+    app.router.routes.insert(0, streams.LiveListingRoute())
     # Routers are matched in this order (their paths do not overlap), so the hottest comes first: every
     # router tried before a request's own costs it a scan of that router's routes.
     for module in (

@@ -46,6 +46,21 @@ class ApiMetrics:
             registry=self.registry,
         )
 
+        # Each label set's children, looked up once: ``labels()`` validates and locks on every call.
+        self._counted: dict[tuple[str, str, int], Counter] = {}
+        self._timed: dict[tuple[str, str], Histogram] = {}
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered HTTP request and record its latency, by route template."""
+        counted = self._counted.get((method, route, status))
+        if counted is None:
+            counted = self._counted[method, route, status] = self.requests.labels(method, route, str(status))
+        timed = self._timed.get((method, route))
+        if timed is None:
+            timed = self._timed[method, route] = self.latency.labels(method, route)
+        counted.inc()
+        timed.observe(seconds)
+
     def render(self) -> tuple[bytes, str]:
         return render(self.registry)
 
@@ -74,5 +89,4 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_status)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
-            self.metrics.latency.labels(scope["method"], route).observe(time.perf_counter() - started)
+            self.metrics.observe_request(scope["method"], route, status, time.perf_counter() - started)

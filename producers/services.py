@@ -25,6 +25,7 @@ from infra.settings import PostgresSettings, Settings
 from infra.tokens import AccessTokens
 from producers.auth.login_limiter import LoginLimiter
 from producers.auth.passwords import Passwords
+from producers.auth.verified_tokens import RememberedTokens
 from producers.commands import CommandBus
 from producers.listings import CatalogReader, StreamReader, TournamentReader
 from producers.metrics import ApiMetrics
@@ -175,7 +176,7 @@ def _access_tokens(settings: Settings) -> AccessTokens:
             "ESPORTS_AUTH__JWT_SECRET and ESPORTS_AUTH__INTERNAL_TOKEN are required (`esports infra up` "
             "writes local ones to .run/secrets.env)"
         )
-    return AccessTokens(
+    return RememberedTokens(
         secret.get_secret_value(),
         issuer=settings.auth.jwt_issuer,
         audience=settings.auth.jwt_audience,

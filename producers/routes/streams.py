@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
+from starlette.datastructures import URLPath
+from starlette.routing import BaseRoute, Match, NoMatchFound, get_route_path
+from starlette.types import Receive, Scope, Send
 
 from events.base import Event
 from events.streams import (
@@ -36,23 +40,78 @@ from producers.models.streams import (
     StreamPage,
     StreamUpdateRequest,
 )
+from producers.pagination import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
 from producers.problems import NotFound, Unprocessable, documented
 from producers.routes import API_PREFIX, accepted
 from producers.services import Services
 
 router = APIRouter(prefix=API_PREFIX + "/streams", tags=["streams"], dependencies=[ReadYourWrites])
 StreamId = Annotated[str, Path(pattern=ID_PATTERN, description="The stream's id.")]
+LIVE_PATH = API_PREFIX + "/streams/live"
 
 
 # First: the hottest route, and a router tries its routes in order.
 @router.get("/live", response_model=LivePage, responses=documented(400, 422))
 async def live_streams(
-    request: Request, services: ServicesDep, limit: Limit = 20, cursor: Cursor = None
+    request: Request, services: ServicesDep, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 ) -> Response:
     """Live streams, most viewers first (from Redis; from PostgreSQL if Redis is down)."""
     # The body comes encoded from the listing's per-process cache (a LivePage, see producers.listings).
     body = await services.streams.live_json(limit=limit, cursor=cursor, fresh=names_positions(request))
     return Response(body, media_type="application/json")
+
+
+class LiveListingRoute(BaseRoute):
+    """``GET /streams/live`` as nearly every client sends it: the cached page's bytes, without FastAPI's
+    dependency solving and parameter validation (most of a request's cost, profiled). Registered ahead
+    of the API's routers, it matches only a plain query (``limit`` and ``cursor``, each valid and given
+    at most once) without ``X-Min-Position``; any other request falls through to :func:`live_streams`,
+    which answers it exactly (validation problems, read-your-writes). Same body, headers and metrics
+    label (``path``); errors raised here reach the app's problem handlers like a route's."""
+
+    path = path_format = LIVE_PATH  # the metrics label and FastAPI's telemetry read these
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http" or scope["method"] != "GET" or get_route_path(scope) != LIVE_PATH:
+            return Match.NONE, {}
+        query = _plain_live_query(scope["query_string"])
+        if query is None or any(name == b"x-min-position" for name, _ in scope["headers"]):
+            return Match.NONE, {}
+        return Match.FULL, {"route": self, _LIVE_QUERY: query}
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        raise NoMatchFound(name, path_params)  # url_for() names the documented route, live_streams
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit, cursor = scope[_LIVE_QUERY]
+        services: Services = scope["app"].state.services
+        body = await services.streams.live_json(limit=limit, cursor=cursor)
+        headers = [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+_LIVE_QUERY = "esports.live_query"
+_CURSOR = re.compile(CURSOR_PATTERN.encode())
+_LIMIT = re.compile(rb"[1-9][0-9]{0,2}")
+
+
+def _plain_live_query(query_string: bytes) -> tuple[int, str | None] | None:
+    """``(limit, cursor)`` of a query naming only valid ones, each at most once; None for anything
+    else (left to FastAPI's validation, which answers it the same way or with its 422)."""
+    values: dict[bytes, bytes] = {}
+    for pair in query_string.split(b"&") if query_string else ():
+        name, _, value = pair.partition(b"=")
+        if name in values or name not in (b"limit", b"cursor"):
+            return None
+        values[name] = value
+    limit = values.get(b"limit")
+    cursor = values.get(b"cursor")
+    if limit is not None and (not _LIMIT.fullmatch(limit) or int(limit) > MAX_LIMIT):
+        return None
+    if cursor is not None and not _CURSOR.fullmatch(cursor):
+        return None
+    return (DEFAULT_LIMIT if limit is None else int(limit)), (None if cursor is None else cursor.decode())
 
 
 @router.post(
