@@ -20,6 +20,12 @@ from infra.settings import PostgresSettings
 log = logging.getLogger(__name__)
 
 MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+# Every component's applied versions, in the schema the connection resolves names in.
+SCHEMA_MIGRATIONS_DDL = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+    " component text NOT NULL, version int NOT NULL, name text NOT NULL,"
+    " applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (component, version))"
+)
 
 
 class DatabaseError(Exception):
@@ -87,11 +93,7 @@ async def apply_migrations(pool: AsyncConnectionPool, component: str, directory:
     applied: list[str] = []
     try:
         async with pool.connection() as conn:
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " component text NOT NULL, version int NOT NULL, name text NOT NULL,"
-                " applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (component, version))"
-            )
+            await conn.execute(SCHEMA_MIGRATIONS_DDL)
             await conn.commit()
             for version, path in migration_files(directory):
                 async with conn.transaction():

@@ -150,6 +150,11 @@ class PostgresSettings(BaseModel):
     ssl: bool = Field(
         False, description="Run the local instance with ssl=on, its certificate signed by the local CA."
     )
+    service_roles: bool = Field(
+        False,
+        description="Give each service its own least-privilege role (esports_api, esports_projector), "
+        "created by `esports infra up postgres`; the local apps connect as theirs.",
+    )
 
     @property
     def dsn(self) -> str:

@@ -81,9 +81,13 @@ def make_api_pool(
 async def migrate(pool: AsyncConnectionPool, namespace: Namespace) -> list[str]:
     """Create the command schema if needed and apply producers/migrations to it."""
     async with pool.connection() as conn:
-        await conn.execute(
-            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(namespace.command_schema))
-        )
+        # Only when missing: CREATE SCHEMA checks the right to create schemas even when it exists, a
+        # right the API's own role lacks under ESPORTS_POSTGRES__SERVICE_ROLES.
+        found = await conn.execute("SELECT to_regnamespace(%s)", (namespace.command_schema,))
+        if (row := await found.fetchone()) is None or row[0] is None:
+            await conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(namespace.command_schema))
+            )
     return await apply_migrations(pool, "producers", MIGRATIONS)
 
 

@@ -18,8 +18,9 @@ from functools import partial
 from operator import attrgetter
 from types import MappingProxyType
 
+from infra.postgres_roles import API_ROLE, PROJECTOR_ROLE
 from infra.settings import REPO_ROOT, Settings
-from infra.stack import processes, secure_broker
+from infra.stack import postgres, processes, secure_broker
 from infra.stack.service import Port, Service, StackError
 
 HEALTH_TIMEOUT_S = 3.0
@@ -42,6 +43,7 @@ class App:
     metrics_path: str | None = "/metrics"  # what the local Prometheus scrapes; None: no metrics
     binds: bool = True  # False: it only polls `port` for readiness (another app listens there)
     kafka_user: str | None = None  # its package: the SCRAM user it connects as to a secure broker
+    postgres_role: str | None = None  # its PostgreSQL role under ESPORTS_POSTGRES__SERVICE_ROLES
 
     @property
     def port_env(self) -> str:
@@ -73,6 +75,7 @@ APP_TABLE: Mapping[str, App] = MappingProxyType(
                 port_setting="api.port",
                 host_setting="api.host",
                 kafka_user="producers",
+                postgres_role=API_ROLE,
             ),
             App(
                 name="processors",
@@ -85,6 +88,7 @@ APP_TABLE: Mapping[str, App] = MappingProxyType(
                 name="projector",
                 argv=esports("projector"),
                 kafka_user="projections",
+                postgres_role=PROJECTOR_ROLE,
                 port_setting="projections.web_port",
                 host_setting="projections.web_host",
             ),
@@ -150,7 +154,12 @@ def _prepare(settings: Settings) -> None:
 
 def _start(app: App, settings: Settings) -> None:
     # Unbuffered, so the log tail shown when a start fails has the last lines the process printed.
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **secure_broker.service_env(settings, app.kafka_user)}
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        **secure_broker.service_env(settings, app.kafka_user),
+        **postgres.service_env(settings, app.postgres_role),
+    }
     processes.spawn(settings, app.name, list(app.argv), cwd=REPO_ROOT, env=env)
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from infra.settings import Settings, secret_value
+from infra.security import new_password, write_secret
+from infra.settings import REPO_ROOT, Settings, secret_value
 from infra.stack import processes
 from infra.stack.certs import server_cert
 from infra.stack.service import Port, Service, StackError, render
@@ -160,6 +161,7 @@ async def provision(settings: Settings) -> str:
     """Create (or update) the role and database from settings; return the server version."""
     import psycopg
     from psycopg import sql
+    from psycopg.conninfo import make_conninfo
 
     pg = settings.postgres
     sockets = settings.stack.run_dir / "postgres" / "socket"
@@ -181,7 +183,45 @@ async def provision(settings: Settings) -> str:
                     sql.Identifier(pg.database), sql.Identifier(pg.user)
                 )
             )
+    if pg.service_roles:
+        await _service_roles(settings, make_conninfo(admin_dsn, dbname=pg.database))
     return await probe(settings)
+
+
+async def _service_roles(settings: Settings, admin_dsn: str) -> None:
+    """ESPORTS_POSTGRES__SERVICE_ROLES: a least-privilege role per service (infra/postgres_roles.py)."""
+    import psycopg
+
+    from infra.postgres_roles import ServiceRoles, create_service_roles, declared_tables
+
+    roles = ServiceRoles()
+    passwords = {role: role_password_file(settings, role).read_text().strip() for role in roles.names()}
+    async with await psycopg.AsyncConnection.connect(admin_dsn, autocommit=True) as conn:
+        await create_service_roles(
+            conn,
+            roles,
+            passwords,
+            command_tables=declared_tables(REPO_ROOT / "producers" / "migrations"),
+            adopt_from=settings.postgres.user,
+        )
+
+
+def role_password_file(settings: Settings, role: str) -> Path:
+    """The file of a service role's password (0600, created with a random one on first use)."""
+    path = settings.stack.run_dir / "postgres" / "roles" / f"{role}.password"
+    if not path.is_file():
+        write_secret(path, new_password())
+    return path
+
+
+def service_env(settings: Settings, role: str | None) -> dict[str, str]:
+    """The environment that makes a local app connect as its own role (with service_roles)."""
+    if not settings.postgres.service_roles or role is None:
+        return {}
+    return {
+        "ESPORTS_POSTGRES__USER": role,
+        "ESPORTS_POSTGRES__PASSWORD_FILE": str(role_password_file(settings, role)),
+    }
 
 
 async def probe(settings: Settings) -> str:
