@@ -47,7 +47,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 class Authorizer(Protocol):
     """Maps a stream key to the stream id it may publish, or None when the key is unknown or revoked."""
 
-    async def authorize(self, stream_key: str) -> str | None: ...
+    async def authorize(self, stream_key: str, publisher_addr: str | None = None) -> str | None: ...
 
 
 class ApiAuthorizer:
@@ -57,14 +57,26 @@ class ApiAuthorizer:
         self._client = client
         self._headers = {"Authorization": f"Bearer {internal_token}"}
 
-    async def authorize(self, stream_key: str) -> str | None:
-        response = await self._client.post(
-            "/internal/ingest/authorize", json={"stream_key": stream_key}, headers=self._headers
-        )
+    async def authorize(self, stream_key: str, publisher_addr: str | None = None) -> str | None:
+        body = {"stream_key": stream_key}
+        if publisher_addr and _is_ip(publisher_addr):
+            body["publisher_addr"] = publisher_addr  # wrong keys are limited per publisher address
+        response = await self._client.post("/internal/ingest/authorize", json=body, headers=self._headers)
+        if response.status_code == 429:
+            log.warning("publish refused: too many wrong stream keys from %s", publisher_addr or "this node")
+            return None
         if response.status_code in (403, 404, 422):
             return None
         response.raise_for_status()
         return str(response.json()["stream_id"])
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def rtmp_source(settings: IngestSettings, stream_id: str, encoder: str | None = None) -> Source:
@@ -124,7 +136,7 @@ class IngestControl:
 
     def pull(self, stream_id: str, url: str) -> StreamSession:
         """Transcode a production feed (RTMP, SRT, HLS or file URL) as stream `stream_id`."""
-        source = pull_source(url)  # refuses unsupported schemes before anything starts
+        source = pull_source(url, allow_local=True)  # the operator's feed; refuses unsupported schemes
         return self.attach(stream_id, lambda: source)
 
     def detach(self, stream_id: str) -> None:
@@ -202,7 +214,7 @@ def create_hook_app(settings: IngestSettings, control: IngestControl, authorizer
             control.publishes.labels("refused").inc()
             return PlainTextResponse("refused", status_code=403)
         try:
-            stream_id = await authorizer.authorize(key)
+            stream_id = await authorizer.authorize(key, str(form.get("addr", "")) or None)
         except httpx.HTTPError as e:
             log.error("stream-key check unavailable (%s): publish refused", type(e).__name__)
             control.publishes.labels("unavailable").inc()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress
 
 from producers.models.common import Accepted, Game, Id, Language, Moment, Tag, Title
 
@@ -179,6 +179,11 @@ class IngestAuthorizeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     stream_key: str = Field(min_length=1, max_length=200)
+    publisher_addr: IPvAnyAddress | None = Field(
+        None,
+        description="The publisher's address as the ingest node saw it: wrong keys are limited per "
+        "publisher address (else per caller, i.e. per ingest node).",
+    )
 
 
 class IngestAuthorized(BaseModel):

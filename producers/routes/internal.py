@@ -1,4 +1,10 @@
-"""Internal endpoints for the ingest hooks (until the ingest issue brings its own control service)."""
+"""Internal endpoints for the ingest hooks (until the ingest issue brings its own control service).
+
+Wrong stream keys are counted per publisher address (which the ingest node forwards; else the caller's)
+in fixed Redis windows: past
+``KEY_FAILURES_PER_WINDOW`` the check answers 429 (even for a right key) until the window ends, so
+keys cannot be guessed at the hook's speed.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +13,57 @@ import uuid
 from fastapi import APIRouter
 
 from events.streams import StreamCreated
-from producers.deps import InternalCaller, ServicesDep
+from infra.redis import DRIVER_ERRORS, translate
+from producers.deps import ClientIp, InternalCaller, ServicesDep
 from producers.models.streams import IngestAuthorized, IngestAuthorizeRequest
-from producers.problems import Forbidden, documented
+from producers.problems import Forbidden, TooManyRequests, documented
+from producers.services import Services
 
 router = APIRouter(prefix="/internal", tags=["internal"])
 
+KEY_FAILURES_PER_WINDOW = 20
+KEY_WINDOW_S = 60
 
-@router.post("/ingest/authorize", response_model=IngestAuthorized, responses=documented(401, 403, 422, 503))
+
+def _failures_key(services: Services, ip: str) -> str:
+    return f"{services.namespace.redis_prefix}api:stream-key-fail:ip:{ip}"
+
+
+async def _check_key_guessing(services: Services, ip: str) -> None:
+    """429 while the caller is over its budget of wrong keys for the window."""
+    try:
+        async with services.redis.pipeline(transaction=False) as pipe:
+            pipe.get(_failures_key(services, ip))
+            pipe.ttl(_failures_key(services, ip))
+            count, ttl = await pipe.execute()
+    except DRIVER_ERRORS as e:
+        raise translate(e, "reading stream-key failures") from e
+    if count is not None and int(count) >= KEY_FAILURES_PER_WINDOW:
+        raise TooManyRequests("too many wrong stream keys; try again later", max(int(ttl), 1))
+
+
+async def _record_key_failure(services: Services, ip: str) -> None:
+    try:
+        async with services.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(_failures_key(services, ip))
+            pipe.expire(_failures_key(services, ip), KEY_WINDOW_S, nx=True)
+            await pipe.execute()
+    except DRIVER_ERRORS as e:
+        raise translate(e, "counting a wrong stream key") from e
+
+
+@router.post(
+    "/ingest/authorize", response_model=IngestAuthorized, responses=documented(401, 403, 422, 429, 503)
+)
 async def authorize_ingest(
-    body: IngestAuthorizeRequest, _: InternalCaller, services: ServicesDep
+    body: IngestAuthorizeRequest, _: InternalCaller, ip: ClientIp, services: ServicesDep
 ) -> IngestAuthorized:
     """Map a publisher's stream key to its channel and current stream (creating one if none is open)."""
+    publisher = str(body.publisher_addr) if body.publisher_addr is not None else ip
+    await _check_key_guessing(services, publisher)
     channel_id = await services.channels.channel_for_key(body.stream_key)
     if channel_id is None:
+        await _record_key_failure(services, publisher)
         raise Forbidden("unknown stream key")
     current = await services.streams.current_for_channel(channel_id)
     if current is not None:

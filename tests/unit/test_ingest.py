@@ -148,14 +148,14 @@ def test_codecs_from_the_avcc_box(tmp_path: Path) -> None:
 
 def test_pull_sources_whitelist_only_their_scheme() -> None:
     def whitelist(url: str) -> str:
-        args = pull_source(url).input_args
+        args = pull_source(url, allow_local=True).input_args
         return args[args.index("-protocol_whitelist") + 1]
 
     assert whitelist("rtmp://feed.example/live/x") == "rtmp,tcp"
     assert whitelist("srt://feed.example:9000") == "srt,udp"
     assert whitelist("/srv/feeds/match.mp4") == "file"
     assert "file" not in whitelist("https://cdn.example/master.m3u8")
-    assert "-re" in pull_source("/srv/feeds/match.mp4").input_args
+    assert "-re" in pull_source("/srv/feeds/match.mp4", allow_local=True).input_args
     with pytest.raises(UnsupportedSource):
         pull_source("gopher://x")
 
