@@ -251,6 +251,9 @@ class ApiSettings(BaseModel):
         default_factory=list, description="Origins allowed by CORS, as a JSON list; empty = same origin only."
     )
     max_body_bytes: int = Field(65536, description="Largest accepted request body; larger gets 413.")
+    head_timeout_s: float = Field(
+        10.0, gt=0, description="Seconds a client has to send a request's line and headers (then 408)."
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="Reverse proxies (JSON list of addresses or CIDR blocks) whose X-Forwarded-For is "

@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from infra import logs
 from infra.settings import Settings
 from web.app import create_app
+from web.http_protocol import HeadTimeoutProtocol, set_head_timeout
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ def app_factory() -> FastAPI:
     """The app of one uvicorn worker process (its own composition root)."""
     settings = Settings()
     logs.configure(settings.log_level, settings.log_format)
+    set_head_timeout(settings.api.head_timeout_s)
     return served(create_app(settings))
 
 
@@ -66,7 +68,9 @@ def run(settings: Settings) -> int:
         "access_log": False,  # per-route counts and latency are in /metrics; no URLs in logs
         "proxy_headers": False,
         "timeout_graceful_shutdown": 10,
+        "http": HeadTimeoutProtocol,  # httptools, plus a deadline for each request's head
     }
+    set_head_timeout(api.head_timeout_s)
     stop_requested = False
 
     def note_stop(signum: int, frame: object) -> None:
