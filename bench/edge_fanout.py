@@ -12,15 +12,21 @@ bytes to every transport; ``broadcast`` = ``websockets.broadcast()``; ``naive`` 
 4. node and generator CPU over the window (the generator must not be the bottleneck).
 
     python bench/edge_fanout.py [--viewers 5000] [--rate 50] [--seconds 10] [--runs 3] [--quick]
+                                [--client picows|raw] [--generators N]
 
-The node and the generator each hold a file descriptor per viewer: ``--viewers`` must stay below
-the hard ``RLIMIT_NOFILE`` (``ulimit -Hn``), which the bench raises the soft limit to.
+The node holds a file descriptor per viewer, so ``--viewers`` must stay below the hard
+``RLIMIT_NOFILE`` (``ulimit -Hn``, which the bench raises the soft limit to) less
+:data:`FD_HEADROOM`. The viewers' own sockets are spread over as many generator processes as that
+limit needs (``--generators`` for more), all on core 1. The picows client makes a Python call per
+frame received, which at 20,000 viewers and 100 msg/s is more than one core can do; the ``raw``
+client makes one per read (see :class:`_RawViewer`; the node's websocket pings are turned off for it).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import resource
@@ -28,12 +34,13 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
 from array import array
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -46,29 +53,63 @@ from schemas import SCHEMAS_DIR
 
 MODES = ("frames", "broadcast", "naive")
 TEXT_MARK = b'"text":"t='
-FD_HEADROOM = 200  # descriptors a node or the generator holds besides its viewers' sockets
+# Descriptors a node holds besides its viewers' sockets: 16 here (listener, epoll, Kafka, stdio, ...);
+# a generator process holds fewer. With the hard limit of 20,000, one node holds at most 19,950 viewers.
+FD_HEADROOM = 50
 
 
-# --- the load generator (its own process, picows) ---------------------------------------------
+# --- the load generator (its own processes, picows or raw sockets) --------------------------------
 
 
-def generator_main(ports: list[int], viewers: int, stream: str) -> None:
+def generator_main(ports: list[int], first: int, count: int, stream: str, client: str, out: str) -> None:
     import uvloop
 
     _raise_fd_limit()
-    uvloop.run(_generate(ports, viewers, stream))
+    uvloop.run(_generate(ports, first, count, stream, client, out))
 
 
-async def _generate(ports: list[int], viewers: int, stream: str) -> None:
-    """``viewers`` connections spread evenly over the nodes at ``ports``, all watching ``stream``."""
+async def _generate(ports: list[int], first: int, count: int, stream: str, client: str, out: str) -> None:
+    """Viewers ``first`` .. ``first + count`` of the run (viewer ``i`` on node ``i % len(ports)``), all
+    watching ``stream``; what they received goes to the file ``out`` (see :class:`Viewers`)."""
+    urls = [("127.0.0.1", port) for port in ports]
+    state = {"subscribed": 0, "closed": 0, "received": 0}
+    all_subscribed = asyncio.Event()
+    records = array("q")
+    connect = _picows_viewer if client == "picows" else _raw_viewer
+    closers = []
+    for start in range(first, first + count, 200):
+        batch = range(start, min(first + count, start + 200))
+        closers += await asyncio.gather(
+            *(connect(urls[i % len(urls)], stream, records, state, count, all_subscribed) for i in batch)
+        )
+    await all_subscribed.wait()
+    print(f"READY {count}", flush=True)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.readline)  # GO
+    cpu0, wall0 = _cpu_self(), time.monotonic()
+    await loop.run_in_executor(None, sys.stdin.readline)  # STOP
+    cpu, wall = _cpu_self() - cpu0, time.monotonic() - wall0
+    for close in closers:
+        close()
+    Path(out).write_bytes(records.tobytes())
+    result = {"received": state["received"], "cpu_s": cpu, "wall_s": wall, "closed_early": state["closed"]}
+    print(json.dumps(result), flush=True)
+
+
+async def _picows_viewer(
+    url: tuple[str, int],
+    stream: str,
+    latencies: array[int],
+    state: dict[str, int],
+    viewers: int,
+    all_subscribed: asyncio.Event,
+) -> Any:
+    """A picows client: a Python callback per frame; records each message's latency in ns."""
     from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-    latencies = array("q")
-    state = {"subscribed": 0, "closed": 0}
-    all_subscribed = asyncio.Event()
     subscribe = json.dumps({"type": "subscribe", "stream": stream}).encode()
 
-    class Viewer(WSListener):  # type: ignore[misc]
+    class Viewer(WSListener):
         def on_ws_connected(self, transport: WSTransport) -> None:
             transport.send(WSMsgType.TEXT, subscribe)
 
@@ -80,52 +121,106 @@ async def _generate(ports: list[int], viewers: int, stream: str) -> None:
             if at >= 0:
                 start = at + len(TEXT_MARK)
                 latencies.append(time.time_ns() - int(data[start : data.index(b'"', start)]))
+                state["received"] += 1
             elif b'"subscribed"' in data:
-                state["subscribed"] += 1
-                if state["subscribed"] >= viewers:
-                    all_subscribed.set()
+                _subscribed(state, viewers, all_subscribed)
 
         def on_ws_disconnected(self, transport: WSTransport) -> None:
             state["closed"] += 1
 
-    urls = [f"ws://127.0.0.1:{port}/" for port in ports]
-    transports = []
-    for first in range(0, viewers, 200):
-        batch = await asyncio.gather(
-            *(ws_connect(Viewer, urls[i % len(urls)]) for i in range(first, min(viewers, first + 200)))
+    transport, _ = await ws_connect(Viewer, f"ws://{url[0]}:{url[1]}/")
+    return transport.disconnect
+
+
+def _subscribed(state: dict[str, int], viewers: int, all_subscribed: asyncio.Event) -> None:
+    state["subscribed"] += 1
+    if state["subscribed"] >= viewers:
+        all_subscribed.set()
+
+
+# A chat frame's send time, as the bench writes it: "text":"t=<19 digits of time_ns>
+TOKEN = len(TEXT_MARK) + 19
+
+
+class _RawViewer(asyncio.Protocol):
+    """A websocket viewer without a websocket library, for loads where a Python call per frame would
+    make the generator the bottleneck: the handshake by hand, then per *read* one record (receipt
+    time, send time of the first message in it, messages in it). A viewer receives every message of
+    the stream in order, so the orchestrator knows which ones those were. It does not answer pings
+    (the bench turns them off for it)."""
+
+    def __init__(self, host: str, stream: str, records: array[int], state: dict[str, int], done: Any) -> None:
+        self._host = host
+        self._subscribe = _client_frame(json.dumps({"type": "subscribe", "stream": stream}).encode())
+        self._records = records
+        self._state = state
+        self._done = done  # called once subscribed
+        self._buffer = b""  # the handshake's answer until it is complete; then the unmatched tail
+        self._upgraded = False
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not registered as one
+        key = base64.b64encode(os.urandom(16))
+        self._transport.write(
+            b"GET / HTTP/1.1\r\nHost: " + self._host.encode() + b"\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
         )
-        transports += [t for t, _ in batch]
-    await all_subscribed.wait()
-    print(f"READY {viewers}", flush=True)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time_ns()
+        chunk = self._buffer + data
+        if not self._upgraded:
+            end = chunk.find(b"\r\n\r\n")
+            if end < 0:
+                self._buffer = chunk
+                return
+            assert chunk.startswith(b"HTTP/1.1 101"), chunk[:80]
+            self._upgraded = True
+            assert self._transport is not None
+            self._transport.write(self._subscribe)
+            chunk = chunk[end + 4 :]
+        limit = len(chunk) - TOKEN + 1  # a token starting before this is complete
+        if limit <= 0:
+            self._buffer = chunk
+            return
+        count = chunk.count(TEXT_MARK, 0, limit + len(TEXT_MARK) - 1)
+        if count:
+            at = chunk.find(TEXT_MARK) + len(TEXT_MARK)
+            self._records.extend((now, int(chunk[at : at + 19]), count))
+            self._state["received"] += count
+        elif self._done is not None and b'"subscribed"' in chunk:
+            self._done()
+            self._done = None
+        self._buffer = chunk[limit:]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._state["closed"] += 1
+
+
+def _client_frame(payload: bytes) -> bytes:
+    """A masked client text frame (a zero mask: the payload as is)."""
+    assert len(payload) < 126
+    return bytes((0x81, 0x80 | len(payload))) + b"\0\0\0\0" + payload
+
+
+async def _raw_viewer(
+    url: tuple[str, int],
+    stream: str,
+    records: array[int],
+    state: dict[str, int],
+    viewers: int,
+    all_subscribed: asyncio.Event,
+) -> Any:
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, sys.stdin.readline)  # GO
-    cpu0, wall0 = _cpu_self(), time.monotonic()
-    await loop.run_in_executor(None, sys.stdin.readline)  # STOP
-    cpu, wall = _cpu_self() - cpu0, time.monotonic() - wall0
-    for transport in transports:
-        transport.disconnect()
-    print(
-        json.dumps(
-            {
-                "latencies_ns": _percentiles(latencies),
-                "received": len(latencies),
-                "cpu_s": cpu,
-                "wall_s": wall,
-                "closed_early": state["closed"],
-            }
+    transport, _ = await loop.create_connection(
+        lambda: _RawViewer(
+            url[0], stream, records, state, lambda: _subscribed(state, viewers, all_subscribed)
         ),
-        flush=True,
+        url[0],
+        url[1],
     )
-
-
-def _percentiles(values: array[int]) -> dict[str, float]:
-    if not values:
-        return {"p50": float("nan"), "p99": float("nan")}
-    ordered = sorted(values)
-    return {
-        "p50": ordered[len(ordered) // 2],
-        "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
-    }
+    return transport.abort
 
 
 def _cpu_self() -> float:
@@ -189,15 +284,126 @@ def start_node(
     )
 
 
-def start_generator(ports: list[int], viewers: int, stream: str) -> subprocess.Popen[bytes]:
-    """The picows viewers (see :func:`generator_main`) pinned to core 1; ``READY`` once subscribed."""
-    ports_arg = ",".join(map(str, ports))
-    return subprocess.Popen(
-        [sys.executable, __file__, "--generator", ports_arg, str(viewers), stream],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        preexec_fn=_pin(1),
-    )
+class Viewers:
+    """The load generator: ``processes`` processes pinned to core 1 holding ``viewers`` connections in
+    all (each process under the open-file limit), spread evenly over the nodes at ``ports``.
+
+    ``client="picows"`` records every (message, viewer) latency as it parses each frame;
+    ``client="raw"`` records one line per read (see :class:`_RawViewer`) and needs the send times
+    (``sent_ns``, in publish order) to turn them into latencies."""
+
+    def __init__(
+        self, ports: list[int], viewers: int, stream: str, *, client: str = "picows", processes: int = 1
+    ) -> None:
+        self.client = client
+        self._dir = tempfile.TemporaryDirectory(prefix="bench-edge-viewers-")
+        self._outs = [f"{self._dir.name}/{n}.bin" for n in range(processes)]
+        shares = [viewers * (n + 1) // processes - viewers * n // processes for n in range(processes)]
+        firsts = [viewers * n // processes for n in range(processes)]
+        ports_arg = ",".join(map(str, ports))
+        self._procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "--generator",
+                    ports_arg,
+                    str(first),
+                    str(share),
+                    stream,
+                    client,
+                    out,
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                preexec_fn=_pin(1),
+            )
+            for first, share, out in zip(firsts, shares, self._outs, strict=True)
+        ]
+
+    async def ready(self) -> None:
+        for proc in self._procs:
+            assert proc.stdout is not None
+            line = await asyncio.to_thread(proc.stdout.readline)
+            assert line.startswith(b"READY"), line
+
+    def _tell(self, word: bytes) -> None:
+        for proc in self._procs:
+            assert proc.stdin is not None
+            proc.stdin.write(word + b"\n")
+            proc.stdin.flush()
+
+    def go(self) -> None:
+        self._tell(b"GO")
+
+    async def stop(self, sent_ns: list[int] | None = None) -> dict[str, Any]:
+        """Stop measuring; received, latency percentiles, the generators' CPU (in all) and wall."""
+        self._tell(b"STOP")
+        results = []
+        for proc in self._procs:
+            assert proc.stdout is not None
+            results.append(json.loads(await asyncio.to_thread(proc.stdout.readline)))
+        histogram = Histogram()
+        for out in self._outs:
+            records = array("q", Path(out).read_bytes())
+            if self.client == "picows":
+                histogram.add_all(records)
+            else:
+                histogram.add_reads(records, sent_ns or [])
+        return {
+            "latencies_ns": histogram.percentiles(),
+            "received": sum(r["received"] for r in results),
+            "cpu_s": sum(r["cpu_s"] for r in results),
+            "wall_s": max(r["wall_s"] for r in results),
+            "closed_early": sum(r["closed_early"] for r in results),
+        }
+
+    def kill(self) -> None:
+        for proc in self._procs:
+            if proc.poll() is None:
+                proc.kill()
+        self._dir.cleanup()
+
+
+class Histogram:
+    """Latencies in 0.1 ms bins (millions of them fit; the percentiles are exact to a bin)."""
+
+    BIN_NS = 100_000
+
+    def __init__(self) -> None:
+        self._bins: dict[int, int] = {}
+        self.count = 0
+
+    def add_all(self, latencies_ns: array[int]) -> None:
+        bins, width = self._bins, self.BIN_NS
+        for latency in latencies_ns:
+            key = latency // width
+            bins[key] = bins.get(key, 0) + 1
+        self.count += len(latencies_ns)
+
+    def add_reads(self, records: array[int], sent_ns: list[int]) -> None:
+        """(receipt, first send time, messages) per read: the messages are consecutive in ``sent_ns``."""
+        index = {sent: i for i, sent in enumerate(sent_ns)}
+        bins, width = self._bins, self.BIN_NS
+        for n in range(0, len(records), 3):
+            received, first, count = records[n], records[n + 1], records[n + 2]
+            start = index[first]
+            for sent in sent_ns[start : start + count]:
+                key = (received - sent) // width
+                bins[key] = bins.get(key, 0) + 1
+            self.count += count
+
+    def percentiles(self) -> dict[str, float]:
+        if not self.count:
+            return {"p50": float("nan"), "p99": float("nan")}
+        found: dict[str, float] = {}
+        seen = 0
+        for key in sorted(self._bins):
+            seen += self._bins[key]
+            for name, q in (("p50", 0.5), ("p99", 0.99)):
+                if name not in found and seen > q * self.count:
+                    found[name] = (key + 0.5) * self.BIN_NS
+        return found
 
 
 async def wait_healthy(port: int, node: subprocess.Popen[bytes]) -> None:
@@ -213,10 +419,14 @@ async def wait_healthy(port: int, node: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("edge node did not become healthy")
 
 
-async def publish_paced(publisher: EventPublisher, stream: str, rate: int, seconds: float) -> int:
-    """``rate`` messages per second for ``seconds``, each carrying its send time (not awaited serially)."""
+async def publish_paced(
+    publisher: EventPublisher, stream: str, rate: int, seconds: float, sent_ns: list[int] | None = None
+) -> int:
+    """``rate`` messages per second for ``seconds``, each carrying its send time (not awaited serially);
+    the send times are appended to ``sent_ns``."""
     loop = asyncio.get_running_loop()
     start, total, pending = loop.time(), int(rate * seconds), []
+    sent_ns = [] if sent_ns is None else sent_ns
     for i in range(total):
         delay = start + i / rate - loop.time()
         if delay > 0:
@@ -226,41 +436,42 @@ async def publish_paced(publisher: EventPublisher, stream: str, rate: int, secon
             stream_id=stream,
             user_id="bench",
             display_name="bench",
-            text=f"t={time.time_ns()}",
+            text=f"t={_stamp(sent_ns)}",
         )
         pending.append(asyncio.ensure_future(publisher.publish(event)))
     await asyncio.gather(*pending)
     return total
 
 
+def _stamp(sent_ns: list[int]) -> int:
+    sent_ns.append(time.time_ns())
+    return sent_ns[-1]
+
+
 async def _one_run(
     settings: Settings, codec: EventCodec, mode: str, args: argparse.Namespace
 ) -> dict[str, Any]:
     port, stream = free_port(), f"bench-{uuid.uuid4().hex[:8]}"
-    node = start_node(settings, port, mode)
-    generator = None
+    node = start_node(settings, port, mode, env=client_env(args.client))
+    viewers, sent_ns = None, list[int]()
     try:
         await wait_healthy(port, node)
         rss0 = _rss_kib(node.pid)
-        generator = start_generator([port], args.viewers, stream)
-        assert generator.stdin is not None and generator.stdout is not None
-        ready = await asyncio.to_thread(generator.stdout.readline)
-        assert ready.startswith(b"READY"), ready
+        viewers = Viewers([port], args.viewers, stream, client=args.client, processes=args.generators)
+        await viewers.ready()
         await asyncio.sleep(0.5)
         rss1 = _rss_kib(node.pid)
         async with EventPublisher(settings.kafka, codec, producer="bench") as publisher:
-            generator.stdin.write(b"GO\n")
-            generator.stdin.flush()
-            cpu0, wall0 = cpu_of(node.pid), time.monotonic()
-            sent = await publish_paced(publisher, stream, args.rate, args.seconds)
+            viewers.go()
+            cpu0, wall0, busy0 = cpu_of(node.pid), time.monotonic(), machine_busy_s()
+            sent = await publish_paced(publisher, stream, args.rate, args.seconds, sent_ns)
             await asyncio.sleep(args.settle)
             node_cpu, wall = cpu_of(node.pid) - cpu0, time.monotonic() - wall0
-        generator.stdin.write(b"STOP\n")
-        generator.stdin.flush()
-        result = json.loads(await asyncio.to_thread(generator.stdout.readline))
+            busy = machine_busy_s() - busy0
+        result = await viewers.stop(sent_ns)
     finally:
-        if generator is not None and generator.poll() is None:
-            generator.kill()
+        if viewers is not None:
+            viewers.kill()
         node.send_signal(signal.SIGTERM)
         await asyncio.to_thread(node.wait, 30)
     expected = sent * args.viewers
@@ -275,7 +486,21 @@ async def _one_run(
         "node_cpu_pct": 100.0 * node_cpu / wall,
         "node_us_per_delivery": 1e6 * node_cpu / max(1, result["received"]),
         "generator_cpu_pct": 100.0 * result["cpu_s"] / result["wall_s"],
+        # CPU of everything else on the machine (the broker, other benchmarks), in cores
+        "others_cores": max(0.0, busy - node_cpu - result["cpu_s"]) / wall,
     }
+
+
+def client_env(client: str) -> dict[str, str]:
+    """Node settings a generator client needs: the raw client does not answer websocket pings."""
+    return {"ESPORTS_EDGE__PING_INTERVAL_S": "3600"} if client == "raw" else {}
+
+
+def machine_busy_s() -> float:
+    """CPU seconds every core has spent busy since boot (``/proc/stat``)."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def _median(runs: list[dict[str, Any]], key: str) -> float:
@@ -304,7 +529,8 @@ def _report(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]]) 
     print("deliveries_per_s = received / (publish window + settle); node CPU includes its Kafka reader")
     print(
         f"edge fan-out: {args.viewers} viewers of one stream, {args.rate} msg/s for {args.seconds}s, "
-        f"medians of {args.runs} run(s); node on core 0, picows generator on core 1; Kafka on the same host; "
+        f"medians of {args.runs} run(s); node on core 0, "
+        f"{args.generators} {args.client} generator process(es) on core 1; Kafka on the same host; "
         "ChatMessageAccepted published directly (moderation agent not in the path)"
     )
     keys = [
@@ -317,16 +543,20 @@ def _report(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]]) 
         "node_cpu_pct",
         "node_us_per_delivery",
         "generator_cpu_pct",
+        "others_cores",
     ]
     print("| writer | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 1) + "|")
     for mode, runs in results.items():
         print(f"| {mode} | " + " | ".join(f"{_median(runs, k):.1f}" for k in keys) + " |")
+        for run in runs if len(runs) > 1 else []:
+            print(f"| ({mode}, one run) | " + " | ".join(f"{run[k]:.1f}" for k in keys) + " |")
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--generator":
-        generator_main([int(port) for port in sys.argv[2].split(",")], int(sys.argv[3]), sys.argv[4])
+        ports, first, count, stream, client, out = sys.argv[2:8]
+        generator_main([int(port) for port in ports.split(",")], int(first), int(count), stream, client, out)
         return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -337,13 +567,29 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=2.0, help="seconds to wait for stragglers")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument(
+        "--client",
+        choices=("picows", "raw"),
+        default="picows",
+        help="picows: a Python call per frame; raw: per read (for loads picows cannot take on one core)",
+    )
+    parser.add_argument(
+        "--generators",
+        type=int,
+        default=0,
+        help="generator processes (default: as few as the fd limit allows)",
+    )
     parser.add_argument("--quick", action="store_true", help="1000 viewers, 20 msg/s, 4 s, one run")
     args = parser.parse_args()
     if args.quick:
         args.viewers, args.rate, args.seconds, args.runs = 1000, 20, 4.0, 1
     fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     if args.viewers + FD_HEADROOM > fd_limit:
-        parser.error(f"{args.viewers} viewers need more file descriptors than ulimit -Hn ({fd_limit})")
+        parser.error(
+            f"one node holds every viewer: {args.viewers} viewers need {args.viewers} descriptors plus "
+            f"about {FD_HEADROOM} more, over ulimit -Hn ({fd_limit}); at most {fd_limit - FD_HEADROOM}"
+        )
+    args.generators = args.generators or -(-args.viewers // (fd_limit - FD_HEADROOM))
     asyncio.run(_bench(args))
 
 

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _hot_stream_chat import OWNER, SOURCE, synced_everywhere
 from _hot_stream_support import Sampler, Workers, namespace
-from edge_fanout import cpu_of, free_port, start_generator, start_node, wait_healthy
+from edge_fanout import Viewers, cpu_of, free_port, start_node, wait_healthy
 from edge_fanout import publish_paced as publish_direct
 from pydantic import SecretStr
 from websockets.asyncio.client import connect
@@ -111,25 +111,19 @@ async def _measured(
 ) -> dict[str, Any]:
     """``viewers`` of ``stream`` over ``ports``; ``load`` (a coroutine) run between the generator's GO
     and STOP; what it returns, what the viewers received, and the nodes' CPU."""
-    generator = start_generator(ports, viewers, stream)
-    assert generator.stdin is not None and generator.stdout is not None
+    generator = Viewers(ports, viewers, stream)
     try:
-        ready = await asyncio.to_thread(generator.stdout.readline)
-        assert ready.startswith(b"READY"), ready
+        await generator.ready()
         await asyncio.sleep(0.5)
-        generator.stdin.write(b"GO\n")
-        generator.stdin.flush()
+        generator.go()
         cpu0, wall0 = [cpu_of(n.pid) for n in nodes], time.monotonic()
         sent = await load
         await asyncio.sleep(2.0)  # stragglers
         wall = time.monotonic() - wall0
         cpu = sum(cpu_of(n.pid) - c for n, c in zip(nodes, cpu0, strict=True))
-        generator.stdin.write(b"STOP\n")
-        generator.stdin.flush()
-        result = json.loads(await asyncio.to_thread(generator.stdout.readline))
+        result = await generator.stop()
     finally:
-        if generator.poll() is None:
-            generator.kill()
+        generator.kill()
     return {"sent": sent, "wall": wall, "nodes_cpu_s": cpu, **result}
 
 

@@ -6,10 +6,16 @@ framed once: the same bytes are written to every subscriber's transport without 
 unsent bytes pass the bound is dropped (close 1013), never waited for. Subscribing is synchronous:
 the snapshot, the backfill and the membership happen in one step of the event loop, so no delivery
 can fall between the backfill and the first delta, and none can be sent twice.
+
+In ``frames`` mode the node's reader only *posts* a stream's deliveries to its :class:`Outbox`; the
+writer task (:meth:`FanoutHub.write_forever`) writes them in passes of :data:`WRITE_CHUNK`
+subscribers with an event-loop turn in between, so the reader fetches while the node writes and a
+message read during a pass joins it (see ``edge_ws/outbox.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -22,6 +28,7 @@ from websockets.asyncio.server import ServerConnection, broadcast
 from edge_ws.history import Resume, StreamHistory, resume_without_history
 from edge_ws.messages import Delivery, Route
 from edge_ws.metrics import Metrics
+from edge_ws.outbox import Outbox
 from edge_ws.protocol import LogPosition, encode, notice, text_frame
 
 log = logging.getLogger(__name__)
@@ -31,6 +38,12 @@ RECENT_ONCE_KEYS = 10_000  # direct deliveries remembered per node so a republis
 # A node reads recent records back at start (warm start): a notification whose cause is older than the
 # node by more than this was pushed by the node its user was on then; it stays in the inbox, unpushed.
 BACKLOG_GRACE_MS = 60_000
+# Subscribers written to between two yields to the event loop: about 1.5 ms of loopback writes here.
+WRITE_CHUNK = 128
+# Event-loop turns the writer gives up after each chunk. A fetch response reaches the reader through a
+# chain of tasks and futures (connection, fetch task, waiter, getmany: about six hops), each needing a
+# turn; with one turn per chunk, a message would wait six chunks before it could join the pass.
+TURNS_PER_CHUNK = 8
 
 
 class Peer(Protocol):
@@ -48,17 +61,22 @@ class Peer(Protocol):
     def write_frame(self, frame: bytes) -> None: ...
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Channel:
     """One stream on this node: its subscribers, its chat history and its current snapshots."""
 
     stream: str
     history: StreamHistory | None = None
-    subscribers: set[Peer] = field(default_factory=set)
+    outbox: Outbox = field(default_factory=Outbox)  # its subscribers, and what each still lacks
     snapshots: dict[str, bytes] = field(default_factory=dict)
     # Subscribers that resumed at a position this node has not read yet (they came from a node
     # further ahead): history deliveries at or before their position are skipped for them.
     ahead: dict[Peer, int] = field(default_factory=dict)
+
+    @property
+    def subscribers(self) -> dict[Peer, int]:
+        """The subscribers (each with the outbox's next frame it needs)."""
+        return self.outbox.marks  # type: ignore[return-value]
 
 
 class FanoutHub:
@@ -86,6 +104,8 @@ class FanoutHub:
         self._pushed_once: OrderedDict[str, None] = OrderedDict()  # once keys, oldest first, bounded
         self.duplicates_dropped = 0  # direct deliveries not pushed again (a notification republished)
         self._started_ms = int(time.time() * 1000) if started_ms is None else started_ms
+        self._busy: dict[Channel, None] = {}  # channels whose outbox has frames to write, in order
+        self._wake = asyncio.Event()
 
     # --- membership -------------------------------------------------------------------------------
 
@@ -104,7 +124,7 @@ class FanoutHub:
         head = channel.history.head if channel.history is not None else None
         marker = {"type": "state", "kind": "subscribed", "stream": stream, "pos": head and str(head)}
         _put(peer, encode({**marker, "resumed": resumed}))
-        channel.subscribers.add(peer)
+        channel.outbox.join(peer)
 
     def _replay(self, peer: Peer, channel: Channel, since: LogPosition | None) -> bool:
         history = channel.history
@@ -131,7 +151,7 @@ class FanoutHub:
     def unsubscribe(self, peer: Peer, stream: str) -> None:
         channel = self.channels.get(stream)
         if channel is not None:
-            channel.subscribers.discard(peer)
+            channel.outbox.leave(peer)
             channel.ahead.pop(peer, None)
 
     def identify(self, peer: Peer, user_id: str | None) -> None:
@@ -149,46 +169,108 @@ class FanoutHub:
 
     # --- deliveries -------------------------------------------------------------------------------
 
+    async def deliver(self, deliveries: list[Delivery], stamps_ms: list[int]) -> None:
+        """A reader batch (``stamps_ms``: each delivery's record timestamp). In ``frames`` mode it is
+        posted to the writer task and this returns at once; the baselines write it before returning."""
+        if self.mode != "frames":
+            for delivery in deliveries:
+                await self.apply(delivery)
+            self._metrics.delivered(stamps_ms)
+            return
+        for delivery, stamp_ms in zip(deliveries, stamps_ms, strict=True):
+            self._post(delivery, stamp_ms)
+
     async def apply(self, delivery: Delivery) -> None:
         """Keep what must be kept (history, snapshot), then send it to whoever should see it."""
+        if self.mode == "frames":
+            self._post(delivery, 0)
+            self.write_pending()
+            return
         if delivery.route is Route.DIRECT:
             if self._first_time(delivery.once_key, delivery.at_ms):
                 await self._send(list(self.users.get(delivery.target, ())), delivery.payload)
             return
         channel = self.channel(delivery.target)
-        if delivery.route is Route.SNAPSHOT:
-            channel.snapshots[delivery.snapshot_key] = delivery.payload
-        elif not self._remember(channel, delivery):
-            return  # already had it (a warm start overlapping a redelivery)
-        if channel.subscribers:
+        if self._keep(channel, delivery) and channel.subscribers:
             await self._send(self._recipients(channel, delivery), delivery.payload)
 
     async def apply_batch(self, deliveries: list[Delivery]) -> None:
-        """A reader batch at once: in ``frames`` mode each subscriber gets *one* write per stream
-        holding all of the batch's frames for it, so a node that fell behind catches up with
-        fewer system calls, while a node that keeps up (batches of one) adds no delay."""
+        """A batch at once: in ``frames`` mode each subscriber gets *one* write per stream holding all
+        of the batch's frames for it."""
         if self.mode != "frames":
             for delivery in deliveries:
                 await self.apply(delivery)
             return
-        pending: dict[str, list[bytes]] = {}
         for delivery in deliveries:
-            if delivery.route is Route.DIRECT:
-                await self.apply(delivery)
-                continue
-            if self.channel(delivery.target).ahead:  # per subscriber filtering: the one-by-one path
-                self._flush(pending.pop(delivery.target, None), delivery.target)
-                await self.apply(delivery)
-                continue
-            channel = self.channel(delivery.target)
-            if delivery.route is Route.SNAPSHOT:
-                channel.snapshots[delivery.snapshot_key] = delivery.payload
-            elif not self._remember(channel, delivery):
-                continue
-            if channel.subscribers:
-                pending.setdefault(delivery.target, []).append(text_frame(delivery.payload))
-        for stream, frames in pending.items():
-            self._flush(frames, stream)
+            self._post(delivery, 0)
+        self.write_pending()
+
+    def write_pending(self) -> None:
+        """Write every outbox out now, to every subscriber (no event-loop turn in between)."""
+        for channel in list(self._busy):
+            self._metrics.deliveries += channel.outbox.write_all()
+            self._settle(channel)
+
+    async def write_forever(self) -> None:
+        """The writer task of ``frames`` mode: a chunk of each busy stream's pass in turn, then a turn
+        of the event loop (the reader fetches, clients are served), until every outbox is written."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._busy:
+                for channel in list(self._busy):
+                    self._write_chunk(channel)
+                for _ in range(TURNS_PER_CHUNK):
+                    await asyncio.sleep(0)
+
+    def _write_chunk(self, channel: Channel) -> None:
+        try:
+            self._metrics.deliveries += channel.outbox.write(WRITE_CHUNK)
+        except Exception:  # one stream's failure must not stop every stream's chat on this node
+            log.exception("writing stream %s to its subscribers failed", channel.stream)
+            channel.outbox = _moved(channel.outbox)
+        self._settle(channel)
+
+    def _settle(self, channel: Channel) -> None:
+        """Observe what the outbox finished writing; a stream with nothing left leaves the busy set."""
+        written = channel.outbox.take_written()
+        if written:
+            self._metrics.delivered(written)
+        if channel.outbox.idle:
+            self._busy.pop(channel, None)
+
+    def _post(self, delivery: Delivery, stamp_ms: int) -> None:
+        """Keep what must be kept (history, snapshot), then queue it (direct: write it) for its readers."""
+        if delivery.route is Route.DIRECT:
+            if self._first_time(delivery.once_key, delivery.at_ms):
+                self._write_now(self.users.get(delivery.target, ()), delivery.payload)
+            self._observe(stamp_ms)
+            return
+        channel = self.channel(delivery.target)
+        if not self._keep(channel, delivery) or not channel.subscribers:
+            self._observe(stamp_ms)
+            return
+        if channel.ahead:  # per-subscriber filtering: what the outbox holds first, then this one
+            self._metrics.deliveries += channel.outbox.write_all()
+            self._settle(channel)
+            self._write_now(self._recipients(channel, delivery), delivery.payload)
+            self._observe(stamp_ms)
+            return
+        channel.outbox.add(text_frame(delivery.payload), stamp_ms)
+        if channel not in self._busy:
+            self._busy[channel] = None
+            self._wake.set()
+
+    def _observe(self, stamp_ms: int) -> None:
+        if stamp_ms:
+            self._metrics.delivered((stamp_ms,))
+
+    def _keep(self, channel: Channel, delivery: Delivery) -> bool:
+        """Update the snapshot or the history; False for a history delivery the node already had."""
+        if delivery.route is Route.SNAPSHOT:
+            channel.snapshots[delivery.snapshot_key] = delivery.payload
+            return True
+        return self._remember(channel, delivery)  # False: a warm start overlapping a redelivery
 
     def _first_time(self, once_key: str, at_ms: int) -> bool:
         """False for a once key this node has already seen (among the last :data:`RECENT_ONCE_KEYS`),
@@ -202,17 +284,6 @@ class FanoutHub:
         if len(self._pushed_once) > RECENT_ONCE_KEYS:
             self._pushed_once.popitem(last=False)
         return not at_ms or at_ms >= self._started_ms - BACKLOG_GRACE_MS
-
-    def _flush(self, frames: list[bytes] | None, stream: str) -> None:
-        if not frames:
-            return
-        data = frames[0] if len(frames) == 1 else b"".join(frames)
-        sent = 0
-        for peer in list(self.channel(stream).subscribers):
-            if peer.fits():
-                peer.write_frame(data)
-                sent += 1
-        self._metrics.deliveries += sent * len(frames)
 
     def _remember(self, channel: Channel, delivery: Delivery) -> bool:
         if channel.history is None:
@@ -230,15 +301,18 @@ class FanoutHub:
             del channel.ahead[peer]  # caught up: from the next delivery on, the fast path again
         return [peer for peer in channel.subscribers if peer not in skip]
 
+    def _write_now(self, peers: Iterable[Peer], payload: bytes) -> None:
+        frame = text_frame(payload)
+        sent = 0
+        for peer in list(peers):
+            if peer.fits():
+                peer.write_frame(frame)
+                sent += 1
+        self._metrics.deliveries += sent
+
     async def _send(self, peers: Iterable[Peer], payload: bytes) -> None:
-        if self.mode == "frames":
-            frame = text_frame(payload)
-            sent = 0
-            for peer in list(peers):
-                if peer.fits():
-                    peer.write_frame(frame)
-                    sent += 1
-        elif self.mode == "broadcast":
+        """The baselines the benchmark compares with: ``websockets.broadcast()``, or ``naive``."""
+        if self.mode == "broadcast":
             open_ = [peer.ws for peer in list(peers) if peer.fits()]
             broadcast(open_, payload, text=True)
             sent = len(open_)
@@ -247,7 +321,7 @@ class FanoutHub:
         self._metrics.deliveries += sent
 
     async def _send_naively(self, peers: list[Peer], payload: bytes) -> int:
-        """The baseline the benchmark compares with: one awaited ``send()`` per subscriber."""
+        """One awaited ``send()`` per subscriber."""
         sent = 0
         for peer in peers:
             try:
@@ -264,6 +338,15 @@ class FanoutHub:
         for peer in peers:
             if peer.fits():
                 peer.write_frame(frame)
+
+
+def _moved(outbox: Outbox) -> Outbox:
+    """A fresh outbox with the same subscribers, each marked as having everything (after a failure
+    part-way through a pass, the old one's bookkeeping cannot be trusted)."""
+    fresh = Outbox()
+    for peer in outbox.marks:
+        fresh.join(peer)
+    return fresh
 
 
 def _put(peer: Peer, payload: bytes) -> None:

@@ -48,7 +48,10 @@ class EdgeNode:
         self.node_id = edge.node_id or f"{socket.gethostname()}:{self.port}"
         self.metrics = Metrics()
         codec = codec or EventCodec.load(SCHEMAS_DIR)
-        self.publisher = EventPublisher(settings.kafka, codec, producer="edge_ws")
+        # A viewer's chat, vote or mod action waits for nobody: no linger before it is sent (what
+        # arrives while a request is in flight is still batched); heartbeats are batched already.
+        kafka = settings.kafka.model_copy(update={"linger_ms": 0})
+        self.publisher = EventPublisher(kafka, codec, producer="edge_ws")
         self.reader = EdgeReader(settings.kafka, codec)
         self.metrics.lag.register(self.reader)
         self.hub = FanoutHub(
@@ -138,6 +141,7 @@ class EdgeNode:
         ) as server:
             self.port = server.sockets[0].getsockname()[1]
             tasks = [asyncio.create_task(pump(self.reader, self.hub, self.metrics), name="edge-reader")]
+            tasks.append(asyncio.create_task(self.hub.write_forever(), name="edge-writer"))
             tasks.append(asyncio.create_task(self.heartbeats.run(), name="edge-heartbeats"))
             tasks.append(asyncio.create_task(self.pause.watch(), name="edge-pause-watch"))
             self._reader_alive = True

@@ -67,13 +67,20 @@ def chat_starts(starts: dict[tuple[str, int], int]) -> dict[int, int]:
 
 
 async def pump(reader: EdgeReader, hub: FanoutHub, metrics: Metrics) -> None:
-    """Forever: read a batch, hand its deliveries to the hub. The hub is in memory; nothing to retry."""
+    """Forever: read a batch, hand its deliveries to the hub (in ``frames`` mode its writer task
+    writes them while this fetches the next). The hub is in memory; nothing to retry."""
     async for batch in reader.batches(timeout_ms=200):
         metrics.consumed += len(batch)
-        deliveries = [d for d in (_delivery(consumed) for consumed in batch) if d is not None]
+        deliveries, stamps_ms = [], []
+        for consumed in batch:
+            delivery = _delivery(consumed)
+            if delivery is None:
+                metrics.delivered((consumed.timestamp_ms,))  # nothing to write: done with it
+            else:
+                deliveries.append(delivery)
+                stamps_ms.append(consumed.timestamp_ms)
         try:
-            await hub.apply_batch(deliveries)  # written to every subscriber's socket when it returns
-            metrics.delivered(consumed.timestamp_ms for consumed in batch)
+            await hub.deliver(deliveries, stamps_ms)
         except Exception:  # one bad batch must not stop every stream's chat on this node
             first = batch[0].position if batch else None
             log.exception("delivery of a batch of %s failed, first at %s", len(batch), first)
