@@ -19,11 +19,15 @@ export ESPORTS_PROMETHEUS__ENABLED := $(OBSERVE)
 endif
 # `make up SECURE=1`: Kafka over TLS + SASL/SCRAM with ACLs (each service its own user, writing only
 # its catalogue topics) and PostgreSQL with ssl=on (clients: verify-full), certificates from a local CA
-# under .run/tls/ (the settings ESPORTS_KAFKA__SECURE and ESPORTS_POSTGRES__SSL; export them for later
-# `esports` commands too). The secure broker keeps its own storage, .run/kafka-secure/.
+# under .run/tls/, and a least-privilege PostgreSQL role per service (the settings ESPORTS_KAFKA__SECURE,
+# ESPORTS_POSTGRES__SSL and ESPORTS_POSTGRES__SERVICE_ROLES; export them for later `esports` commands
+# too). Its data lives apart, in .run/secure/ (read models built from the plaintext broker's log would
+# not match the secure broker's): `make down SECURE=1` stops it.
 ifdef SECURE
 export ESPORTS_KAFKA__SECURE := $(SECURE)
 export ESPORTS_POSTGRES__SSL := $(SECURE)
+export ESPORTS_POSTGRES__SERVICE_ROLES := $(SECURE)
+export ESPORTS_STACK__RUN_DIR ?= $(CURDIR)/.run/secure
 endif
 
 .PHONY: help install up down status test test-unit lint bench chaos clean
