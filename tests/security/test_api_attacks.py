@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from producers.routes.internal import KEY_FAILURES_PER_WINDOW
-from tests.integration.test_api_support import PASSWORD, ApiStack, User
+from tests.integration.test_api_support import PASSWORD, ApiStack, User, eventually
 from tests.security.tally import TALLY
 
 pytestmark = pytest.mark.integration
@@ -75,8 +75,14 @@ async def test_mass_assignment_is_refused_or_ignored(security_stack: ApiStack) -
         assert r.status_code in (403, 422), f"{method} {url} -> {r.status_code} {r.text}"
     me = await _seen(await client.get("/api/v1/me", headers=user.auth))
     assert me.json()["role"] != "admin"
-    shown = await _seen(await client.get(f"/api/v1/channels/{channel}"))
+    channel_url = f"/api/v1/channels/{channel}"
+    await eventually(lambda: _status_is(client, channel_url, 200))  # the projector applies it shortly
+    shown = await _seen(await client.get(channel_url))
     assert shown.json()["owner_id"] == user.user_id
+
+
+async def _status_is(client: Any, url: str, status: int) -> bool:
+    return (await client.get(url)).status_code == status
 
 
 async def test_no_secret_in_any_response(security_stack: ApiStack) -> None:

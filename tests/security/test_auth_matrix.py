@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_api_support import PASSWORD, ApiStack, User
+from tests.integration.test_api_support import PASSWORD, ApiStack, User, eventually
 from tests.security.tally import TALLY
 
 pytestmark = pytest.mark.integration
@@ -85,6 +85,10 @@ def forged_tokens(stack: ApiStack, a: User, b: User) -> dict[str, str | None]:
     }
 
 
+async def _found(stack: ApiStack, url: str) -> bool:
+    return (await stack.client.get(url)).status_code == 200
+
+
 async def build_world(stack: ApiStack) -> World:
     a, b, c = await stack.register(), await stack.register(), await stack.register()
     channels = []
@@ -115,7 +119,9 @@ async def build_world(stack: ApiStack) -> World:
         expect=201,
     )
     await stack.query(f"/api/v1/matches/{match['match_id']}", after=match["positions"])
-    await stack.query(f"/api/v1/polls/{poll['poll_id']}", after=poll["positions"])
+    # A poll enters the read model with the poll agent's first tally (after its open is applied).
+    poll_url = f"/api/v1/polls/{poll['poll_id']}"
+    await eventually(lambda: _found(stack, poll_url))
     ids = {
         "stream_id": stream["stream_id"],
         "channel": channel,
