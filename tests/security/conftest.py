@@ -2,8 +2,10 @@
 
 ``security_stack`` is :func:`~tests.integration.test_api_support.open_api_stack` (own topics, schemas
 and Redis prefix; the API in-process over ASGI; the projector; the processors worker) opened once for
-every module of the suite, which keeps the suite's wall time to a minute. Every module adds what it
-tried to :data:`TALLY`; the figures are printed at the end of the run (the README quotes them).
+every module of the suite (once per pytest-xdist worker that runs some of it), which keeps the suite's
+wall time to a minute. Every module
+adds what it tried to :data:`TALLY`; ``tests/conftest.py`` prints the figures at the end of the run
+(the README quotes them).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import pytest
 from infra.settings import Settings
 from tests.integration.conftest import codec, settings
 from tests.integration.test_api_support import ApiStack, open_api_stack
-from tests.security.tally import TALLY
 
 __all__ = ["codec", "settings"]
 
@@ -28,9 +29,3 @@ async def security_stack(
 ) -> AsyncIterator[ApiStack]:
     async with open_api_stack(settings, tmp_path_factory.mktemp("security")) as stack:
         yield stack
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if TALLY.requests or TALLY.rendered:
-        terminalreporter.write_sep("=", "attack suite")
-        terminalreporter.write_line(TALLY.summary())

@@ -32,6 +32,27 @@ class Tally:
         self.requests += 1
         self.refusals += refused
 
+    def to_json(self) -> dict[str, object]:
+        """The figures as plain data (a pytest-xdist worker hands them to the controller)."""
+        return {
+            "requests": self.requests,
+            "server_errors": self.server_errors,
+            "refusals": self.refusals,
+            "rendered": self.rendered,
+            "executions": self.executions,
+            "statuses": {str(code): n for code, n in self.statuses.items()},
+        }
+
+    def add(self, data: dict[str, object]) -> None:
+        """Add another process's figures (:meth:`to_json`) to these."""
+        for name in ("requests", "server_errors", "refusals", "rendered", "executions"):
+            value = data.get(name, 0)
+            assert isinstance(value, int)
+            setattr(self, name, getattr(self, name) + value)
+        statuses = data.get("statuses", {})
+        assert isinstance(statuses, dict)
+        self.statuses.update({int(code): int(n) for code, n in statuses.items()})
+
     def summary(self) -> str:
         return (
             f"requests tried {self.requests}, refusals as expected {self.refusals}, "
