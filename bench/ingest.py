@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from events.base import Event
 from events.ingest import IngestProtocol
 from infra.settings import Settings
+from ingest_workers.control import Grant
 from ingest_workers.demo import demo_command
 from ingest_workers.ladder import FfmpegOutput, SourceInfo, parse_ladder, plan_ladder, transcode_command
 from ingest_workers.node import open_node
@@ -53,8 +54,8 @@ class NullSink:
 
 
 class AnyKey:
-    async def authorize(self, stream_key: str) -> str | None:
-        return f"bench-{uuid.uuid5(uuid.NAMESPACE_OID, stream_key).hex[:12]}"
+    async def authorize(self, stream_key: str, publisher_addr: str | None = None) -> Grant | None:
+        return Grant(stream_id=f"bench-{uuid.uuid5(uuid.NAMESPACE_OID, stream_key).hex[:12]}")
 
 
 def make_clip(path: Path, size: str, fps: int, seconds: float) -> None:
@@ -125,8 +126,9 @@ async def listing_latency(settings: Settings, seconds: float) -> tuple[list[floa
         )
         stack = settings.stack.model_copy(update={"run_dir": Path(tmp) / "run"})
         scoped = settings.model_copy(update={"ingest": ingest, "stack": stack})
-        stream_id = await AnyKey().authorize("bench")
-        assert stream_id is not None
+        grant = await AnyKey().authorize("bench")
+        assert grant is not None
+        stream_id = grant.stream_id
         async with open_node(scoped, NullSink(), AnyKey()) as node:
             push = _push(f"rtmp://127.0.0.1:{ingest.rtmp_port}/live/bench", seconds)
             worker = await _watch(ingest.hls_dir / stream_id, "480p30.m3u8", seconds + 5)

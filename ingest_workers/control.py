@@ -6,6 +6,11 @@ a known key is answered with a redirect that renames the RTMP stream to its stre
 after this point (the transcoder's command line, files, URLs, events) only ever sees the stream id.
 Unknown or revoked keys get 403 and nginx drops the connection. ``on_publish_done`` marks the
 publisher gone; the session ends after its grace period.
+
+:meth:`IngestControl.drop` is the other way a publisher goes: the node was told by the log (see
+:mod:`ingest_workers.commands`) that its stream ended or its key was rotated. It disconnects the
+publisher through the protocol's own means (registered by the composition root as ``disconnectors``)
+and the session ends at once, without waiting for a reconnect.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ import contextlib
 import ipaddress
 import logging
 import socket
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import parse_qs
 
@@ -31,23 +38,45 @@ from starlette.routing import Route
 from events.ingest import IngestProtocol
 from infra.metrics import LATENCY_BUCKETS, render, service_registry
 from infra.settings import IngestSettings
+from ingest_workers.commands import Drop, DropReason, Publisher
+from ingest_workers.nginx import RTMP_APP
 from ingest_workers.pull import pull_source
 from ingest_workers.session import EventSink, Source, StreamSession
 
-__all__ = ["ApiAuthorizer", "Authorizer", "IngestControl", "create_hook_app", "node_name", "rtmp_source"]
+__all__ = [
+    "ApiAuthorizer",
+    "Authorizer",
+    "Disconnector",
+    "Grant",
+    "IngestControl",
+    "create_hook_app",
+    "node_name",
+    "rtmp_source",
+]
 
 log = logging.getLogger(__name__)
-RTMP_APP = "live"
 MAX_KEY_LENGTH = 256
 MAX_FORM_BYTES = 16384
 FAST_PROBE = ("-analyzeduration", "500000", "-probesize", "500000")
+ENDED_REMEMBERED = 1000  # streams this node was told ended, refused if their publisher comes back
 Handler = Callable[[Request], Awaitable[Response]]
+Disconnector = Callable[[str], Awaitable[bool]]  # stream id -> whether a publisher was disconnected
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Grant:
+    """What a valid stream key lets in: the stream to publish, its channel and the key's opaque id
+    (never the key). ``channel_id``/``key_id`` are "" when the authorizer does not know them."""
+
+    stream_id: str
+    channel_id: str = ""
+    key_id: str = ""
 
 
 class Authorizer(Protocol):
-    """Maps a stream key to the stream id it may publish, or None when the key is unknown or revoked."""
+    """Maps a stream key to what it may publish, or None when the key is unknown or revoked."""
 
-    async def authorize(self, stream_key: str, publisher_addr: str | None = None) -> str | None: ...
+    async def authorize(self, stream_key: str, publisher_addr: str | None = None) -> Grant | None: ...
 
 
 class ApiAuthorizer:
@@ -57,7 +86,7 @@ class ApiAuthorizer:
         self._client = client
         self._headers = {"Authorization": f"Bearer {internal_token}"}
 
-    async def authorize(self, stream_key: str, publisher_addr: str | None = None) -> str | None:
+    async def authorize(self, stream_key: str, publisher_addr: str | None = None) -> Grant | None:
         body = {"stream_key": stream_key}
         if publisher_addr and _is_ip(publisher_addr):
             body["publisher_addr"] = publisher_addr  # wrong keys are limited per publisher address
@@ -68,7 +97,12 @@ class ApiAuthorizer:
         if response.status_code in (403, 404, 422):
             return None
         response.raise_for_status()
-        return str(response.json()["stream_id"])
+        answer = response.json()
+        return Grant(
+            stream_id=str(answer["stream_id"]),
+            channel_id=str(answer.get("channel_id", "")),
+            key_id=str(answer.get("key_id", "")),
+        )
 
 
 def _is_ip(text: str) -> bool:
@@ -104,6 +138,9 @@ class IngestControl:
         self.node = node or node_name(settings)
         self.sessions: dict[str, StreamSession] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.grants: dict[str, Grant] = {}  # stream id -> what its current publisher was let in with
+        self.disconnectors: dict[IngestProtocol, Disconnector] = {}  # pushed sources, by protocol
+        self._ended: deque[str] = deque(maxlen=ENDED_REMEMBERED)
         self.metrics = service_registry()
         self.publishes = Counter(
             "ingest_publish_total", "Publish attempts by outcome", ["outcome"], registry=self.metrics
@@ -117,11 +154,22 @@ class IngestControl:
             buckets=LATENCY_BUCKETS,
             registry=self.metrics,
         )
+        self.dropped = Counter(
+            "ingest_publishers_dropped_total",
+            "Publishers this node disconnected because the log said so, by reason",
+            ["reason"],
+            registry=self.metrics,
+        )
+        for reason in DropReason:
+            self.dropped.labels(reason.value)
         self.ended_restarts = 0  # FFmpeg restarts of the sessions that have ended
         self.metrics.register(_TranscoderRestarts(self))
 
-    def attach(self, stream_id: str, make_source: Callable[[], Source]) -> StreamSession:
+    def attach(
+        self, stream_id: str, make_source: Callable[[], Source], grant: Grant | None = None
+    ) -> StreamSession:
         """A publisher (re)connected: continue its session within the grace period, else start one."""
+        self.grants[stream_id] = grant or Grant(stream_id=stream_id)
         session = self.sessions.get(stream_id)
         if session is not None:
             session.source_back()
@@ -153,7 +201,41 @@ class IngestControl:
         finally:
             self.sessions.pop(session.stream_id, None)
             self.tasks.pop(session.stream_id, None)
+            self.grants.pop(session.stream_id, None)
             self.ended_restarts += session.counters.restarts
+
+    def ended(self, stream_id: str) -> bool:
+        """Whether the log said this stream ended (a publisher coming back to it is refused)."""
+        return stream_id in self._ended
+
+    def publishers(self) -> list[Publisher]:
+        """The live sessions as :func:`ingest_workers.commands.decide` sees them."""
+        return [
+            Publisher(stream_id=stream_id, channel_id=grant.channel_id, key_id=grant.key_id)
+            for stream_id, grant in self.grants.items()
+            if stream_id in self.sessions
+        ]
+
+    async def drop(self, drop: Drop) -> bool:
+        """Disconnect the publisher of ``drop.stream_id`` if it is on this node (False if not); for an
+        ended stream, end its session at once instead of after the grace period."""
+        session = self.sessions.get(drop.stream_id)
+        if session is None:
+            return False
+        if drop.reason is DropReason.STREAM_ENDED:
+            # no grace: the stream is over, and a publisher coming back to it is refused. A rotated
+            # key keeps the grace period: the publisher may come back with the new key and continue.
+            self._ended.append(drop.stream_id)
+            session.end_now("stream ended")
+        self.dropped.labels(drop.reason.value).inc()
+        disconnect = self.disconnectors.get(session.source.protocol) if session.source.live else None
+        if disconnect is None or not await disconnect(drop.stream_id):
+            # a pulled feed, or a publisher the server no longer knows: stop the session itself
+            task = self.tasks.get(drop.stream_id)
+            if task is not None:
+                task.cancel()
+        log.info("stream %s: publisher dropped (%s)", drop.stream_id, drop.reason.value)
+        return True
 
     async def wait_ended(self, stream_id: str) -> None:
         task = self.tasks.get(stream_id)
@@ -214,18 +296,23 @@ def create_hook_app(settings: IngestSettings, control: IngestControl, authorizer
             control.publishes.labels("refused").inc()
             return PlainTextResponse("refused", status_code=403)
         try:
-            stream_id = await authorizer.authorize(key, str(form.get("addr", "")) or None)
+            grant = await authorizer.authorize(key, str(form.get("addr", "")) or None)
         except httpx.HTTPError as e:
             log.error("stream-key check unavailable (%s): publish refused", type(e).__name__)
             control.publishes.labels("unavailable").inc()
             return PlainTextResponse("unavailable", status_code=503)
-        if stream_id is None:
+        if grant is None:
             log.info("publish refused: unknown or revoked stream key (from %s)", form.get("addr", "?"))
+            control.publishes.labels("refused").inc()
+            return PlainTextResponse("refused", status_code=403)
+        stream_id = grant.stream_id
+        if control.ended(stream_id):
+            log.info("publish refused: stream %s has ended", stream_id)
             control.publishes.labels("refused").inc()
             return PlainTextResponse("refused", status_code=403)
         clients[str(form.get("clientid", ""))] = stream_id
         encoder = str(form.get("flashver", form.get("flashVer", ""))) or None
-        control.attach(stream_id, lambda: rtmp_source(settings, stream_id, encoder))
+        control.attach(stream_id, lambda: rtmp_source(settings, stream_id, encoder), grant)
         control.publishes.labels("accepted").inc()
         log.info("publish accepted for stream %s", stream_id)
         return Response(status_code=302, headers={"Location": stream_id})

@@ -6,6 +6,11 @@ its config, temp folders, cache and pid under ``<run_dir>/nginx/<name>/`` and it
 (a second node on the same machine, moved by its ESPORTS_INGEST__* ports) keeps them under
 ``<run_dir>/nginx/ingest-<rtmp_port>/<name>/`` and ``<run_dir>/logs/ingest-<rtmp_port>/`` instead, so
 two nodes never share a config, pid file, temp folder, cache or log.
+
+The ingest nginx also serves nginx-rtmp's control module on a unix socket (never on a port): the
+node drops a publisher through it (:meth:`Nginx.drop_publisher`). The socket lives in a private
+folder (mode 0700) under the system's temp folder, because a socket path must stay under about
+100 bytes, which a run folder may not.
 """
 
 from __future__ import annotations
@@ -18,9 +23,12 @@ import pwd
 import shutil
 import signal
 import subprocess
+import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
 
 from infra.settings import IngestSettings, Settings
 from infra.stack.processes import port_holder, port_in_use
@@ -34,6 +42,8 @@ READY_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
 TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi", "cache")
 DEFAULT_RTMP_PORT = IngestSettings.model_fields["rtmp_port"].default
+CONTROL_TIMEOUT_S = 5.0
+RTMP_APP = "live"  # the one RTMP application of ingest.conf.tmpl (OBS: rtmp://HOST/live)
 
 
 def render(template: str, target: Path, values: dict[str, object]) -> None:
@@ -56,9 +66,17 @@ class Nginx:
     """One foreground nginx with a rendered config; ready when its /health answers."""
 
     def __init__(
-        self, settings: Settings, name: str, template: str, listeners: list[Listener], health_port: int
+        self,
+        settings: Settings,
+        name: str,
+        template: str,
+        listeners: list[Listener],
+        health_port: int,
+        *,
+        control: bool = False,
     ):
         self.settings = settings
+        self.control = control  # serves nginx-rtmp's control module on control_socket
         self.name = name
         self.template = template
         self.listeners = listeners
@@ -66,10 +84,16 @@ class Nginx:
         self.prefix = _node_dir(settings, settings.stack.run_dir / "nginx") / name
         self.logs = _node_dir(settings, settings.stack.run_dir / "logs")
         self._process: subprocess.Popen[bytes] | None = None
+        self._control_dir: Path | None = None
 
     @property
     def conf(self) -> Path:
         return self.prefix / "nginx.conf"
+
+    @property
+    def control_socket(self) -> Path | None:
+        """The unix socket of the rtmp_control location (while running, if ``control``)."""
+        return self._control_dir / "control.sock" if self._control_dir else None
 
     def values(self) -> dict[str, object]:
         ingest = self.settings.ingest
@@ -86,6 +110,7 @@ class Nginx:
             "CACHE_SIZE": "1g",
             "PLAYLIST_MAX_AGE": max(1, int(ingest.segment_s // 2)),
             "USER": _user_directive(),
+            "CONTROL_SOCKET": self.control_socket or "",
         }
 
     def prepare(self) -> None:
@@ -95,6 +120,8 @@ class Nginx:
             (self.prefix / sub).mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(parents=True, exist_ok=True)
         self.settings.ingest.hls_dir.mkdir(parents=True, exist_ok=True)
+        if self.control and self._control_dir is None:
+            self._control_dir = Path(tempfile.mkdtemp(prefix="esports-rtmp-"))  # mode 0700
         render(self.template, self.conf, self.values())
         for listener in self.listeners:
             if port_in_use(listener.port, self.settings.ingest.host):
@@ -149,8 +176,37 @@ class Nginx:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    async def drop_publisher(self, stream_id: str) -> bool:
+        """Disconnect whoever publishes ``stream_id`` (its name after the key check's rename) through
+        nginx-rtmp's control module; True if a publisher was dropped."""
+        socket_path = self.control_socket
+        if socket_path is None:
+            raise NginxFailed(f"{self.name}: nginx serves no rtmp_control socket")
+        transport = httpx.AsyncHTTPTransport(uds=str(socket_path))
+        async with httpx.AsyncClient(
+            transport=transport, timeout=CONTROL_TIMEOUT_S, trust_env=False
+        ) as client:
+            try:
+                response = await client.get(
+                    "http://control/control/drop/publisher", params={"app": RTMP_APP, "name": stream_id}
+                )
+            except httpx.HTTPError as e:
+                raise NginxFailed(f"{self.name}: rtmp_control unreachable ({type(e).__name__})") from e
+        if response.status_code != 200:
+            return False
+        dropped = response.text.strip()
+        return dropped.isdigit() and int(dropped) > 0
+
     async def stop(self) -> None:
         """SIGQUIT (graceful: finish open requests), SIGKILL the group if it lingers."""
+        try:
+            await self._stop()
+        finally:
+            if self._control_dir is not None:
+                shutil.rmtree(self._control_dir, ignore_errors=True)
+                self._control_dir = None
+
+    async def _stop(self) -> None:
         process = self._process
         if process is None or process.poll() is not None:
             return
@@ -202,6 +258,7 @@ def origin(settings: Settings) -> Nginx:
             Listener(port=ingest.origin_port, env="ESPORTS_INGEST__ORIGIN_PORT"),
         ],
         ingest.origin_port,
+        control=True,
     )
 
 

@@ -1,7 +1,8 @@
 """The ingest node's composition root: nginx (RTMP + origin), the cache tier, the hook service.
 
-``serve(settings, stop)`` builds settings → clients (Kafka publisher, API client) → components
-(:class:`IngestControl`, the hook app, both nginx) and runs them until ``stop`` is set; ``run`` is
+``serve(settings, stop)`` builds settings → clients (Kafka publisher and command reader, API client)
+→ components (:class:`IngestControl`, the hook app, both nginx, the SRT listener, the
+:class:`~ingest_workers.commands.CommandListener`) and runs them until ``stop`` is set; ``run`` is
 what ``esports ingest`` (and ``python -m ingest_workers``) calls.
 """
 
@@ -19,17 +20,19 @@ import uvicorn
 from starlette.applications import Starlette
 
 from events.codec import EventCodec
+from events.ingest import IngestProtocol
 from infra import logs
-from infra.kafka import EventPublisher
+from infra.kafka import EventConsumer, EventPublisher, KafkaError, LoggedDeadLetters
 from infra.settings import Settings
 from ingest_workers import nginx
+from ingest_workers.commands import COMMAND_TOPICS, READY_TIMEOUT_S, CommandListener
 from ingest_workers.control import ApiAuthorizer, Authorizer, IngestControl, create_hook_app
 from ingest_workers.errors import IngestError
 from ingest_workers.session import EventSink
 from ingest_workers.srt import SrtListener
 from schemas import SCHEMAS_DIR
 
-__all__ = ["IngestNode", "open_node", "run", "serve"]
+__all__ = ["IngestNode", "command_reader", "open_node", "run", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -75,18 +78,67 @@ async def _hook_server(settings: Settings, app: Starlette) -> AsyncIterator[None
         await task
 
 
+def command_reader(settings: Settings) -> EventConsumer:
+    """The node's reader of the command topics: no group, from their end (see :class:`CommandListener`)."""
+    return EventConsumer(
+        settings.kafka,
+        EventCodec.load(SCHEMAS_DIR),
+        topics=COMMAND_TOPICS,
+        group_id=None,
+        dead_letters=LoggedDeadLetters("ingest_workers"),  # what it cannot read concerns it not
+        from_beginning=False,
+    )
+
+
 @contextlib.asynccontextmanager
-async def open_node(settings: Settings, sink: EventSink, authorizer: Authorizer) -> AsyncIterator[IngestNode]:
-    """Start the hook service, the ingest/origin nginx and the cache tier; stop them on exit."""
+async def _obeying(control: IngestControl, commands: EventConsumer | None) -> AsyncIterator[None]:
+    """Run a :class:`CommandListener` on ``commands`` (if any) while inside; ready when entered."""
+    if commands is None:
+        yield
+        return
+    listener = CommandListener(commands, control.publishers, control.drop)
+    async with commands:
+        task = asyncio.create_task(listener.run(), name="ingest-commands")
+        task.add_done_callback(_report_stopped)
+        ready = asyncio.create_task(listener.ready.wait())
+        try:
+            await asyncio.wait({task, ready}, timeout=READY_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                await task  # raises what stopped it (no partitions: do the topics exist?)
+            if not ready.done():
+                raise IngestError(f"the command reader did not start within {READY_TIMEOUT_S:.0f}s")
+            yield
+        finally:
+            for each in (task, ready):
+                each.cancel()
+            await asyncio.gather(task, ready, return_exceptions=True)
+
+
+def _report_stopped(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the node stopped reading commands from the log: %r", task.exception())
+
+
+@contextlib.asynccontextmanager
+async def open_node(
+    settings: Settings, sink: EventSink, authorizer: Authorizer, *, commands: EventConsumer | None = None
+) -> AsyncIterator[IngestNode]:
+    """Start the hook service, the ingest/origin nginx and the cache tier; stop them on exit.
+
+    With ``commands`` (see :func:`command_reader`) the node obeys the log: it drops the publishers
+    of streams that ended and of keys that were rotated (:mod:`ingest_workers.commands`)."""
     control = IngestControl(settings.ingest, sink)
     node = IngestNode(settings, control, nginx.origin(settings), nginx.cdn(settings))
     srt = SrtListener(settings.ingest.host, settings.ingest.srt_port, control, authorizer)
+    control.disconnectors[IngestProtocol.RTMP] = node.origin.drop_publisher
+    control.disconnectors[IngestProtocol.SRT] = srt.drop_publisher
     async with _hook_server(settings, create_hook_app(settings.ingest, control, authorizer)):
         try:
             await node.origin.start()
             await node.cdn.start()
             srt.start(asyncio.get_running_loop())
-            yield node
+            async with _obeying(control, commands):
+                yield node
         finally:
             await asyncio.to_thread(srt.stop)
             await control.close()
@@ -102,7 +154,12 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     async with (
         EventPublisher(settings.kafka, EventCodec.load(SCHEMAS_DIR), producer="ingest_workers") as publisher,
         httpx.AsyncClient(base_url=settings.ingest.api_url, timeout=5, trust_env=False) as api,
-        open_node(settings, publisher, ApiAuthorizer(api, token.get_secret_value())) as node,
+        open_node(
+            settings,
+            publisher,
+            ApiAuthorizer(api, token.get_secret_value()),
+            commands=command_reader(settings),
+        ) as node,
     ):
         log.info(
             "ingest node %s: rtmp://%s:%s/live, origin :%s, cache tier :%s (%s)",
@@ -129,7 +186,7 @@ def run(settings: Settings) -> int:
 
     try:
         asyncio.run(main())
-    except IngestError as e:
+    except (IngestError, KafkaError) as e:
         log.error("%s", e)
         return 1
     return 0

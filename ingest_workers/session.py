@@ -133,6 +133,7 @@ class StreamSession:
         self._present = asyncio.Event()
         self._gone = asyncio.Event()
         self._present.set()
+        self._ending: str | None = None  # why the session ends now, without a grace period
 
     # ------------------------------------------------------------------ publisher presence
 
@@ -141,8 +142,14 @@ class StreamSession:
         self._gone.set()
 
     def source_back(self) -> None:
-        self._gone.clear()
-        self._present.set()
+        if self._ending is None:
+            self._gone.clear()
+            self._present.set()
+
+    def end_now(self, reason: str) -> None:
+        """End when the current run stops, without waiting for the publisher to come back."""
+        self._ending = reason
+        self.source_left()
 
     @property
     def master_path(self) -> str:
@@ -175,7 +182,12 @@ class StreamSession:
         except ProbeFailed as e:
             log.warning("stream %s: %s", self.stream_id, e)
             reason = f"probe failed: {e}"
+        except asyncio.CancelledError:
+            if self._ending is None:
+                raise
+            reason = self._ending  # stopped on a command (a pulled feed has no publisher to drop)
         finally:
+            reason = self._ending or reason
             await asyncio.shield(self._finish(reason))
 
     async def _probe(self) -> SourceInfo:
@@ -234,6 +246,8 @@ class StreamSession:
         return await self._outcome(code)
 
     async def _outcome(self, code: int) -> Outcome:
+        if self._ending is not None:
+            return Outcome.END
         if not self.source.live:
             return Outcome.END if code == 0 else Outcome.RESTART
         if not self._gone.is_set():

@@ -7,6 +7,10 @@ data flows), then the caller's MPEG-TS is relayed over loopback UDP to the strea
 FFmpeg reads ``udp://127.0.0.1:PORT``: the key never reaches a command line.
 
 OBS: server ``srt://HOST:9000?streamid=KEY&latency=200000`` (or streamid ``#!::r=KEY``).
+
+:meth:`SrtListener.drop` closes a caller's socket when the log tells the node to drop its publisher
+(its stream ended, its key was rotated); the relay sees the socket closed and the session goes on
+as if the caller had left.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 
 from events.ingest import IngestProtocol
-from ingest_workers.control import Authorizer, IngestControl
+from ingest_workers.control import Authorizer, Grant, IngestControl
 from ingest_workers.errors import IngestError
 from ingest_workers.session import Source
 
@@ -90,7 +94,9 @@ class SrtListener:
         self._srt = _library()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._socket = SRT_ERROR
-        self._granted: dict[int, str] = {}  # accepted socket -> stream id (set in the handshake)
+        self._granted: dict[int, Grant] = {}  # accepted socket -> its grant (set in the handshake)
+        self._callers: dict[str, int] = {}  # stream id -> the socket relaying it (under _lock)
+        self._lock = threading.Lock()
         self._callback = LISTEN_CALLBACK(self._on_handshake)  # kept alive: libsrt holds the pointer
         self._threads: list[threading.Thread] = []
         self._ports: dict[str, int] = {}
@@ -127,36 +133,55 @@ class SrtListener:
         key = _key_of((streamid or b"").decode(errors="replace"))
         if not key or self._loop is None:
             return -1
-        future: Future[str | None] = asyncio.run_coroutine_threadsafe(
+        future: Future[Grant | None] = asyncio.run_coroutine_threadsafe(
             self.authorizer.authorize(key), self._loop
         )
         try:
-            stream_id = future.result(AUTHORIZE_TIMEOUT_S)
+            grant = future.result(AUTHORIZE_TIMEOUT_S)
         except Exception:
             log.error("SRT: stream-key check unavailable; caller rejected")
             return -1
-        if stream_id is None:
+        if grant is None:
             log.info("SRT: caller rejected: unknown or revoked stream key")
             return -1
-        self._granted[accepted] = stream_id
+        if self.control.ended(grant.stream_id):
+            log.info("SRT: caller rejected: stream %s has ended", grant.stream_id)
+            return -1
+        self._granted[accepted] = grant
         return 0
+
+    def drop(self, stream_id: str) -> bool:
+        """Close the socket of the caller publishing ``stream_id``; False if there is none."""
+        with self._lock:
+            caller = self._callers.pop(stream_id, None)
+        if caller is None:
+            return False
+        self._srt.srt_close(caller)  # the relay's srt_recvmsg returns an error: the caller has left
+        return True
+
+    async def drop_publisher(self, stream_id: str) -> bool:
+        """:meth:`drop` as the control's disconnector for SRT."""
+        return self.drop(stream_id)
 
     def _accept_loop(self) -> None:
         while self._socket != SRT_ERROR:
             caller = self._srt.srt_accept(self._socket, None, None)
             if caller == SRT_ERROR:
                 return
-            stream_id = self._granted.pop(caller, None)
-            if stream_id is None:
+            grant = self._granted.pop(caller, None)
+            if grant is None:
                 self._srt.srt_close(caller)
                 continue
-            self._spawn(self._relay, f"srt-{stream_id}", caller, stream_id)
+            self._spawn(self._relay, f"srt-{grant.stream_id}", caller, grant)
 
-    def _relay(self, caller: int, stream_id: str) -> None:
+    def _relay(self, caller: int, grant: Grant) -> None:
         assert self._loop is not None
+        stream_id = grant.stream_id
         relay = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         port = self._ports.setdefault(stream_id, _free_udp_port())  # a reconnect finds its session
-        asyncio.run_coroutine_threadsafe(self._attach(stream_id, port), self._loop).result()
+        with self._lock:
+            self._callers[stream_id] = caller
+        asyncio.run_coroutine_threadsafe(self._attach(grant, port), self._loop).result()
         buffer = ctypes.create_string_buffer(PAYLOAD * 2)
         log.info("SRT publisher of stream %s connected", stream_id)
         try:
@@ -164,12 +189,17 @@ class SrtListener:
                 relay.sendto(buffer.raw[:size], ("127.0.0.1", port))
         finally:
             relay.close()
-            self._srt.srt_close(caller)
+            with self._lock:
+                mine = self._callers.get(stream_id) == caller
+                if mine:
+                    del self._callers[stream_id]
+            if mine:  # (a dropped caller's socket is closed already)
+                self._srt.srt_close(caller)
             self._loop.call_soon_threadsafe(self.control.detach, stream_id)
             log.info("SRT publisher of stream %s left", stream_id)
 
-    async def _attach(self, stream_id: str, port: int) -> None:
-        self.control.attach(stream_id, lambda: udp_source(port))
+    async def _attach(self, grant: Grant, port: int) -> None:
+        self.control.attach(grant.stream_id, lambda: udp_source(port), grant)
 
 
 def _sockaddr(host: str, port: int) -> ctypes.Array[ctypes.c_char]:

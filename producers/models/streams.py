@@ -190,6 +190,11 @@ class IngestAuthorized(BaseModel):
     """The key is valid: the channel and the stream the connection belongs to."""
 
     channel_id: str
+    key_id: str = Field(
+        "",
+        description="Opaque id of the key that was presented (as in ChannelStreamKeyRotated): the "
+        "ingest node drops the publisher when that key is rotated away.",
+    )
     stream_id: str
     created: bool = Field(description="True when no open stream existed and one was created.")
     position: str | None = Field(None, description="Position of the StreamCreated, when one was created.")

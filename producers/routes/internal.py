@@ -61,13 +61,16 @@ async def authorize_ingest(
     """Map a publisher's stream key to its channel and current stream (creating one if none is open)."""
     publisher = str(body.publisher_addr) if body.publisher_addr is not None else ip
     await _check_key_guessing(services, publisher)
-    channel_id = await services.channels.channel_for_key(body.stream_key)
-    if channel_id is None:
+    holder = await services.channels.holder_of_key(body.stream_key)
+    if holder is None:
         await _record_key_failure(services, publisher)
         raise Forbidden("unknown stream key")
+    channel_id, key_id = holder.channel_id, holder.key_id
     current = await services.streams.current_for_channel(channel_id)
     if current is not None:
-        return IngestAuthorized(channel_id=channel_id, stream_id=current["stream_id"], created=False)
+        return IngestAuthorized(
+            channel_id=channel_id, key_id=key_id, stream_id=current["stream_id"], created=False
+        )
     claim = await services.channels.by_id(channel_id)
     owner_id = claim.owner_id if claim else ""
     stream_id = str(uuid.uuid4())
@@ -79,5 +82,9 @@ async def authorize_ingest(
     )
     receipt = await services.bus.publish(event)
     return IngestAuthorized(
-        channel_id=channel_id, stream_id=stream_id, created=True, position=str(receipt.position)
+        channel_id=channel_id,
+        key_id=key_id,
+        stream_id=stream_id,
+        created=True,
+        position=str(receipt.position),
     )

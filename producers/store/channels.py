@@ -21,6 +21,14 @@ class ChannelClaim:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyHolder:
+    """The channel a presented key belongs to, and the opaque id of that key (never the key)."""
+
+    channel_id: str
+    key_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class StoredKey:
     """A channel's active key, as stored (hash only)."""
 
@@ -87,15 +95,16 @@ class ChannelStore:
                     (channel_id, key.key_id, key.key_hash),
                 )
 
-    async def channel_for_key(self, presented: str) -> str | None:
-        """The channel whose active key is ``presented``, compared in constant time; None if no channel."""
+    async def holder_of_key(self, presented: str) -> KeyHolder | None:
+        """The channel whose active key is ``presented`` (and that key's id), compared in constant
+        time; None if no channel."""
         with translated("checking a stream key"):
             async with self._pool.connection() as conn:
                 cur = await conn.execute(
-                    "SELECT channel_id, key_hash FROM channel_stream_keys WHERE key_hash = %s",
+                    "SELECT channel_id, key_hash, key_id FROM channel_stream_keys WHERE key_hash = %s",
                     (stream_keys.hash_key(presented),),
                 )
                 row = await cur.fetchone()
         if row is None or not stream_keys.matches(presented, row[1]):
             return None
-        return str(row[0])
+        return KeyHolder(channel_id=str(row[0]), key_id=str(row[2]))
