@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
+from infra.moderator_passes import ModeratorPass, ModeratorPasses
 from infra.settings import AuthSettings
 from infra.tokens import AccessClaims, AccessTokens, InvalidToken
 
@@ -42,6 +43,7 @@ class TokenCheck:
     def __init__(self, settings: AuthSettings) -> None:
         secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
         self._tokens: AccessTokens | None = None
+        self._passes: ModeratorPasses | None = None
         if secret is None:
             log.warning("auth.jwt_secret is not set: the edge accepts anonymous (read-only) viewers only")
         else:
@@ -51,11 +53,18 @@ class TokenCheck:
                 audience=settings.jwt_audience,
                 ttl_s=settings.access_ttl_s,
             )
+            self._passes = ModeratorPasses(secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
 
     def verify(self, token: str) -> Identity:
         if self._tokens is None:
             raise InvalidToken("this node has no token secret configured")
         return Identity.of(self._tokens.verify(token))
+
+    def verify_pass(self, moderator_pass: str) -> ModeratorPass:
+        """A moderator pass the API issued (``infra.moderator_passes``), or :class:`InvalidToken`."""
+        if self._passes is None:
+            raise InvalidToken("this node has no token secret configured")
+        return self._passes.verify(moderator_pass)
 
 
 def token_from_request(path: str, authorization: str | None) -> str | None:

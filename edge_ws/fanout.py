@@ -99,6 +99,7 @@ class FanoutHub:
         self.mode = mode
         self.channels: dict[str, Channel] = {}
         self.users: dict[str, set[Peer]] = {}
+        self.moderators: dict[str, set[Peer]] = {}  # stream -> connections shown a moderator pass
         # Where the reader began each chat.messages partition: what a fresh node's window starts at.
         self.partition_starts: dict[int, int] = {}
         self._pushed_once: OrderedDict[str, None] = OrderedDict()  # once keys, oldest first, bounded
@@ -153,6 +154,19 @@ class FanoutHub:
         if channel is not None:
             channel.outbox.leave(peer)
             channel.ahead.pop(peer, None)
+        self.unwatch_held(peer, stream)
+
+    def watch_held(self, peer: Peer, stream: str) -> None:
+        """From now on ``peer`` receives the stream's held messages and their resolutions (the
+        session checked its moderator pass). What was held before comes from the API's queue."""
+        self.moderators.setdefault(stream, set()).add(peer)
+
+    def unwatch_held(self, peer: Peer, stream: str) -> None:
+        watching = self.moderators.get(stream)
+        if watching is not None:
+            watching.discard(peer)
+            if not watching:
+                del self.moderators[stream]
 
     def identify(self, peer: Peer, user_id: str | None) -> None:
         """Index the peer under its (new) user id, for direct deliveries."""
@@ -165,6 +179,8 @@ class FanoutHub:
     def leave(self, peer: Peer, streams: Iterable[str]) -> None:
         for stream in streams:
             self.unsubscribe(peer, stream)
+        for stream in [s for s, peers in self.moderators.items() if peer in peers]:
+            self.unwatch_held(peer, stream)
         self.identify(peer, None)
 
     # --- deliveries -------------------------------------------------------------------------------
@@ -189,6 +205,9 @@ class FanoutHub:
         if delivery.route is Route.DIRECT:
             if self._first_time(delivery.once_key, delivery.at_ms):
                 await self._send(list(self.users.get(delivery.target, ())), delivery.payload)
+            return
+        if delivery.route is Route.MODERATORS:
+            await self._send(self._moderators(delivery), delivery.payload)
             return
         channel = self.channel(delivery.target)
         if self._keep(channel, delivery) and channel.subscribers:
@@ -246,6 +265,10 @@ class FanoutHub:
                 self._write_now(self.users.get(delivery.target, ()), delivery.payload)
             self._observe(stamp_ms)
             return
+        if delivery.route is Route.MODERATORS:
+            self._write_now(self._moderators(delivery), delivery.payload)
+            self._observe(stamp_ms)
+            return
         channel = self.channel(delivery.target)
         if not self._keep(channel, delivery) or not channel.subscribers:
             self._observe(stamp_ms)
@@ -284,6 +307,13 @@ class FanoutHub:
         if len(self._pushed_once) > RECENT_ONCE_KEYS:
             self._pushed_once.popitem(last=False)
         return not at_ms or at_ms >= self._started_ms - BACKLOG_GRACE_MS
+
+    def _moderators(self, delivery: Delivery) -> list[Peer]:
+        """The stream's moderators' connections; nobody for what happened before this node started
+        (its warm-start backlog: the API's queue already has it, and its resolution may follow)."""
+        if delivery.at_ms < self._started_ms - BACKLOG_GRACE_MS:
+            return []
+        return list(self.moderators.get(delivery.target, ()))
 
     def _remember(self, channel: Channel, delivery: Delivery) -> bool:
         if channel.history is None:

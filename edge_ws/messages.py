@@ -1,15 +1,16 @@
 """Which server message each consumed event becomes, and who receives it. Pure: no I/O.
 
-Three routes:
+Four routes:
 
 * ``history``: chat of a stream (messages, restored messages, deletions, bans, settings, clears). Kept
   in the stream's ring in log order, so a subscriber can be backfilled and a reconnecting client
   resumed by position.
 * ``snapshot``: replace-by-key state of a stream (viewer count, a poll's tally, live or ended). Only
   the latest per key matters; a subscriber gets the current snapshot, then the changes.
-* ``direct``: for one user only (the rejection or hold of their message, their notifications). A held
-  message goes to its author only: the edge does not know a channel's moderators (their queue is the
-  moderation log).
+* ``direct``: for one user only (the rejection or hold of their message, their notifications).
+* ``moderators``: for the connections of a stream's moderators only (a connection joins with a
+  moderator pass the API issued, ``moderate`` frame): the held message in full, then its resolution.
+  Viewers never receive these; a held message's author gets the ``held`` notice (direct) instead.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Route(enum.Enum):
     HISTORY = "history"
     SNAPSHOT = "snapshot"
     DIRECT = "direct"
+    MODERATORS = "moderators"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,12 +38,12 @@ class Delivery:
     """One encoded server message and where it goes (a stream's subscribers, or one user)."""
 
     route: Route
-    target: str  # stream id (history, snapshot) or user id (direct)
+    target: str  # stream id (history, snapshot, moderators) or user id (direct)
     position: LogPosition
     payload: bytes  # JSON, encoded once for every recipient
     snapshot_key: str = ""  # which snapshot entry it replaces (snapshot route)
     once_key: str = ""  # direct route: a delivery with a key a node already pushed is not pushed again
-    at_ms: int = 0  # direct route with a once key: when it happened (older than the node: not pushed)
+    at_ms: int = 0  # direct with a once key, moderators: when it happened (older than the node: not pushed)
 
 
 def _ms(moment: datetime) -> int:
@@ -190,6 +192,47 @@ def _notification(e: notifications.NotificationIssued, p: LogPosition) -> Delive
     # The agent may publish a notification again after a restart (same id, new offset): pushed once.
     key, at_ms = f"notification:{e.notification_id}", _ms(e.occurred_at)
     return Delivery(Route.DIRECT, e.user_id, p, payload, once_key=key, at_ms=at_ms)
+
+
+def moderator_delivery_for(event: Event, position: LogPosition) -> Delivery | None:
+    """What the stream's moderators alone receive of an event (its held queue), or None."""
+    match event:
+        case chat.ChatMessageHeld():
+            return _for_moderators(
+                event,
+                position,
+                "held",
+                id=event.message_id,
+                user=event.user_id,
+                name=event.display_name,
+                text=event.text,
+                score=event.score,
+                reasons=list(event.reasons),
+                badges=list(event.badges),
+                at=_ms(event.occurred_at),
+                media_time_ms=event.media_time_ms,
+                reply_to=event.reply_to_message_id,
+            )
+        case chat.ChatMessageAccepted(approved_by=str(moderator)):
+            return _for_moderators(
+                event, position, "resolved", id=event.message_id, outcome="approved", by=moderator
+            )
+        case chat.ChatMessageRejected(reason=chat.RejectionReason.DENIED):
+            return _for_moderators(
+                event,
+                position,
+                "resolved",
+                id=event.message_id,
+                outcome="denied",
+                by=event.denied_by or "",
+                reason=event.detail,
+            )
+    return None
+
+
+def _for_moderators(event: Any, position: LogPosition, wire_type: str, **fields: Any) -> Delivery:
+    payload = _message(wire_type, event.stream_id, position, **fields)
+    return Delivery(Route.MODERATORS, event.stream_id, position, payload, at_ms=_ms(event.occurred_at))
 
 
 _BUILDERS: dict[type[Event], Any] = {

@@ -125,7 +125,16 @@ class Ping:
     nonce: str = ""
 
 
-Command = Subscribe | Unsubscribe | Authenticate | SendChat | Heartbeat | Vote | Moderate | Ping
+@dataclass(frozen=True, slots=True)
+class WatchHeld:
+    """``moderate``: receive the stream's held messages, with a moderator pass from the API."""
+
+    stream: str
+    moderator_pass: str
+    nonce: str = ""
+
+
+Command = Subscribe | Unsubscribe | Authenticate | SendChat | Heartbeat | Vote | Moderate | Ping | WatchHeld
 MOD_ACTIONS = frozenset(
     {
         "ban",
@@ -257,6 +266,13 @@ def _ping(data: dict[str, Any], nonce: str, max_text: int) -> Command:
     return Ping(nonce)
 
 
+def _moderate(data: dict[str, Any], nonce: str, max_text: int) -> Command:
+    moderator_pass = data.get("pass")
+    if not isinstance(moderator_pass, str) or not moderator_pass or len(moderator_pass) > MAX_TOKEN:
+        raise ProtocolError("bad_request", "pass must be the moderator pass the API issued", nonce)
+    return WatchHeld(_stream(data), moderator_pass, nonce)
+
+
 _READERS = {
     "subscribe": _subscribe,
     "unsubscribe": _unsubscribe,
@@ -266,6 +282,7 @@ _READERS = {
     "vote": _vote,
     "mod": _mod,
     "ping": _ping,
+    "moderate": _moderate,
 }
 
 

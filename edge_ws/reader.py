@@ -9,11 +9,13 @@ Nothing is committed: the node keeps no state worth resuming, the log is the sta
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from edge_ws.fanout import FanoutHub
-from edge_ws.messages import CONSUMED_TOPICS, Delivery, delivery_for
+from edge_ws.messages import CONSUMED_TOPICS, Delivery, delivery_for, moderator_delivery_for
 from edge_ws.metrics import Metrics
 from edge_ws.protocol import LogPosition
+from events.base import Event
 from events.codec import EventCodec
 from events.topics import Topic
 from infra.kafka import (
@@ -73,12 +75,13 @@ async def pump(reader: EdgeReader, hub: FanoutHub, metrics: Metrics) -> None:
         metrics.consumed += len(batch)
         deliveries, stamps_ms = [], []
         for consumed in batch:
-            delivery = _delivery(consumed)
-            if delivery is None:
+            found = [d for d in (_delivery(consumed), _moderator_delivery(consumed)) if d is not None]
+            if not found:
                 metrics.delivered((consumed.timestamp_ms,))  # nothing to write: done with it
-            else:
-                deliveries.append(delivery)
-                stamps_ms.append(consumed.timestamp_ms)
+                continue
+            deliveries += found
+            # one stamp per delivery, the event's on the first only: an event is observed once
+            stamps_ms += [consumed.timestamp_ms] + [0] * (len(found) - 1)
         try:
             await hub.deliver(deliveries, stamps_ms)
         except Exception:  # one bad batch must not stop every stream's chat on this node
@@ -86,11 +89,11 @@ async def pump(reader: EdgeReader, hub: FanoutHub, metrics: Metrics) -> None:
             log.exception("delivery of a batch of %s failed, first at %s", len(batch), first)
 
 
-def _delivery(consumed: ConsumedEvent) -> Delivery | None:
+def _delivery(
+    consumed: ConsumedEvent, build: Callable[[Event, LogPosition], Delivery | None] = delivery_for
+) -> Delivery | None:
     try:
-        return delivery_for(
-            consumed.event, LogPosition(consumed.position.partition, consumed.position.offset)
-        )
+        return build(consumed.event, LogPosition(consumed.position.partition, consumed.position.offset))
     except Exception:
         log.exception(
             "cannot deliver topic=%s partition=%s offset=%s event_id=%s",
@@ -100,3 +103,8 @@ def _delivery(consumed: ConsumedEvent) -> Delivery | None:
             consumed.event.event_id,
         )
         return None
+
+
+def _moderator_delivery(consumed: ConsumedEvent) -> Delivery | None:
+    """The held queue's share of an event (only moderators' connections receive it)."""
+    return _delivery(consumed, moderator_delivery_for)

@@ -34,6 +34,7 @@ from edge_ws.protocol import (
     Subscribe,
     Unsubscribe,
     Vote,
+    WatchHeld,
     ack,
     encode,
     error,
@@ -185,6 +186,8 @@ class Session:
                 await self._write(command)
             case Ping():
                 self.send(encode({"type": "pong", "nonce": command.nonce, "t": time.time()}))
+            case WatchHeld():
+                self._watch_held(command)
 
     def _subscribe(self, command: Subscribe) -> None:
         if command.stream not in self.streams and len(self.streams) >= MAX_SUBSCRIPTIONS:
@@ -209,6 +212,20 @@ class Session:
             raise ProtocolError("unauthorized", "invalid or expired token") from None
         self._context.hub.identify(self, self.identity.user_id)
         self.send(notice("authenticated", user=self.identity.user_id, role=self.identity.role))
+
+    def _watch_held(self, command: WatchHeld) -> None:
+        """Join the stream's moderators with a pass the API issued to this very user for this stream."""
+        who = self._writer(command.nonce)
+        try:
+            granted = self._context.tokens.verify_pass(command.moderator_pass)
+        except InvalidToken:
+            raise ProtocolError("unauthorized", "invalid or expired moderator pass", command.nonce) from None
+        if granted.user_id != who.user_id or granted.stream_id != command.stream:
+            raise ProtocolError("forbidden", "this pass is for another user or stream", command.nonce)
+        self._context.hub.watch_held(self, command.stream)
+        if command.nonce:
+            self.send(ack(command.nonce, stream=command.stream))
+        self.send(notice("moderating", stream=command.stream))
 
     def _writer(self, nonce: str) -> Identity:
         if self.identity is None:

@@ -3,10 +3,11 @@
 From ``chat.messages``: accepted messages into ``chat_messages``; deletions, bans/time-outs and clears
 set one hiding flag each (``visible`` and ``hidden_reason`` are generated from them), and an unban or
 an undelete (``ChatMessageRestored``) clears its flag again, so what it hid comes back. Settings and
-channel rules into ``chat_settings`` (each event states them in full). Every moderation outcome is a
-``moderation_log`` row: bans, time-outs, unbans, deletes, undeletes, settings, clears, and for held
-messages the hold (actor :data:`AUTOMOD`), the approval and the denial. Other rejections are told to
-their author only and are not logged.
+channel rules into ``chat_settings`` (each event states them in full). Held messages and their
+approval or denial into the moderators' queue ``held_messages`` (:mod:`projections.held_queue`).
+Every moderation outcome is a ``moderation_log`` row: bans, time-outs, unbans, deletes, undeletes,
+settings, clears, and for held messages the hold (actor :data:`AUTOMOD`), the approval and the
+denial. Other rejections are told to their author only and are not logged.
 From ``chat.moderation``: every request into ``moderation_requests`` (refused ones too: a request
 without an outcome in the log was refused), which also lends its reason to outcomes that carry none.
 
@@ -42,6 +43,7 @@ from events.chat import (
     outcome_ids,
 )
 from events.topics import Topic
+from projections.held_queue import apply_held
 from projections.projector import Apply, Cursor, PostgresProjector
 
 __all__ = ["AUTOMOD", "HANDLERS", "NAME", "TOPICS", "Plan", "apply_batch", "chat_projector", "plan"]
@@ -301,6 +303,7 @@ async def apply_batch(cur: Cursor, events: Sequence[Event]) -> None:
             await cur.execute(SET_CLEARED, (e.stream_id, e.cleared_before))
     if batch.log:
         await cur.execute(INSERT_LOG, _columns(batch.log.values()))
+    await apply_held(cur, events)
 
 
 async def apply_one(cur: Cursor, e: Event) -> None:

@@ -1,8 +1,10 @@
-// The stream page: player, live chat, poll, viewer count and follow button; for an ended stream
-// the VOD with the chat replayed in sync with the playhead.
+// The stream page: player, live chat, poll, viewer count and follow button (and, for the channel's
+// moderators, the held-message queue and the moderation log); for an ended stream the VOD with the
+// chat replayed in sync with the playhead.
 import "./shell.js";
 import { ChatView, pausedNotice } from "./chat.js";
 import { EdgeClient } from "./edge.js";
+import { ModeratorPanel } from "./moderation.js";
 import { attachPlayer } from "./player.js";
 import { PollView } from "./poll.js";
 import { accessToken, api, currentUser, el, session } from "./session.js";
@@ -49,6 +51,7 @@ async function live() {
       return answer;
     },
   });
+  const panel = canModerate() ? new ModeratorPanel($("moderator-panel"), { streamId, edge, say }) : null;
   const listing = await api(`/api/v1/streams/${streamId}/polls`);
   const open = listing.ok ? (listing.data.items || []).find((p) => p.status === "open") : null;
   if (open) poll.show(open);
@@ -57,6 +60,7 @@ async function live() {
     const m = e.detail;
     if (m.stream && m.stream !== streamId) return;
     chat.apply(m);
+    panel?.apply(m);
     if (m.type === "poll") poll.apply(m);
     if (m.type === "count") {
       $("viewers").querySelector(".count").textContent = String(m.count);
@@ -81,6 +85,7 @@ async function live() {
   const showPaused = pausedNotice($("chat-form"));
   edge.addEventListener("sending", (e) => showPaused(e.detail.paused));
   edge.subscribe(streamId);
+  panel?.start();
   edge.connect();
 
   function enableComposer() {
