@@ -12,6 +12,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 
@@ -34,39 +35,43 @@ class AccessClaims:
     name: str = ""  # display name at issue time, for chat (the edge has no user store)
 
 
-class AccessTokens:
-    """Issues and verifies the API's access tokens."""
+class SignedClaims:
+    """Signs and verifies JWTs of one ``typ`` (HS256 pinned, ``iss``/``aud``/``exp`` checked): the one
+    place the rules of the API's signed tokens live. Two kinds with different ``typ`` never stand in
+    for each other (an access token is no moderator pass, and the other way round)."""
 
-    def __init__(self, secret: str, *, issuer: str, audience: str, ttl_s: int, leeway_s: int = 5) -> None:
+    def __init__(
+        self, secret: str, *, typ: str, issuer: str, audience: str, ttl_s: int, leeway_s: int
+    ) -> None:
         if len(secret.encode()) < 32:
             raise ValueError("auth.jwt_secret must be at least 32 bytes")
         self._secret = secret
+        self._typ = typ
         self._issuer = issuer
         self._audience = audience
         self.ttl_s = ttl_s
         self._leeway_s = leeway_s
 
-    def issue(self, user_id: str, role: str, *, name: str = "", now: float | None = None) -> str:
+    def sign(self, subject: str, claims: dict[str, object], *, now: float | None = None) -> str:
+        """A token for ``subject`` with ``claims`` and the registered ones (``typ``, ``iat``, ``exp``...)."""
         issued = int(now if now is not None else time.time())
-        claims = {
-            "sub": user_id,
-            "role": role,
-            "name": name,
-            "typ": "access",
+        registered = {
+            "sub": subject,
+            "typ": self._typ,
             "iss": self._issuer,
             "aud": self._audience,
             "iat": issued,
             "exp": issued + self.ttl_s,
             "jti": uuid.uuid4().hex,
         }
-        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+        return jwt.encode({**claims, **registered}, self._secret, algorithm=ALGORITHM)
 
-    def verify(self, token: str) -> AccessClaims:
+    def verify(self, token: str) -> dict[str, Any]:
         """The token's claims, or :class:`InvalidToken` (never a PyJWT exception)."""
         try:
             if jwt.get_unverified_header(token).get("alg") != ALGORITHM:
                 raise InvalidToken("unexpected signing algorithm")
-            claims = jwt.decode(
+            claims: dict[str, Any] = jwt.decode(
                 token,
                 self._secret,
                 algorithms=[ALGORITHM],
@@ -77,8 +82,26 @@ class AccessTokens:
             )
         except jwt.PyJWTError as e:
             raise InvalidToken(type(e).__name__) from None
-        if claims.get("typ") != "access" or not isinstance(claims.get("sub"), str):
-            raise InvalidToken("not an access token")
+        if claims.get("typ") != self._typ or not isinstance(claims.get("sub"), str):
+            raise InvalidToken(f"not a token of type {self._typ!r}")
+        return claims
+
+
+class AccessTokens:
+    """Issues and verifies the API's access tokens."""
+
+    def __init__(self, secret: str, *, issuer: str, audience: str, ttl_s: int, leeway_s: int = 5) -> None:
+        self._signed = SignedClaims(
+            secret, typ="access", issuer=issuer, audience=audience, ttl_s=ttl_s, leeway_s=leeway_s
+        )
+        self.ttl_s = ttl_s
+
+    def issue(self, user_id: str, role: str, *, name: str = "", now: float | None = None) -> str:
+        return self._signed.sign(user_id, {"role": role, "name": name}, now=now)
+
+    def verify(self, token: str) -> AccessClaims:
+        """The token's claims, or :class:`InvalidToken` (never a PyJWT exception)."""
+        claims = self._signed.verify(token)
         return AccessClaims(
             claims["sub"],
             str(claims.get("role", "viewer")),
