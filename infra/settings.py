@@ -385,6 +385,12 @@ class IngestSettings(BaseModel):
     thumbnail_interval_s: float = Field(
         10.0, description="How often the transcoder refreshes a stream's still (thumb.jpg next to the HLS)."
     )
+    dvr_window_s: float = Field(
+        7200.0,
+        ge=0,
+        description="Seconds of a live stream its playlists list, so viewers can seek back (DVR); "
+        "0 = a short live window only (6 segments). The VOD at the end lists the whole session.",
+    )
 
 
 class EdgeSettings(BaseModel):

@@ -29,6 +29,9 @@ __all__ = [
 ]
 
 SPEC = re.compile(r"^(?P<height>\d{2,4})p(?P<fps>\d{1,3})?:(?P<kbps>\d{2,6})$")
+# FFmpeg's own (private) playlists slide over this many segments; the worker reads them every 0.2 s, so
+# it has to stall for a whole list (30-60 s) to miss one. Files are never deleted: the VOD lists them all.
+PRIVATE_LIST_SIZE = 30
 AUDIO_KBPS = 128
 LOW_AUDIO_KBPS = 96  # rungs under 480 lines: the picture is small, save the bits for it
 SOURCE = "source"
@@ -217,9 +220,7 @@ def _hls_args(output: FfmpegOutput, segment_s: float) -> list[str]:
         "-hls_time",
         f"{segment_s:g}",
         "-hls_list_size",
-        "0",
-        "-hls_playlist_type",
-        "event",
+        str(PRIVATE_LIST_SIZE),
         "-hls_segment_type",
         "fmp4",
         "-hls_fmp4_init_filename",
@@ -227,7 +228,7 @@ def _hls_args(output: FfmpegOutput, segment_s: float) -> list[str]:
         "-hls_segment_filename",
         str(output.directory / "seg_%05d.m4s"),
         "-hls_flags",
-        "temp_file+independent_segments+program_date_time",
+        "temp_file+independent_segments+program_date_time",  # no delete_segments: the VOD needs them
         str(output.playlist),
     ]
 

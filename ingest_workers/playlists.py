@@ -1,11 +1,15 @@
 """HLS playlists as pure functions: read FFmpeg's per-run playlists, write the public ones.
 
-FFmpeg writes one private playlist per rendition and run (a run ends when FFmpeg exits). The worker
-publishes its own playlist per rendition, which concatenates the runs of a session: a restart after a
-crash becomes ``#EXT-X-DISCONTINUITY`` plus a fresh ``#EXT-X-MAP``, every segment gets an
-``#EXT-X-PROGRAM-DATE-TIME`` on one clock shared by all renditions, and the end of the session appends
-``#EXT-X-ENDLIST`` so the same URL replays as a VOD. Segment names are unique per run, so segments can
-be cached forever; only playlists change.
+FFmpeg writes one private, sliding playlist per rendition and run (a run ends when FFmpeg exits). The
+worker keeps every segment of a session in memory, append-only, and publishes its own playlist per
+rendition, which concatenates the runs: a restart after a crash becomes ``#EXT-X-DISCONTINUITY`` plus a
+fresh ``#EXT-X-MAP``, and every segment gets an ``#EXT-X-PROGRAM-DATE-TIME`` on one clock shared by all
+renditions. While live the playlist lists only a window (the DVR window, at least a few segments): the
+segments and restarts that slide out advance ``#EXT-X-MEDIA-SEQUENCE`` and
+``#EXT-X-DISCONTINUITY-SEQUENCE``, and rendering costs the window, not the session. At the end the same
+URL gets every segment once, with ``#EXT-X-ENDLIST``, and replays as a VOD; a segment has the same
+media sequence number in every version of the playlist. Segment names are unique per run, so segments
+can be cached forever; only playlists change.
 """
 
 from __future__ import annotations
@@ -21,12 +25,15 @@ __all__ = [
     "MediaSegment",
     "RenditionTrack",
     "Variant",
+    "Window",
+    "media_sequence_of",
     "parse_media_playlist",
     "render_master",
     "render_media",
 ]
 
 VERSION = 7  # fMP4 segments (EXT-X-MAP in a media playlist without I-frames only) need version 6+
+LIVE_WINDOW_SEGMENTS = 6  # the shortest live playlist: well over the 3 target durations a player needs
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,6 +65,15 @@ def parse_media_playlist(text: str) -> tuple[str | None, list[MediaSegment]]:
     return init, segments
 
 
+def media_sequence_of(text: str) -> int:
+    """The ``#EXT-X-MEDIA-SEQUENCE`` of a media playlist (0 when absent): the number of its first segment."""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("#EXT-X-MEDIA-SEQUENCE:"):
+            return int(line.split(":", 1)[1])
+    return 0
+
+
 def _parse_time(text: str) -> datetime:
     text = text.strip()
     if text.endswith("Z"):
@@ -78,11 +94,29 @@ class RunTrack:
     init_uri: str
     started_at: datetime  # PROGRAM-DATE-TIME of the run's first frame (shared by all renditions)
     segments: list[MediaSegment] = field(default_factory=list)
+    duration_s: float = 0.0  # of the segments, kept by `append`
+    longest_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.duration_s = sum(s.duration_s for s in self.segments)
+        self.longest_s = max((s.duration_s for s in self.segments), default=0.0)
+
+    def append(self, uri: str, duration_s: float) -> MediaSegment:
+        """Add the next segment, stamped with its PROGRAM-DATE-TIME on the run's clock (O(1))."""
+        segment = MediaSegment(
+            uri=uri,
+            duration_s=duration_s,
+            program_date_time=self.started_at + timedelta(seconds=self.duration_s),
+        )
+        self.segments.append(segment)
+        self.duration_s += duration_s
+        self.longest_s = max(self.longest_s, duration_s)
+        return segment
 
 
 @dataclass(slots=True)
 class RenditionTrack:
-    """Everything the public playlist of one rendition lists, run after run."""
+    """Everything the public playlist of one rendition lists, run after run (append-only)."""
 
     runs: list[RunTrack] = field(default_factory=list)
 
@@ -90,33 +124,100 @@ class RenditionTrack:
     def segment_count(self) -> int:
         return sum(len(run.segments) for run in self.runs)
 
+    @property
+    def duration_s(self) -> float:
+        return sum(run.duration_s for run in self.runs)
 
-def render_media(track: RenditionTrack, *, target_s: float, ended: bool) -> str:
-    """The public media playlist: EVENT while live, a replayable VOD once `ended`."""
-    longest = max((s.duration_s for run in track.runs for s in run.segments), default=target_s)
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Window:
+    """The tail of a track a live playlist lists: the last `dvr_s` seconds, at least `min_segments`."""
+
+    dvr_s: float
+    min_segments: int = LIVE_WINDOW_SEGMENTS
+
+    def __post_init__(self) -> None:
+        if self.dvr_s < 0 or self.min_segments < 1:
+            raise ValueError(f"window: dvr_s must be >= 0 and min_segments >= 1, not {self}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Slice:
+    """What a playlist lists: runs (ordinal among runs with segments, run, first segment index)."""
+
+    media_sequence: int
+    parts: list[tuple[int, RunTrack, int]]
+
+
+def _everything(track: RenditionTrack) -> _Slice:
+    runs = [run for run in track.runs if run.segments]
+    return _Slice(0, [(ordinal, run, 0) for ordinal, run in enumerate(runs)])
+
+
+def _tail(track: RenditionTrack, window: Window) -> _Slice:
+    """The window, walked from the end: O(segments in the window + runs), whatever the session's length."""
+    runs = [run for run in track.runs if run.segments]
+    total = sum(len(run.segments) for run in runs)
+    parts: list[tuple[int, RunTrack, int]] = []
+    listed, listed_s = 0, 0.0
+    for ordinal in range(len(runs) - 1, -1, -1):
+        run = runs[ordinal]
+        first = len(run.segments)
+        while first and (listed < window.min_segments or listed_s < window.dvr_s):
+            first -= 1
+            listed += 1
+            listed_s += run.segments[first].duration_s
+        if first < len(run.segments):
+            parts.append((ordinal, run, first))
+        if first:  # the window ends inside this run
+            break
+    parts.reverse()
+    return _Slice(total - listed, parts)
+
+
+def render_media(track: RenditionTrack, *, target_s: float, ended: bool, window: Window | None = None) -> str:
+    """The public media playlist: every segment as a VOD once `ended`; while live, the `window` (a
+    sliding playlist) or, without one, every segment so far (an EVENT playlist)."""
+    windowed = window is not None and not ended
+    part = _tail(track, window) if window is not None and not ended else _everything(track)
+    longest = max((run.longest_s for run in track.runs), default=0.0)
     lines = [
         "#EXTM3U",
         f"#EXT-X-VERSION:{VERSION}",
         f"#EXT-X-TARGETDURATION:{max(1, math.ceil(max(target_s, longest) - 0.001))}",
-        "#EXT-X-MEDIA-SEQUENCE:0",
-        f"#EXT-X-PLAYLIST-TYPE:{'VOD' if ended else 'EVENT'}",
-        "#EXT-X-INDEPENDENT-SEGMENTS",
+        f"#EXT-X-MEDIA-SEQUENCE:{part.media_sequence}",
     ]
-    for index, run in enumerate(r for r in track.runs if r.segments):
+    if windowed:
+        lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{part.parts[0][0] if part.parts else 0}")
+    else:
+        lines.append(f"#EXT-X-PLAYLIST-TYPE:{'VOD' if ended else 'EVENT'}")
+    lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
+    for index, (_, run, first) in enumerate(part.parts):
         if index:
             lines.append("#EXT-X-DISCONTINUITY")
         lines.append(f'#EXT-X-MAP:URI="{run.init_uri}"')
-        at = run.started_at
-        for segment in run.segments:
-            lines += [
-                f"#EXT-X-PROGRAM-DATE-TIME:{_format_time(at)}",
-                f"#EXTINF:{segment.duration_s:.6f},",
-                segment.uri,
-            ]
-            at += timedelta(seconds=segment.duration_s)
+        lines += _segment_lines(run, first)
     if ended:
         lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"
+
+
+def _segment_lines(run: RunTrack, first: int) -> list[str]:
+    """A run's segments from `first` on (one not stamped by `RunTrack.append`: timed from the start)."""
+    lines: list[str] = []
+    at: datetime | None = None
+    for segment in run.segments[first:]:
+        if segment.program_date_time is not None:
+            at = segment.program_date_time
+        elif at is None:
+            at = run.started_at + timedelta(seconds=sum(s.duration_s for s in run.segments[:first]))
+        lines += [
+            f"#EXT-X-PROGRAM-DATE-TIME:{_format_time(at)}",
+            f"#EXTINF:{segment.duration_s:.6f},",
+            segment.uri,
+        ]
+        at += timedelta(seconds=segment.duration_s)
+    return lines
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

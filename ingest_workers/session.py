@@ -6,7 +6,8 @@ that stop without a disconnect mean the node died, and the lifecycle agent ends 
 ``silence_end_s``. Each FFmpeg process is a *run*; when one dies while the source is still connected
 the session starts another after a doubling backoff, and the public playlists continue with a
 discontinuity. A publisher that comes back within the grace period continues the same session the
-same way. At the end every playlist is finalised with ``#EXT-X-ENDLIST`` (a replayable VOD) and
+same way. While live the public playlists list the last ``dvr_window_s`` only; at the end every
+playlist is rewritten once with all the session's segments and ``#EXT-X-ENDLIST`` (a replayable VOD), and
 IngestDisconnected is published, which is what makes the lifecycle agent end the stream.
 """
 
@@ -44,6 +45,8 @@ from ingest_workers.playlists import (
     RenditionTrack,
     RunTrack,
     Variant,
+    Window,
+    media_sequence_of,
     parse_media_playlist,
     render_master,
     render_media,
@@ -93,6 +96,7 @@ class Run:
     outputs: dict[str, FfmpegOutput]
     tracks: dict[str, RunTrack]
     started_at: datetime | None = None
+    taken: dict[str, int] = field(default_factory=dict)  # FFmpeg's sequence number of the next new segment
 
 
 @dataclass(slots=True)
@@ -295,10 +299,10 @@ class StreamSession:
     def _collect_rendition(self, run: Run, rung: Rung) -> list[Event]:
         output, track = run.outputs[rung.name], run.tracks[rung.name]
         try:
-            _, listed = parse_media_playlist(output.playlist.read_text())
+            text = output.playlist.read_text()
         except FileNotFoundError:
             return []
-        fresh = listed[len(track.segments) :]
+        fresh = self._fresh(run, rung, media_sequence_of(text), parse_media_playlist(text)[1])
         if not fresh:
             return []
         if run.started_at is None:
@@ -306,14 +310,29 @@ class StreamSession:
             for each in run.tracks.values():
                 each.started_at = run.started_at
         events: list[Event] = []
-        media_s = sum(s.duration_s for r in self.tracks[rung.name].runs for s in r.segments)
+        media_s = self.tracks[rung.name].duration_s
         for segment in fresh:
             uri = f"{run.name}/{rung.name}/{segment.uri}"
-            track.segments.append(MediaSegment(uri=uri, duration_s=segment.duration_s))
+            track.append(uri, segment.duration_s)
             events.append(self._segment_event(rung, uri, media_s, segment, output))
             media_s += segment.duration_s
         self._write_media(rung, ended=False)
         return events
+
+    def _fresh(self, run: Run, rung: Rung, first: int, listed: list[MediaSegment]) -> list[MediaSegment]:
+        """What FFmpeg's sliding playlist (`listed`, numbered from `first`) has that was not taken yet."""
+        taken = run.taken.get(rung.name, 0)
+        if first > taken:  # the worker stalled for a whole private playlist: those segments are lost
+            log.warning(
+                "stream %s: %s segments %d-%d of run %s slid out unread",
+                self.stream_id,
+                rung.name,
+                taken,
+                first - 1,
+                run.name,
+            )
+        run.taken[rung.name] = max(taken, first + len(listed))
+        return listed[max(0, taken - first) :]
 
     def _segment_event(
         self, rung: Rung, uri: str, media_s: float, segment: MediaSegment, output: FfmpegOutput
@@ -332,7 +351,12 @@ class StreamSession:
         )
 
     def _write_media(self, rung: Rung, *, ended: bool) -> None:
-        text = render_media(self.tracks[rung.name], target_s=self.settings.segment_s, ended=ended)
+        text = render_media(
+            self.tracks[rung.name],
+            target_s=self.settings.segment_s,
+            ended=ended,
+            window=Window(dvr_s=self.settings.dvr_window_s),
+        )
         write_atomically(self.root / f"{rung.name}.m3u8", text)
 
     async def _write_master(self) -> RenditionsReady:
