@@ -157,15 +157,16 @@ async def rotate_stream_key(
 )
 async def appoint_moderator(
     channel: ChannelRef,
-    user_id: Annotated[str, Path(pattern=ID_PATTERN)],
+    user_id: Annotated[str, Path(pattern=ID_PATTERN, description="The user's id, or their username.")],
     user: CurrentUser,
     services: ServicesDep,
 ) -> Accepted:
-    """Make a user a moderator of the channel (owner or admin)."""
+    """Make a user (by id or username) a moderator of the channel (owner or admin)."""
     channel_id = (await _owned_channel(services, channel, user)).channel_id
-    if await services.accounts.by_id(user_id) is None:
+    account = await services.accounts.by_id(user_id) or await services.accounts.by_username(user_id)
+    if account is None:
         raise NotFound(f"no user {user_id}")
-    event = ModeratorAppointed(user_id=user_id, channel_id=channel_id, appointed_by=user.user_id)
+    event = ModeratorAppointed(user_id=account.user_id, channel_id=channel_id, appointed_by=user.user_id)
     return Accepted(**accepted(await services.bus.publish(event)))
 
 

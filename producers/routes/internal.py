@@ -9,6 +9,7 @@ keys cannot be guessed at the hook's speed.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from fastapi import APIRouter
 
@@ -52,6 +53,21 @@ async def _record_key_failure(services: Services, ip: str) -> None:
         raise translate(e, "counting a wrong stream key") from e
 
 
+async def _carried_metadata(services: Services, channel_id: str, slug: str) -> dict[str, Any]:
+    """Title, game, tags and language of the channel's newest stream in the read model (a streamer sets
+    them once and every later push keeps them, as on Twitch); ``"{slug} live"`` for a first stream."""
+    rows, _ = await services.streams.streams(state=None, channel=channel_id, match=None, limit=1, cursor=None)
+    if not rows:
+        return {"title": f"{slug} live"}
+    last = rows[0]
+    return {
+        "title": last["title"],
+        "game": last["game"],
+        "tags": tuple(last["tags"]),
+        "language": last["language"],
+    }
+
+
 @router.post(
     "/ingest/authorize", response_model=IngestAuthorized, responses=documented(401, 403, 422, 429, 503)
 )
@@ -72,13 +88,12 @@ async def authorize_ingest(
             channel_id=channel_id, key_id=key_id, stream_id=current["stream_id"], created=False
         )
     claim = await services.channels.by_id(channel_id)
-    owner_id = claim.owner_id if claim else ""
     stream_id = str(uuid.uuid4())
     event = StreamCreated(
         stream_id=stream_id,
         channel_id=channel_id,
-        owner_id=owner_id,
-        title=f"{claim.slug if claim else 'live'} live",
+        owner_id=claim.owner_id if claim else "",
+        **await _carried_metadata(services, channel_id, claim.slug if claim else "live"),
     )
     receipt = await services.bus.publish(event)
     return IngestAuthorized(

@@ -1,7 +1,12 @@
 // The creator dashboard: your channel, the stream key (issued and shown once, hidden until you
-// reveal it), the RTMP/SRT settings for OBS, and your streams' state.
+// reveal it), the RTMP/SRT settings for OBS, your streams' state, and what you set on them: the
+// current (or next) stream's title, game, tags and language, its schedule and its end; chat slow mode
+// and followers-only; the channel's rules (unique chat, link policy, blocked terms: the moderation agent
+// takes these as chat commands only, so they go through the edge like a typed `/block term`); the
+// channel's moderators. Every error is the API's (problem+json) or the edge's, shown as text.
 import "./shell.js";
-import { api, currentUser, el } from "./session.js";
+import { EdgeClient } from "./edge.js";
+import { accessToken, api, currentUser, el } from "./session.js";
 
 const $ = (id) => document.getElementById(id);
 const status = $("dash-status");
@@ -61,6 +66,9 @@ function showChannel(channel) {
   }
   refreshStreams(channel);
   setInterval(() => refreshStreams(channel), 5000);
+  manageStream(channel);
+  manageRules();
+  manageModerators(channel);
 }
 
 async function refreshStreams(channel) {
@@ -78,6 +86,7 @@ async function refreshStreams(channel) {
     }),
   );
   $("streams").replaceChildren(...rows);
+  showCurrent(currentStream(r.data.items));
 }
 
 async function ingestHealth(stream) {
@@ -92,6 +101,266 @@ async function ingestHealth(stream) {
   const h = r.data;
   const speed = h.encoder_speed < 1 ? `speed ${h.encoder_speed.toFixed(2)}× (falling behind!)` : `speed ${h.encoder_speed.toFixed(2)}×`;
   return `${state}; ${Math.round(h.input_bitrate_kbps).toLocaleString()} kbps, ${h.fps.toFixed(1)} fps, ${speed}, ${h.dropped_frames} dropped, ${h.restarts} restarts`;
+}
+
+// The problem+json answer as one line: its detail, or each invalid field with its message.
+export function problemText(r, fallback) {
+  if (r.status === 0) return "The server could not be reached; try again.";
+  const errors = r.data?.errors;
+  if (Array.isArray(errors) && errors.length) {
+    return errors.map((e) => `${(e.loc || []).filter((p) => p !== "body").join(".") || "request"}: ${e.msg}`).join("; ");
+  }
+  return r.data?.detail || r.data?.title || fallback;
+}
+
+// The stream a push would go live on: live, else the next scheduled, else a created one.
+function currentStream(items) {
+  const rank = { live: 0, scheduled: 1, created: 2 };
+  const open = items.filter((s) => s.state in rank);
+  open.sort((a, b) => rank[a.state] - rank[b.state] || String(a.scheduled_start).localeCompare(String(b.scheduled_start)));
+  return open[0] || null;
+}
+
+let current = null; // the stream the forms act on (null: saving creates the next one)
+let currentId = null;
+
+function showCurrent(stream) {
+  current = stream;
+  const target = $("stream-target");
+  $("end-stream").hidden = stream?.state !== "live";
+  $("chat-settings").hidden = !stream;
+  $("schedule-form").hidden = stream?.state === "live";
+  if (!stream) {
+    target.textContent = "No stream open: saving creates your next stream (your next push goes live with it).";
+    currentId = null;
+    return;
+  }
+  const when = stream.scheduled_start ? `, planned for ${new Date(stream.scheduled_start).toLocaleString()}` : "";
+  target.textContent = `Editing ${stream.state === "live" ? "your live stream" : `your next stream (${stream.state}${when})`}.`;
+  if (currentId === stream.stream_id) return; // keep what the streamer is typing
+  currentId = stream.stream_id;
+  loadRules();
+  $("stream-title").value = stream.title;
+  $("stream-game").value = stream.game;
+  $("stream-tags").value = stream.tags.join(", ");
+  $("stream-language").value = stream.language;
+}
+
+function streamFields() {
+  const tags = $("stream-tags")
+    .value.split(",")
+    .map((t) => t.trim())
+    .filter(Boolean);
+  const body = { title: $("stream-title").value.trim(), game: $("stream-game").value.trim(), tags };
+  const language = $("stream-language").value.trim();
+  if (language) body.language = language;
+  return body;
+}
+
+// Send a command; on failure show the problem next to its form and resolve to null.
+async function command(errorId, path, options, fallback) {
+  const error = $(errorId);
+  error.textContent = "";
+  const r = await api(path, { auth: true, ...options });
+  if (!r.ok) {
+    error.textContent = problemText(r, fallback);
+    return null;
+  }
+  return r.data;
+}
+
+function manageStream(channel) {
+  const saved = (text) => {
+    status.textContent = text;
+    refreshStreams(channel);
+  };
+  $("stream-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const body = streamFields();
+    const done = current
+      ? await command("stream-error", `/api/v1/streams/${current.stream_id}`, { method: "PATCH", body }, "Could not save.")
+      : await command("stream-error", "/api/v1/streams", { method: "POST", body: { ...body, channel_id: channel.channel_id } }, "Could not create the stream.");
+    if (done) saved("Stream info saved.");
+  });
+  $("schedule-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const start = new Date($("schedule-start").value);
+    if (Number.isNaN(start.getTime())) return ($("schedule-error").textContent = "Pick a date and time.");
+    const scheduled_start = start.toISOString();
+    const done = current
+      ? await command("schedule-error", `/api/v1/streams/${current.stream_id}/schedule`, { method: "POST", body: { scheduled_start } }, "Could not schedule.")
+      : await command("schedule-error", "/api/v1/streams", { method: "POST", body: { ...streamFields(), channel_id: channel.channel_id, scheduled_start } }, "Could not schedule.");
+    if (done) saved(`Scheduled for ${start.toLocaleString()}.`);
+  });
+  $("end-stream").addEventListener("click", async () => {
+    if (!current || !confirm("End the stream now? Viewers see the replay.")) return;
+    const done = await command("end-error", `/api/v1/streams/${current.stream_id}/end`, { method: "POST" }, "Could not end the stream.");
+    if (done) saved("Ending the stream…");
+  });
+  $("slow-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const seconds = Number($("slow-seconds").value);
+    const body = { action: "slow_mode", duration_s: seconds };
+    const done = current && (await moderate("slow-error", body));
+    if (done) status.textContent = seconds ? `Slow mode: ${seconds} s.` : "Slow mode off.";
+    if (done) setTimeout(loadRules, 1000);
+  });
+  $("followers-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const raw = $("followers-minutes").value.trim();
+    const body = { action: "followers_only", duration_s: raw === "" ? null : Number(raw) * 60 };
+    const done = current && (await moderate("followers-error", body));
+    if (done) status.textContent = raw === "" ? "Followers-only off." : `Followers-only: ${raw} min.`;
+    if (done) setTimeout(loadRules, 1000);
+  });
+}
+
+// --- Channel rules: chat commands through the edge, read back from the moderation log ---------
+let edge = null;
+
+function connectedEdge() {
+  if (edge) return edge;
+  edge = new EdgeClient(JSON.parse(document.getElementById("content").dataset.edges), { token: accessToken });
+  edge.ready = new Promise((resolve) => {
+    edge.addEventListener("message", (e) => {
+      const m = e.detail;
+      if (m.type === "notice" && m.code === "authenticated") resolve();
+      if (m.type === "notice" && m.code === "rejected" && m.stream === current?.stream_id) {
+        $("rules-error").textContent = `Refused: ${m.detail || m.reason}`;
+      }
+    });
+  });
+  edge.connect();
+  return edge;
+}
+
+async function ruleCommand(text) {
+  $("rules-error").textContent = "";
+  if (!current) return;
+  const client = connectedEdge();
+  const signedIn = await Promise.race([client.ready.then(() => true), new Promise((r) => setTimeout(() => r(false), 10_000))]);
+  if (!signedIn) return ($("rules-error").textContent = "The chat server could not be reached; try again.");
+  const before = await settingsChanges();
+  const answer = await client.request({ type: "chat", stream: current.stream_id, text });
+  if (answer.type !== "ack") return ($("rules-error").textContent = answer.message || "Not sent.");
+  status.textContent = "Rule sent.";
+  for (let i = 0; i < 40; i++) {
+    const changes = await settingsChanges();
+    if (changes && changes.length !== before?.length) return showRules(changes);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  status.textContent = "Nothing changed (the rule was already so).";
+}
+
+// The stream's chat-settings changes, newest first (the moderation log keeps each in full, and the
+// blocked terms each added or removed); null when the log cannot be read.
+async function settingsChanges() {
+  if (!current) return null;
+  const r = await api(`/api/v1/streams/${current.stream_id}/moderation/log?action=settings&limit=100`, { auth: true });
+  return r.ok ? r.data.items : null;
+}
+
+async function loadRules() {
+  const changes = await settingsChanges();
+  if (changes) showRules(changes);
+}
+
+function showRules(changes) {
+  const latest = changes[0]?.details || {};
+  const terms = new Set();
+  for (const change of [...changes].reverse()) {
+    for (const t of change.details.blocked_terms_added || []) terms.add(t);
+    for (const t of change.details.blocked_terms_removed || []) terms.delete(t);
+  }
+  const links = { allow: "allowed", deny: "refused", allowlist: `only ${(latest.link_allowlist || []).join(" ")}` };
+  $("rules-current").textContent = [
+    `Slow mode: ${latest.slow_mode_s ? `${latest.slow_mode_s} s` : "off"}`,
+    `followers-only: ${latest.followers_only_min_s == null ? "off" : `${Math.round(latest.followers_only_min_s / 60)} min`}`,
+    `unique chat: ${latest.unique_chat ? "on" : "off"}`,
+    `links: ${links[latest.link_policy] || "the platform's default"}`,
+  ].join(" · ");
+  $("unique-chat").checked = Boolean(latest.unique_chat);
+  const items = [...terms].map((term) => {
+    const li = el("li", term);
+    li.dataset.term = term;
+    const remove = el("button", "Unblock", "danger");
+    remove.type = "button";
+    remove.setAttribute("aria-label", `Unblock ${term}`);
+    remove.addEventListener("click", () => ruleCommand(`/unblock ${term}`));
+    li.append(" ", remove);
+    return li;
+  });
+  $("blocked-terms").replaceChildren(...(items.length ? items : [el("li", "No blocked terms.", "muted")]));
+}
+
+function manageRules() {
+  $("unique-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    ruleCommand(`/uniquechat ${$("unique-chat").checked ? "on" : "off"}`);
+  });
+  $("links-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const policy = $("link-policy").value;
+    const domains = $("link-allowlist").value.trim();
+    if (policy === "allowlist" && !domains) return ($("rules-error").textContent = "Name at least one domain.");
+    ruleCommand(`/links ${policy}${policy === "allowlist" ? ` ${domains}` : ""}`);
+  });
+  $("block-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const term = $("blocked-term").value.trim();
+    if (!term) return;
+    await ruleCommand(`/block ${term}`);
+    $("blocked-term").value = "";
+  });
+}
+
+function moderate(errorId, body) {
+  return command(errorId, `/api/v1/streams/${current.stream_id}/moderation`, { method: "POST", body }, "Could not change the chat settings.");
+}
+
+async function refreshModerators(channel) {
+  const r = await api(`/api/v1/channels/${encodeURIComponent(channel.channel_id)}`);
+  if (!r.ok) return;
+  const items = r.data.moderators.map((m) => {
+    const li = el("li", m.username || m.user_id);
+    li.dataset.userId = m.user_id;
+    const remove = el("button", "Remove", "danger");
+    remove.type = "button";
+    remove.setAttribute("aria-label", `Remove ${m.username || m.user_id}`);
+    remove.addEventListener("click", async () => {
+      const url = `/api/v1/channels/${channel.channel_id}/moderators/${encodeURIComponent(m.user_id)}`;
+      const done = await command("moderator-error", url, { method: "DELETE" }, "Could not remove the moderator.");
+      if (done) await untilModerators(channel, (ids) => !ids.includes(m.user_id));
+    });
+    li.append(" ", remove);
+    return li;
+  });
+  $("moderators").replaceChildren(...(items.length ? items : [el("li", "No moderators yet.", "muted")]));
+  return r.data.moderators;
+}
+
+// The read model catches up with a command within moments: reload the list until it shows the change.
+async function untilModerators(channel, done) {
+  for (let i = 0; i < 20; i++) {
+    const moderators = await refreshModerators(channel);
+    const names = (moderators || []).map((m) => (m.username || "").toLowerCase());
+    if (moderators && done(moderators.map((m) => m.user_id), names)) return;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+function manageModerators(channel) {
+  refreshModerators(channel);
+  $("moderator-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const who = $("moderator-user").value.trim();
+    const url = `/api/v1/channels/${channel.channel_id}/moderators/${encodeURIComponent(who)}`;
+    const done = await command("moderator-error", url, { method: "PUT" }, "Could not appoint the moderator.");
+    if (!done) return;
+    $("moderator-user").value = "";
+    status.textContent = `${who} is now a moderator.`;
+    await untilModerators(channel, (ids, names) => ids.includes(who) || names.includes(who.toLowerCase()));
+  });
 }
 
 main();
