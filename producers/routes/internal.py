@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from events.streams import StreamCreated
-from infra.redis import DRIVER_ERRORS, translate
+from producers.auth.login_limiter import FailureWindow
 from producers.deps import ClientIp, InternalCaller, ServicesDep
 from producers.models.streams import IngestAuthorized, IngestAuthorizeRequest
 from producers.problems import Forbidden, TooManyRequests, documented
@@ -26,31 +26,14 @@ KEY_FAILURES_PER_WINDOW = 20
 KEY_WINDOW_S = 60
 
 
-def _failures_key(services: Services, ip: str) -> str:
-    return f"{services.namespace.redis_prefix}api:stream-key-fail:ip:{ip}"
-
-
-async def _check_key_guessing(services: Services, ip: str) -> None:
-    """429 while the caller is over its budget of wrong keys for the window."""
-    try:
-        async with services.redis.pipeline(transaction=False) as pipe:
-            pipe.get(_failures_key(services, ip))
-            pipe.ttl(_failures_key(services, ip))
-            count, ttl = await pipe.execute()
-    except DRIVER_ERRORS as e:
-        raise translate(e, "reading stream-key failures") from e
-    if count is not None and int(count) >= KEY_FAILURES_PER_WINDOW:
-        raise TooManyRequests("too many wrong stream keys; try again later", max(int(ttl), 1))
-
-
-async def _record_key_failure(services: Services, ip: str) -> None:
-    try:
-        async with services.redis.pipeline(transaction=True) as pipe:
-            pipe.incr(_failures_key(services, ip))
-            pipe.expire(_failures_key(services, ip), KEY_WINDOW_S, nx=True)
-            await pipe.execute()
-    except DRIVER_ERRORS as e:
-        raise translate(e, "counting a wrong stream key") from e
+def _key_failures(services: Services) -> FailureWindow:
+    return FailureWindow(
+        services.redis,
+        prefix=services.namespace.redis_prefix,
+        kind="stream-key-fail",
+        limit=KEY_FAILURES_PER_WINDOW,
+        window_s=KEY_WINDOW_S,
+    )
 
 
 async def _carried_metadata(services: Services, channel_id: str, slug: str) -> dict[str, Any]:
@@ -76,10 +59,12 @@ async def authorize_ingest(
 ) -> IngestAuthorized:
     """Map a publisher's stream key to its channel and current stream (creating one if none is open)."""
     publisher = str(body.publisher_addr) if body.publisher_addr is not None else ip
-    await _check_key_guessing(services, publisher)
+    key_failures = _key_failures(services)
+    if wait_s := await key_failures.blocked_for(f"ip:{publisher}"):
+        raise TooManyRequests("too many wrong stream keys; try again later", wait_s)
     holder = await services.channels.holder_of_key(body.stream_key)
     if holder is None:
-        await _record_key_failure(services, publisher)
+        await key_failures.record(f"ip:{publisher}")
         raise Forbidden("unknown stream key")
     channel_id, key_id = holder.channel_id, holder.key_id
     current = await services.streams.current_for_channel(channel_id)
