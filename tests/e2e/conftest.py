@@ -7,8 +7,8 @@ prefix, PostgreSQL schemas and Redis prefix (the support code of the integration
 * the projector (in this process) and the processors worker (``esports processors``, a subprocess:
   lifecycle, moderation, viewer counts, polls);
 * an edge node on a real port, with the API's JWT secret and the pages' origin allowed;
-* the ingest node (nginx-rtmp, the origin and cache tier, the hooks) with FFmpeg pushing a test
-  pattern with a tone to a streamer's channel, as ``esports demo`` does;
+* the ingest node (nginx-rtmp, the origin and cache tier, the hooks, reading the command topics) with
+  FFmpeg pushing a test pattern with a tone to a streamer's channel, as ``esports demo`` does;
 * a tournament whose match the live stream belongs to.
 
 ``browser`` is Debian's Chromium at /usr/bin/chromium (never a downloaded build). Outside CI a
@@ -142,7 +142,7 @@ async def web_stack(
 ) -> AsyncIterator[WebStack]:
     assert shutil.which("ffmpeg") and shutil.which("nginx"), "ffmpeg and nginx: infra/local/install-system.sh"
     tmp = tmp_path_factory.mktemp("web")
-    async with open_ingest_env(settings, tmp, lifecycle=True) as env:
+    async with open_ingest_env(settings, tmp, lifecycle=True, obey_commands=True) as env:
         stack = env.stack
         port = free_port()
         base_url = f"http://127.0.0.1:{port}"

@@ -21,14 +21,12 @@ import pytest
 
 from events.ingest import IngestConnected, IngestDisconnected
 from infra.settings import Settings
-from ingest_workers.control import ApiAuthorizer, Grant
-from ingest_workers.node import command_reader, open_node
-from tests.integration.test_api_support import User, eventually, open_api_stack, stream_state
+from ingest_workers.control import Grant
+from tests.integration.test_api_support import User, eventually, stream_state
 from tests.integration.test_ingest_support import (
     IngestEnv,
     Pusher,
-    RecordingSink,
-    node_settings,
+    open_ingest_env,
     push_command,
     wait_playable,
 )
@@ -43,14 +41,8 @@ DROPPED_WITHIN_S = 15  # how long a test waits for the dropped FFmpeg to exit (w
 async def env(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[IngestEnv]:
     assert shutil.which("ffmpeg") and shutil.which("nginx"), "ffmpeg and nginx: infra/local/install-system.sh"
     tmp = tmp_path_factory.mktemp("commands")
-    async with open_api_stack(settings, tmp, lifecycle=True) as stack:
-        scoped = node_settings(stack.settings, tmp)
-        token = scoped.auth.internal_token
-        assert token is not None
-        sink = RecordingSink(stack.publisher)
-        authorizer = ApiAuthorizer(stack.client, token.get_secret_value())
-        async with open_node(scoped, sink, authorizer, commands=command_reader(scoped)) as node:
-            yield IngestEnv(stack, node, sink, tmp)
+    async with open_ingest_env(settings, tmp, lifecycle=True, obey_commands=True) as env:
+        yield env
 
 
 async def _channel(env: IngestEnv) -> tuple[User, str, dict[str, Any]]:

@@ -28,7 +28,7 @@ from events.codec import EventCodec
 from infra.kafka import EventConsumer, EventPublisher, LoggedDeadLetters
 from infra.settings import Settings
 from ingest_workers.control import ApiAuthorizer
-from ingest_workers.node import IngestNode, open_node
+from ingest_workers.node import IngestNode, command_reader, open_node
 from schemas import SCHEMAS_DIR
 from tests.integration.test_api_support import ApiStack, eventually, free_port, open_api_stack
 
@@ -283,15 +283,19 @@ def ffprobe_json(url: str) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def open_ingest_env(
-    settings: Settings, tmp: Path, *, lifecycle: bool = False, **ingest: Any
+    settings: Settings, tmp: Path, *, lifecycle: bool = False, obey_commands: bool = False, **ingest: Any
 ) -> AsyncIterator[IngestEnv]:
-    """The stack (with the lifecycle worker if ``lifecycle``) and a node (``ingest``: setting overrides)."""
+    """The stack (with the lifecycle worker if ``lifecycle``) and a node (``ingest``: setting overrides)
+    that, with ``obey_commands``, reads the command topics as ``esports ingest`` does (an ended stream
+    or a rotated key drops its publisher)."""
     async with open_api_stack(settings, tmp, lifecycle=lifecycle) as stack:
         scoped = node_settings(stack.settings, tmp, **ingest)
         token = scoped.auth.internal_token
         assert token is not None
         sink = RecordingSink(stack.publisher)
-        async with open_node(scoped, sink, ApiAuthorizer(stack.client, token.get_secret_value())) as node:
+        authorizer = ApiAuthorizer(stack.client, token.get_secret_value())
+        commands = command_reader(scoped) if obey_commands else None
+        async with open_node(scoped, sink, authorizer, commands=commands) as node:
             env = IngestEnv(stack, node, sink, tmp)
             yield env
 
