@@ -19,10 +19,11 @@ __all__ = [
 
 
 class IngestProtocol(enum.StrEnum):
-    """How the publisher pushes. Avro default ``rtmp``."""
+    """How the publisher pushes. Avro default ``rtmp`` (where a reader older than a symbol lands)."""
 
     RTMP = "rtmp"
     SRT = "srt"
+    WHIP = "whip"  # WebRTC-HTTP ingestion (RFC 9725); appended in IngestConnected v3
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

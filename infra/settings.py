@@ -339,6 +339,10 @@ class IngestSettings(BaseModel):
     hook_port: int = Field(
         8090, description="Port of the ingest control service (nginx-rtmp on_publish hooks)."
     )
+    whip_port: int = Field(
+        8088,
+        description="WHIP ingest port (WebRTC: OBS posts its offer to http://HOST:PORT/whip, bearer = key).",
+    )
     hls_dir: Path = Field(REPO_ROOT / ".run" / "hls", description="Where the transcoders write HLS files.")
     public_hls_url: str = Field(
         "http://127.0.0.1:8081/hls",

@@ -1,7 +1,7 @@
 """The ingest node's composition root: nginx (RTMP + origin), the cache tier, the hook service.
 
 ``serve(settings, stop)`` builds settings → clients (Kafka publisher and command reader, API client)
-→ components (:class:`IngestControl`, the hook app, both nginx, the SRT listener, the
+→ components (:class:`IngestControl`, the hook app, both nginx, the SRT listener, the WHIP endpoint, the
 :class:`~ingest_workers.commands.CommandListener`) and runs them until ``stop`` is set; ``run`` is
 what ``esports ingest`` (and ``python -m ingest_workers``) calls.
 """
@@ -30,6 +30,7 @@ from ingest_workers.control import ApiAuthorizer, Authorizer, IngestControl, cre
 from ingest_workers.errors import IngestError
 from ingest_workers.session import EventSink
 from ingest_workers.srt import SrtListener
+from ingest_workers.whip import WhipIngest
 from schemas import SCHEMAS_DIR
 
 __all__ = ["IngestNode", "command_reader", "open_node", "run", "serve"]
@@ -52,24 +53,17 @@ class IngestNode:
 
 
 @contextlib.asynccontextmanager
-async def _hook_server(settings: Settings, app: Starlette) -> AsyncIterator[None]:
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=settings.ingest.hook_port,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-    )
+async def _http_server(
+    app: Starlette, host: str, port: int, *, name: str, setting: str
+) -> AsyncIterator[None]:
+    """Serve ``app`` (the ``name`` service) on ``host:port`` while inside; ``setting`` moves it."""
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
             await task
-            raise IngestError(
-                f"hook service could not bind port {settings.ingest.hook_port}; "
-                "set ESPORTS_INGEST__HOOK_PORT to move it"
-            )
+            raise IngestError(f"{name} could not bind port {port}; set {setting} to move it")
         await asyncio.sleep(0.02)
     try:
         yield
@@ -132,7 +126,18 @@ async def open_node(
     srt = SrtListener(settings.ingest.host, settings.ingest.srt_port, control, authorizer)
     control.disconnectors[IngestProtocol.RTMP] = node.origin.drop_publisher
     control.disconnectors[IngestProtocol.SRT] = srt.drop_publisher
-    async with _hook_server(settings, create_hook_app(settings.ingest, control, authorizer)):
+    whip = WhipIngest(settings.ingest, control, authorizer)
+    control.disconnectors[IngestProtocol.WHIP] = whip.drop_publisher
+    hooks = create_hook_app(settings.ingest, control, authorizer)
+    ingest = settings.ingest
+    async with (
+        _http_server(
+            hooks, "127.0.0.1", ingest.hook_port, name="hook service", setting="ESPORTS_INGEST__HOOK_PORT"
+        ),
+        _http_server(
+            whip.app(), ingest.host, ingest.whip_port, name="WHIP ingest", setting="ESPORTS_INGEST__WHIP_PORT"
+        ),
+    ):
         try:
             await node.origin.start()
             await node.cdn.start()
@@ -141,6 +146,7 @@ async def open_node(
                 yield node
         finally:
             await asyncio.to_thread(srt.stop)
+            await whip.close()
             await control.close()
             await node.cdn.stop()
             await node.origin.stop()
@@ -162,10 +168,12 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         ) as node,
     ):
         log.info(
-            "ingest node %s: rtmp://%s:%s/live, origin :%s, cache tier :%s (%s)",
+            "ingest node %s: rtmp://%s:%s/live, WHIP http://%s:%s/whip, origin :%s, cache tier :%s (%s)",
             node.control.node,
             settings.ingest.host,
             settings.ingest.rtmp_port,
+            settings.ingest.host,
+            settings.ingest.whip_port,
             settings.ingest.origin_port,
             settings.ingest.cdn_port,
             settings.ingest.public_hls_url,
