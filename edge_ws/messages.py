@@ -74,20 +74,22 @@ def delivery_for(event: Event, position: LogPosition) -> Delivery | None:
     return None if build is None else build(event, position)
 
 
+def _message_fields(e: chat.ChatMessageAccepted | chat.ChatMessageHeld) -> dict[str, Any]:
+    """A chat message as every frame that carries one spells it (``chat``, ``held``)."""
+    return {
+        "id": e.message_id,
+        "user": e.user_id,
+        "name": e.display_name,
+        "text": e.text,
+        "badges": list(e.badges),
+        "at": _ms(e.occurred_at),
+        "media_time_ms": e.media_time_ms,
+        "reply_to": e.reply_to_message_id,
+    }
+
+
 def _accepted(e: chat.ChatMessageAccepted, p: LogPosition) -> Delivery:
-    return _history(
-        e,
-        p,
-        "chat",
-        id=e.message_id,
-        user=e.user_id,
-        name=e.display_name,
-        text=e.text,
-        badges=list(e.badges),
-        at=_ms(e.occurred_at),
-        media_time_ms=e.media_time_ms,
-        reply_to=e.reply_to_message_id,
-    )
+    return _history(e, p, "chat", **_message_fields(e))
 
 
 def _restored(e: chat.ChatMessageRestored, p: LogPosition) -> Delivery:
@@ -202,16 +204,9 @@ def moderator_delivery_for(event: Event, position: LogPosition) -> Delivery | No
                 event,
                 position,
                 "held",
-                id=event.message_id,
-                user=event.user_id,
-                name=event.display_name,
-                text=event.text,
+                **_message_fields(event),
                 score=event.score,
                 reasons=list(event.reasons),
-                badges=list(event.badges),
-                at=_ms(event.occurred_at),
-                media_time_ms=event.media_time_ms,
-                reply_to=event.reply_to_message_id,
             )
         case chat.ChatMessageAccepted(approved_by=str(moderator)):
             return _for_moderators(

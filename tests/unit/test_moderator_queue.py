@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,6 +27,7 @@ from infra.moderator_passes import ModeratorPasses
 from infra.settings import AuthSettings
 from infra.tokens import AccessTokens
 from projections.held_queue import plan_held
+from tests.unit.edge_peers import Peer
 
 SECRET = "s" * 40
 NOW = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)
@@ -77,25 +77,6 @@ def test_plan_ignores_what_is_not_a_hold_or_a_moderators_decision() -> None:
         message_id="m-3", stream_id="s-1", user_id="u-7", reason=RejectionReason.SPAM
     )
     assert plan_held([approved("m-3", by=None), rule_rejection]) == ([], [])
-
-
-@dataclass(eq=False)
-class Peer:
-    user_id: str | None = None
-    frames: list[bytes] = field(default_factory=list)
-
-    @property
-    def ws(self) -> Any:
-        raise NotImplementedError
-
-    def fits(self) -> bool:
-        return True
-
-    def write_frame(self, frame: bytes) -> None:
-        self.frames.append(frame)
-
-    def messages(self) -> list[dict[str, Any]]:
-        return [json.loads(f[4:] if f[1] == 126 else f[2:]) for f in self.frames]
 
 
 async def test_held_messages_reach_the_streams_moderators_and_never_its_viewers() -> None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,25 +13,7 @@ from edge_ws.metrics import Metrics
 from edge_ws.protocol import LogPosition
 from events.chat import ChatMessageRejected, RejectionReason
 from events.notifications import NotificationIssued, NotificationKind
-
-
-@dataclass(eq=False)
-class Peer:
-    user_id: str | None = None
-    frames: list[bytes] = field(default_factory=list)
-
-    @property
-    def ws(self) -> Any:
-        raise NotImplementedError
-
-    def fits(self) -> bool:
-        return True
-
-    def write_frame(self, frame: bytes) -> None:
-        self.frames.append(frame)
-
-    def messages(self) -> list[dict[str, Any]]:
-        return [json.loads(f[4:] if f[1] == 126 else f[2:]) for f in self.frames]
+from tests.unit.edge_peers import Peer
 
 
 def issued(notification_id: str, user_id: str = "u-1") -> NotificationIssued:
