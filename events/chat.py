@@ -63,6 +63,11 @@ class ModerationAction(enum.StrEnum):
     APPROVE = "approve"  # target_message_id = a held message: it is accepted (ChatMessageAccepted)
     DENY = "deny"  # target_message_id = a held message: it is rejected (reason ``denied``)
     UNDELETE = "undelete"  # target_message_id = a deleted message: ChatMessageRestored
+    # The channel's rules (v4 of ModerationActionRequested), each answered by ChatSettingsChanged:
+    UNIQUE_CHAT = "unique_chat"  # enabled = on (True) or off (False)
+    LINK_POLICY = "link_policy"  # link_policy, with link_allowlist for ``allowlist``
+    BLOCK_TERM = "block_term"  # term = the term to refuse in chat
+    UNBLOCK_TERM = "unblock_term"  # term = a blocked term to allow again
 
 
 class RejectionReason(enum.StrEnum):
@@ -163,7 +168,11 @@ class ChatActionRouted(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ModerationActionRequested(Event):
-    """A moderator's command; the moderation processor checks the actor's rights and decides."""
+    """A moderator's command; the moderation processor checks the actor's rights and decides.
+
+    v4 added the channel-rule actions (``unique_chat``, ``link_policy``, ``block_term``,
+    ``unblock_term``) and their fields ``term``, ``link_policy``, ``link_allowlist`` and ``enabled``.
+    """
 
     stream_id: str
     action: ModerationAction
@@ -172,6 +181,10 @@ class ModerationActionRequested(Event):
     target_message_id: str | None = None
     reason: str = ""
     duration_s: int | None = None
+    term: str = ""  # v4: block_term, unblock_term
+    link_policy: LinkPolicy | None = None  # v4: link_policy
+    link_allowlist: tuple[str, ...] = ()  # v4: link_policy allowlist: domains
+    enabled: bool | None = None  # v4: unique_chat on or off
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -25,7 +25,9 @@ __all__ = [
     "StreamScheduled",
     "StreamTransitionRejected",
     "StreamUpdated",
+    "StreamVodDeleted",
     "StreamWentLive",
+    "VodDeletionReason",
 ]
 
 
@@ -48,6 +50,15 @@ class StreamEndReason(enum.StrEnum):
     INGEST_TIMEOUT = "ingest_timeout"
     ENDED_BY_MODERATOR = "ended_by_moderator"
     ENDED_BY_OWNER = "ended_by_owner"
+
+
+class VodDeletionReason(enum.StrEnum):
+    """Why a stream's replay (VOD) was deleted. Avro default ``unknown``; new symbols go at the end."""
+
+    UNKNOWN = "unknown"
+    DELETED_BY_OWNER = "deleted_by_owner"
+    DELETED_BY_ADMIN = "deleted_by_admin"
+    RETENTION = "retention"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -148,3 +159,17 @@ class StreamTransitionRejected(Event):
     attempted: str  # "go_live" or "end"
     current_state: str  # the state that refused it, e.g. "ended"
     reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamVodDeleted(Event):
+    """An ended stream's replay (its HLS files) is deleted: every ingest node removes the stream's
+    folder, and read models stop offering the replay.
+
+    Written by the API when the owner or an admin deletes it, and by an ingest node's retention sweep
+    (``reason`` ``retention``, ``deleted_by`` ``ingest:<node>``) for the folders it removed.
+    """
+
+    stream_id: str
+    deleted_by: str  # a user id, or "ingest:<node>" for the retention sweep
+    reason: VodDeletionReason = VodDeletionReason.UNKNOWN

@@ -122,12 +122,21 @@ CATALOGUE: tuple[TopicSpec, ...] = (
             streams.StreamUpdated,
             streams.StreamScheduled,
             streams.StreamEndRequested,
+            streams.StreamVodDeleted,
         ),
-        # What people asked for (metadata, schedules, end requests); whether a stream is live is
-        # decided on streams.lifecycle, so this topic never claims a state it cannot know.
+        # What people asked for (metadata, schedules, end requests, replay deletions); whether a
+        # stream is live is decided on streams.lifecycle, so this topic never claims a state it
+        # cannot know.
         owner="producers",
+        gateways=(
+            Gateway(
+                "ingest_workers.retention",
+                "an ingest node's retention sweep deletes old replays from its disk and says so, "
+                "so read models stop offering them",
+            ),
+        ),
         retention_ms=FOREVER,  # system of record (stream history, VOD metadata, analytics replay)
-        description="Stream metadata, schedules and requests to end a stream.",
+        description="Stream metadata, schedules, requests to end a stream and replay deletions.",
     ),
     TopicSpec(
         name=Topic.STREAMS_LIFECYCLE,

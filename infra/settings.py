@@ -395,6 +395,17 @@ class IngestSettings(BaseModel):
         description="Seconds of a live stream its playlists list, so viewers can seek back (DVR); "
         "0 = a short live window only (6 segments). The VOD at the end lists the whole session.",
     )
+    vod_retention_days: float = Field(
+        0.0,
+        ge=0,
+        description="Days an ended stream's replay (its HLS folder) stays on this node before the retention "
+        "sweep deletes it (StreamVodDeleted, reason retention); 0 = keep replays forever.",
+    )
+    vod_sweep_interval_s: float = Field(
+        3600.0,
+        gt=0,
+        description="How often each ingest node sweeps hls_dir for replays older than vod_retention_days.",
+    )
 
 
 class EdgeSettings(BaseModel):

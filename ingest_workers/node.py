@@ -2,7 +2,8 @@
 
 ``serve(settings, stop)`` builds settings → clients (Kafka publisher and command reader, API client)
 → components (:class:`IngestControl`, the hook app, both nginx, the SRT listener, the WHIP endpoint, the
-:class:`~ingest_workers.commands.CommandListener`) and runs them until ``stop`` is set; ``run`` is
+:class:`~ingest_workers.commands.CommandListener`, the replay
+:class:`~ingest_workers.retention.RetentionSweeper`) and runs them until ``stop`` is set; ``run`` is
 what ``esports ingest`` (and ``python -m ingest_workers``) calls.
 """
 
@@ -19,6 +20,7 @@ import httpx
 import uvicorn
 from starlette.applications import Starlette
 
+from events.base import Event
 from events.codec import EventCodec
 from events.ingest import IngestProtocol
 from infra import logs
@@ -28,6 +30,7 @@ from ingest_workers import nginx
 from ingest_workers.commands import COMMAND_TOPICS, READY_TIMEOUT_S, CommandListener
 from ingest_workers.control import ApiAuthorizer, Authorizer, IngestControl, create_hook_app
 from ingest_workers.errors import IngestError
+from ingest_workers.retention import RetentionSweeper, remove_vod
 from ingest_workers.session import EventSink
 from ingest_workers.srt import SrtListener
 from ingest_workers.whip import WhipIngest
@@ -40,12 +43,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class IngestNode:
-    """A running node: its control (sessions) and its processes."""
+    """A running node: its control (sessions), its processes and its replay sweeper (if retention is set)."""
 
     settings: Settings
     control: IngestControl
     origin: nginx.Nginx
     cdn: nginx.Nginx
+    sweeper: RetentionSweeper | None = None
 
     def url(self, path: str, *, tier: str = "cdn") -> str:
         port = self.settings.ingest.cdn_port if tier == "cdn" else self.settings.ingest.origin_port
@@ -90,7 +94,13 @@ async def _obeying(control: IngestControl, commands: EventConsumer | None) -> As
     if commands is None:
         yield
         return
-    listener = CommandListener(commands, control.publishers, control.drop)
+    hls_dir = control.settings.hls_dir
+
+    async def remove(stream_id: str) -> None:
+        if await asyncio.to_thread(remove_vod, hls_dir, stream_id):
+            log.info("stream %s: replay deleted from %s", stream_id, hls_dir)
+
+    listener = CommandListener(commands, control.publishers, control.drop, remove)
     async with commands:
         task = asyncio.create_task(listener.run(), name="ingest-commands")
         task.add_done_callback(_report_stopped)
@@ -114,13 +124,42 @@ def _report_stopped(task: asyncio.Task[None]) -> None:
 
 
 @contextlib.asynccontextmanager
+async def _sweeping(control: IngestControl, sink: EventSink) -> AsyncIterator[RetentionSweeper | None]:
+    """Run the replay retention sweep while inside, if ``vod_retention_days`` is set (else None)."""
+    ingest = control.settings
+    if ingest.vod_retention_days <= 0:
+        yield None
+        return
+
+    async def publish(event: Event) -> None:
+        await sink.publish_many([event])
+
+    sweeper = RetentionSweeper(
+        hls_dir=ingest.hls_dir,
+        retention_days=ingest.vod_retention_days,
+        interval_s=ingest.vod_sweep_interval_s,
+        node=control.node,
+        live=lambda: set(control.sessions),
+        publish=publish,
+    )
+    task = asyncio.create_task(sweeper.run(), name="ingest-vod-retention")
+    try:
+        yield sweeper
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
 async def open_node(
     settings: Settings, sink: EventSink, authorizer: Authorizer, *, commands: EventConsumer | None = None
 ) -> AsyncIterator[IngestNode]:
     """Start the hook service, the ingest/origin nginx and the cache tier; stop them on exit.
 
     With ``commands`` (see :func:`command_reader`) the node obeys the log: it drops the publishers
-    of streams that ended and of keys that were rotated (:mod:`ingest_workers.commands`)."""
+    of streams that ended and of keys that were rotated, and deletes replays on command
+    (:mod:`ingest_workers.commands`). With ``vod_retention_days`` set it sweeps old replays
+    (:mod:`ingest_workers.retention`)."""
     control = IngestControl(settings.ingest, sink)
     node = IngestNode(settings, control, nginx.origin(settings), nginx.cdn(settings))
     srt = SrtListener(settings.ingest.host, settings.ingest.srt_port, control, authorizer)
@@ -142,7 +181,8 @@ async def open_node(
             await node.origin.start()
             await node.cdn.start()
             srt.start(asyncio.get_running_loop())
-            async with _obeying(control, commands):
+            async with _obeying(control, commands), _sweeping(control, sink) as sweeper:
+                node.sweeper = sweeper
                 yield node
         finally:
             await asyncio.to_thread(srt.stop)

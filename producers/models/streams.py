@@ -99,6 +99,8 @@ class StreamOut(BaseModel):
                     "end_reason": None,
                     "created_at": "2025-06-01T17:55:00Z",
                     "updated_at": "2025-06-01T18:00:02Z",
+                    "vod_deleted_at": None,
+                    "vod_deleted_reason": None,
                 }
             ]
         }
@@ -120,6 +122,12 @@ class StreamOut(BaseModel):
     end_reason: str | None
     created_at: datetime | None
     updated_at: datetime
+    vod_deleted_at: datetime | None = Field(
+        None, description="When the replay (VOD) was deleted; null while an ended stream offers it."
+    )
+    vod_deleted_reason: str | None = Field(
+        None, description="Why: deleted_by_owner, deleted_by_admin or retention (null if not deleted)."
+    )
 
 
 class StreamPage(BaseModel):

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, Field
 
-from events.chat import ModerationAction, ModerationActionRequested
+from events.chat import LinkPolicy, ModerationAction, ModerationActionRequested
 from infra.moderator_passes import ModeratorPasses
 from producers.deps import CurrentUser, Cursor, Limit, ReadYourWrites, ServicesDep
 from producers.idempotency import DO_NOT_STORE_HEADER
@@ -44,7 +44,7 @@ LogAction = Literal[
 async def moderate(
     stream_id: StreamId, body: ModerationRequest, user: CurrentUser, services: ServicesDep
 ) -> Accepted:
-    """Ban, time out, unban, delete/undelete, approve/deny a held message, slow/followers-only, clear."""
+    """Ban, time out, unban, delete/undelete, approve/deny a held message, chat settings and rules, clear."""
     await moderated_stream(services, stream_id, user, "moderate this chat")
     event = ModerationActionRequested(
         stream_id=stream_id,
@@ -54,6 +54,10 @@ async def moderate(
         target_message_id=body.message_id,
         reason=body.reason,
         duration_s=body.duration_s,
+        term=body.term or "",
+        link_policy=None if body.link_policy is None else LinkPolicy(body.link_policy),
+        link_allowlist=tuple(body.link_allowlist),
+        enabled=body.enabled,
     )
     return Accepted(**accepted(await services.bus.publish(event)))
 

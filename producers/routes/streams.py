@@ -1,4 +1,4 @@
-"""Streams: create, update, schedule, end; listings (live from Redis) and details."""
+"""Streams: create, update, schedule, end, delete the replay; listings (live from Redis) and details."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from events.streams import (
     StreamRole,
     StreamScheduled,
     StreamUpdated,
+    StreamVodDeleted,
+    VodDeletionReason,
 )
 from producers import rules
 from producers.deps import (
@@ -41,7 +43,7 @@ from producers.models.streams import (
     StreamUpdateRequest,
 )
 from producers.pagination import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
-from producers.problems import NotFound, Unprocessable, documented
+from producers.problems import Conflict, IllegalTransition, NotFound, Unprocessable, documented
 from producers.routes import API_PREFIX, accepted
 from producers.services import Services
 
@@ -229,6 +231,33 @@ async def end_stream(stream_id: StreamId, user: CurrentUser, services: ServicesD
         reason=StreamEndReason(reason),
     )
     return Accepted(**accepted(await services.bus.publish(event)))
+
+
+@router.delete(
+    "/{stream_id}/vod",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    responses=documented(401, 403, 404, 409, 503),
+)
+async def delete_vod(stream_id: StreamId, user: CurrentUser, services: ServicesDep) -> Accepted:
+    """Delete an ended stream's replay (owner or admin): every ingest node removes its files."""
+    stream = await owned_stream(services, stream_id, user)
+    check_vod_deletable(stream)
+    by_owner = user.user_id == stream["owner_id"]
+    event = StreamVodDeleted(
+        stream_id=stream_id,
+        deleted_by=user.user_id,
+        reason=VodDeletionReason.DELETED_BY_OWNER if by_owner else VodDeletionReason.DELETED_BY_ADMIN,
+    )
+    return Accepted(**accepted(await services.bus.publish(event)))
+
+
+def check_vod_deletable(stream: dict[str, Any]) -> None:
+    """Only an ended stream has a replay to delete, and only once (409 otherwise)."""
+    if stream["state"] != "ended":
+        raise IllegalTransition(f"cannot delete the replay of a stream that is {stream['state']}")
+    if stream.get("vod_deleted_at") is not None:
+        raise Conflict("the replay of this stream was already deleted")
 
 
 @router.get("", response_model=StreamPage, responses=documented(400, 422))

@@ -18,6 +18,7 @@ from events.streams import (
     StreamScheduled,
     StreamTransitionRejected,
     StreamUpdated,
+    StreamVodDeleted,
     StreamWentLive,
 )
 from projections.projector import Cursor, handles
@@ -110,6 +111,19 @@ async def stream_ended(cur: Cursor, e: StreamEnded) -> None:
     )
 
 
+async def stream_vod_deleted(cur: Cursor, e: StreamVodDeleted) -> None:
+    """The replay is gone (owner or retention): the first deletion is kept, a repeat changes nothing.
+    A placeholder row keeps it when the stream's other events are applied later (a replay)."""
+    await cur.execute(
+        "INSERT INTO streams AS s (stream_id, channel_id, vod_deleted_at, vod_deleted_reason, updated_at)"
+        " VALUES (%s, '', %s, %s, %s)"
+        " ON CONFLICT (stream_id) DO UPDATE"
+        " SET vod_deleted_at = COALESCE(s.vod_deleted_at, EXCLUDED.vod_deleted_at),"
+        " vod_deleted_reason = COALESCE(s.vod_deleted_reason, EXCLUDED.vod_deleted_reason)",
+        (e.stream_id, e.occurred_at, e.reason.value, e.occurred_at),
+    )
+
+
 async def unchanged(cur: Cursor, e: StreamEndRequested | StreamTransitionRejected) -> None:
     """A request or a refusal: the state changes only when the lifecycle agent decides it did."""
 
@@ -123,5 +137,6 @@ HANDLERS = dict(
         handles(StreamWentLive, stream_went_live),
         handles(StreamEnded, stream_ended),
         handles(StreamTransitionRejected, unchanged),
+        handles(StreamVodDeleted, stream_vod_deleted),
     ]
 )

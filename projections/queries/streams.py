@@ -21,7 +21,7 @@ _LIVE_FIELDS = ("channel_id", "title", "game", "started_at", "peak_viewers", "av
 
 _STREAM_COLUMNS = (
     "stream_id, channel_id, owner_id, title, game, tags, language, match_id, role, state, scheduled_start,"
-    " started_at, ended_at, end_reason, created_at, updated_at"
+    " started_at, ended_at, end_reason, created_at, updated_at, vod_deleted_at, vod_deleted_reason"
 )
 
 

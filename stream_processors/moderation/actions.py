@@ -9,6 +9,10 @@ when it came from the API, and is rejected to its sender when typed.
 Held messages: ``approve`` accepts one (``ChatMessageAccepted`` with ``approved_by``), ``deny``
 rejects it (reason ``denied``); ``delete`` of a held message is refused (it was never shown).
 ``undelete`` restores a deleted message the agent still keeps (``ChatMessageRestored``).
+
+Channel rules (``block_term``, ``unblock_term``, ``link_policy``, ``unique_chat``) come from the API
+or as ``/block``, ``/unblock``, ``/links``, ``/uniquechat``; both become the same :class:`Request`
+and are decided by :func:`~stream_processors.moderation.rules.changed_rules`.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from events.chat import (
     ChatMessageDeleted,
     ChatMessageRejected,
     ChatMessageSubmitted,
+    LinkPolicy,
     ModerationAction,
     ModerationActionRequested,
     RejectionReason,
@@ -30,7 +35,7 @@ from events.chat import (
     UserTimedOut,
     UserUnbanned,
 )
-from stream_processors.moderation.commands import DEFAULT_TIMEOUT_S, ChatCommand
+from stream_processors.moderation.commands import DEFAULT_TIMEOUT_S, RULE_COMMANDS, ChatCommand
 from stream_processors.moderation.messages import (
     approved,
     delete_shown,
@@ -39,7 +44,14 @@ from stream_processors.moderation.messages import (
     restored,
 )
 from stream_processors.moderation.roster import ChatRoster
-from stream_processors.moderation.rules import settings_changed
+from stream_processors.moderation.rules import (
+    RULE_ACTIONS,
+    USAGE,
+    RuleRequest,
+    changed_rules,
+    rule_request,
+    settings_changed,
+)
 from stream_processors.moderation.state import ChatChannel, head, privileged
 
 __all__ = ["Request", "act_on"]
@@ -59,6 +71,10 @@ class Request:
     target_message_id: str | None = None
     duration_s: int | None = None
     reason: str = ""
+    term: str = ""  # block_term, unblock_term
+    link_policy: LinkPolicy | None = None  # link_policy
+    link_allowlist: tuple[str, ...] = ()
+    enabled: bool | None = None  # unique_chat
     problem: str = ""  # why it cannot be carried out (told to a chat sender)
 
     @classmethod
@@ -72,6 +88,10 @@ class Request:
             target_message_id=e.target_message_id,
             duration_s=e.duration_s,
             reason=e.reason,
+            term=e.term,
+            link_policy=e.link_policy,
+            link_allowlist=e.link_allowlist,
+            enabled=e.enabled,
         )
 
     @classmethod
@@ -79,6 +99,17 @@ class Request:
         cls, e: ChatMessageSubmitted, command: ChatCommand, state: ChatChannel, roster: ChatRoster
     ) -> Request:
         """From a chat command; user names are resolved to ids (usernames, then names seen in chat)."""
+        if command.name in RULE_COMMANDS:
+            rule = rule_request(command)
+            return cls(
+                cause=e,
+                actor_id=e.user_id,
+                action=rule.action,
+                term=rule.term,
+                link_policy=rule.link_policy,
+                link_allowlist=rule.link_allowlist,
+                enabled=rule.enabled,
+            )
         user_id = message_id = None
         problem = ""
         if command.name in USER_ACTIONS and command.target is not None:
@@ -210,6 +241,26 @@ def _settings(state: ChatChannel, r: Request, now: datetime) -> Outcome:
     return replace(state, rules=rules), [event]
 
 
+def _rule(state: ChatChannel, r: Request, now: datetime) -> Outcome:
+    rule = RuleRequest(
+        action=r.action,
+        term=r.term,
+        link_policy=r.link_policy,
+        link_allowlist=r.link_allowlist,
+        enabled=r.enabled,
+    )
+    changed = changed_rules(state.rules, rule)
+    if changed is None:
+        return state, _refused(state, r, USAGE[r.action])
+    rules, added, removed = changed
+    if rules == state.rules:
+        return state, []
+    event = settings_changed(
+        state, rules, r.cause, actor_id=r.actor_id, reason=r.reason, added=added, removed=removed
+    )
+    return replace(state, rules=rules), [event]
+
+
 def _clear(state: ChatChannel, r: Request, now: datetime) -> Outcome:
     event = ChatCleared(
         **head(r.cause, ChatCleared),
@@ -258,4 +309,5 @@ _HANDLERS: dict[str, Callable[[ChatChannel, Request, datetime], Outcome]] = {
     ModerationAction.CLEAR.value: _clear,
     ModerationAction.APPROVE.value: _approve,
     ModerationAction.DENY.value: _deny,
+    **dict.fromkeys(RULE_ACTIONS, _rule),
 }

@@ -15,7 +15,8 @@ Held messages: a risky message becomes ``ChatMessageHeld`` (told to its author o
 ``APPROVE`` (then ``ChatMessageAccepted`` with ``approved_by``) or ``DENY`` (then
 ``ChatMessageRejected`` with reason ``denied``); in chat, ``/approve <id>`` and ``/deny <id>``.
 ``UNDELETE`` (``/undelete <id>``) brings back a deleted message as ``ChatMessageRestored``. Channel rules
-(``/block``, ``/unblock``, ``/links``, ``/uniquechat``) are published as ``ChatSettingsChanged``.
+(``BLOCK_TERM``, ``UNBLOCK_TERM``, ``LINK_POLICY``, ``UNIQUE_CHAT``; in chat ``/block``, ``/unblock``,
+``/links``, ``/uniquechat``) are published as ``ChatSettingsChanged``.
 
 At-least-once: decisions are functions of their cause (``event_id`` derived from the cause and the kind,
 ``occurred_at`` = the cause's), ``now`` is the cause's time (the agent passes ``cause.occurred_at``), and
@@ -47,10 +48,9 @@ from stream_processors.moderation.chat_rules import (
     evaluate,
     fingerprint,
 )
-from stream_processors.moderation.commands import RULE_COMMANDS, parse_command
+from stream_processors.moderation.commands import parse_command
 from stream_processors.moderation.messages import accepted, held, keep_held, keep_shown, rejected
 from stream_processors.moderation.roster import ChatRoster
-from stream_processors.moderation.rules import apply_rule_command
 from stream_processors.moderation.state import (
     MAX_CHATTERS,
     PRODUCER,
@@ -136,8 +136,6 @@ def _on_submitted(
     if command is not None:
         if not privileged(state, e.user_id, roster):
             return state, [rejected(state, e, RejectionReason.OTHER, f"/{command.name} is for moderators")]
-        if command.name in RULE_COMMANDS:
-            return apply_rule_command(state, e, command)
         request = Request.from_command(e, command, state, roster)
         if request.problem:
             return state, [rejected(state, e, RejectionReason.OTHER, request.problem)]

@@ -6,9 +6,10 @@
    sent at once is refused (the page says why); a bad value is answered next to the form.
 3. The streamer appoints a moderator by username: the user's stream page, which had no tools before,
    now has the moderator panel and the delete buttons; removing the moderator empties the list.
-4. The streamer blocks a term and turns unique chat on (chat commands the dashboard sends through the
-   edge, read back from the moderation log): a viewer's message with the term is refused; once
-   unblocked the same message is accepted.
+4. The streamer blocks a term, turns unique chat on and refuses links (moderation actions the
+   dashboard sends over REST, without an edge connection, read back from the moderation log): a
+   viewer's message with the term is refused; once unblocked the same message is accepted; a domain
+   the API refuses is answered next to the rules.
 """
 
 from __future__ import annotations
@@ -34,11 +35,15 @@ async def _signed_in(browser: Any, stack: WebStack, username: str, path: str) ->
     problems: list[str] = []
     page.on("pageerror", lambda e: problems.append(str(e)))
     page.problems = problems
+    sockets: list[str] = []  # websockets the page opened (once at ``path``)
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    page.sockets = sockets
     await page.goto("/login")
     await page.fill("#username", username)
     await page.fill("#password", PASSWORD)
     await page.click("#login-form button[type=submit]")
     await page.wait_for_url(stack.url("/"), timeout=WAIT_MS)
+    sockets.clear()
     await page.goto(path)
     return page
 
@@ -228,6 +233,17 @@ async def test_channel_rules_set_on_the_dashboard_apply_to_the_chat(
         timeout=WAIT_MS,
     )
     assert await dashboard.text_content("#rules-error") == ""
+    await _link_policy(dashboard, "allowlist", "example.com not-a-domain")  # the API's 422, as text
+    await dashboard.wait_for_function(
+        "() => document.getElementById('rules-error').textContent.includes('link_allowlist')",
+        timeout=WAIT_MS,
+    )
+    await _link_policy(dashboard, "deny")
+    await dashboard.wait_for_function(
+        "() => document.getElementById('rules-current').textContent.includes('links: refused')",
+        timeout=WAIT_MS,
+    )
+    assert await dashboard.text_content("#rules-error") == ""
 
     viewer = await _signed_in(browser, web_stack, viewer_user.username, f"/live/{web_stack.stream_id}")
     await _watch(viewer, web_stack)
@@ -244,9 +260,21 @@ async def test_channel_rules_set_on_the_dashboard_apply_to_the_chat(
         "() => document.getElementById('rules-current').textContent.includes('unique chat: off')",
         timeout=WAIT_MS,
     )
+    await _link_policy(dashboard, "allow")
+    await dashboard.wait_for_function(
+        "() => document.getElementById('rules-current').textContent.includes('links: allowed')",
+        timeout=WAIT_MS,
+    )
     allowed = f"fine {uuid.uuid4().hex[:6]} {term}"
     await _say(viewer, allowed)
     await viewer.wait_for_selector(f"#messages li:has(.text:text-is('{allowed}'))", timeout=WAIT_MS)
     assert not dashboard.problems, dashboard.problems
+    assert dashboard.sockets == [], dashboard.sockets  # the rules went over REST, not the edge
     for page in (dashboard, viewer):
         await page.context.close()
+
+
+async def _link_policy(page: Any, policy: str, domains: str = "") -> None:
+    await page.select_option("#link-policy", policy)
+    await page.fill("#link-allowlist", domains)
+    await page.click("#links-form button[type=submit]")

@@ -1,12 +1,11 @@
 // The creator dashboard: your channel, the stream key (issued and shown once, hidden until you
 // reveal it), the RTMP/SRT settings for OBS, your streams' state, and what you set on them: the
 // current (or next) stream's title, game, tags and language, its schedule and its end; chat slow mode
-// and followers-only; the channel's rules (unique chat, link policy, blocked terms: the moderation agent
-// takes these as chat commands only, so they go through the edge like a typed `/block term`); the
-// channel's moderators. Every error is the API's (problem+json) or the edge's, shown as text.
+// and followers-only; the channel's rules (unique chat, link policy, blocked terms), all sent as
+// moderation actions over REST on the current stream; the channel's moderators. Every error is the
+// API's (problem+json), shown as text.
 import "./shell.js";
-import { EdgeClient } from "./edge.js";
-import { accessToken, api, currentUser, el } from "./session.js";
+import { api, currentUser, el } from "./session.js";
 
 const $ = (id) => document.getElementById(id);
 const status = $("dash-status");
@@ -215,41 +214,28 @@ function manageStream(channel) {
   });
 }
 
-// --- Channel rules: chat commands through the edge, read back from the moderation log ---------
-let edge = null;
+// --- Channel rules: moderation actions over REST, read back from the moderation log ------------
 
-function connectedEdge() {
-  if (edge) return edge;
-  edge = new EdgeClient(JSON.parse(document.getElementById("content").dataset.edges), { token: accessToken });
-  edge.ready = new Promise((resolve) => {
-    edge.addEventListener("message", (e) => {
-      const m = e.detail;
-      if (m.type === "notice" && m.code === "authenticated") resolve();
-      if (m.type === "notice" && m.code === "rejected" && m.stream === current?.stream_id) {
-        $("rules-error").textContent = `Refused: ${m.detail || m.reason}`;
-      }
-    });
-  });
-  edge.connect();
-  return edge;
-}
-
-async function ruleCommand(text) {
+// Send a rule (e.g. {action: "block_term", term}) for the current stream, then reload the rules
+// until the moderation log shows the change the agent decided (none: the rule was already so).
+async function ruleRequest(body) {
   $("rules-error").textContent = "";
-  if (!current) return;
-  const client = connectedEdge();
-  const signedIn = await Promise.race([client.ready.then(() => true), new Promise((r) => setTimeout(() => r(false), 10_000))]);
-  if (!signedIn) return ($("rules-error").textContent = "The chat server could not be reached; try again.");
+  if (!current) return false;
   const before = await settingsChanges();
-  const answer = await client.request({ type: "chat", stream: current.stream_id, text });
-  if (answer.type !== "ack") return ($("rules-error").textContent = answer.message || "Not sent.");
+  const done = await moderate("rules-error", body);
+  if (!done) return false;
   status.textContent = "Rule sent.";
   for (let i = 0; i < 40; i++) {
     const changes = await settingsChanges();
-    if (changes && changes.length !== before?.length) return showRules(changes);
+    if (changes && changes.length !== before?.length) {
+      showRules(changes);
+      status.textContent = "Rule saved.";
+      return true;
+    }
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
   status.textContent = "Nothing changed (the rule was already so).";
+  return true;
 }
 
 // The stream's chat-settings changes, newest first (the moderation log keeps each in full, and the
@@ -286,7 +272,7 @@ function showRules(changes) {
     const remove = el("button", "Unblock", "danger");
     remove.type = "button";
     remove.setAttribute("aria-label", `Unblock ${term}`);
-    remove.addEventListener("click", () => ruleCommand(`/unblock ${term}`));
+    remove.addEventListener("click", () => ruleRequest({ action: "unblock_term", term }));
     li.append(" ", remove);
     return li;
   });
@@ -296,21 +282,20 @@ function showRules(changes) {
 function manageRules() {
   $("unique-form").addEventListener("submit", (e) => {
     e.preventDefault();
-    ruleCommand(`/uniquechat ${$("unique-chat").checked ? "on" : "off"}`);
+    ruleRequest({ action: "unique_chat", enabled: $("unique-chat").checked });
   });
   $("links-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const policy = $("link-policy").value;
-    const domains = $("link-allowlist").value.trim();
-    if (policy === "allowlist" && !domains) return ($("rules-error").textContent = "Name at least one domain.");
-    ruleCommand(`/links ${policy}${policy === "allowlist" ? ` ${domains}` : ""}`);
+    const domains = $("link-allowlist").value.split(/[\s,]+/).filter(Boolean);
+    if (policy === "allowlist" && !domains.length) return ($("rules-error").textContent = "Name at least one domain.");
+    ruleRequest({ action: "link_policy", link_policy: policy, ...(policy === "allowlist" ? { link_allowlist: domains } : {}) });
   });
   $("block-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const term = $("blocked-term").value.trim();
     if (!term) return;
-    await ruleCommand(`/block ${term}`);
-    $("blocked-term").value = "";
+    if (await ruleRequest({ action: "block_term", term })) $("blocked-term").value = "";
   });
 }
 

@@ -14,16 +14,22 @@ const streamId = page.dataset.streamId;
 const video = document.getElementById("video");
 const $ = (id) => document.getElementById(id);
 
-attachPlayer(video, page.dataset.hls, {
-  quality: $("quality"),
-  liveEdge: $("live-edge"),
-  latency: $("latency"),
-  status: $("player-status"),
-  live: page.dataset.mode === "live",
-});
+// A deleted replay has no files left: no player (the page says so), and no chat replay without it.
+const vodDeleted = page.dataset.vodDeleted === "true";
+if (!vodDeleted) {
+  attachPlayer(video, page.dataset.hls, {
+    quality: $("quality"),
+    liveEdge: $("live-edge"),
+    latency: $("latency"),
+    status: $("player-status"),
+    live: page.dataset.mode === "live",
+  });
+} else {
+  video.removeAttribute("controls");
+}
 setUpFollow();
 if (page.dataset.mode === "live") live();
-else replay();
+else if (!vodDeleted) replay();
 
 async function live() {
   const me = await currentUser();
