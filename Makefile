@@ -7,9 +7,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ESPORTS := $(BIN)/esports
 PYTEST_ARGS ?=
-# Test processes (pytest-xdist): most tests wait on brokers, workers and browsers, so two share 2 cores
-# well (about 10 minutes instead of 17 here). `make test PYTEST_WORKERS=0` runs them in this process.
-PYTEST_WORKERS ?= 2
+# Test processes (pytest-xdist). 0 (the default) runs the tests in this process: on 2 cores, two
+# processes duplicate the module-wide platforms (FFmpeg ladders, browsers, private clusters) and starve
+# the timing-bound tests (see README "Tests"). `make test PYTEST_WORKERS=2` on a bigger machine.
+PYTEST_WORKERS ?= 0
 PYTEST := $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal
 # `make up BROKERS=3`: a three-node local Kafka cluster (the setting ESPORTS_KAFKA__BROKERS, for every
 # service `make` starts; export it in your shell for later `esports` commands too).

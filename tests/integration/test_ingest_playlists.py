@@ -81,7 +81,8 @@ async def test_the_live_playlist_slides_over_the_dvr_window_then_the_vod_lists_e
     vod = m3u8.loads(vod_text)
     assert vod.is_endlist and vod.playlist_type == "vod" and vod.media_sequence == 0
     published = [e.uri for e in env.sink.of(SegmentPublished, stream_id) if e.rendition == "144p30"]
-    assert len(vod.segments) == len(published) >= PUSH_S - 2  # every segment, once, in order
+    assert len(vod.segments) == len(published) >= DVR_WINDOW_S + 2  # every segment, once, in order
+    # (fewer than PUSH_S on a loaded machine: the push is paced in real time by a starved FFmpeg)
     everything = [s.uri for s in vod.segments]
     assert everything == [u.split(f"/{stream_id}/", 1)[1] for u in published]
     assert everything[0].endswith("/seg_00000.m4s")
@@ -97,7 +98,7 @@ async def test_the_live_playlist_slides_over_the_dvr_window_then_the_vod_lists_e
         previous = media.media_sequence
         start = media.media_sequence  # ... and names the same segments the VOD lists there
         assert [s.uri for s in media.segments] == everything[start : start + len(media.segments)]
-    assert previous >= PUSH_S - DVR_WINDOW_S - 3  # the window slid over at least that many segments
+    assert previous >= max(1, len(published) - DVR_WINDOW_S - 3)  # the window slid over the rest
     longest = max(len(v) for v in versions if "#EXT-X-ENDLIST" not in v)
     assert longest < len(vod_text) * 0.8  # the live playlist stayed smaller than the whole session
 
