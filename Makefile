@@ -7,11 +7,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ESPORTS := $(BIN)/esports
 PYTEST_ARGS ?=
-# Test processes (pytest-xdist). 0 (the default) runs the tests in this process: on 2 cores, two
-# processes duplicate the module-wide platforms (FFmpeg ladders, browsers, private clusters) and starve
-# the timing-bound tests (see README "Tests"). `make test PYTEST_WORKERS=2` on a bigger machine.
-PYTEST_WORKERS ?= 0
-PYTEST := $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal
+# Test processes (pytest-xdist): most tests wait on services, so two share 2 cores well. A module (or a
+# package sharing one platform) is one unit, the slowest first (tests/conftest.py); 0 runs them all in
+# this process.
+PYTEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 # `make up BROKERS=3`: a three-node local Kafka cluster (the setting ESPORTS_KAFKA__BROKERS, for every
 # service `make` starts; export it in your shell for later `esports` commands too).
 ifdef BROKERS

@@ -1,15 +1,18 @@
 """The platform for browser tests, in an isolated namespace, and a real Chromium driven by Playwright.
 
-``web_stack`` (one per module) starts what the pages need, each on free ports and under its own topic
-prefix, PostgreSQL schemas and Redis prefix (the support code of the integration tests):
+``web_platform`` (one for the run, shared by the modules) starts what the pages need, on free ports and
+under its own topic prefix, PostgreSQL schemas and Redis prefix (the support code of the integration
+tests):
 
 * the API with the pages, served by uvicorn on a real port (the browser's origin);
 * the projector (in this process) and the processors worker (``esports processors``, a subprocess:
   lifecycle, moderation, viewer counts, polls);
 * an edge node on a real port, with the API's JWT secret and the pages' origin allowed;
-* the ingest node (nginx-rtmp, the origin and cache tier, the hooks, reading the command topics) with
-  FFmpeg pushing a test pattern with a tone to a streamer's channel, as ``esports demo`` does;
-* a tournament whose match the live stream belongs to.
+* the ingest node (nginx-rtmp, the origin and cache tier, the hooks, reading the command topics).
+
+``web_stack`` (one per module) is a streamer of the module's own: a channel with FFmpeg pushing a test
+pattern with a tone to it, as ``esports demo`` does, and a tournament whose match the live stream
+belongs to. A module that ends its stream or sets its channel's rules leaves the others' alone.
 
 ``browser`` is Debian's Chromium at /usr/bin/chromium (never a downloaded build). Outside CI a
 missing Chromium or Playwright skips the e2e tests; with ``CI=true`` it fails them.
@@ -136,10 +139,20 @@ async def _tournament_of(stack: ApiStack, owner: User, stream_id: str) -> tuple[
     return created["tournament_id"], match["match_id"]
 
 
-@pytest.fixture(scope="module")
-async def web_stack(
+@dataclass
+class WebPlatform:
+    """The platform every browser module shares: the API with the pages, an edge, the ingest node."""
+
+    env: IngestEnv
+    base_url: str
+    edge: EdgeNode
+
+
+@pytest.fixture(scope="session")
+async def web_platform(
     settings: Settings, codec: EventCodec, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[WebStack]:
+) -> AsyncIterator[WebPlatform]:
+    """Started once for the run (each module brings its own channel and push: see ``web_stack``)."""
     assert shutil.which("ffmpeg") and shutil.which("nginx"), "ffmpeg and nginx: infra/local/install-system.sh"
     tmp = tmp_path_factory.mktemp("web")
     async with open_ingest_env(settings, tmp, lifecycle=True, obey_commands=True) as env:
@@ -155,47 +168,56 @@ async def web_stack(
             )
             services = dataclasses.replace(stack.services, settings=page_settings)
             async with serving(create_app(page_settings, services), port):
-                owner = await stack.register()
-                channel = await stack.command(
-                    "POST",
-                    "/api/v1/channels",
-                    owner,
-                    {"slug": f"e2e-{uuid.uuid4().hex[:10]}", "display_name": "E2E Channel"},
-                )
-                await stack.relogin(owner)
-                issued = await stack.command(
-                    "POST", f"/api/v1/channels/{channel['channel_id']}/stream-key", owner, expect=201
-                )
-                pusher = Pusher(
-                    push_command(env.rtmp_url(issued["stream_key"]), PUSH_SECONDS), tmp / "push.log"
-                )
-                pushers: list[Pusher] = []
-                try:
-                    stream_id = await env.stream_for(channel["channel_id"], timeout_s=60)
-                    await stream_state(stack, stream_id, "live", timeout_s=90)
-                    await wait_playable(env, stream_id, segments=3, timeout_s=90)
-                    tournament_id, match_id = await _tournament_of(stack, owner, stream_id)
-                    running = WebStack(
-                        env,
-                        base_url,
-                        node,
-                        owner,
-                        channel["channel_id"],
-                        stream_id,
-                        tournament_id,
-                        match_id,
-                        pusher,
-                        issued["stream_key"],
-                        pushers=pushers,
-                    )
-                    yield running
-                finally:
-                    pusher.stop()
-                    for later in pushers:
-                        later.stop()
+                yield WebPlatform(env, base_url, node)
 
 
 @pytest.fixture(scope="module")
+async def web_stack(
+    web_platform: WebPlatform, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[WebStack]:
+    """A module's own streamer, channel and live stream (FFmpeg pushing) on the shared platform, in a
+    match of a tournament: ending it, or changing its channel's rules, leaves the other modules' alone."""
+    env, base_url, node = web_platform.env, web_platform.base_url, web_platform.edge
+    stack = env.stack
+    tmp = tmp_path_factory.mktemp("channel")
+    owner = await stack.register()
+    channel = await stack.command(
+        "POST",
+        "/api/v1/channels",
+        owner,
+        {"slug": f"e2e-{uuid.uuid4().hex[:10]}", "display_name": "E2E Channel"},
+    )
+    await stack.relogin(owner)
+    issued = await stack.command(
+        "POST", f"/api/v1/channels/{channel['channel_id']}/stream-key", owner, expect=201
+    )
+    pusher = Pusher(push_command(env.rtmp_url(issued["stream_key"]), PUSH_SECONDS), tmp / "push.log")
+    pushers: list[Pusher] = []
+    try:
+        stream_id = await env.stream_for(channel["channel_id"], timeout_s=60)
+        await stream_state(stack, stream_id, "live", timeout_s=90)
+        await wait_playable(env, stream_id, segments=3, timeout_s=90)
+        tournament_id, match_id = await _tournament_of(stack, owner, stream_id)
+        yield WebStack(
+            env,
+            base_url,
+            node,
+            owner,
+            channel["channel_id"],
+            stream_id,
+            tournament_id,
+            match_id,
+            pusher,
+            issued["stream_key"],
+            pushers=pushers,
+        )
+    finally:
+        pusher.stop()
+        for later in pushers:
+            later.stop()
+
+
+@pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Any]:
     """Headless Debian Chromium under Playwright (skipped outside CI when missing, failed in CI)."""
     missing = []

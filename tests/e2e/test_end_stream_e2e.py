@@ -3,7 +3,7 @@
 The streamer presses *End stream* while FFmpeg pushes: the lifecycle agent ends the stream, the ingest
 node (which reads the command topics) drops the publisher, so the pushing FFmpeg exits long before its
 own end, and the stream page, opened by a viewer before the end, becomes the replay (the VOD) on its
-next load. The module has a platform of its own: ending its stream would end the other modules' too.
+next load. The module's stream is its own (``web_stack``): ending it leaves the other modules' streams live.
 """
 
 from __future__ import annotations

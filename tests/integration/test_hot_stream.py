@@ -201,6 +201,9 @@ async def test_two_workers_count_the_hot_stream_exactly_and_one_takes_over_after
             del sessions[sid]
         left = {main: 700, pov: 300, other: 40, match: 850}
         await audiences.reach(left, timeout_s=WINDOW_S + 15)
+        # One more beat after the counts fell: the recount's window ends at the last beat, which must
+        # be later than the leavers' last beat + the window, as the worker's wall clock already is.
+        await asyncio.sleep(BEAT_EVERY_S + 0.5)
         stop.set()
         await beating
         assert await recount(namespace, codec, match_of) == left
