@@ -98,6 +98,7 @@ class PartitionWorker(Service, Generic[S]):
         self._rebuilding: dict[int, int] = {}  # partition -> the end offset to read before reporting it
         self._complete_due: set[int] = set()  # partitions whose next report is complete
         self._committed: dict[TopicPartition, int] = {}  # what was last committed
+        self._rebalances = 0  # partitions taken or given up so far (a fetch from before is stale)
         self.source_partitions = 0
         self._consumer: AIOKafkaConsumer | None = None
         self._running: asyncio.Future[None] | None = None
@@ -199,10 +200,22 @@ class PartitionWorker(Service, Generic[S]):
                 await self.crash(e)
                 raise
 
+    @property
+    def rebalances(self) -> int:
+        """How many times partitions were taken or given up: aiokafka runs the rebalance callbacks
+        beside the loop, so a fetch being absorbed across an await can outlive its assignment."""
+        return self._rebalances
+
     async def _absorb(self, fetched: dict[TopicPartition, list[Record]]) -> None:
         rekeyed: dict[TopicPartition, int] = {}
         legacy: list[Event] = []
+        fetched_in = self._rebalances
         for tp, records in fetched.items():
+            if self._rebalances != fetched_in:
+                # A rebalance ran during an await of this fetch: every partition kept or taken was
+                # sought back (to its rebuild start or commit), so the rest of it comes round again;
+                # folding it into the new states now would count it twice.
+                break
             if tp.topic == self._legacy:
                 legacy.extend(e for e in [await self.decode(r) for r in records] if e is not None)
                 rekeyed[tp] = records[-1].offset + 1
@@ -286,6 +299,7 @@ class PartitionWorker(Service, Generic[S]):
         consumer = self._consumer
         if consumer is None or not assigned:
             return
+        self._rebalances += 1
         since = self.rebuild_from_ms()
         starts = await consumer.offsets_for_times({tp: since for tp in assigned})
         ends = await consumer.end_offsets(list(assigned))
@@ -304,6 +318,7 @@ class PartitionWorker(Service, Generic[S]):
         log.info("%s: took %s", self.role, sorted((tp.topic, tp.partition) for tp in assigned))
 
     def given_up(self, revoked: set[TopicPartition]) -> None:
+        self._rebalances += 1
         for tp in revoked:
             self._committed.pop(tp, None)
             if tp.topic == self._source:

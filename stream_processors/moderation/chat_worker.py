@@ -98,6 +98,7 @@ class ChatWorker(PartitionWorker[SenderPartition]):
         if consumer is None or not assigned:
             return
         self._generation += 1
+        self._rebalances += 1
         ends = await consumer.end_offsets(list(assigned))
         states = {tp.partition: SenderPartition(self._roster, self._limits) for tp in assigned}
         keys = await self._restore(states)
@@ -151,6 +152,7 @@ class ChatWorker(PartitionWorker[SenderPartition]):
         decisions: list[Event] = []
         forwards: list[Forward] = []
         uncertain = self._uncertain.get(partition, -1)
+        fetched_in = self.rebalances
         for record in records:
             event = await self.decode(record)
             if event is None:
@@ -164,6 +166,11 @@ class ChatWorker(PartitionWorker[SenderPartition]):
                     lambda: self._decided_before(event, decided.decisions),  # noqa: B023 (awaited here)
                     self._metrics,
                 )
+                if self.rebalances != fetched_in:
+                    # A rebalance ran during the read-back: the partition was sought back to its
+                    # commit with a new state, or has another owner. The stale fetch is dropped
+                    # (see _absorb): its end would also clear the new generation's uncertain mark.
+                    return
                 if seen:
                     continue
             decisions.extend(decided.decisions)
@@ -175,7 +182,16 @@ class ChatWorker(PartitionWorker[SenderPartition]):
 
     async def _absorb(self, fetched: dict[TopicPartition, list[Record]]) -> None:
         """A fetch of every owned partition decided, then published at once (one round trip)."""
+        fetched_in = self.rebalances
         await super()._absorb(fetched)
+        if self.rebalances != fetched_in:
+            # Reassigned while deciding it (aiokafka runs the rebalance beside this loop): decided on
+            # states that are gone, and every partition kept was sought back to its commit, so the
+            # whole fetch comes round again. Publishing it would put decisions beside the new
+            # owner's, after its read-back of what was already decided.
+            log.info("%s: a fetch dropped, partitions reassigned while deciding it", self.role)
+            self._decided, self._forwards = [], []
+            return
         if self._decided or self._forwards:
             await self._publish(self._decided, self._forwards)
             self._decided, self._forwards = [], []
