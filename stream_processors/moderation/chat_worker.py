@@ -83,8 +83,10 @@ class ChatWorker(PartitionWorker[SenderPartition]):
         self._forwards: list[Forward] = []
 
     async def on_start(self) -> None:
-        await super().on_start()
+        # Before the loop starts (in super().on_start()): a taken-over partition's first record
+        # reads chat.messages back on the partition of its stream, which needs the count.
         self._output_partitions = await self._publishing.publisher.partitions(self._output)
+        await super().on_start()
 
     async def on_stop(self) -> None:
         await super().on_stop()
