@@ -322,7 +322,13 @@ async def test_a_follower_finds_the_go_live_notification_in_the_inbox(
     assert int(await follower.text_content("#unread") or "0") >= 1
     await item.locator("button").click()  # mark as read
     await follower.wait_for_selector(f"#inbox li.unread a[href='/live/{new_stream}']", state="detached")
-    await follower.reload()
+    # Read, also after a reload: the list request names the mark's log position (read your writes),
+    # so it answers once the inbox has applied it (it was seen unread under load before).
+    async with follower.expect_request(
+        lambda r: "/api/v1/me/notifications?" in r.url and "limit=1" not in r.url
+    ) as listed:
+        await follower.reload()
+    assert (await listed.value).headers.get("x-min-position", "").startswith("users:")
     await follower.wait_for_selector(link, timeout=WAIT_MS)
-    assert await item.get_attribute("class") == ""  # read, also after a reload
+    assert await item.get_attribute("class") == ""
     await follower.context.close()

@@ -4,6 +4,15 @@ import { api, el, session } from "./session.js";
 
 const $ = (id) => document.getElementById(id);
 let cursor = null;
+// Read your writes, also across a reload: the log positions of this tab's last "mark as read" go with
+// every list request (X-Min-Position), so the API answers once the inbox has applied them.
+const AFTER = "esports.inbox.after";
+
+async function markRead(body) {
+  const r = await api("/api/v1/me/notifications/read", { method: "POST", auth: true, body });
+  if (r.ok && r.data?.positions?.length) sessionStorage.setItem(AFTER, r.data.positions.join(","));
+  return r;
+}
 
 async function load(reset) {
   if (!session()?.access_token) {
@@ -17,7 +26,8 @@ async function load(reset) {
   const params = new URLSearchParams();
   if ($("unread-only").checked) params.set("unread", "true");
   if (cursor) params.set("cursor", cursor);
-  const r = await api(`/api/v1/me/notifications?${params}`, { auth: true });
+  const after = sessionStorage.getItem(AFTER);
+  const r = await api(`/api/v1/me/notifications?${params}`, { auth: true, headers: after ? { "X-Min-Position": after } : {} });
   if (r.status === 404 || r.status === 405) {
     $("inbox-status").textContent = "Notifications are not available on this server yet.";
     return;
@@ -37,13 +47,13 @@ async function load(reset) {
       const mark = el("button", "Mark as read");
       mark.type = "button";
       mark.addEventListener("click", async () => {
-        const r = await api("/api/v1/me/notifications/read", { method: "POST", auth: true, body: { ids: [n.notification_id] } });
+        const r = await markRead({ ids: [n.notification_id] });
         if (r.ok) {
           li.className = "";
           mark.remove();
         }
       });
-      title.addEventListener("click", () => api("/api/v1/me/notifications/read", { method: "POST", auth: true, body: { ids: [n.notification_id] } }));
+      title.addEventListener("click", () => markRead({ ids: [n.notification_id] }));
       li.append(mark);
     }
     $("inbox").append(li);
@@ -55,7 +65,7 @@ async function load(reset) {
 $("unread-only").addEventListener("change", () => load(true));
 $("more").addEventListener("click", () => load(false));
 $("mark-all").addEventListener("click", async () => {
-  await api("/api/v1/me/notifications/read", { method: "POST", auth: true, body: { all: true } });
+  await markRead({ all: true });
   load(true);
 });
 load(true);

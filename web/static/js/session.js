@@ -37,8 +37,8 @@ async function refresh() {
 }
 
 /** Call the API; resolves to {ok, status, data} (data: the JSON body or null), never throws on HTTP errors. */
-export async function api(path, { method = "GET", body, auth = false, retry = true } = {}) {
-  const headers = {};
+export async function api(path, { method = "GET", body, auth = false, retry = true, headers: extra = {} } = {}) {
+  const headers = { ...extra };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   // Commands are safe to retry under a key; sign-in answers carry tokens, which no store should keep.
   if (method === "POST" && !path.startsWith("/api/v1/auth/")) headers["Idempotency-Key"] = crypto.randomUUID();
@@ -51,7 +51,7 @@ export async function api(path, { method = "GET", body, auth = false, retry = tr
     return { ok: false, status: 0, data: null };
   }
   if (response.status === 401 && auth && retry && (await refresh())) {
-    return api(path, { method, body, auth, retry: false });
+    return api(path, { method, body, auth, retry: false, headers: extra });
   }
   let data = null;
   if (response.status !== 204) {

@@ -16,7 +16,8 @@ export async function initShell() {
     });
   }
   if (signedIn) {
-    const inbox = await api("/api/v1/me/notifications?unread=true&limit=1", { auth: true });
+    const after = sessionStorage.getItem("esports.inbox.after"); // the inbox page's last mark (notifications.js)
+    const inbox = await api("/api/v1/me/notifications?unread=true&limit=1", { auth: true, headers: after ? { "X-Min-Position": after } : {} });
     const badge = document.getElementById("unread");
     if (inbox.ok && badge && inbox.data?.unread_count) {
       badge.textContent = String(inbox.data.unread_count);
