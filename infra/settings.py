@@ -406,6 +406,29 @@ class IngestSettings(BaseModel):
         gt=0,
         description="How often each ingest node sweeps hls_dir for replays older than vod_retention_days.",
     )
+    low_latency: bool = Field(
+        False,
+        description="Low-Latency HLS: FFmpeg writes part_s parts, the playlists list them (EXT-X-PART, "
+        "EXT-X-PRELOAD-HINT, rendition reports) and answer blocking reloads (_HLS_msn/_HLS_part) from "
+        "the LL origin; segments stay segment_s long (their parts concatenated).",
+    )
+    part_s: float = Field(
+        0.5,
+        gt=0,
+        description="Low-Latency HLS part duration in seconds; must divide segment_s (e.g. 0.5 of 2).",
+    )
+    ll_origin_port: int = Field(
+        8091,
+        description="Port of the Low-Latency HLS origin (blocking playlist reloads, preload-hinted parts) "
+        "the origin nginx forwards to when low_latency is on; on 127.0.0.1 only.",
+    )
+
+    @model_validator(mode="after")
+    def _parts_divide_segments(self) -> IngestSettings:
+        parts = self.segment_s / self.part_s
+        if self.low_latency and (parts < 1 or abs(parts - round(parts)) > 1e-6):
+            raise ValueError(f"ingest part_s {self.part_s} must divide segment_s {self.segment_s}")
+        return self
 
 
 class EdgeSettings(BaseModel):

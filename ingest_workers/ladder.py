@@ -35,6 +35,7 @@ PRIVATE_LIST_SIZE = 30
 AUDIO_KBPS = 128
 LOW_AUDIO_KBPS = 96  # rungs under 480 lines: the picture is small, save the bits for it
 SOURCE = "source"
+PART_PREFIX = "part_"  # Low-Latency HLS: FFmpeg's files are parts, the worker writes the segments
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -213,7 +214,9 @@ def _video_args(rung: Rung, label: str, segment_s: float, preset: str, tune: str
     ]
 
 
-def _hls_args(output: FfmpegOutput, segment_s: float) -> list[str]:
+def _hls_args(output: FfmpegOutput, segment_s: float, part_s: float | None = None) -> list[str]:
+    if part_s is not None:
+        return _part_args(output, part_s)
     return [
         "-f",
         "hls",
@@ -233,6 +236,29 @@ def _hls_args(output: FfmpegOutput, segment_s: float) -> list[str]:
     ]
 
 
+def _part_args(output: FfmpegOutput, part_s: float) -> list[str]:
+    """Low-Latency HLS: FFmpeg's "segments" are the parts, cut every `part_s` whether or not a keyframe
+    starts them (``split_by_time``); keyframes still come every segment duration, and the worker
+    groups the parts between two keyframes into one public segment (see :mod:`ingest_workers.cmaf`)."""
+    return [
+        "-f",
+        "hls",
+        "-hls_time",
+        f"{part_s:g}",
+        "-hls_list_size",
+        str(PRIVATE_LIST_SIZE * 4),  # parts come 4 times as often; keep the same seconds of slack
+        "-hls_segment_type",
+        "fmp4",
+        "-hls_fmp4_init_filename",
+        "init.mp4",
+        "-hls_segment_filename",
+        str(output.directory / f"{PART_PREFIX}%05d.m4s"),
+        "-hls_flags",
+        "temp_file+split_by_time+program_date_time",  # split_by_time excludes independent_segments
+        str(output.playlist),
+    ]
+
+
 def transcode_command(
     input_args: Sequence[str],
     outputs: Sequence[FfmpegOutput],
@@ -242,6 +268,7 @@ def transcode_command(
     tune: str = "",
     ffmpeg: str = "ffmpeg",
     thumbnail: Thumbnail | None = None,
+    part_s: float | None = None,
 ) -> list[str]:
     """The argv of the one FFmpeg that decodes `input_args` once and writes every rendition's HLS.
 
@@ -250,7 +277,8 @@ def transcode_command(
     branch of the same decode writes a JPEG still (atomically replaced, so never served half-written),
     over the one an earlier run of the stream left. Every output is written through a ``.tmp`` file
     that is renamed when complete (the origin refuses ``*.tmp``), so a killed run leaves nothing
-    half-written that a playlist lists.
+    half-written that a playlist lists. With ``part_s`` (Low-Latency HLS) every rendition is written
+    as parts of that duration instead of segments (see :func:`_part_args`).
     """
     encoded = [o.rung for o in outputs if not o.rung.copy]
     argv = [
@@ -289,7 +317,7 @@ def transcode_command(
                 "-ar",
                 "48000",
             ]
-        argv += _hls_args(output, segment_s)
+        argv += _hls_args(output, segment_s, part_s)
     if thumbnail:
         argv += _thumbnail_args(thumbnail)
     return argv

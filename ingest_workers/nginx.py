@@ -11,6 +11,13 @@ The ingest nginx also serves nginx-rtmp's control module on a unix socket (never
 node drops a publisher through it (:meth:`Nginx.drop_publisher`). The socket lives in a private
 folder (mode 0700) under the system's temp folder, because a socket path must stay under about
 100 bytes, which a run folder may not.
+
+With Low-Latency HLS (``ingest.low_latency``) both configs get a few more locations
+(``infra/local/nginx/*-ll.locations.tmpl``, at the template's ``@LOW_LATENCY_LOCATIONS@`` line): the
+origin forwards playlists, and parts it does not have yet, to the LL origin
+(:mod:`ingest_workers.ll_origin`); the cache tier keys playlists by their query and holds its cache
+lock longer than the origin holds a blocking request, so the viewers waiting for the same next part
+make one request to the origin.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import contextlib
 import logging
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -43,15 +51,26 @@ STOP_TIMEOUT_S = 10.0
 TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi", "cache")
 DEFAULT_RTMP_PORT = IngestSettings.model_fields["rtmp_port"].default
 CONTROL_TIMEOUT_S = 5.0
+LL_HOLD_MARGIN_S = 5
+PLACEHOLDER = re.compile(r"@[A-Z_]+@")  # nginx's named locations (@ll_origin) are not placeholders
 RTMP_APP = "live"  # the one RTMP application of ingest.conf.tmpl (OBS: rtmp://HOST/live)
 
 
-def render(template: str, target: Path, values: dict[str, object]) -> None:
-    """infra/local/nginx/<template> with @NAME@ placeholders filled (nginx itself uses $ and {})."""
+# Where a template takes the Low-Latency HLS locations (<name>-ll.locations.tmpl): a line of its own,
+# removed whole when the mode is off, so the standard configs are what they were.
+LOW_LATENCY_LINE = "@LOW_LATENCY_LOCATIONS@\n"
+
+
+def render(template: str, target: Path, values: dict[str, object], *, low_latency: bool = False) -> None:
+    """infra/local/nginx/<template> with @NAME@ placeholders filled (nginx itself uses $ and {}), and
+    with `low_latency` the template's Low-Latency HLS locations (see :data:`LOW_LATENCY_LINE`)."""
     text = (LOCAL_DIR / "nginx" / template).read_text()
+    if LOW_LATENCY_LINE in text:
+        locations = LOCAL_DIR / "nginx" / template.replace(".conf.tmpl", "-ll.locations.tmpl")
+        text = text.replace(LOW_LATENCY_LINE, locations.read_text() if low_latency else "", 1)
     for key, value in values.items():
         text = text.replace(f"@{key}@", str(value))
-    if "@" in "".join(line.split("#")[0] for line in text.splitlines()):
+    if PLACEHOLDER.search("".join(line.split("#")[0] for line in text.splitlines())):  # not @named
         raise NginxFailed(f"{template}: a placeholder was left unfilled")
     target.write_text(text)
 
@@ -111,6 +130,9 @@ class Nginx:
             "PLAYLIST_MAX_AGE": max(1, int(ingest.segment_s // 2)),
             "USER": _user_directive(),
             "CONTROL_SOCKET": self.control_socket or "",
+            "LL_ORIGIN_PORT": ingest.ll_origin_port,
+            # longer than the LL origin holds a blocking request (3 target durations) or waits for a part
+            "LL_HOLD_S": int(3 * max(ingest.segment_s, 1.0) + 1) + LL_HOLD_MARGIN_S,
         }
 
     def prepare(self) -> None:
@@ -122,7 +144,7 @@ class Nginx:
         self.settings.ingest.hls_dir.mkdir(parents=True, exist_ok=True)
         if self.control and self._control_dir is None:
             self._control_dir = Path(tempfile.mkdtemp(prefix="esports-rtmp-"))  # mode 0700
-        render(self.template, self.conf, self.values())
+        render(self.template, self.conf, self.values(), low_latency=self.settings.ingest.low_latency)
         for listener in self.listeners:
             if port_in_use(listener.port, self.settings.ingest.host):
                 raise NginxFailed(

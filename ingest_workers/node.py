@@ -1,7 +1,8 @@
 """The ingest node's composition root: nginx (RTMP + origin), the cache tier, the hook service.
 
 ``serve(settings, stop)`` builds settings → clients (Kafka publisher and command reader, API client)
-→ components (:class:`IngestControl`, the hook app, both nginx, the SRT listener, the WHIP endpoint, the
+→ components (:class:`IngestControl`, the hook app, both nginx, the LL origin when Low-Latency HLS is
+on, the SRT listener, the WHIP endpoint, the
 :class:`~ingest_workers.commands.CommandListener`, the replay
 :class:`~ingest_workers.retention.RetentionSweeper`) and runs them until ``stop`` is set; ``run`` is
 what ``esports ingest`` (and ``python -m ingest_workers``) calls.
@@ -30,6 +31,7 @@ from ingest_workers import nginx
 from ingest_workers.commands import COMMAND_TOPICS, READY_TIMEOUT_S, CommandListener
 from ingest_workers.control import ApiAuthorizer, Authorizer, IngestControl, create_hook_app
 from ingest_workers.errors import IngestError
+from ingest_workers.ll_origin import create_ll_origin
 from ingest_workers.retention import RetentionSweeper, remove_vod
 from ingest_workers.session import EventSink
 from ingest_workers.srt import SrtListener
@@ -52,6 +54,9 @@ class IngestNode:
     sweeper: RetentionSweeper | None = None
 
     def url(self, path: str, *, tier: str = "cdn") -> str:
+        """A URL of the cache tier ("cdn"), the origin nginx ("origin") or the LL origin ("ll")."""
+        if tier == "ll":
+            return f"http://127.0.0.1:{self.settings.ingest.ll_origin_port}{path}"
         port = self.settings.ingest.cdn_port if tier == "cdn" else self.settings.ingest.origin_port
         return f"http://{self.settings.ingest.host}:{port}{path}"
 
@@ -124,6 +129,24 @@ def _report_stopped(task: asyncio.Task[None]) -> None:
 
 
 @contextlib.asynccontextmanager
+async def _ll_origin(settings: Settings) -> AsyncIterator[None]:
+    """Serve the Low-Latency HLS origin on 127.0.0.1 (the origin nginx forwards to it) if it is on."""
+    ingest = settings.ingest
+    if not ingest.low_latency:
+        yield
+        return
+    app = create_ll_origin(ingest.hls_dir, part_wait_s=3 * max(ingest.segment_s, 1.0))
+    async with _http_server(
+        app,
+        "127.0.0.1",
+        ingest.ll_origin_port,
+        name="LL-HLS origin",
+        setting="ESPORTS_INGEST__LL_ORIGIN_PORT",
+    ):
+        yield
+
+
+@contextlib.asynccontextmanager
 async def _sweeping(control: IngestControl, sink: EventSink) -> AsyncIterator[RetentionSweeper | None]:
     """Run the replay retention sweep while inside, if ``vod_retention_days`` is set (else None)."""
     ingest = control.settings
@@ -176,6 +199,7 @@ async def open_node(
         _http_server(
             whip.app(), ingest.host, ingest.whip_port, name="WHIP ingest", setting="ESPORTS_INGEST__WHIP_PORT"
         ),
+        _ll_origin(settings),
     ):
         try:
             await node.origin.start()

@@ -9,6 +9,10 @@ discontinuity. A publisher that comes back within the grace period continues the
 same way. While live the public playlists list the last ``dvr_window_s`` only; at the end every
 playlist is rewritten once with all the session's segments and ``#EXT-X-ENDLIST`` (a replayable VOD), and
 IngestDisconnected is published, which is what makes the lifecycle agent end the stream.
+
+With ``low_latency`` FFmpeg writes parts; the session groups them into segments
+(:class:`~ingest_workers.assembly.SegmentAssembler`) and rewrites a rendition's playlist at every part,
+which the LL origin (:mod:`ingest_workers.ll_origin`) answers blocking reloads from.
 """
 
 from __future__ import annotations
@@ -38,9 +42,19 @@ from events.ingest import (
 )
 from infra.settings import IngestSettings
 from ingest_workers import probe
+from ingest_workers.assembly import SegmentAssembler
 from ingest_workers.errors import ProbeFailed
-from ingest_workers.ladder import FfmpegOutput, Rung, SourceInfo, Thumbnail, parse_ladder, plan_ladder
+from ingest_workers.ladder import (
+    PART_PREFIX,
+    FfmpegOutput,
+    Rung,
+    SourceInfo,
+    Thumbnail,
+    parse_ladder,
+    plan_ladder,
+)
 from ingest_workers.playlists import (
+    LowLatency,
     MediaSegment,
     RenditionTrack,
     RunTrack,
@@ -48,6 +62,7 @@ from ingest_workers.playlists import (
     Window,
     media_sequence_of,
     parse_media_playlist,
+    part_target,
     render_master,
     render_media,
 )
@@ -58,6 +73,7 @@ __all__ = ["EventSink", "Source", "StreamSession"]
 log = logging.getLogger(__name__)
 PRODUCER = "ingest_workers"
 POLL_S = 0.2
+LL_POLL_S = 0.05  # Low-Latency HLS: a part waits at most this long for the playlist that lists it
 DISCONNECT_NOTICE_S = 2.0  # FFmpeg sees the end of the source a moment before on_publish_done arrives
 LEFT_RUN_STOP_S = 5.0  # a run still reading a source that left is stopped after this
 BACKOFF_START_S = 0.5
@@ -97,6 +113,7 @@ class Run:
     tracks: dict[str, RunTrack]
     started_at: datetime | None = None
     taken: dict[str, int] = field(default_factory=dict)  # FFmpeg's sequence number of the next new segment
+    assemblers: dict[str, SegmentAssembler] = field(default_factory=dict)  # Low-Latency HLS only
 
 
 @dataclass(slots=True)
@@ -138,6 +155,8 @@ class StreamSession:
         self._gone = asyncio.Event()
         self._present.set()
         self._ending: str | None = None  # why the session ends now, without a grace period
+        self._run: Run | None = None  # the current run
+        self.poll_s = LL_POLL_S if settings.low_latency else POLL_S
 
     # ------------------------------------------------------------------ publisher presence
 
@@ -231,13 +250,14 @@ class StreamSession:
             preset=self.settings.x264_preset,
             tune=self.settings.x264_tune,
             thumbnail=Thumbnail(path=self.root / "thumb.jpg", interval_s=self.settings.thumbnail_interval_s),
+            part_s=self.settings.part_s if self.settings.low_latency else None,
         )
         self.current = ffmpeg
         await ffmpeg.start()
         exited = asyncio.create_task(ffmpeg.wait())
         try:
             while not exited.done():
-                await asyncio.wait({exited}, timeout=POLL_S)
+                await asyncio.wait({exited}, timeout=self.poll_s)
                 await self._collect(run)
                 await self._stop_if_abandoned(ffmpeg)
         finally:
@@ -245,6 +265,7 @@ class StreamSession:
                 await ffmpeg.stop()
             code = await exited
         await self._collect(run)
+        await self._close_parts()
         if time.monotonic() - ffmpeg.started > STABLE_RUN_S:
             self.counters.failures_in_row = 0
         return await self._outcome(code)
@@ -282,7 +303,13 @@ class StreamSession:
             track = RunTrack(init_uri=f"{name}/{rung.name}/init.mp4", started_at=datetime.now(UTC))
             self.tracks[rung.name].runs.append(track)
             tracks[rung.name] = track
-        return Run(name=name, outputs=outputs, tracks=tracks)
+        self._run = Run(name=name, outputs=outputs, tracks=tracks)
+        if self.settings.low_latency:
+            self._run.assemblers = {
+                r.name: SegmentAssembler(outputs[r.name].directory, f"{name}/{r.name}/", tracks[r.name])
+                for r in self.rungs
+            }
+        return self._run
 
     # ------------------------------------------------------------------ publishing segments
 
@@ -309,6 +336,8 @@ class StreamSession:
             run.started_at = fresh[0].program_date_time or datetime.now(UTC)
             for each in run.tracks.values():
                 each.started_at = run.started_at
+        if run.assemblers:
+            return self._take_parts(run, rung, fresh)
         events: list[Event] = []
         media_s = self.tracks[rung.name].duration_s
         for segment in fresh:
@@ -318,6 +347,38 @@ class StreamSession:
             media_s += segment.duration_s
         self._write_media(rung, ended=False)
         return events
+
+    def _take_parts(self, run: Run, rung: Rung, fresh: list[MediaSegment]) -> list[Event]:
+        """Low-Latency HLS: FFmpeg's new parts into the segment in progress; the segments they close."""
+        events: list[Event] = []
+        for part in fresh:
+            media_s = self.tracks[rung.name].duration_s
+            closed = run.assemblers[rung.name].add(part.uri, part.duration_s)
+            if closed is not None:
+                events.append(self._closed_event(run, rung, closed, media_s))
+        run.tracks[rung.name].hint_uri = f"{run.name}/{rung.name}/{PART_PREFIX}{run.taken[rung.name]:05d}.m4s"
+        self._write_media(rung, ended=False)
+        return events
+
+    def _closed_event(self, run: Run, rung: Rung, segment: MediaSegment, media_s: float) -> SegmentPublished:
+        uri = f"{run.name}/{rung.name}/{segment.uri}"
+        return self._segment_event(rung, uri, media_s, segment, run.outputs[rung.name])
+
+    async def _close_parts(self) -> None:
+        """Low-Latency HLS, at the end of a run: its segments in progress are complete, no part follows."""
+        run = self._run
+        if run is None or not run.assemblers:
+            return
+        events: list[Event] = []
+        for rung in self.rungs:
+            media_s = self.tracks[rung.name].duration_s
+            closed = run.assemblers[rung.name].close()
+            run.tracks[rung.name].hint_uri = None
+            if closed is not None:
+                events.append(self._closed_event(run, rung, closed, media_s))
+            self._write_media(rung, ended=False)
+        if events:
+            await self._emit(*events)
 
     def _fresh(self, run: Run, rung: Rung, first: int, listed: list[MediaSegment]) -> list[MediaSegment]:
         """What FFmpeg's sliding playlist (`listed`, numbered from `first`) has that was not taken yet."""
@@ -356,8 +417,19 @@ class StreamSession:
             target_s=self.settings.segment_s,
             ended=ended,
             window=Window(dvr_s=self.settings.dvr_window_s),
+            low_latency=self._low_latency(rung),
         )
         write_atomically(self.root / f"{rung.name}.m3u8", text)
+
+    def _low_latency(self, rung: Rung) -> LowLatency | None:
+        """The part target and the other renditions' reports (Low-Latency HLS only)."""
+        if not self.settings.low_latency:
+            return None
+        reports = (self.tracks[r.name].report(f"{r.name}.m3u8") for r in self.rungs if r != rung)
+        return LowLatency(
+            part_target_s=part_target(self.settings.part_s, [r.fps for r in self.rungs]),
+            reports=tuple(r for r in reports if r is not None),
+        )
 
     async def _write_master(self) -> RenditionsReady:
         variants = [await self._variant(rung) for rung in self.rungs]
@@ -423,6 +495,7 @@ class StreamSession:
         if self._reporting is not None:  # no report after the disconnect
             self._reporting.cancel()
             await asyncio.gather(self._reporting, return_exceptions=True)
+        await self._close_parts()  # a run cancelled mid-segment: its parts still make the VOD
         if any(t.segment_count for t in self.tracks.values()):
             if not self.counters.master:
                 await self._write_master()

@@ -34,11 +34,18 @@ class FfmpegRun:
         preset: str,
         tune: str = "",
         thumbnail: Thumbnail | None = None,
+        part_s: float | None = None,
     ) -> None:
         self.stream_id = stream_id
         self.outputs = tuple(outputs)
         self.argv = transcode_command(
-            input_args, outputs, segment_s=segment_s, preset=preset, tune=tune, thumbnail=thumbnail
+            input_args,
+            outputs,
+            segment_s=segment_s,
+            preset=preset,
+            tune=tune,
+            thumbnail=thumbnail,
+            part_s=part_s,
         )
         self.progress = Progress()
         self.started = time.monotonic()
