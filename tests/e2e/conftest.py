@@ -1,6 +1,6 @@
 """The platform for browser tests, in an isolated namespace, and a real Chromium driven by Playwright.
 
-``web_platform`` (one for the run, shared by the modules) starts what the pages need, on free ports and
+``web_platform`` (one for the package, shared by its modules) starts what the pages need, on free ports and
 under its own topic prefix, PostgreSQL schemas and Redis prefix (the support code of the integration
 tests):
 
@@ -148,11 +148,12 @@ class WebPlatform:
     edge: EdgeNode
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def web_platform(
     settings: Settings, codec: EventCodec, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[WebPlatform]:
-    """Started once for the run (each module brings its own channel and push: see ``web_stack``)."""
+    """Started once for the package, stopped after its last module (each module brings its own channel
+    and push: see ``web_stack``)."""
     assert shutil.which("ffmpeg") and shutil.which("nginx"), "ffmpeg and nginx: infra/local/install-system.sh"
     tmp = tmp_path_factory.mktemp("web")
     async with open_ingest_env(settings, tmp, lifecycle=True, obey_commands=True) as env:
@@ -217,7 +218,7 @@ async def web_stack(
             later.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def browser() -> AsyncIterator[Any]:
     """Headless Debian Chromium under Playwright (skipped outside CI when missing, failed in CI)."""
     missing = []
