@@ -22,18 +22,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from events.base import Event
+from _ingest_support import AnyKey, NullSink
+
 from events.ingest import IngestProtocol
 from infra.settings import Settings
-from ingest_workers.control import Grant
 from ingest_workers.demo import demo_command
 from ingest_workers.ladder import FfmpegOutput, SourceInfo, parse_ladder, plan_ladder, transcode_command
 from ingest_workers.node import open_node
@@ -41,21 +39,6 @@ from ingest_workers.playlists import parse_media_playlist
 from ingest_workers.probe import probe_source
 from ingest_workers.session import Source, StreamSession
 from tests.integration.test_api_support import free_port
-
-
-class NullSink:
-    """Counts events instead of publishing them (the broker is not what is measured)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    async def publish_many(self, events: Sequence[Event]) -> Any:
-        self.count += len(events)
-
-
-class AnyKey:
-    async def authorize(self, stream_key: str, publisher_addr: str | None = None) -> Grant | None:
-        return Grant(stream_id=f"bench-{uuid.uuid5(uuid.NAMESPACE_OID, stream_key).hex[:12]}")
 
 
 def make_clip(path: Path, size: str, fps: int, seconds: float) -> None:

@@ -23,8 +23,7 @@ import os
 import statistics
 import sys
 import tempfile
-import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -36,22 +35,14 @@ from starlette.routing import Route
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from events.base import Event
+from _ingest_support import AnyKey, NullSink
+
 from infra.settings import REPO_ROOT, Settings
-from ingest_workers.control import Grant
 from ingest_workers.demo import demo_command
 from ingest_workers.node import open_node
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS  # the browser tests' Chromium, as they start it
 from tests.integration.test_api_support import free_port
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--autoplay-policy=no-user-gesture-required",
-]
 HLS_JS = REPO_ROOT / "web" / "node_modules" / "hls.js" / "dist" / "hls.min.js"
 PLAYER = """
 async (master) => {
@@ -71,21 +62,6 @@ async (master) => {
 """
 BEHIND = "() => window.hls && window.hls.playingDate ? Date.now() - window.hls.playingDate.getTime() : null"
 EDGE = "() => window.hls ? window.hls.latency : null"  # hls.js: seconds behind the newest media listed
-
-
-class NullSink:
-    """Counts events instead of publishing them (the broker is not what is measured)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    async def publish_many(self, events: Sequence[Event]) -> Any:
-        self.count += len(events)
-
-
-class AnyKey:
-    async def authorize(self, stream_key: str, publisher_addr: str | None = None) -> Grant | None:
-        return Grant(stream_id=f"bench-{uuid.uuid5(uuid.NAMESPACE_OID, stream_key).hex[:12]}")
 
 
 async def measure(settings: Settings, *, low_latency: bool, seconds: float, warmup: float, size: str) -> dict:
