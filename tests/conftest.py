@@ -91,7 +91,7 @@ class PlatformScheduling(LoadScopeScheduling):
         return _unit_of_work(nodeid)
 
 
-@pytest.hookimpl(optionalhook=True)
+@pytest.hookimpl(optionalhook=True, tryfirst=True)  # before xdist's own (a first-result hook)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     if config.getoption("dist") == "loadfile":
         return PlatformScheduling(config, log)

@@ -79,6 +79,9 @@ def environment(run_dir: Path, extra: Mapping[str, object], brokers: int = BROKE
         "KAFKA__PORT": client,
         "KAFKA__CONTROLLER_PORT": controller,
         "KAFKA__HEAP": "384m",
+        # A broker killed -9 recovers every partition's log before it answers: on 2 cores shared with
+        # the other test process that took over the default 60 s.
+        "STACK__START_TIMEOUT_S": 180,
         "POSTGRES__PORT": free_port(),
         "REDIS__PORT": free_port(),
         "PROCESSORS__DATA_DIR": run_dir / "faust",
