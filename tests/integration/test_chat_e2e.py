@@ -203,6 +203,10 @@ async def _scenario(
     assert (told["code"], told["reason"], told["stream"]) == ("rejected", "banned", stream), told
     await chatters["ana"].send(type="chat", stream=stream, text="bye troll", nonce="sentinel")
     sentinel = (await chatters["ana"].wait_for(lambda m: m.get("nonce") == "sentinel"))["message_id"]
+    # Its ack says it is stored in chat.sent; its decision (chat.messages) comes from ana's chat
+    # partition, the delete's from the stream's moderation: wait for it before deleting, or the two may
+    # land in either order (seen under load).
+    await everyone(clients, lambda m: m["type"] == "chat" and m["id"] == sentinel)
 
     # 3. The owner deletes an accepted message (bob's first) with a `mod` frame.
     victim = next(m for m in expected if sender_of[m][0] == "bob")
