@@ -30,7 +30,13 @@ from edge_ws.pause import SendingPause
 from edge_ws.protocol import EndPoll, Moderate, OpenPoll, ProtocolError, SendChat, Vote, poll_command
 from events import viewers
 from events.base import utc_now
-from events.chat import ChatMessageSent, ChatMessageSubmitted, ModerationAction, ModerationActionRequested
+from events.chat import (
+    ChatMessageSent,
+    ChatMessageSubmitted,
+    LinkPolicy,
+    ModerationAction,
+    ModerationActionRequested,
+)
 from events.polls import PollClosed, PollOpened, PollVoted
 from events.viewers import MAX_BEATS, ViewerBeat, ViewerPresenceBatch
 from infra.kafka import EventPublisher, KafkaError, NotPublished, Position, partition_of_key
@@ -101,6 +107,10 @@ class EdgeWrites:
             target_message_id=command.message_id,
             reason=command.reason,
             duration_s=command.duration_s,
+            term=command.term or "",
+            link_policy=None if command.link_policy is None else LinkPolicy(command.link_policy),
+            link_allowlist=command.link_allowlist,
+            enabled=command.enabled,
         )
         return str(event.event_id), await self._publish(event)
 

@@ -11,7 +11,18 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from events.chat_commands import EDGE_COMMANDS, USAGE, parse_duration, split_command, split_trailing_duration
+from events.chat_commands import (
+    EDGE_COMMANDS,
+    LINK_POLICIES,
+    MAX_ALLOWLIST,
+    MAX_TERM_CHARS,
+    USAGE,
+    domain_name,
+    parse_duration,
+    rule_fields_problem,
+    split_command,
+    split_trailing_duration,
+)
 from events.polls import (
     ALL_OPEN,
     MAX_OPTION_CHARS,
@@ -118,6 +129,11 @@ class Moderate:
     message_id: str | None = None
     reason: str = ""
     duration_s: int | None = None
+    # the channel-rule actions' fields (see events.chat_commands.rule_fields_problem)
+    term: str | None = None
+    link_policy: str | None = None
+    link_allowlist: tuple[str, ...] = ()
+    enabled: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +163,10 @@ MOD_ACTIONS = frozenset(
         "clear",
         "approve",
         "deny",
+        "unique_chat",
+        "link_policy",
+        "block_term",
+        "unblock_term",
     }
 )
 
@@ -251,6 +271,12 @@ def _mod(data: dict[str, Any], nonce: str, max_text: int) -> Command:
     reason = data.get("reason", "")
     if not isinstance(reason, str) or len(reason) > 500:
         raise ProtocolError("bad_request", "reason must be a string of at most 500 characters")
+    term, link_policy, link_allowlist, enabled = _rule_fields(data)
+    problem = rule_fields_problem(
+        str(action), term=term, link_policy=link_policy, link_allowlist=link_allowlist, enabled=enabled
+    )
+    if problem:
+        raise ProtocolError("bad_request", problem)
     return Moderate(
         _stream(data),
         str(action),
@@ -259,7 +285,37 @@ def _mod(data: dict[str, Any], nonce: str, max_text: int) -> Command:
         _optional_str(data, "message_id", 64),
         reason,
         _optional_int(data, "duration_s"),
+        term,
+        link_policy,
+        link_allowlist,
+        enabled,
     )
+
+
+def _rule_fields(data: dict[str, Any]) -> tuple[str | None, str | None, tuple[str, ...], bool | None]:
+    """``term``, ``link_policy``, ``link_allowlist`` and ``enabled`` of a ``mod`` frame, each checked
+    alone; :func:`~events.chat_commands.rule_fields_problem` then checks them against the action."""
+    term = _optional_str(data, "term", MAX_TERM_CHARS)
+    link_policy = data.get("link_policy")
+    if link_policy is not None and link_policy not in LINK_POLICIES:
+        raise ProtocolError("bad_request", f"link_policy must be one of {list(LINK_POLICIES)}")
+    domains = data.get("link_allowlist", [])
+    if (
+        not isinstance(domains, list)
+        or len(domains) > MAX_ALLOWLIST
+        or not all(isinstance(d, str) for d in domains)
+    ):
+        raise ProtocolError(
+            "bad_request", f"link_allowlist must be a list of at most {MAX_ALLOWLIST} domains"
+        )
+    try:
+        link_allowlist = tuple(domain_name(d) for d in domains)
+    except ValueError as e:
+        raise ProtocolError("bad_request", str(e)) from None
+    enabled = data.get("enabled")
+    if enabled is not None and not isinstance(enabled, bool):
+        raise ProtocolError("bad_request", "enabled must be true or false")
+    return term, link_policy, link_allowlist, enabled
 
 
 def _ping(data: dict[str, Any], nonce: str, max_text: int) -> Command:

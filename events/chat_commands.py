@@ -14,6 +14,10 @@ cannot drift; the *limits* belong to each command and stay with it:
 Every duration is capped at :data:`MAX_DURATION_S` (two weeks, the REST route's bound too): a
 moderator's ``/timeout troll 999999999d`` is a two-week time-out, not a number no event can carry.
 
+The channel-rule actions (``block_term``, ``unblock_term``, ``link_policy``, ``unique_chat``) have
+fields of their own; the REST route and the edge's ``mod`` frame check them with
+:func:`rule_fields_problem` and :func:`domain_name`, so both refuse the same requests.
+
 Pure: standard library only, no I/O.
 """
 
@@ -27,10 +31,15 @@ from events.polls import POLL_MAX_OPTIONS
 
 __all__ = [
     "EDGE_COMMANDS",
+    "LINK_POLICIES",
+    "MAX_ALLOWLIST",
     "MAX_DURATION_S",
+    "MAX_TERM_CHARS",
     "USAGE",
     "CommandLine",
+    "domain_name",
     "parse_duration",
+    "rule_fields_problem",
     "split_command",
     "split_trailing_duration",
     "take_duration",
@@ -124,3 +133,45 @@ def split_trailing_duration(text: str) -> tuple[str, str] | None:
     a number."""
     match = _TRAILING_DURATION.fullmatch(text)
     return None if match is None else (match.group(1), match.group(2))
+
+
+# --- the channel-rule actions' fields -------------------------------------------------------------
+
+MAX_TERM_CHARS = 100  # a blocked term
+MAX_ALLOWLIST = 50  # domains in a link allow-list
+LINK_POLICIES = ("allow", "deny", "allowlist")  # events.chat.LinkPolicy's values
+_TERM_ACTIONS = frozenset({"block_term", "unblock_term"})
+# A host name: dot-separated labels of letters, digits and inner hyphens (IDN letters too).
+_DOMAIN = re.compile(r"(?:www\.)?(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W_](?:[\w-]{0,61}[^\W_])?")
+
+
+def domain_name(value: str) -> str:
+    """``value`` as an allow-listed domain (trimmed, lower case); ValueError when it is not one."""
+    value = value.strip().lower()
+    if len(value) > 253 or not _DOMAIN.fullmatch(value):
+        raise ValueError(f"{value[:60]!r} is not a domain name (e.g. example.com)")
+    return value
+
+
+def rule_fields_problem(
+    action: str,
+    *,
+    term: str | None,
+    link_policy: str | None,
+    link_allowlist: Sequence[str],
+    enabled: bool | None,
+) -> str | None:
+    """What is wrong with a moderation request's rule fields for ``action``, or None: each rule action
+    needs its own field (``term``; ``link_policy``, with ``link_allowlist`` exactly when it is
+    ``allowlist``; ``enabled``) and no other action may carry them."""
+    if (term is not None) != (action in _TERM_ACTIONS):
+        return f"{action} needs term" if term is None else f"term is not for {action}"
+    if (link_policy is not None) != (action == "link_policy"):
+        return "link_policy needs link_policy" if link_policy is None else f"link_policy is not for {action}"
+    if (link_policy == "allowlist") != bool(link_allowlist):
+        if link_allowlist:
+            return "link_allowlist is only for link_policy allowlist"
+        return "link_policy allowlist needs at least one domain in link_allowlist"
+    if (enabled is not None) != (action == "unique_chat"):
+        return "unique_chat needs enabled" if enabled is None else f"enabled is not for {action}"
+    return None

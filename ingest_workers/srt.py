@@ -115,11 +115,21 @@ class SrtListener:
         log.info("SRT ingest on srt://%s:%s (streamid = stream key)", self.host, self.port)
 
     def stop(self) -> None:
-        if self._socket != SRT_ERROR:
-            self._srt.srt_close(self._socket)
-            self._socket = SRT_ERROR
+        if self._socket == SRT_ERROR:
+            return
+        self._srt.srt_close(self._socket)
+        self._socket = SRT_ERROR
+        with self._lock:
+            callers = list(self._callers.values())
+            self._callers.clear()
+        for caller in callers:  # their relays see the socket closed and end
+            self._srt.srt_close(caller)
         for thread in self._threads:
             thread.join(timeout=5)
+        # Balances start's srt_startup (libsrt counts them): the last cleanup stops libsrt's own threads
+        # now, rather than in its static destructors at exit, which freed memory twice when a process
+        # had started and stopped two listeners.
+        self._srt.srt_cleanup()
 
     def _spawn(self, target: Callable[..., None], name: str, *args: object) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)

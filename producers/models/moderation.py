@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from events.chat_commands import MAX_DURATION_S
+from events.chat_commands import (
+    MAX_ALLOWLIST,
+    MAX_DURATION_S,
+    MAX_TERM_CHARS,
+    domain_name,
+    rule_fields_problem,
+)
 from producers.models.common import NO_NUL, Id, _clean_text
 
 ModerationActionName = Literal[
@@ -30,12 +35,7 @@ ModerationActionName = Literal[
 NEEDS_USER = frozenset({"ban", "timeout", "unban"})
 NEEDS_MESSAGE = frozenset({"delete", "undelete", "approve", "deny"})
 NEEDS_DURATION = frozenset({"timeout", "slow_mode"})
-NEEDS_TERM = frozenset({"block_term", "unblock_term"})
-MAX_TERM_CHARS = 100
-MAX_ALLOWLIST = 50
 MessageId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-# A host name: dot-separated labels of letters, digits and inner hyphens (IDN letters too).
-_DOMAIN = re.compile(r"(?:www\.)?(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W_](?:[\w-]{0,61}[^\W_])?")
 
 
 def _term(value: str) -> str:
@@ -45,17 +45,10 @@ def _term(value: str) -> str:
     return value
 
 
-def _domain(value: str) -> str:
-    value = value.strip().lower()
-    if len(value) > 253 or not _DOMAIN.fullmatch(value):
-        raise ValueError(f"{value[:60]!r} is not a domain name (e.g. example.com)")
-    return value
-
-
 Term = Annotated[
     str, StringConstraints(min_length=1, max_length=MAX_TERM_CHARS, pattern=NO_NUL), AfterValidator(_term)
 ]
-Domain = Annotated[str, StringConstraints(min_length=1, max_length=253), AfterValidator(_domain)]
+Domain = Annotated[str, StringConstraints(min_length=1, max_length=253), AfterValidator(domain_name)]
 
 
 class ModerationRequest(BaseModel):
@@ -108,24 +101,13 @@ class ModerationRequest(BaseModel):
         return self._rule_fields()
 
     def _rule_fields(self) -> ModerationRequest:
-        if (self.term is not None) != (self.action in NEEDS_TERM):
-            raise ValueError(
-                f"{self.action} needs term" if self.term is None else f"term is not for {self.action}"
-            )
-        if (self.link_policy is not None) != (self.action == "link_policy"):
-            raise ValueError(
-                "link_policy needs link_policy"
-                if self.link_policy is None
-                else "link_policy is not for " + self.action
-            )
-        if (self.link_policy == "allowlist") != bool(self.link_allowlist):
-            raise ValueError(
-                "link_allowlist is only for link_policy allowlist"
-                if self.link_allowlist
-                else "link_policy allowlist needs at least one domain in link_allowlist"
-            )
-        if (self.enabled is not None) != (self.action == "unique_chat"):
-            raise ValueError(
-                "unique_chat needs enabled" if self.enabled is None else f"enabled is not for {self.action}"
-            )
+        problem = rule_fields_problem(
+            self.action,
+            term=self.term,
+            link_policy=self.link_policy,
+            link_allowlist=self.link_allowlist,
+            enabled=self.enabled,
+        )
+        if problem:
+            raise ValueError(problem)
         return self

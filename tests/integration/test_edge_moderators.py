@@ -1,16 +1,27 @@
 """The edge's moderator route against the real Kafka: held messages reach the connections that showed a
-moderator pass for the stream, and no viewer's; a pass for another user or stream is refused."""
+moderator pass for the stream, and no viewer's; a pass for another user or stream is refused; the
+channel-rule actions sent as ``mod`` frames are published with their fields."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
 
 from edge_ws.protocol import LogPosition
-from events.chat import ChatMessageAccepted, ChatMessageHeld, ChatMessageRejected, RejectionReason
+from events.chat import (
+    ChatMessageAccepted,
+    ChatMessageHeld,
+    ChatMessageRejected,
+    LinkPolicy,
+    ModerationAction,
+    ModerationActionRequested,
+    RejectionReason,
+)
 from events.codec import EventCodec
-from infra.kafka import EventPublisher
+from events.topics import Topic
+from infra.kafka import DeadLetters, EventConsumer, EventPublisher
 from infra.moderator_passes import ModeratorPasses
 from infra.settings import Settings
 from infra.tokens import AccessTokens
@@ -127,3 +138,71 @@ async def test_a_pass_must_be_the_connections_user_and_the_streams(
         assert node.hub.moderators == {}
         for client in (anonymous, someone):
             await client.close()
+
+
+async def test_rule_actions_sent_as_mod_frames_are_published_with_their_fields(
+    namespace: Settings, codec: EventCodec
+) -> None:
+    """``block_term``, ``unblock_term``, ``link_policy`` and ``unique_chat`` over the ``mod`` frame reach
+    ``chat.moderation`` as the REST route would publish them; malformed ones are refused, not published."""
+    settings = edge_settings(namespace)
+    stream = f"s-{uuid.uuid4().hex[:8]}"
+    frames = [
+        {"action": "block_term", "term": "spoiler", "reason": "leaks"},
+        {"action": "unblock_term", "term": "spoiler"},
+        {"action": "link_policy", "link_policy": "allowlist", "link_allowlist": ["WWW.Example.com"]},
+        {"action": "link_policy", "link_policy": "deny"},
+        {"action": "unique_chat", "enabled": True},
+    ]
+    refused = [
+        {"action": "block_term"},
+        {"action": "link_policy", "link_policy": "sometimes"},
+        {"action": "link_policy", "link_policy": "allowlist"},
+        {"action": "link_policy", "link_policy": "allowlist", "link_allowlist": ["no domain"]},
+        {"action": "unique_chat", "enabled": "yes"},
+        {"action": "ban", "user": "u-x", "term": "spoiler"},
+    ]
+    async with running_node(settings, codec) as node:
+        moderator = await Client.open(node.port, additional_headers=_token(settings, "u-mod"))
+        for i, frame in enumerate(refused):
+            await moderator.send(type="mod", stream=stream, nonce=f"r{i}", **frame)
+            answer = await moderator.wait_for(lambda m, n=f"r{i}": m.get("nonce") == n)
+            assert (answer["type"], answer["code"]) == ("error", "bad_request"), frame
+        for i, frame in enumerate(frames):
+            await moderator.send(type="mod", stream=stream, nonce=f"a{i}", **frame)
+            answer = await moderator.wait_for(lambda m, n=f"a{i}": m.get("nonce") == n)
+            assert answer["type"] == "ack", answer
+        await moderator.close()
+
+    published: list[ModerationActionRequested] = []
+    async with (
+        EventPublisher(settings.kafka, codec, producer="tests") as publisher,
+        EventConsumer(
+            settings.kafka,
+            codec,
+            topics=[Topic.CHAT_MODERATION.value],
+            group_id=None,
+            dead_letters=DeadLetters(publisher, "deadletter"),
+            from_beginning=True,
+        ) as requests,
+    ):
+
+        async def collect() -> None:
+            async for consumed in requests:
+                if (
+                    isinstance(consumed.event, ModerationActionRequested)
+                    and consumed.event.stream_id == stream
+                ):
+                    published.append(consumed.event)
+                    if len(published) == len(frames):
+                        return
+
+        await asyncio.wait_for(collect(), 30)
+    assert [(e.action, e.actor_id) for e in published] == [
+        (ModerationAction(f["action"]), "u-mod") for f in frames
+    ]
+    block, unblock, allowlist, deny, unique = published
+    assert (block.term, block.reason, unblock.term) == ("spoiler", "leaks", "spoiler")
+    assert (allowlist.link_policy, allowlist.link_allowlist) == (LinkPolicy.ALLOWLIST, ("www.example.com",))
+    assert (deny.link_policy, deny.link_allowlist, unique.enabled) == (LinkPolicy.DENY, (), True)
+    assert block.enabled is None and unique.term == "" and unique.link_policy is None

@@ -19,7 +19,7 @@ from edge_ws.history import StreamHistory, resume_without_history
 from edge_ws.limits import AddressCap, TokenBucket
 from edge_ws.messages import Route, delivery_for
 from edge_ws.metrics import Metrics
-from edge_ws.protocol import LogPosition, ProtocolError, SendChat, Subscribe, parse, text_frame
+from edge_ws.protocol import LogPosition, Moderate, ProtocolError, SendChat, Subscribe, parse, text_frame
 from events.base import Event
 from events.chat import ChatMessageAccepted, ChatMessageRejected, RejectionReason
 from events.viewers import ViewerCountChanged, ViewerPresenceBatch
@@ -58,6 +58,43 @@ def test_good_frames_parse() -> None:
     )
     chat = parse('{"type": "chat", "stream": "s", "text": "hi", "nonce": "n1"}', max_text=10)
     assert chat == SendChat("s", "hi", "n1")
+
+
+LINKS = {"action": "link_policy", "link_policy": "allowlist"}
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"action": "block_term"},
+        {"action": "block_term", "term": 5},
+        {"action": "ban", "user": "u", "term": "x"},
+        {"action": "link_policy", "link_policy": "some"},
+        LINKS,
+        {"action": "link_policy", "link_policy": "deny", "link_allowlist": ["a.io"]},
+        {**LINKS, "link_allowlist": "a.io"},
+        {**LINKS, "link_allowlist": ["-a"]},
+        {**LINKS, "link_allowlist": ["a.io"] * 51},
+        {"action": "unique_chat"},
+        {"action": "unique_chat", "enabled": 1},
+        {"action": "clear", "enabled": True},
+    ],
+)
+def test_rule_fields_must_fit_the_action(frame: dict[str, Any]) -> None:
+    with pytest.raises(ProtocolError) as raised:
+        parse(json.dumps({"type": "mod", "stream": "s", **frame}), max_text=10)
+    assert raised.value.code == "bad_request"
+
+
+def test_rule_actions_parse_with_their_fields() -> None:
+    def mod(**frame: Any) -> object:
+        return parse(json.dumps({"type": "mod", "stream": "s", **frame}), max_text=10)
+
+    assert mod(action="block_term", term="gg ez", nonce="n") == Moderate("s", "block_term", "n", term="gg ez")
+    assert mod(**LINKS, link_allowlist=[" Clips.Twitch.TV "]) == Moderate(
+        "s", "link_policy", link_policy="allowlist", link_allowlist=("clips.twitch.tv",)
+    )
+    assert mod(action="unique_chat", enabled=False) == Moderate("s", "unique_chat", enabled=False)
 
 
 def test_error_keeps_the_nonce() -> None:
