@@ -29,13 +29,18 @@ class ChannelCreated(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChannelUpdated(Event):
-    """Channel profile changed. A ``None`` field means "unchanged" (partial update)."""
+    """Channel profile changed. A ``None`` field means "unchanged" (partial update).
+
+    v3 added ``low_latency``: whether the channel's players start in Low-Latency HLS mode (a viewer
+    can still switch to the standard mode); channels are low-latency until they say otherwise.
+    """
 
     channel_id: str
     updated_by: str
     display_name: str | None = None
     description: str | None = None
     language: str | None = None
+    low_latency: bool | None = None  # v3
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -18,6 +18,7 @@ _CHANNEL_EXAMPLE: dict[str, object] = {
     "display_name": "LEC Official",
     "description": "The League of Legends EMEA Championship",
     "language": "en",
+    "low_latency": True,
     "stream_key_id": "sk_1a2b...",
     "created_at": "2025-06-01T18:30:15Z",
     "updated_at": "2025-06-01T18:30:15Z",
@@ -51,12 +52,18 @@ class ChannelUpdateRequest(BaseModel):
     """Partial update of a channel's profile; absent fields are unchanged."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"description": "Now in English"}]}
+        extra="forbid",
+        json_schema_extra={"examples": [{"description": "Now in English"}, {"low_latency": False}]},
     )
 
     display_name: Name | None = None
     description: Text | None = None
     language: Language | None = None
+    low_latency: bool | None = Field(
+        None,
+        description="Players start in Low-Latency HLS mode (about 2-3 s behind) when true, in the "
+        "standard mode (about 6 s, steadier on poor networks) when false; viewers can switch their own.",
+    )
 
 
 class ChannelAccepted(Accepted):
@@ -109,6 +116,10 @@ class ChannelOut(BaseModel):
     display_name: str
     description: str
     language: str
+    low_latency: bool = Field(
+        True,
+        description="Whether the channel's players start in Low-Latency HLS mode (the viewer can switch).",
+    )
     stream_key_id: str | None = Field(description="Opaque id of the active stream key (never the key).")
     created_at: datetime
     updated_at: datetime

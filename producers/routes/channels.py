@@ -85,17 +85,12 @@ def _became_streamer(user: Principal) -> UserRoleChanged:
 async def update_channel(
     channel: ChannelRef, body: ChannelUpdateRequest, user: CurrentUser, services: ServicesDep
 ) -> Accepted:
-    """Change a channel's profile (owner or admin)."""
+    """Change a channel's profile or its latency mode (owner or admin)."""
     channel_id = (await _owned_channel(services, channel, user)).channel_id
-    if body.display_name is None and body.description is None and body.language is None:
+    changes = body.model_dump(exclude_none=True)  # None = unchanged, in the request as in the event
+    if not changes:
         raise Unprocessable("nothing to change")
-    event = ChannelUpdated(
-        channel_id=channel_id,
-        updated_by=user.user_id,
-        display_name=body.display_name,
-        description=body.description,
-        language=body.language,
-    )
+    event = ChannelUpdated(channel_id=channel_id, updated_by=user.user_id, **changes)
     return Accepted(**accepted(await services.bus.publish(event)))
 
 

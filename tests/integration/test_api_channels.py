@@ -57,7 +57,18 @@ async def test_only_the_owner_or_an_admin_updates_a_channel(api_stack: ApiStack)
     await api_stack.command("PATCH", url, owner, {}, expect=422)
     updated = await api_stack.command("PATCH", url, owner, {"description": "Finals week", "language": "de"})
     channel = await api_stack.query(url, after=updated["positions"])
-    assert (channel["description"], channel["language"]) == ("Finals week", "de")
+    assert (channel["description"], channel["language"], channel["low_latency"]) == (
+        "Finals week",
+        "de",
+        True,
+    )
+    await api_stack.command(
+        "PATCH", url, owner, {"low_latency": None}, expect=422
+    )  # null = unchanged: nothing
+    await api_stack.command("PATCH", url, owner, {"low_latency": "sometimes"}, expect=422)
+    standard = await api_stack.command("PATCH", url, owner, {"low_latency": False})
+    channel = await api_stack.query(url, after=standard["positions"])
+    assert (channel["low_latency"], channel["description"]) == (False, "Finals week")
     admin = await api_stack.make_admin(await api_stack.register())
     by_admin = await api_stack.command("PATCH", url, admin, {"display_name": "Renamed by admin"})
     assert (await api_stack.query(url, after=by_admin["positions"]))["display_name"] == "Renamed by admin"

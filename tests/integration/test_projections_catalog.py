@@ -157,11 +157,12 @@ async def test_channels_profile_and_stream_key_id(platform: Platform) -> None:
     channel, owner = ids("c"), ids("u")
     created = ChannelCreated(channel_id=channel, owner_id=owner, slug=f"slug-{channel}", display_name="LEC")
     updated = ChannelUpdated(channel_id=channel, updated_by=owner, description="EMEA league", language=None)
+    standard = ChannelUpdated(channel_id=channel, updated_by=owner, low_latency=False)
     rotated = ChannelStreamKeyRotated(channel_id=channel, key_id="key-2", rotated_by=owner)
-    await platform.publish(created, updated, rotated)
+    await platform.publish(created, updated, standard, rotated)
     assert await platform.row(
-        "SELECT owner_id, slug, display_name, description, language, stream_key_id, created_at, updated_at"
-        " FROM channels WHERE channel_id = %s",
+        "SELECT owner_id, slug, display_name, description, language, low_latency, stream_key_id,"
+        " created_at, updated_at FROM channels WHERE channel_id = %s",
         channel,
     ) == (
         owner,
@@ -169,6 +170,7 @@ async def test_channels_profile_and_stream_key_id(platform: Platform) -> None:
         "LEC",
         "EMEA league",
         "en",
+        False,
         "key-2",
         created.occurred_at,
         rotated.occurred_at,

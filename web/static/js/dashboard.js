@@ -1,6 +1,7 @@
 // The creator dashboard: your channel, the stream key (issued and shown once, hidden until you
 // reveal it), the RTMP/SRT settings for OBS, your streams' state, and what you set on them: the
-// current (or next) stream's title, game, tags and language, its schedule and its end; chat slow mode
+// current (or next) stream's title, game, tags and language, its schedule and its end; the channel's
+// latency mode (low latency or standard, where its viewers' players start); chat slow mode
 // and followers-only; the channel's rules (unique chat, link policy, blocked terms), all sent as
 // moderation actions over REST on the current stream; the channel's moderators. Every error is the
 // API's (problem+json), shown as text.
@@ -66,6 +67,7 @@ function showChannel(channel) {
   refreshStreams(channel);
   setInterval(() => refreshStreams(channel), 5000);
   manageStream(channel);
+  manageLatency(channel);
   manageRules();
   manageModerators(channel);
 }
@@ -166,6 +168,17 @@ async function command(errorId, path, options, fallback) {
     return null;
   }
   return r.data;
+}
+
+function manageLatency(channel) {
+  const box = $("low-latency");
+  box.checked = channel.low_latency !== false;
+  $("latency-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const body = { low_latency: box.checked };
+    const done = await command("latency-error", `/api/v1/channels/${channel.channel_id}`, { method: "PATCH", body }, "Could not save.");
+    if (done) status.textContent = box.checked ? "Low latency is on." : "Low latency is off: players start in the standard mode.";
+  });
 }
 
 function manageStream(channel) {
