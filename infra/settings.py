@@ -8,6 +8,7 @@ their own: services build one :class:`Settings` in their composition root and pa
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -343,6 +344,18 @@ class IngestSettings(BaseModel):
         8088,
         description="WHIP ingest port (WebRTC: OBS posts its offer to http://HOST:PORT/whip, bearer = key).",
     )
+    whip_udp_ports: str = Field(
+        "",
+        pattern=r"^(|[0-9]{1,5}-[0-9]{1,5})$",
+        description="WHIP media (ICE) UDP ports as FIRST-LAST, e.g. 20000-20009, to publish behind NAT "
+        "(a container, a LoadBalancer); each publisher takes one. Empty: any free port (local use).",
+    )
+    whip_public_ip: str = Field(
+        "",
+        description="The address WHIP publishers reach this node's media ports at, behind a 1:1 NAT "
+        "(the Docker host's, the LoadBalancer's): answers offer it as the only ICE candidate, on a "
+        "socket bound to every local address. Empty: the node's own addresses (local use).",
+    )
     hls_dir: Path = Field(REPO_ROOT / ".run" / "hls", description="Where the transcoders write HLS files.")
     public_hls_url: str = Field(
         "http://127.0.0.1:8081/hls",
@@ -422,6 +435,23 @@ class IngestSettings(BaseModel):
         description="Port of the Low-Latency HLS origin (blocking playlist reloads, preload-hinted parts) "
         "the origin nginx forwards to when low_latency is on; on 127.0.0.1 only.",
     )
+
+    @property
+    def whip_udp_port_range(self) -> range | None:
+        """``whip_udp_ports`` as a range of ports, None when unset."""
+        if not self.whip_udp_ports:
+            return None
+        first, last = (int(p) for p in self.whip_udp_ports.split("-"))
+        return range(first, last + 1)
+
+    @model_validator(mode="after")
+    def _whip_nat(self) -> IngestSettings:
+        ports = self.whip_udp_port_range
+        if ports is not None and not (1024 <= ports.start <= ports.stop - 1 <= 65535):
+            raise ValueError(f"ingest whip_udp_ports {self.whip_udp_ports}: FIRST-LAST in 1024-65535")
+        if self.whip_public_ip:
+            ipaddress.ip_address(self.whip_public_ip)  # ValueError names the value
+        return self
 
     @model_validator(mode="after")
     def _parts_divide_segments(self) -> IngestSettings:

@@ -23,17 +23,30 @@ The session starts when ICE/DTLS connect; the peer connection failing or closing
 detaches it, and :meth:`WhipIngest.drop_publisher` (the control's disconnector for ``whip``) closes it.
 One publisher per stream: a new offer with the same key replaces the current publisher (OBS
 reconnecting before its old connection timed out), and the session goes on as after a reconnect.
-The node must be reachable on its host candidates (no STUN/TURN is configured).
+The node must be reachable on its host candidates (no STUN/TURN is configured). Behind a 1:1 NAT (a
+container's published ports, a Kubernetes LoadBalancer) ``whip_udp_ports`` keeps the media sockets in
+a range that can be published port for port, and ``whip_public_ip`` replaces the node's own addresses
+in the answer by the one publishers reach (see :func:`nat_candidates`); both unset, aioice gathers as
+usual: every local address, any free port.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
+import ipaddress
 import logging
+import random
 import secrets
+import socket
 from dataclasses import dataclass, field
 
 import httpx
+from aioice import Candidate
+from aioice.candidate import candidate_foundation, candidate_priority
+from aioice.ice import Connection, StunProtocol
+from aioice.turn import UDP_SOCKET_BUFFER_SIZE
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 from starlette.applications import Starlette
@@ -53,6 +66,7 @@ __all__ = [
     "WhipIngest",
     "WhipRefused",
     "bearer_key",
+    "nat_candidates",
     "read_offer",
     "whip_source",
 ]
@@ -126,6 +140,74 @@ def _with(args: tuple[str, ...], values: dict[str, str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def nat_candidates(pc: RTCPeerConnection, ports: range | None, public_ip: str) -> None:
+    """Make ``pc`` (its remote description set, not yet its local one) gather its ICE host candidates
+    on ``ports`` and, with ``public_ip``, on one socket bound to every local address of that family
+    whose candidate is ``public_ip``: what a 1:1 NAT forwards to. aioice binds any free port on each
+    local address and has no option for either, so each ICE connection gets this gathering of its own.
+    """
+    transports = [t.receiver.transport for t in pc.getTransceivers()]
+    if pc.sctp is not None:
+        transports.append(pc.sctp.transport)
+    for connection in {id(c): c for c in (t.transport.iceGatherer._connection for t in transports)}.values():
+        gather = functools.partial(_host_candidates, connection, ports, public_ip)
+        connection.get_component_candidates = gather  # type: ignore[method-assign]
+
+
+async def _host_candidates(
+    connection: Connection,
+    ports: range | None,
+    public_ip: str,
+    *,
+    component: int,
+    addresses: list[str],
+) -> list[Candidate]:
+    """Stands in for :meth:`aioice.Connection.get_component_candidates`: host candidates only (no
+    STUN or TURN server is configured for WHIP)."""
+    if public_ip:
+        addresses = ["::" if ipaddress.ip_address(public_ip).version == 6 else "0.0.0.0"]
+    candidates = []
+    for address in addresses:
+        protocol = await _bind(connection, address, ports)
+        if protocol is None:
+            log.warning("WHIP: no free UDP port in %s on %s", ports, address)
+            continue
+        port = protocol.transport.get_extra_info("sockname")[1]
+        host = public_ip or address
+        protocol.local_candidate = Candidate(
+            foundation=candidate_foundation("host", "udp", host),
+            component=component,
+            transport="udp",
+            priority=candidate_priority(component, "host"),
+            host=host,
+            port=port,
+            type="host",
+        )
+        connection._protocols.append(protocol)
+        candidates.append(protocol.local_candidate)
+    return candidates
+
+
+async def _bind(connection: Connection, address: str, ports: range | None) -> StunProtocol | None:
+    """A STUN socket of ``connection`` on ``address``: on a free port of ``ports`` (tried from a random
+    one, so publishers spread), any free port without a range; None if every port is taken."""
+    loop = asyncio.get_running_loop()
+    start = random.randrange(len(ports)) if ports else 0
+    candidates = [*ports[start:], *ports[:start]] if ports else [0]
+    for port in candidates:
+        try:
+            transport, protocol = await loop.create_datagram_endpoint(
+                lambda: StunProtocol(connection), local_addr=(address, port)
+            )
+        except OSError:  # taken (another publisher, or anything else on this node)
+            continue
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # as aioice does: room for a burst of video packets
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_SOCKET_BUFFER_SIZE)
+        return protocol
+    return None
+
+
 @dataclass(eq=False)
 class _Publisher:
     """One WHIP session resource: its peer connection and relay, once connected."""
@@ -197,12 +279,19 @@ class WhipIngest:
         publisher = _Publisher(secrets.token_urlsafe(18), grant, pc, port)
         pc.on("track", publisher.tracks.append)
         pc.on("connectionstatechange", lambda: self._state_changed(publisher))
+        nat = bool(self.settings.whip_udp_ports or self.settings.whip_public_ip)
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+            if nat:
+                nat_candidates(pc, self.settings.whip_udp_port_range, self.settings.whip_public_ip)
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as e:  # aiortc raises ValueError and friends on offers it cannot use
             await pc.close()
             raise WhipRefused(400, f"cannot use this SDP offer: {e}") from None
+        if nat and "\na=candidate:" not in pc.localDescription.sdp:
+            await pc.close()
+            log.warning("WHIP publish refused: no ICE candidate (every port of whip_udp_ports taken?)")
+            raise WhipRefused(503, "no WebRTC port is free on this node; try again later")
         for earlier in [p for p in self._publishers.values() if p.grant.stream_id == grant.stream_id]:
             # one publisher per stream: the newest wins (OBS reconnecting before its old connection
             # timed out), like a publisher coming back within the grace period

@@ -8,7 +8,10 @@
 - docker-compose.yml: validates against the Compose Specification schema vendored by check-jsonschema;
   every service has a healthcheck or is a one-shot the others wait for.
 - Both: every `esports` command parses with infra.cli.build_parser(), every ESPORTS_* name is a field of
-  infra.settings.Settings, secrets are never literal values.
+  infra.settings.Settings, secrets are never literal values. WHIP: its port and its media's UDP range
+  are published port for port (compose ports, the LoadBalancer, the NetworkPolicy) at a public address,
+  no pod takes the host network; Low-Latency HLS: the switch is there (off), the ingest settings are
+  valid with it on, and the cache tier's rules for it hold with the ConfigMap's values.
 - Dockerfile/.dockerignore: the structure promised in the Dockerfile (multi-stage, non-root, no dev deps,
   FFmpeg and nginx-rtmp in the `ingest` target only, hls.js from a Node stage).
 - .github/workflows/ci.yml: validates against the GitHub workflow schema vendored by check-jsonschema
@@ -39,7 +42,8 @@ import yaml
 from pydantic import BaseModel
 
 from infra.cli import build_parser
-from infra.settings import Settings
+from infra.settings import IngestSettings, Settings
+from ingest_workers import nginx
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "infra" / "k8s"
@@ -143,6 +147,29 @@ def compose() -> dict[str, Any]:
 
 def compose_esports_services() -> dict[str, dict[str, Any]]:
     return {name: s for name, s in compose()["services"].items() if s.get("image", "").startswith(IMAGE)}
+
+
+def compose_default(value: str) -> str:
+    """A compose value as it is without .env: ``${NAME:-default}`` is its default."""
+    match = re.fullmatch(r"\$\{[A-Z0-9_]+:-([^}]*)\}", value)
+    return match.group(1) if match else value
+
+
+def ingest_settings(env: dict[str, Any], **overrides: str) -> IngestSettings:
+    """IngestSettings from the ESPORTS_INGEST__* values of ``env`` (a ConfigMap's, a compose service's)."""
+    prefix = "ESPORTS_INGEST__"
+    values = {
+        k.removeprefix(prefix).lower(): compose_default(str(v))
+        for k, v in env.items()
+        if k.startswith(prefix)
+    }
+    return IngestSettings(**(values | overrides))
+
+
+def whip_udp_ports(env: dict[str, Any]) -> range:
+    ports = ingest_settings(env).whip_udp_port_range
+    assert ports is not None, "ESPORTS_INGEST__WHIP_UDP_PORTS: WebRTC behind NAT needs known media ports"
+    return ports
 
 
 def parse_cli(argv: list[str]) -> argparse.Namespace:
@@ -347,7 +374,8 @@ def test_ingest_statefulset_has_its_hls_volume_probes_and_an_rtmp_load_balancer(
     spec, labels = pod_spec(ingest), pod_labels(ingest)
     assert selects(ingest["spec"]["selector"], labels)
     assert ingest["spec"]["replicas"] == 1, (
-        "one HLS base URL (ESPORTS_INGEST__PUBLIC_HLS_URL) for every stream"
+        "one HLS base URL (ESPORTS_INGEST__PUBLIC_HLS_URL) for every stream; a WHIP session's resource "
+        "URL lives on the node that answered its POST (a second node needs per-node WHIP routes)"
     )
     assert spec["securityContext"]["runAsNonRoot"] is True
     (container,) = spec["containers"]
@@ -358,6 +386,7 @@ def test_ingest_statefulset_has_its_hls_volume_probes_and_an_rtmp_load_balancer(
         "srt": "ESPORTS_INGEST__SRT_PORT",
         "origin": "ESPORTS_INGEST__ORIGIN_PORT",
         "hls": "ESPORTS_INGEST__CDN_PORT",
+        "whip": "ESPORTS_INGEST__WHIP_PORT",
     }
     assert ports == {name: int(configmap()[setting]) for name, setting in setting_of.items()}
     assert configmap()["ESPORTS_INGEST__HOST"] == "0.0.0.0", "RTMP and HLS must listen beyond the loopback"
@@ -380,13 +409,27 @@ def test_ingest_statefulset_has_its_hls_volume_probes_and_an_rtmp_load_balancer(
     ]  # fmt: skip
     assert len(public) == 1
     exposed = {(p["port"], p.get("protocol", "TCP"), p["targetPort"]) for p in public[0]["spec"]["ports"]}
-    assert exposed == {(1935, "TCP", "rtmp"), (int(configmap()["ESPORTS_INGEST__SRT_PORT"]), "UDP", "srt")}
+    # RTMP, SRT, WHIP and WHIP's media ports (each forwarded to the same port of the pod).
+    wanted = {
+        (1935, "TCP", "rtmp"),
+        (int(configmap()["ESPORTS_INGEST__SRT_PORT"]), "UDP", "srt"),
+        (int(configmap()["ESPORTS_INGEST__WHIP_PORT"]), "TCP", "whip"),
+    }
+    assert exposed == wanted | {(port, "UDP", port) for port in whip_udp_ports(configmap())}
     protocols = {p["name"]: p.get("protocol", "TCP") for p in container["ports"]}
     assert protocols["srt"] == "UDP" and protocols["rtmp"] == "TCP"
 
 
 def policy_ports(rule: dict[str, Any]) -> set[tuple[str | int, str]]:
-    return {(p["port"], p.get("protocol", "TCP")) for p in rule.get("ports", [])}
+    """(port, protocol) of each port a rule admits, its ranges (port to endPort) spelt out."""
+    out: set[tuple[str | int, str]] = set()
+    for p in rule.get("ports", []):
+        protocol = p.get("protocol", "TCP")
+        if "endPort" in p:
+            out.update((n, protocol) for n in range(p["port"], p["endPort"] + 1))
+        else:
+            out.add((p["port"], protocol))
+    return out
 
 
 def public_rules(labels: dict[str, str]) -> list[dict[str, Any]]:
@@ -404,14 +447,16 @@ def test_network_policies_deny_ingress_then_allow_each_public_path() -> None:
     policies = {p["metadata"]["name"]: p for p in k8s_objects("NetworkPolicy")}
     deny = policies["default-deny-ingress"]["spec"]
     assert deny == {"podSelector": {}, "policyTypes": ["Ingress"]}, "no ingress rule: everything denied"
-    public = {"api": {"http"}, "edge": {"ws"}, "ingest": {"rtmp", "srt", "hls"}}
+    public = {"api": {"http"}, "edge": {"ws"}, "ingest": {"rtmp", "srt", "hls", "whip"}}
+    webrtc = {"ingest": {(port, "UDP") for port in whip_udp_ports(configmap())}}
     for command, port_names in public.items():
         workload = deployment_for(command) if command in SERVICES else k8s_objects("StatefulSet")[0]
         rules = public_rules(pod_labels(workload))
         assert len(rules) == 1, f"{command}: one rule admits the public"
         container = pod_spec(workload)["containers"][0]
         protocols = {p["name"]: p.get("protocol", "TCP") for p in container["ports"]}
-        assert policy_ports(rules[0]) == {(name, protocols[name]) for name in port_names}, command
+        named = {(name, protocols[name]) for name in port_names}
+        assert policy_ports(rules[0]) == named | webrtc.get(command, set()), command
     # Nothing else of the platform is reachable from outside: processors and projector get no such rule.
     for command in ("processors", "projector"):
         assert not public_rules(pod_labels(deployment_for(command))), command
@@ -532,8 +577,20 @@ def test_compose_ingest_is_the_ingest_target_with_rtmp_and_hls_published() -> No
         env["ESPORTS_INGEST__RTMP_PORT"],
         env["ESPORTS_INGEST__SRT_PORT"],
         env["ESPORTS_INGEST__CDN_PORT"],
+        env["ESPORTS_INGEST__WHIP_PORT"],
+        env["ESPORTS_INGEST__WHIP_UDP_PORTS"],
     }
     assert published[env["ESPORTS_INGEST__SRT_PORT"]].endswith("/udp")
+    # WHIP's media: the range on the same ports of the host (what the answer offers is the container's
+    # port, at ESPORTS_INGEST__WHIP_PUBLIC_IP).
+    whip_range = env["ESPORTS_INGEST__WHIP_UDP_PORTS"]
+    assert published[whip_range] == f"{whip_range}:{whip_range}/udp"
+    whip = env["ESPORTS_INGEST__WHIP_PORT"]
+    assert published[whip] == f"{whip}:{whip}"
+    assert re.fullmatch(
+        r"\$\{ESPORTS_INGEST__WHIP_PUBLIC_IP:-[0-9a-f.:]+\}", env["ESPORTS_INGEST__WHIP_PUBLIC_IP"]
+    ), "the machine's address, from .env; what publishers on this machine reach by default"
+    assert "network_mode" not in ingest, "the services' names (api, kafka) resolve on the compose network"
     assert env["ESPORTS_INGEST__HLS_DIR"] in {v.split(":")[1] for v in ingest["volumes"]}
     assert (
         env["ESPORTS_INGEST__API_URL"] == f"http://api:{services['api']['environment']['ESPORTS_API__PORT']}"
@@ -569,6 +626,79 @@ def test_compose_secrets_are_required_variables_never_literals() -> None:
                 seen.add(match.group(1))
     assert seen <= secret_settings()
     assert {"ESPORTS_AUTH__JWT_SECRET", "ESPORTS_AUTH__INTERNAL_TOKEN", "ESPORTS_POSTGRES__PASSWORD"} <= seen
+
+
+# --- WHIP and Low-Latency HLS -------------------------------------------------------------------
+
+
+def test_k8s_whip_media_ports_reach_the_pod_port_for_port_at_the_public_address() -> None:
+    """aioice offers the port its socket is bound to: the LoadBalancer must keep it (a 1:1 NAT), and
+    the address offered is the LoadBalancer's, which the pod cannot know by itself."""
+    (ingest,) = k8s_objects("StatefulSet")
+    public = [s for s in k8s_objects("Service") if s["spec"].get("type") == "LoadBalancer"]
+    (service,) = [s for s in public if selects({"matchLabels": s["spec"]["selector"]}, pod_labels(ingest))]
+    udp = {p["port"]: p["targetPort"] for p in service["spec"]["ports"] if p.get("protocol") == "UDP"}
+    srt = int(configmap()["ESPORTS_INGEST__SRT_PORT"])
+    assert {p: t for p, t in udp.items() if p != srt} == {p: p for p in whip_udp_ports(configmap())}
+    assert service["spec"]["externalTrafficPolicy"] == "Local", "publishers' own addresses reach the node"
+    settings = ingest_settings(configmap())
+    assert settings.whip_public_ip, "set to the LoadBalancer's external IP: pod addresses are unreachable"
+    assert settings.whip_port == next(p["port"] for p in service["spec"]["ports"] if p["name"] == "whip")
+
+
+def test_no_pod_takes_the_host_network_or_host_ports() -> None:
+    """The namespace enforces the "restricted" Pod Security Standard, which refuses both: WHIP's media
+    goes through the LoadBalancer instead."""
+    labels = one("Namespace", "esports")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    for obj in k8s_objects("Deployment") + k8s_objects("StatefulSet") + k8s_objects("Job"):
+        spec = pod_spec(obj)
+        assert not spec.get("hostNetwork") and not spec.get("hostPID"), obj["metadata"]["name"]
+        for container in spec["containers"]:
+            assert all("hostPort" not in p for p in container.get("ports", [])), obj["metadata"]["name"]
+
+
+def deploy_ingest_envs() -> dict[str, dict[str, Any]]:
+    return {
+        "configmap.yaml": configmap(),
+        "docker-compose.yml": compose()["services"]["ingest"]["environment"],
+    }
+
+
+@pytest.mark.parametrize("where", sorted(deploy_ingest_envs()))
+def test_the_ingest_settings_are_valid_with_low_latency_off_and_on(where: str) -> None:
+    env = deploy_ingest_envs()[where]
+    assert "ESPORTS_INGEST__LOW_LATENCY" in env, f"{where}: where a user turns Low-Latency HLS on"
+    assert ingest_settings(env).low_latency is False, f"{where}: off unless the user turns it on"
+    on = ingest_settings(env, low_latency="true")  # part_s divides segment_s
+    # The LL origin is on the pod's (container's) loopback: no port of it leaves the node.
+    assert on.ll_origin_port not in {on.rtmp_port, on.srt_port, on.origin_port, on.cdn_port, on.whip_port}
+    assert str(on.ll_origin_port) not in json.dumps(env)
+    assert ingest_settings(env).whip_udp_ports and ingest_settings(env).whip_public_ip, where
+
+
+def test_the_cache_tier_keys_ll_playlists_by_their_query_and_outwaits_blocking_reloads(
+    tmp_path: Path,
+) -> None:
+    """The cluster's cache tier is the node's own (the cdn nginx, Service esports-hls): with the
+    ConfigMap's values and LL-HLS on, a playlist's cache key holds _HLS_msn/_HLS_part/_HLS_skip and the
+    tier waits longer than the LL origin holds a blocking reload (3 target durations). The CDN in
+    front is the user's: the README asks it for the same, at least as long."""
+    ingest = ingest_settings(configmap(), low_latency="true")
+    cdn = nginx.cdn(Settings(ingest=ingest))
+    conf = tmp_path / "cdn.conf"
+    nginx.render(cdn.template, conf, cdn.values(), low_latency=True)
+    (location,) = re.findall(r"location ~ \^/hls/\.\+\\\.m3u8\$ \{(.*?)\}", conf.read_text(), re.S)
+    assert "proxy_cache_key $uri$is_args$args;" in location
+    hold_s = int(cdn.values()["LL_HOLD_S"])
+    assert hold_s >= 3 * ingest.segment_s
+    timeouts = re.findall(r"proxy_(?:read|cache_lock)_timeout (\d+)s;", location)
+    assert timeouts and all(int(t) >= hold_s for t in timeouts)
+    readme = (K8S / "README.md").read_text()
+    (asked,) = re.findall(r"origin read timeout of at least (\d+) s", readme)
+    assert int(asked) >= hold_s, "the README asks the CDN to wait less than the origin may hold a reload"
+    for name in ("_HLS_msn", "_HLS_part", "_HLS_skip"):
+        assert name in readme, f"the README tells the CDN to keep {name} in the cache key"
 
 
 # --- both ---------------------------------------------------------------------------------------
