@@ -6,6 +6,10 @@ in every encoded rung (``prev_forced_t``), scene-cut keyframes are off and the G
 renditions cut their segments at the same instants and a player can switch between them at any
 boundary. A rung is never taller than the source; when the source is H.264 it is passed through as the
 top rendition (and rungs as tall as it are dropped), otherwise it is re-encoded.
+
+A publisher that reconnects may come back at another size or codec: :func:`compare_ladders` says what
+the new plan changes (rungs are matched by name: "source" stays "source" at any size), and which rung
+of the old plan a new rung's earlier runs come from (so its playlist covers the whole session).
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ from ingest_workers.errors import LadderError
 
 __all__ = [
     "FfmpegOutput",
+    "LadderChange",
     "Rung",
     "RungSpec",
     "SourceInfo",
     "Thumbnail",
+    "compare_ladders",
     "parse_ladder",
     "plan_ladder",
     "transcode_command",
@@ -162,6 +168,45 @@ def plan_ladder(
     if not rungs:  # a non-H.264 source smaller than every rung: re-encode it at its own size
         rungs.append(_scaled(RungSpec(height=source.height, video_kbps=specs[-1].video_kbps), source))
     return tuple(rungs)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LadderChange:
+    """What a new plan changes, rungs matched by name: ``kept`` (as the new plan has them, maybe at
+    another size), ``added`` (each with its ``donors`` entry: the old rung whose runs precede its own)
+    and ``dropped`` (as the old plan had them)."""
+
+    kept: tuple[Rung, ...]
+    added: tuple[Rung, ...]
+    dropped: tuple[Rung, ...]
+    donors: dict[str, str]  # added rung's name -> old rung's name
+
+
+def _shape(rung: Rung) -> tuple[str, int, int, float, bool, bool]:
+    """What makes FFmpeg write another rendition; not the bitrate a probe reads (it varies)."""
+    return (rung.name, rung.width, rung.height, rung.fps, rung.copy, rung.audio_kbps > 0)
+
+
+def compare_ladders(old: Sequence[Rung], new: Sequence[Rung]) -> LadderChange | None:
+    """How `new` differs from `old`, or None when it is the same plan (same names, sizes, frame
+    rates, copy or encode, audio or not): the session then goes on exactly as before."""
+    if [_shape(r) for r in old] == [_shape(r) for r in new]:
+        return None
+    before = {r.name for r in old}
+    after = {r.name for r in new}
+    added = tuple(r for r in new if r.name not in before)
+    return LadderChange(
+        kept=tuple(r for r in new if r.name in before),
+        added=added,
+        dropped=tuple(r for r in old if r.name not in after),
+        donors={r.name: _nearest(r, old).name for r in added},
+    )
+
+
+def _nearest(rung: Rung, old: Sequence[Rung]) -> Rung:
+    """The old rung nearest in height, the shorter of two as near (a player that picked `rung` for
+    its bandwidth is not handed the taller one's bits)."""
+    return min(old, key=lambda r: (abs(r.height - rung.height), r.height))
 
 
 def _filter_graph(encoded: Sequence[Rung], thumbnail: Thumbnail | None = None) -> str:

@@ -6,8 +6,18 @@ that stop without a disconnect mean the node died, and the lifecycle agent ends 
 ``silence_end_s``. Each FFmpeg process is a *run*; when one dies while the source is still connected
 the session starts another after a doubling backoff, and the public playlists continue with a
 discontinuity. A publisher that comes back within the grace period continues the same session the
-same way. While live the public playlists list the last ``dvr_window_s`` only; at the end every
-playlist is rewritten once with all the session's segments and ``#EXT-X-ENDLIST`` (a replayable VOD), and
+same way, probed again.
+
+A publisher back at another size or codec gets a new ladder (:func:`~ingest_workers.ladder.compare_ladders`;
+the same plan changes nothing). Rungs kept by name continue their playlists; a new rung's playlist starts
+with the earlier runs of the old rung nearest its height, then its own, so every rung of the new ladder
+covers the whole session. Once every new rung has a segment the master is rewritten for the new ladder
+(RenditionsReady is published again, same session) and only then are the dropped rungs' playlists ended
+(``#EXT-X-ENDLIST``; kept on disk for the replay), so a player that reaches the end of one and reloads
+the master finds the new ladder. The VOD master lists the rungs of the last plan, each whole.
+
+While live the public playlists list the last ``dvr_window_s`` only; at the end every playlist is
+rewritten once with all the session's segments and ``#EXT-X-ENDLIST`` (a replayable VOD), and
 IngestDisconnected is published, which is what makes the lifecycle agent end the stream.
 
 With ``low_latency`` FFmpeg writes parts; the session groups them into segments
@@ -50,6 +60,7 @@ from ingest_workers.ladder import (
     Rung,
     SourceInfo,
     Thumbnail,
+    compare_ladders,
     parse_ladder,
     plan_ladder,
 )
@@ -146,8 +157,10 @@ class StreamSession:
         self.session_id = str(uuid.uuid4())
         self.root = settings.hls_dir / stream_id
         self.base_path = urlsplit(settings.public_hls_url).path.rstrip("/")
-        self.rungs: tuple[Rung, ...] = ()
-        self.tracks: dict[str, RenditionTrack] = {}
+        self.rungs: tuple[Rung, ...] = ()  # the current plan
+        self.tracks: dict[str, RenditionTrack] = {}  # by rung name, dropped rungs' too
+        self._plan_from = 0  # the index in every current track's runs of the current plan's first run
+        self._dropped: list[Rung] = []  # dropped by a re-plan; ended once the new master is written
         self.counters = Counters()
         self.current: FfmpegRun | None = None
         self._reporting: asyncio.Task[None] | None = None
@@ -156,6 +169,7 @@ class StreamSession:
         self._present.set()
         self._ending: str | None = None  # why the session ends now, without a grace period
         self._run: Run | None = None  # the current run
+        self._returns = 0  # how many times the publisher came back after leaving
         self.poll_s = LL_POLL_S if settings.low_latency else POLL_S
 
     # ------------------------------------------------------------------ publisher presence
@@ -166,6 +180,7 @@ class StreamSession:
 
     def source_back(self) -> None:
         if self._ending is None:
+            self._returns += self._gone.is_set()
             self._gone.clear()
             self._present.set()
 
@@ -195,9 +210,7 @@ class StreamSession:
         self._reporting = asyncio.create_task(self._report_periodically(), name=f"health-{self.stream_id}")
         try:
             source = await self._probe()
-            self.rungs = plan_ladder(
-                parse_ladder(self.settings.ladder), source, passthrough=self.settings.passthrough
-            )
+            self.rungs = self._plan(source)
             self.tracks = {rung.name: RenditionTrack() for rung in self.rungs}
             log.info("stream %s: source %s; ladder %s", self.stream_id, source, [r.name for r in self.rungs])
             while (outcome := await self._one_run()) is not Outcome.END:
@@ -224,7 +237,40 @@ class StreamSession:
                     raise
             await asyncio.sleep(0.3)
 
+    def _plan(self, source: SourceInfo) -> tuple[Rung, ...]:
+        return plan_ladder(parse_ladder(self.settings.ladder), source, passthrough=self.settings.passthrough)
+
+    async def _replan(self) -> None:
+        """The publisher is back, maybe at another size or codec: the ladder of what it sends now."""
+        try:
+            source = await self._probe()
+        except ProbeFailed as e:  # the next run fails the same way, and restarts or ends as usual
+            log.warning("stream %s: %s; keeping the ladder", self.stream_id, e)
+            return
+        rungs = self._plan(source)
+        change = compare_ladders(self.rungs, rungs)
+        if change is None:
+            return
+        for rung in change.added:  # its earlier runs: its own if it had some, then its donor's
+            own = self.tracks.get(rung.name, RenditionTrack()).runs
+            donor = self.tracks[change.donors[rung.name]].runs
+            self.tracks[rung.name] = RenditionTrack(runs=[*own, *donor[len(own) :]])
+        names = {r.name for r in rungs}
+        self._dropped = [r for r in (*self._dropped, *change.dropped) if r.name not in names]
+        self.rungs, self._plan_from = rungs, self.counters.runs
+        self.counters.master = False
+        log.info(
+            "stream %s: source now %dx%d %s; ladder %s",
+            self.stream_id,
+            source.width,
+            source.height,
+            source.codec,
+            [r.name for r in rungs],
+        )
+
     async def _after(self, outcome: Outcome) -> None:
+        if outcome is Outcome.RECONNECT:
+            await self._replan()
         if outcome is Outcome.RESTART:
             self.counters.restarts += 1
             delay = min(
@@ -241,6 +287,7 @@ class StreamSession:
             await asyncio.sleep(delay)
 
     async def _one_run(self) -> Outcome:
+        returns = self._returns
         run = self._new_run()
         ffmpeg = FfmpegRun(
             self.stream_id,
@@ -268,14 +315,15 @@ class StreamSession:
         await self._close_parts()
         if time.monotonic() - ffmpeg.started > STABLE_RUN_S:
             self.counters.failures_in_row = 0
-        return await self._outcome(code)
+        return await self._outcome(code, came_back=self._returns > returns)
 
-    async def _outcome(self, code: int) -> Outcome:
+    async def _outcome(self, code: int, *, came_back: bool) -> Outcome:
+        """`came_back`: the publisher left and came back while the run read it (before it stopped)."""
         if self._ending is not None:
             return Outcome.END
         if not self.source.live:
             return Outcome.END if code == 0 else Outcome.RESTART
-        if not self._gone.is_set():
+        if not came_back and not self._gone.is_set():
             try:
                 await asyncio.wait_for(self._gone.wait(), DISCONNECT_NOTICE_S)
             except TimeoutError:
@@ -318,8 +366,9 @@ class StreamSession:
         events: list[Event] = []
         for rung in self.rungs:
             events += self._collect_rendition(run, rung)
-        if not self.counters.master and all(t.segment_count for t in self.tracks.values()):
+        if not self.counters.master and all(self._plan_run(r) for r in self.rungs):
             events.append(await self._write_master())
+            self._end_dropped()
         if events:
             await self._emit(*events)
 
@@ -370,9 +419,10 @@ class StreamSession:
         if run is None or not run.assemblers:
             return
         events: list[Event] = []
-        for rung in self.rungs:
+        for name, assembler in run.assemblers.items():
+            rung = run.outputs[name].rung
             media_s = self.tracks[rung.name].duration_s
-            closed = run.assemblers[rung.name].close()
+            closed = assembler.close()
             run.tracks[rung.name].hint_uri = None
             if closed is not None:
                 events.append(self._closed_event(run, rung, closed, media_s))
@@ -431,8 +481,18 @@ class StreamSession:
             reports=tuple(r for r in reports if r is not None),
         )
 
+    def _end_dropped(self) -> None:
+        """The playlists of the rungs a re-plan dropped: every segment so far, then the end."""
+        for rung in self._dropped:
+            self._write_media(rung, ended=True)
+        self._dropped.clear()
+
+    def _plan_run(self, rung: Rung) -> RunTrack | None:
+        """The first run of the current plan in which `rung` has segments."""
+        return next((r for r in self.tracks[rung.name].runs[self._plan_from :] if r.segments), None)
+
     async def _write_master(self) -> RenditionsReady:
-        variants = [await self._variant(rung) for rung in self.rungs]
+        variants = [await self._variant(rung) for rung in self.rungs if self.tracks[rung.name].segment_count]
         write_atomically(self.root / "master.m3u8", render_master(variants))
         self.counters.master = True
         log.info("stream %s: playable at %s", self.stream_id, self.master_path)
@@ -445,7 +505,8 @@ class StreamSession:
         )
 
     async def _variant(self, rung: Rung) -> Variant:
-        run = next(r for r in self.tracks[rung.name].runs if r.segments)
+        # at the end of a session whose last plan wrote nothing yet, what the playlist ends with
+        run = self._plan_run(rung) or next(r for r in reversed(self.tracks[rung.name].runs) if r.segments)
         codecs = probe.codecs_of(self.root / run.init_uri, has_audio=rung.audio_kbps > 0)
         rates = [self._segment_bits(s) / max(s.duration_s, 0.1) for s in run.segments]
         nominal = 0 if rung.copy else int((rung.video_kbps * 1.1 + rung.audio_kbps) * 1000)
@@ -496,11 +557,12 @@ class StreamSession:
             self._reporting.cancel()
             await asyncio.gather(self._reporting, return_exceptions=True)
         await self._close_parts()  # a run cancelled mid-segment: its parts still make the VOD
-        if any(t.segment_count for t in self.tracks.values()):
+        if any(self.tracks[r.name].segment_count for r in self.rungs):
             if not self.counters.master:
                 await self._write_master()
             for rung in self.rungs:
                 self._write_media(rung, ended=True)
+        self._end_dropped()
         duration_ms = int((time.monotonic() - self.counters.started) * 1000)
         await self._emit(
             IngestDisconnected(
