@@ -10,6 +10,8 @@
    dashboard sends over REST, without an edge connection, read back from the moderation log): a
    viewer's message with the term is refused; once unblocked the same message is accepted; a domain
    the API refuses is answered next to the rules.
+5. The streamer turns low latency off in the Video section: the stream page's player starts in the
+   standard mode; a viewer who chose low latency in this browser keeps it; back on, it is low latency.
 """
 
 from __future__ import annotations
@@ -278,3 +280,46 @@ async def _link_policy(page: Any, policy: str, domains: str = "") -> None:
     await page.select_option("#link-policy", policy)
     await page.fill("#link-allowlist", domains)
     await page.click("#links-form button[type=submit]")
+
+
+async def _player_low_latency(page: Any, stack: WebStack) -> bool:
+    """Whether the stream page's hls.js runs in low-latency mode, once it exists."""
+    await page.goto(f"/live/{stack.stream_id}")
+    await page.wait_for_function("() => document.getElementById('video').hls", timeout=WAIT_MS)
+    return bool(await page.evaluate("() => document.getElementById('video').hls.config.lowLatencyMode"))
+
+
+async def test_the_channels_latency_mode_starts_the_player_and_a_viewer_may_choose(
+    browser: Any, web_stack: WebStack
+) -> None:
+    dashboard = await _dashboard(browser, web_stack)
+    assert await dashboard.is_checked("#low-latency")  # channels start low-latency
+    viewer = await browser.new_context(base_url=web_stack.base_url)
+    page = await viewer.new_page()
+    assert await _player_low_latency(page, web_stack)
+
+    await dashboard.uncheck("#low-latency")
+    await dashboard.click("#latency-form button[type=submit]")
+    await _status(dashboard, "Low latency is off: players start in the standard mode.")
+
+    async def standard() -> bool:
+        return not await _player_low_latency(page, web_stack)
+
+    await eventually(standard, timeout_s=30, interval_s=0.5)
+    assert (await web_stack.stack.query(f"/api/v1/channels/{web_stack.channel_id}"))["low_latency"] is False
+    chooser = await (await browser.new_context(base_url=web_stack.base_url)).new_page()
+    await chooser.goto("/")
+    await chooser.evaluate("() => localStorage.setItem('esports.lowLatency', 'true')")
+    assert await _player_low_latency(chooser, web_stack)  # the viewer's choice wins
+
+    await dashboard.check("#low-latency")
+    await dashboard.click("#latency-form button[type=submit]")
+    await _status(dashboard, "Low latency is on.")
+
+    async def low() -> bool:
+        return await _player_low_latency(page, web_stack)
+
+    await eventually(low, timeout_s=30, interval_s=0.5)
+    assert not dashboard.problems, dashboard.problems
+    for context in (viewer, chooser.context, dashboard.context):
+        await context.close()

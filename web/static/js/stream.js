@@ -1,6 +1,6 @@
-// The stream page: player, live chat, poll, viewer count and follow button (and, for the channel's
-// moderators, the held-message queue and the moderation log); for an ended stream the VOD with the
-// chat replayed in sync with the playhead.
+// The stream page: player (low latency or standard, see lowLatencyWanted), live chat, poll, viewer
+// count and follow button (and, for the channel's moderators, the held-message queue and the
+// moderation log); for an ended stream the VOD with the chat replayed in sync with the playhead.
 import "./shell.js";
 import { ChatView, pausedNotice } from "./chat.js";
 import { EdgeClient } from "./edge.js";
@@ -13,16 +13,23 @@ const page = document.getElementById("content");
 const streamId = page.dataset.streamId;
 const video = document.getElementById("video");
 const $ = (id) => document.getElementById(id);
+const LOW_LATENCY_KEY = "esports.lowLatency";
 
 // A deleted replay has no files left: no player (the page says so), and no chat replay without it.
 const vodDeleted = page.dataset.vodDeleted === "true";
 if (!vodDeleted) {
-  attachPlayer(video, page.dataset.hls, {
+  const player = attachPlayer(video, page.dataset.hls, {
     quality: $("quality"),
     liveEdge: $("live-edge"),
     latency: $("latency"),
+    latencyMode: $("latency-mode"),
     status: $("player-status"),
     live: page.dataset.mode === "live",
+    lowLatency: lowLatencyWanted(),
+  });
+  $("low-latency")?.addEventListener("change", (e) => {
+    localStorage.setItem(LOW_LATENCY_KEY, String(e.target.checked));
+    player?.setLowLatency(e.target.checked);
   });
 } else {
   video.removeAttribute("controls");
@@ -30,6 +37,13 @@ if (!vodDeleted) {
 setUpFollow();
 if (page.dataset.mode === "live") live();
 else if (!vodDeleted) replay();
+
+// Low latency or the standard mode: the viewer's own choice (kept in this browser, for every channel)
+// over the channel's setting.
+function lowLatencyWanted() {
+  const mine = localStorage.getItem(LOW_LATENCY_KEY);
+  return mine === null ? page.dataset.lowLatency !== "false" : mine === "true";
+}
 
 async function live() {
   const me = await currentUser();
