@@ -32,7 +32,9 @@ class ChannelUpdated(Event):
     """Channel profile changed. A ``None`` field means "unchanged" (partial update).
 
     v3 added ``low_latency``: whether the channel's players start in Low-Latency HLS mode (a viewer
-    can still switch to the standard mode); channels are low-latency until they say otherwise.
+    can still switch to the standard mode); channels are low-latency until they say otherwise; and
+    ``dvr_window_s``: how many seconds back its live playlists let viewers seek (0: a short live window
+    only); a channel that never set it gets the ingest node's ``dvr_window_s``.
     """
 
     channel_id: str
@@ -41,6 +43,7 @@ class ChannelUpdated(Event):
     description: str | None = None
     language: str | None = None
     low_latency: bool | None = None  # v3
+    dvr_window_s: int | None = None  # v3
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -66,11 +66,13 @@ Disconnector = Callable[[str], Awaitable[bool]]  # stream id -> whether a publis
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Grant:
     """What a valid stream key lets in: the stream to publish, its channel and the key's opaque id
-    (never the key). ``channel_id``/``key_id`` are "" when the authorizer does not know them."""
+    (never the key), and the channel's video settings. ``channel_id``/``key_id`` are "" when the
+    authorizer does not know them."""
 
     stream_id: str
     channel_id: str = ""
     key_id: str = ""
+    dvr_window_s: float | None = None  # the channel's DVR window; None: the node's ``dvr_window_s``
 
 
 class Authorizer(Protocol):
@@ -98,11 +100,20 @@ class ApiAuthorizer:
             return None
         response.raise_for_status()
         answer = response.json()
+        dvr = answer.get("dvr_window_s")
         return Grant(
             stream_id=str(answer["stream_id"]),
             channel_id=str(answer.get("channel_id", "")),
             key_id=str(answer.get("key_id", "")),
+            dvr_window_s=None if dvr is None else float(dvr),
         )
+
+
+def session_settings(settings: IngestSettings, grant: Grant) -> IngestSettings:
+    """The node's settings with the channel's own where it chose them (its DVR window)."""
+    if grant.dvr_window_s is None or grant.dvr_window_s == settings.dvr_window_s:
+        return settings
+    return settings.model_copy(update={"dvr_window_s": grant.dvr_window_s})
 
 
 def _is_ip(text: str) -> bool:
@@ -175,7 +186,11 @@ class IngestControl:
             session.source_back()
             return session
         session = StreamSession(
-            self.settings, self.sink, stream_id=stream_id, source=make_source(), node=self.node
+            session_settings(self.settings, self.grants[stream_id]),
+            self.sink,
+            stream_id=stream_id,
+            source=make_source(),
+            node=self.node,
         )
         self.sessions[stream_id] = session
         task = asyncio.create_task(self._supervise(session), name=f"ingest-{stream_id}")

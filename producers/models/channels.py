@@ -19,10 +19,14 @@ _CHANNEL_EXAMPLE: dict[str, object] = {
     "description": "The League of Legends EMEA Championship",
     "language": "en",
     "low_latency": True,
+    "dvr_window_s": 7200,
     "stream_key_id": "sk_1a2b...",
     "created_at": "2025-06-01T18:30:15Z",
     "updated_at": "2025-06-01T18:30:15Z",
 }
+
+
+MAX_DVR_WINDOW_S = 12 * 3600  # the longest DVR window a channel may ask for
 
 
 class ChannelCreateRequest(BaseModel):
@@ -63,6 +67,13 @@ class ChannelUpdateRequest(BaseModel):
         None,
         description="Players start in Low-Latency HLS mode (about 2-3 s behind) when true, in the "
         "standard mode (about 6 s, steadier on poor networks) when false; viewers can switch their own.",
+    )
+    dvr_window_s: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_DVR_WINDOW_S,
+        description="How many seconds back viewers can seek in a live stream (0: a short live window "
+        "only); from the next push on. Until set, the ingest node's default (2 h).",
     )
 
 
@@ -119,6 +130,9 @@ class ChannelOut(BaseModel):
     low_latency: bool = Field(
         True,
         description="Whether the channel's players start in Low-Latency HLS mode (the viewer can switch).",
+    )
+    dvr_window_s: int | None = Field(
+        None, description="Seconds of a live stream viewers can seek back through; null: the node's default."
     )
     stream_key_id: str | None = Field(description="Opaque id of the active stream key (never the key).")
     created_at: datetime

@@ -206,3 +206,6 @@ class IngestAuthorized(BaseModel):
     stream_id: str
     created: bool = Field(description="True when no open stream existed and one was created.")
     position: str | None = Field(None, description="Position of the StreamCreated, when one was created.")
+    dvr_window_s: int | None = Field(
+        None, description="The channel's DVR window (seconds); null: the ingest node's own setting."
+    )

@@ -67,10 +67,16 @@ async def authorize_ingest(
         await key_failures.record(f"ip:{publisher}")
         raise Forbidden("unknown stream key")
     channel_id, key_id = holder.channel_id, holder.key_id
+    profile = await services.catalog.channel(channel_id)  # the channel's video settings, if projected
+    dvr_window_s = profile["dvr_window_s"] if profile else None
     current = await services.streams.current_for_channel(channel_id)
     if current is not None:
         return IngestAuthorized(
-            channel_id=channel_id, key_id=key_id, stream_id=current["stream_id"], created=False
+            channel_id=channel_id,
+            key_id=key_id,
+            stream_id=current["stream_id"],
+            created=False,
+            dvr_window_s=dvr_window_s,
         )
     claim = await services.channels.by_id(channel_id)
     stream_id = str(uuid.uuid4())
@@ -87,4 +93,5 @@ async def authorize_ingest(
         stream_id=stream_id,
         created=True,
         position=str(receipt.position),
+        dvr_window_s=dvr_window_s,
     )

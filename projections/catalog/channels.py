@@ -29,9 +29,17 @@ async def channel_updated(cur: Cursor, e: ChannelUpdated) -> None:
     await cur.execute(
         "UPDATE channels SET display_name = COALESCE(%s, display_name),"
         " description = COALESCE(%s, description), language = COALESCE(%s, language),"
-        " low_latency = COALESCE(%s, low_latency), updated_at = GREATEST(updated_at, %s)"
-        " WHERE channel_id = %s",
-        (e.display_name, e.description, e.language, e.low_latency, e.occurred_at, e.channel_id),
+        " low_latency = COALESCE(%s, low_latency), dvr_window_s = COALESCE(%s, dvr_window_s),"
+        " updated_at = GREATEST(updated_at, %s) WHERE channel_id = %s",
+        (
+            e.display_name,
+            e.description,
+            e.language,
+            e.low_latency,
+            e.dvr_window_s,
+            e.occurred_at,
+            e.channel_id,
+        ),
     )
 
 

@@ -10,8 +10,9 @@
    dashboard sends over REST, without an edge connection, read back from the moderation log): a
    viewer's message with the term is refused; once unblocked the same message is accepted; a domain
    the API refuses is answered next to the rules.
-5. The streamer turns low latency off in the Video section: the stream page's player starts in the
-   standard mode; a viewer who chose low latency in this browser keeps it; back on, it is low latency.
+5. The streamer turns low latency off and sets a 30-minute DVR window in the Video section: the stream
+   page's player starts in the standard mode; a viewer who chose low latency in this browser keeps it;
+   back on, it is low latency.
 """
 
 from __future__ import annotations
@@ -289,7 +290,7 @@ async def _player_low_latency(page: Any, stack: WebStack) -> bool:
     return bool(await page.evaluate("() => document.getElementById('video').hls.config.lowLatencyMode"))
 
 
-async def test_the_channels_latency_mode_starts_the_player_and_a_viewer_may_choose(
+async def test_the_channels_video_settings_start_the_player_and_a_viewer_may_choose(
     browser: Any, web_stack: WebStack
 ) -> None:
     dashboard = await _dashboard(browser, web_stack)
@@ -299,6 +300,7 @@ async def test_the_channels_latency_mode_starts_the_player_and_a_viewer_may_choo
     assert await _player_low_latency(page, web_stack)
 
     await dashboard.uncheck("#low-latency")
+    await dashboard.select_option("#dvr-window", "1800")
     await dashboard.click("#latency-form button[type=submit]")
     await _status(dashboard, "Low latency is off: players start in the standard mode.")
 
@@ -306,7 +308,8 @@ async def test_the_channels_latency_mode_starts_the_player_and_a_viewer_may_choo
         return not await _player_low_latency(page, web_stack)
 
     await eventually(standard, timeout_s=30, interval_s=0.5)
-    assert (await web_stack.stack.query(f"/api/v1/channels/{web_stack.channel_id}"))["low_latency"] is False
+    channel = await web_stack.stack.query(f"/api/v1/channels/{web_stack.channel_id}")
+    assert (channel["low_latency"], channel["dvr_window_s"]) == (False, 1800)
     chooser = await (await browser.new_context(base_url=web_stack.base_url)).new_page()
     await chooser.goto("/")
     await chooser.evaluate("() => localStorage.setItem('esports.lowLatency', 'true')")

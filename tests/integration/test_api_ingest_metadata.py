@@ -85,3 +85,29 @@ async def test_another_channels_streams_are_not_carried_over(api_stack: ApiStack
     )
     first = await _pushed(api_stack, key["stream_key"])
     assert (first["title"], first["game"]) == (f"{slug} live", "")
+
+
+async def test_the_ingest_hook_answers_with_the_channels_dvr_window(api_stack: ApiStack) -> None:
+    """A channel that never chose leaves the node's DVR window (null); once it chose, every push is told."""
+    owner = await api_stack.register()
+    channel = await api_stack.command(
+        "POST", "/api/v1/channels", owner, {"slug": f"d-{uuid.uuid4().hex[:12]}", "display_name": "D"}
+    )
+    url = f"/api/v1/channels/{channel['channel_id']}"
+    key = await api_stack.command("POST", f"{url}/stream-key", owner, expect=201)
+    await api_stack.query(url, after=channel["positions"])
+
+    async def dvr_window() -> Any:
+        answer = await api_stack.client.post(
+            AUTHORIZE, json={"stream_key": key["stream_key"]}, headers=_internal(api_stack)
+        )
+        assert answer.status_code == 200, answer.text
+        return answer.json()["dvr_window_s"]
+
+    assert await dvr_window() is None
+    await api_stack.command("PATCH", url, owner, {"dvr_window_s": 12 * 3600 + 1}, expect=422)
+    await api_stack.command("PATCH", url, owner, {"dvr_window_s": -1}, expect=422)
+    for seconds in (1800, 0):
+        patched = await api_stack.command("PATCH", url, owner, {"dvr_window_s": seconds})
+        assert (await api_stack.query(url, after=patched["positions"]))["dvr_window_s"] == seconds
+        assert await dvr_window() == seconds

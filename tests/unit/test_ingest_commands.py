@@ -17,7 +17,7 @@ from events.streams import StreamEnded, StreamEndReason, StreamWentLive
 from infra.settings import Settings
 from ingest_workers import nginx
 from ingest_workers.commands import Drop, DropReason, Publisher, decide
-from ingest_workers.control import ApiAuthorizer, Grant, IngestControl, create_hook_app
+from ingest_workers.control import ApiAuthorizer, Grant, IngestControl, create_hook_app, session_settings
 from ingest_workers.session import Source, StreamSession
 from tests.unit.event_samples import sample_event
 
@@ -66,6 +66,7 @@ async def test_the_authorizer_reads_the_grant_and_tolerates_an_api_without_key_i
         [
             {"channel_id": "c-1", "key_id": "sk_1", "stream_id": "s-1", "created": False},
             {"channel_id": "c-1", "stream_id": "s-1", "created": False},
+            {"channel_id": "c-1", "stream_id": "s-1", "created": False, "dvr_window_s": 0},
         ]
     )
 
@@ -77,6 +78,17 @@ async def test_the_authorizer_reads_the_grant_and_tolerates_an_api_without_key_i
         authorizer = ApiAuthorizer(client, "token")
         assert await authorizer.authorize("live_x") == Grant(stream_id="s-1", channel_id="c-1", key_id="sk_1")
         assert await authorizer.authorize("live_x") == Grant(stream_id="s-1", channel_id="c-1")
+        assert await authorizer.authorize("live_x") == Grant(
+            stream_id="s-1", channel_id="c-1", dvr_window_s=0
+        )
+
+
+def test_a_channels_dvr_window_replaces_the_nodes_for_its_sessions() -> None:
+    node = Settings().ingest.model_copy(update={"dvr_window_s": 7200.0})
+    assert session_settings(node, Grant(stream_id="s-1")) is node  # never chose: the node's
+    assert session_settings(node, Grant(stream_id="s-1", dvr_window_s=0)).dvr_window_s == 0
+    short = session_settings(node, Grant(stream_id="s-1", dvr_window_s=600))
+    assert (short.dvr_window_s, short.segment_s, node.dvr_window_s) == (600, node.segment_s, 7200.0)
 
 
 class Sink:

@@ -1,7 +1,7 @@
 // The creator dashboard: your channel, the stream key (issued and shown once, hidden until you
 // reveal it), the RTMP/SRT settings for OBS, your streams' state, and what you set on them: the
 // current (or next) stream's title, game, tags and language, its schedule and its end; the channel's
-// latency mode (low latency or standard, where its viewers' players start); chat slow mode
+// latency mode (low latency or standard, where its viewers' players start) and DVR window; chat slow mode
 // and followers-only; the channel's rules (unique chat, link policy, blocked terms), all sent as
 // moderation actions over REST on the current stream; the channel's moderators. Every error is the
 // API's (problem+json), shown as text.
@@ -172,10 +172,14 @@ async function command(errorId, path, options, fallback) {
 
 function manageLatency(channel) {
   const box = $("low-latency");
+  const dvr = $("dvr-window");
   box.checked = channel.low_latency !== false;
+  const chosen = channel.dvr_window_s === null || channel.dvr_window_s === undefined ? "" : String(channel.dvr_window_s);
+  if (chosen && ![...dvr.options].some((o) => o.value === chosen)) dvr.add(new Option(`${chosen} s`, chosen));
+  dvr.value = chosen;
   $("latency-form").addEventListener("submit", async (e) => {
     e.preventDefault();
-    const body = { low_latency: box.checked };
+    const body = { low_latency: box.checked, ...(dvr.value === "" ? {} : { dvr_window_s: Number(dvr.value) }) };
     const done = await command("latency-error", `/api/v1/channels/${channel.channel_id}`, { method: "PATCH", body }, "Could not save.");
     if (done) status.textContent = box.checked ? "Low latency is on." : "Low latency is off: players start in the standard mode.";
   });
