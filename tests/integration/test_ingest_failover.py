@@ -106,6 +106,7 @@ class NodeProcess:
             "ESPORTS_INGEST__CDN_PORT": str(self.cdn_port),
             "ESPORTS_INGEST__HOOK_PORT": str(self.hook_port),
             "ESPORTS_INGEST__WHIP_PORT": str(free_port()),
+            "ESPORTS_INGEST__LL_ORIGIN_PORT": str(free_port()),
             "ESPORTS_INGEST__HLS_DIR": str(env.tmp / "hls-a"),
             "ESPORTS_INGEST__PUBLIC_HLS_URL": f"http://127.0.0.1:{self.cdn_port}/hls",
             "ESPORTS_INGEST__API_URL": api_url,

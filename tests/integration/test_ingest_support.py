@@ -49,6 +49,7 @@ def node_settings(base: Settings, tmp: Path, **overrides: Any) -> Settings:
             "cdn_port": free_port(),
             "hook_port": free_port(),
             "whip_port": free_port(),
+            "ll_origin_port": free_port(),
             "hls_dir": tmp / "hls",
             "segment_s": 1.0,
             "ladder": LADDER,

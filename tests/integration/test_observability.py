@@ -125,7 +125,7 @@ def _environment(base: Settings, run_dir: Path) -> dict[str, str]:
     ports = [
         "API__PORT", "PROCESSORS__WEB_PORT", "PROJECTIONS__WEB_PORT", "EDGE__PORT", "EDGE__SECOND_PORT",
         "INGEST__RTMP_PORT", "INGEST__SRT_PORT", "INGEST__ORIGIN_PORT", "INGEST__CDN_PORT",
-        "INGEST__HOOK_PORT", "INGEST__WHIP_PORT", "PROMETHEUS__PORT",
+        "INGEST__HOOK_PORT", "INGEST__WHIP_PORT", "INGEST__LL_ORIGIN_PORT", "PROMETHEUS__PORT",
     ]  # fmt: skip
     moved: dict[str, object] = {name: _free_port() for name in ports}
     api = f"http://127.0.0.1:{moved['API__PORT']}"

@@ -43,7 +43,9 @@ def _free_port() -> int:
 def _environment(run_dir: Path) -> dict[str, str]:
     """ESPORTS_* settings that move every port and folder of the platform away from the shared stack."""
     port = {name: _free_port() for name in ("kafka", "controller", "pg", "redis", "api", "proc", "proj")}
-    port |= {name: _free_port() for name in ("edge", "edge2", "rtmp", "srt", "origin", "cdn", "hook", "whip")}
+    port |= {
+        name: _free_port() for name in ("edge", "edge2", "rtmp", "srt", "origin", "cdn", "hook", "whip", "ll")
+    }
     api = f"http://127.0.0.1:{port['api']}"
     moved = {
         "STACK__RUN_DIR": str(run_dir),
@@ -65,6 +67,7 @@ def _environment(run_dir: Path) -> dict[str, str]:
         "INGEST__CDN_PORT": port["cdn"],
         "INGEST__HOOK_PORT": port["hook"],
         "INGEST__WHIP_PORT": port["whip"],
+        "INGEST__LL_ORIGIN_PORT": port["ll"],
         "INGEST__HLS_DIR": str(run_dir / "hls"),
         "INGEST__PUBLIC_HLS_URL": f"http://127.0.0.1:{port['cdn']}/hls",
         "INGEST__API_URL": api,
