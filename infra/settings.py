@@ -420,10 +420,11 @@ class IngestSettings(BaseModel):
         description="How often each ingest node sweeps hls_dir for replays older than vod_retention_days.",
     )
     low_latency: bool = Field(
-        False,
-        description="Low-Latency HLS: FFmpeg writes part_s parts, the playlists list them (EXT-X-PART, "
-        "EXT-X-PRELOAD-HINT, rendition reports) and answer blocking reloads (_HLS_msn/_HLS_part) from "
-        "the LL origin; segments stay segment_s long (their parts concatenated).",
+        True,
+        description="Low-Latency HLS (false: standard HLS only): FFmpeg writes part_s parts, the "
+        "playlists list them (EXT-X-PART, EXT-X-PRELOAD-HINT, rendition reports) and answer blocking "
+        "reloads (_HLS_msn/_HLS_part) from the LL origin; segments stay segment_s long (their parts "
+        "concatenated).",
     )
     part_s: float = Field(
         0.5,

@@ -31,6 +31,7 @@ from tests.integration.test_api_support import eventually
 from tests.integration.test_ingest_support import (
     IngestEnv,
     Pusher,
+    complete_segments,
     fetch,
     ffprobe_json,
     playlist,
@@ -131,7 +132,7 @@ async def test_push_becomes_playable_hls_then_a_vod(ingest_env: IngestEnv) -> No
         vod = await playlist(env.url(f"/hls/{stream_id}/{name}.m3u8", tier="origin"))
         assert vod.is_endlist and vod.playlist_type == "vod" and vod.segments[0].uri.endswith("seg_00000.m4s")
         boundaries.append(_boundaries(vod))
-        probed = ffprobe_json(env.url(f"/hls/{stream_id}/{name}.m3u8"))
+        probed = await ffprobe_json(env.url(f"/hls/{stream_id}/{name}.m3u8"))
         assert {s["codec_type"] for s in probed["streams"]} == {"video", "audio"}
         assert float(probed["format"]["duration"]) >= len(vod.segments) - 1
     assert boundaries[0] == boundaries[1] == boundaries[2] and len(boundaries[0]) >= 3
@@ -159,7 +160,7 @@ async def test_push_becomes_playable_hls_then_a_vod(ingest_env: IngestEnv) -> No
 
 async def _collapsed(env: IngestEnv, stream_id: str) -> None:
     media = await playlist(env.url(f"/hls/{stream_id}/144p30.m3u8", tier="origin"))
-    path = f"/hls/{stream_id}/{media.segments[-1].uri}"
+    path = f"/hls/{stream_id}/{complete_segments(media)[-1].uri}"
     limits = httpx.Limits(max_connections=250, max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=20, trust_env=False, limits=limits) as client:
         answers = await asyncio.gather(*(client.get(env.url(path)) for _ in range(200)))
@@ -237,7 +238,7 @@ async def test_killed_ffmpeg_restarts_with_a_discontinuity(ingest_env: IngestEnv
         assert session.current is not None and session.current.pid != killed
         cut = next(i for i, s in enumerate(media.segments) if s.discontinuity)
         assert media.segments[cut].init_section.uri != media.segments[0].init_section.uri
-        probed = ffprobe_json(env.url(f"/hls/{stream_id}/144p30.m3u8", tier="origin"))
+        probed = await ffprobe_json(env.url(f"/hls/{stream_id}/144p30.m3u8", tier="origin"))
         assert probed["streams"]
     finally:
         pusher.stop()

@@ -30,6 +30,7 @@ from tests.integration.test_ingest_support import (
     IngestEnv,
     Pusher,
     TopicLog,
+    complete_segments,
     ffprobe_json,
     open_ingest_env,
     playlist,
@@ -210,10 +211,10 @@ async def test_back_at_a_lower_resolution_the_taller_rungs_end(publisher: Publis
     for name in ("source", "240p30"):
         live = await _media(env, stream_id, name)
         assert not live.is_endlist
-        after = live.segments[_cut(live) :]
+        after = complete_segments(live)[_cut(live) :]
         assert after[0].init_section.uri == f"{run2}/{name}/init.mp4"
         assert all(s.uri.startswith(f"{run2}/{name}/") for s in after)
-    init = ffprobe_json(env.url(f"/hls/{stream_id}/{run2}/source/init.mp4", tier="origin"))
+    init = await ffprobe_json(env.url(f"/hls/{stream_id}/{run2}/source/init.mp4", tier="origin"))
     assert [(s["width"], s["height"]) for s in init["streams"] if s["codec_type"] == "video"] == [(640, 360)]
 
     vod = await _ended_vod(publisher, stream_id, run1)
@@ -240,7 +241,7 @@ async def test_back_at_a_higher_resolution_a_rung_is_added(publisher: Publisher)
     cut = _cut(added)
     # before its own run, the new rung lists the passthrough's first run (the nearest old rung)
     assert all(s.uri.startswith(f"{run1}/source/") for s in added.segments[:cut])
-    assert all(s.uri.startswith(f"{run2}/480p30/") for s in added.segments[cut:])
+    assert all(s.uri.startswith(f"{run2}/480p30/") for s in complete_segments(added)[cut:])
 
     vod = await _ended_vod(publisher, stream_id, run1)
     assert sorted(vod) == ["240p30", "480p30", "source"]

@@ -19,6 +19,7 @@ from tests.integration.test_api_support import eventually
 from tests.integration.test_ingest_support import (
     IngestEnv,
     Pusher,
+    complete_segments,
     fetch,
     playlist,
     push_command,
@@ -39,7 +40,7 @@ STILL_WITHIN_S = 25.0
 def _after_cut(media: m3u8.M3U8) -> list[m3u8.Segment]:
     """The segments from the first discontinuity on (none when the playlist has no cut)."""
     cut = next((i for i, s in enumerate(media.segments) if s.discontinuity), None)
-    return [] if cut is None else list(media.segments[cut:])
+    return [] if cut is None else complete_segments(media)[cut:]
 
 
 async def test_a_transcoder_killed_after_its_first_still_resumes_the_stream(ingest_env: IngestEnv) -> None:

@@ -250,6 +250,12 @@ async def playlist(url: str) -> m3u8.M3U8:
     return m3u8.loads(response.text, uri=url)
 
 
+def complete_segments(media: m3u8.M3U8) -> list[m3u8.Segment]:
+    """The playlist's whole segments: with Low-Latency HLS the m3u8 package also lists the segment in
+    progress, as parts without a URI."""
+    return [s for s in media.segments if s.uri is not None]
+
+
 async def wait_playable(
     env: IngestEnv, stream_id: str, *, segments: int = 2, timeout_s: float = 10.0
 ) -> m3u8.M3U8:
@@ -270,10 +276,13 @@ async def wait_playable(
     return await eventually(probe, timeout_s=timeout_s, interval_s=0.2)
 
 
-def ffprobe_json(url: str) -> dict[str, Any]:
+async def ffprobe_json(url: str) -> dict[str, Any]:
+    """ffprobe's JSON of `url`, run in a thread: the ingest node under test (and, with Low-Latency HLS,
+    the LL origin that answers its playlists) runs on this event loop."""
     import json
 
-    out = subprocess.run(
+    out = await asyncio.to_thread(
+        subprocess.run,
         ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", url],
         capture_output=True,
         text=True,

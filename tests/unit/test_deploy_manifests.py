@@ -668,9 +668,10 @@ def deploy_ingest_envs() -> dict[str, dict[str, Any]]:
 @pytest.mark.parametrize("where", sorted(deploy_ingest_envs()))
 def test_the_ingest_settings_are_valid_with_low_latency_off_and_on(where: str) -> None:
     env = deploy_ingest_envs()[where]
-    assert "ESPORTS_INGEST__LOW_LATENCY" in env, f"{where}: where a user turns Low-Latency HLS on"
-    assert ingest_settings(env).low_latency is False, f"{where}: off unless the user turns it on"
-    on = ingest_settings(env, low_latency="true")  # part_s divides segment_s
+    assert "ESPORTS_INGEST__LOW_LATENCY" in env, f"{where}: where a user turns Low-Latency HLS off"
+    assert ingest_settings(env).low_latency is True, f"{where}: on unless the user turns it off"
+    assert ingest_settings(env, low_latency="false").low_latency is False
+    on = ingest_settings(env)  # part_s divides segment_s
     # The LL origin is on the pod's (container's) loopback: no port of it leaves the node.
     assert on.ll_origin_port not in {on.rtmp_port, on.srt_port, on.origin_port, on.cdn_port, on.whip_port}
     assert str(on.ll_origin_port) not in json.dumps(env)

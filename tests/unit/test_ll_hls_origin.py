@@ -246,7 +246,7 @@ def _rendered(server: nginx.Nginx) -> str:
 
 def test_low_latency_adds_locations_and_leaves_the_standard_configs_as_they_were(tmp_path: Path) -> None:
     standard, low = (
-        _settings(tmp_path / "s"),
+        _settings(tmp_path / "s", low_latency=False),
         _settings(tmp_path / "l", low_latency=True, ll_origin_port=8191),
     )
     for make in (nginx.origin, nginx.cdn):
