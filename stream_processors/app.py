@@ -78,6 +78,12 @@ def faust_options(settings: Settings, partitions: int) -> dict[str, Any]:
         **broker_security(kafka),
         "autodiscover": False,
         "store": "memory://",  # recovered from the changelog at start; rocksdb is a later option
+        # No standby replicas. With one (Faust's default), a worker left alone after its peer was killed
+        # got a changelog partition both as active and as standby in one assignment; recovery sought the
+        # active from -1 but left the partition paused as a standby, never read it and hung (a poll's
+        # final tally never came). Without standbys a new owner replays the (compacted) changelog, as
+        # every worker does at start.
+        "table_standby_replicas": 0,
         "datadir": str(settings.processors.data_dir),
         "topic_allow_declare": False,  # see stream_processors.topology
         "topic_disable_leader": True,  # no __assignor-__leader topic: nothing here needs a leader
