@@ -131,7 +131,8 @@ async def test_with_a_range_every_candidate_is_on_a_port_of_it(
     found = candidates(answer)
     assert sorted(host for host, _ in found) == sorted(get_host_addresses(True, True))
     assert all(port in ports for _, port in found), found
-    assert len({port for _, port in found}) == len(found)
+    # one socket per address; an IPv4 and an IPv6 socket may share a port number (another family)
+    assert len(found) == len(get_host_addresses(True, True)), found
     await connected(publisher, node)
 
 
