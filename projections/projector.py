@@ -78,6 +78,7 @@ UPDATE projection_offsets AS o SET next_offset = x.n
 FROM unnest(%s::text[], %s::int[], %s::bigint[]) AS x(t, p, n)
 WHERE o.projector = %s AND o.topic = x.t AND o.partition = x.p AND o.next_offset < x.n
 """
+OFFSET_READ_ATTEMPTS = 5  # a stored-offsets read cancelled by a serialization conflict is retried
 READ_OFFSETS = "SELECT topic, partition, next_offset FROM projection_offsets WHERE projector = %s"
 
 
@@ -256,10 +257,19 @@ class PostgresProjector:
     async def start_positions(self, partitions: list[Partition]) -> dict[Partition, int]:
         """Stored next offsets; 0 (the beginning) for partitions never applied, so the group's own
         committed offsets never decide (they may be ahead of a freshly rebuilt schema)."""
-        async with self._transaction() as cur:
-            await cur.execute(READ_OFFSETS, (self.name,))
-            stored = {(topic, partition): offset for topic, partition, offset in await cur.fetchall()}
-        return {p: stored.get(p, 0) for p in partitions}
+        for attempt in range(1, OFFSET_READ_ATTEMPTS + 1):
+            try:
+                async with self._transaction() as cur:
+                    await cur.execute(READ_OFFSETS, (self.name,))
+                    stored = {(t, partition): offset for t, partition, offset in await cur.fetchall()}
+                return {p: stored.get(p, 0) for p in partitions}
+            except DatabaseConflict:
+                # Serializable: even this read may be the one cancelled beside a concurrent batch
+                # (40001, "conflict out to pivot"); it changes nothing, so it is simply read again.
+                if attempt == OFFSET_READ_ATTEMPTS:
+                    raise
+                await asyncio.sleep(0.05 * attempt)
+        raise AssertionError("unreachable")
 
     async def store(self, batch: Sequence[ConsumedEvent]) -> None:
         """Apply ``batch`` and move the offsets past it, in one transaction.
