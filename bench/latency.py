@@ -104,11 +104,16 @@ STALLS = """() => {
 }"""
 
 
+def clock_geometry(size: str) -> tuple[int, int]:
+    """The pushed picture's width and the side of one clock block (a 32nd of it), from ``WxH``."""
+    width = int(size.split("x")[0])
+    return width, width // 32
+
+
 def clock_push_command(url: str, *, base_us: int, size: str, fps: int = 30) -> list[str]:
     """FFmpeg pushing testsrc2 with the capture time in its top edge (see the module's docstring) and
     a tone, as OBS would (2 s GOP, zerolatency x264)."""
-    width = int(size.split("x")[0])
-    block = width // 32
+    block = clock_geometry(size)[1]
     stamp = (
         f"[0:v]format=yuv420p,settb=AVTB,setpts='(RTCTIME-{base_us})/(TB*1000000)',split[main][edge];"
         f"[edge]crop={BITS * block}:{block}:0:0,"
@@ -178,12 +183,8 @@ async def measure(
                         executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
                     )
                     try:
-                        clock = (
-                            base_us // 1000,
-                            BITS,
-                            int(size.split("x")[0]) // 32,
-                            int(size.split("x")[0]),
-                        )
+                        width, block = clock_geometry(size)
+                        clock = (base_us // 1000, BITS, block, width)
                         return await _watch(
                             browser, master, player_ll, clock, push, seconds=seconds, warmup=warmup
                         )
@@ -285,7 +286,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=15.0, help="playback before measuring")
     parser.add_argument("--size", default="1280x720", help="the pushed picture (at least 768 wide)")
     args = parser.parse_args()
-    if int(args.size.split("x")[0]) < 768:
+    if clock_geometry(args.size)[0] < 768:
         parser.error("--size must be at least 768 pixels wide (24 clock blocks of width/32)")
     settings = Settings()
     print(
