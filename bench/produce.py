@@ -36,6 +36,7 @@ from events.base import Event
 from events.chat import ChatMessageAccepted
 from events.codec import EventCodec
 from events.topics import partition_key, spec, topic_for
+from infra.gc_tuning import tune_for_throughput
 from infra.kafka import DeadLetters, EventConsumer, EventPublisher, TopicAdmin, TopicNames
 from infra.settings import KafkaSettings, Settings
 from schemas import SCHEMAS_DIR
@@ -99,8 +100,7 @@ async def consume_ours(
         topics=[topic],
         group_id=None,
         dead_letters=dead,
-        from_beginning=True,
-        max_records=5000,
+        from_beginning=True,  # batches of the services' size (the default max_records)
     )
     seen = 0
     async with consumer:
@@ -198,6 +198,7 @@ def cpu_seconds() -> float:
 async def main(args: argparse.Namespace) -> None:
     base = Settings().kafka
     codec = EventCodec.load(SCHEMAS_DIR)
+    tune_for_throughput()  # the collector as every service sets it once started
     print(
         f"# bench/produce.py: broker {base.bootstrap_servers}, {args.events} events x {args.runs} runs, "
         f"compression={base.compression}, linger_ms={base.linger_ms}, acks=all, idempotent"

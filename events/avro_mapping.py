@@ -18,6 +18,7 @@ import types
 import typing
 import uuid
 from collections.abc import Callable
+from dataclasses import MISSING
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = [
     "compiled_writer",
     "field_names",
     "from_avro_converter",
+    "frozen_constructor",
     "render_schema",
     "to_avro_converter",
     "to_json_converter",
@@ -318,6 +320,34 @@ def _read_long_tail(data: bytes, p: int) -> tuple[int, int]:
     return (n >> 1) ^ -(n & 1), p
 
 
+def _read_span(data: bytes, p: int) -> tuple[int, int]:
+    """Where a string or bytes value whose length is not one byte (a long or negative one) starts and
+    ends: ``(start, end)``. Short ones (up to 63 bytes, the common case) are read inline."""
+    length, start = _read_long_tail(data, p)
+    if length < 0:
+        raise _invalid("length")
+    return start, start + length
+
+
+_UUID_INT = uuid.UUID.__dict__["int"].__set__
+_UUID_SAFE = uuid.UUID.__dict__["is_safe"].__set__
+
+
+def _read_uuid(text: str) -> uuid.UUID:
+    """``UUID(text)`` without its generality: a canonical 36-character UUID (what the writers write)
+    is made straight from its 16 bytes; anything else goes through ``UUID`` (and its errors)."""
+    try:
+        digits = bytes.fromhex(text.replace("-", "")) if len(text) == 36 else b""
+    except ValueError:  # not hex: UUID() says why (or takes a rarer form, e.g. in braces)
+        digits = b""
+    if len(digits) != 16:
+        return uuid.UUID(text)
+    value = object.__new__(uuid.UUID)
+    _UUID_INT(value, int.from_bytes(digits))
+    _UUID_SAFE(value, uuid.SafeUUID.unknown)
+    return value
+
+
 def _invalid(what: str) -> ValueError:
     return ValueError(f"invalid {what} in the Avro body")
 
@@ -352,6 +382,8 @@ class _ReaderSource(_Source):
             "_new": object.__new__,
             "_cls": cls,
             "_long": _read_long_tail,
+            "_span": _read_span,
+            "_uuid": _read_uuid,
             "_invalid": _invalid,
             "_EPOCH": _EPOCH,
             "_timedelta": timedelta,
@@ -371,8 +403,8 @@ class _ReaderSource(_Source):
         """Append the lines reading one ``hint`` value at ``p``; return the local holding it."""
         pad, target = "    " * depth, self._local()
         if (inner := _optional_inner(hint)) is not None:
-            self._emit_long(target, depth)  # the union branch: 0 null, 1 the value
-            self.lines += [f"{pad}if {target} == 1:"]
+            # The union branch, a one-byte varint as every writer writes it: 0 null, 2 (zig-zag 1) the value
+            self.lines += [f"{pad}{target} = data[p]", f"{pad}p += 1", f"{pad}if {target} == 2:"]
             self.lines.append(f"{pad}    {target} = {self._emit(inner, depth + 1)}")
             self.lines += [f"{pad}elif {target}:", f"{pad}    raise _invalid('union branch')"]
             self.lines += [f"{pad}else:", f"{pad}    {target} = None"]
@@ -380,14 +412,15 @@ class _ReaderSource(_Source):
             self._emit_array(item, target, depth)
         elif hint is str or hint is uuid.UUID or hint is bytes:
             self._emit_bytes(target, depth)
-            if hint is not bytes:
+            if hint is str:
                 self.lines.append(f"{pad}{target} = {target}.decode()")
-            if hint is uuid.UUID:
-                self.lines.append(f"{pad}{target} = _UUID({target})")
+            elif hint is uuid.UUID:
+                self.lines.append(f"{pad}{target} = _uuid({target}.decode())")
         elif hint is int or hint is datetime:
             self._emit_long(target, depth)
             if hint is datetime:
-                self.lines.append(f"{pad}{target} = _EPOCH + _timedelta(milliseconds={target})")
+                # timedelta(days, seconds, microseconds, milliseconds): positional is the fastest call
+                self.lines.append(f"{pad}{target} = _EPOCH + _timedelta(0, 0, 0, {target})")
         elif hint is bool:
             self.lines += [f"{pad}{target} = data[p] != 0", f"{pad}p += 1"]
         elif hint is float:
@@ -419,12 +452,16 @@ class _ReaderSource(_Source):
         ]
 
     def _emit_bytes(self, target: str, depth: int) -> None:
+        """A length, then that many bytes. A one-byte even varint is a length of 0..63 (zig-zag): read
+        inline; longer or negative lengths go through ``_span``."""
         pad, end = "    " * depth, self._local()
-        self._emit_long(end, depth)
         self.lines += [
-            f"{pad}if {end} < 0:",
-            f"{pad}    raise _invalid('length')",
-            f"{pad}{end} += p",
+            f"{pad}{end} = data[p]",
+            f"{pad}if {end} & 0x81:",
+            f"{pad}    p, {end} = _span(data, p)",
+            f"{pad}else:",
+            f"{pad}    p += 1",
+            f"{pad}    {end} = p + ({end} >> 1)",
             f"{pad}if {end} > size:",
             f"{pad}    raise EOFError('string or bytes')",
             f"{pad}{target} = data[p:{end}]",
@@ -455,6 +492,28 @@ def _slot_setter(cls: type, name: str) -> Callable[[Any, Any], None]:
     if inspect.ismemberdescriptor(slot):
         return slot.__set__
     return lambda obj, value: object.__setattr__(obj, name, value)
+
+
+def frozen_constructor(cls: type) -> Callable[..., Any]:
+    """A positional constructor of the frozen slotted dataclass ``cls`` that sets its slots directly,
+    skipping the generated ``__init__``'s ``object.__setattr__`` per field (about half its cost): for
+    value objects made once per consumed record. No defaults, no ``__post_init__``: ``cls`` must have
+    neither (checked here)."""
+    names = field_names(cls)
+    if any(f.default is not MISSING or f.default_factory is not MISSING for f in dataclasses.fields(cls)):
+        raise TypeError(f"{cls.__qualname__} has defaults: use its own constructor")
+    if hasattr(cls, "__post_init__"):
+        raise TypeError(f"{cls.__qualname__} has a __post_init__: use its own constructor")
+    env: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    lines = [f"def make({', '.join(names)}):", "    obj = _new(_cls)"]
+    for index, name in enumerate(names):
+        env[f"_set{index}"] = _slot_setter(cls, name)
+        lines.append(f"    _set{index}(obj, {name})")
+    lines.append("    return obj")
+    namespace: dict[str, Any] = {}
+    exec(compile("\n".join(lines) + "\n", f"<constructor of {cls.__qualname__}>", "exec"), env, namespace)
+    make: Callable[..., Any] = namespace["make"]
+    return make
 
 
 # --- compiled writers -------------------------------------------------------------------------

@@ -106,6 +106,12 @@ class EventCodec:
         parsed = {e.schema_id: parse_schema(e.schema) for e in entries}
         self._writing = {cls: self._writing_for(cls) for cls in self._classes.values()}
         self._reading = {e.schema_id: self._reading_for(e, parsed) for e in entries}
+        # The hot path's lookup: a newest version's 5-byte prefix (magic byte, schema id) -> its reader.
+        self._compiled = {
+            _prefix(schema_id): reading.compiled
+            for schema_id, reading in self._reading.items()
+            if reading.compiled is not None
+        }
 
     @classmethod
     def load(cls, schemas_dir: Path, event_types: Iterable[type[Event]] | None = None) -> EventCodec:
@@ -129,8 +135,7 @@ class EventCodec:
             ("schema_version", str(entry.version).encode()),
             ("schema_id", str(entry.schema_id).encode()),
         )
-        prefix = bytes([MAGIC_BYTE]) + entry.schema_id.to_bytes(4, "big")
-        return _Writing(prefix, compiled_writer(cls), headers)
+        return _Writing(_prefix(entry.schema_id), compiled_writer(cls), headers)
 
     def _reading_for(self, entry: SchemaEntry, parsed: dict[int, Any]) -> _Reading:
         cls = self._classes[entry.event_type]
@@ -165,16 +170,25 @@ class EventCodec:
 
     def decode(self, value: bytes) -> Event:
         """The event in ``value``, as today's dataclass whatever schema version wrote it."""
+        read = self._compiled.get(value[:HEADER_SIZE])
+        if read is not None:  # the common case: a type's newest version (checks below hold for it)
+            try:
+                event, end = read(value, HEADER_SIZE)
+            except Exception as e:
+                raise _invalid_body(e, value) from e
+            if end != len(value):
+                raise DecodeError(
+                    "trailing_bytes", f"{len(value) - end} bytes after the body", schema_id=_id(value)
+                )
+            return event
         if len(value) < HEADER_SIZE:
             raise DecodeError("too_short", f"{len(value)} bytes, need at least {HEADER_SIZE}")
         if value[0] != MAGIC_BYTE:
             raise DecodeError("bad_magic_byte", f"first byte is {value[0]}, expected {MAGIC_BYTE}")
-        schema_id = int.from_bytes(value[1:HEADER_SIZE], "big")
+        schema_id = _id(value)
         reading = self._reading.get(schema_id)
         if reading is None:
             raise DecodeError("unknown_schema_id", f"schema id {schema_id}", schema_id=schema_id)
-        if reading.compiled is not None:
-            return _read_compiled(value, reading.compiled, schema_id)
         record = _read_body(value, reading, schema_id)
         try:
             return reading.build(record)
@@ -217,16 +231,21 @@ class EventCodec:
             raise KeyError(f"unknown event type {event_type!r}") from None
 
 
-def _read_compiled(value: bytes, read: CompiledReader, schema_id: int) -> Event:
-    try:
-        event, end = read(value, HEADER_SIZE)
-    except (EOFError, IndexError) as e:  # IndexError: a byte read past the end
-        raise DecodeError("truncated", f"body ends early: {e}", schema_id=schema_id) from e
-    except Exception as e:  # ValueError, UnicodeDecodeError, OverflowError (a time out of range)
-        raise DecodeError("invalid_avro", f"{type(e).__name__}: {e}", schema_id=schema_id) from e
-    if end != len(value):
-        raise DecodeError("trailing_bytes", f"{len(value) - end} bytes after the body", schema_id=schema_id)
-    return event
+def _prefix(schema_id: int) -> bytes:
+    """What every value of schema ``schema_id`` starts with: the magic byte and the id."""
+    return bytes([MAGIC_BYTE]) + schema_id.to_bytes(4, "big")
+
+
+def _id(value: bytes) -> int:
+    return int.from_bytes(value[1:HEADER_SIZE], "big")
+
+
+def _invalid_body(error: Exception, value: bytes) -> DecodeError:
+    """What a compiled reader's exception says about the body it was reading."""
+    if isinstance(error, EOFError | IndexError):  # IndexError: a byte read past the end
+        return DecodeError("truncated", f"body ends early: {error}", schema_id=_id(value))
+    # ValueError, UnicodeDecodeError, OverflowError (a time out of range)
+    return DecodeError("invalid_avro", f"{type(error).__name__}: {error}", schema_id=_id(value))
 
 
 def _read_body(value: bytes, reading: _Reading, schema_id: int) -> dict[str, Any]:

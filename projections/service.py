@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from events.codec import EventCodec
 from events.topics import Topic, spec
 from infra import logs
+from infra.gc_tuning import tune_for_throughput
 from infra.kafka import DeadLetters, EventPublisher, KafkaError, TopicAdmin, TopicNames
 from infra.metrics import ConsumerLag
 from infra.postgres import DatabaseError
@@ -48,6 +49,7 @@ class _Stopped(Exception):
 
 def run(settings: Settings, *, schema: str = "public", redis_prefix: str = "") -> int:
     """Run the projectors until SIGINT/SIGTERM (returns 0) or until one cannot go on (returns 1)."""
+    tune_for_throughput()
     return asyncio.run(_run_with_signals(settings, schema=schema, redis_prefix=redis_prefix))
 
 

@@ -15,6 +15,7 @@ import faust
 from mode import Service
 
 from events.codec import EventCodec
+from infra.gc_tuning import tune_for_throughput
 from infra.kafka import KafkaError
 from infra.settings import Settings
 from schemas import SCHEMAS_DIR
@@ -42,6 +43,7 @@ PARTITION_WORKERS: dict[str, type[PartitionWorker[Any]]] = {
 def run(settings: Settings, family: str | None = None) -> int:
     """Run the processors (every family, or only ``family`` in its own worker group) until
     interrupted; 0 after a clean stop, 1 if they cannot start or crashed."""
+    tune_for_throughput()
     try:
         partitions = asyncio.run(prepare_topics(settings.kafka, family))
     except (KafkaError, TopologyError) as e:

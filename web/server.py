@@ -9,7 +9,6 @@ Redis), and ``run`` returns 0.
 from __future__ import annotations
 
 import errno
-import gc
 import logging
 import signal
 import socket
@@ -19,6 +18,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from infra import logs
+from infra.gc_tuning import tune_for_throughput
 from infra.settings import Settings
 from web.app import create_app
 from web.http_protocol import HeadTimeoutProtocol, set_head_timeout
@@ -36,9 +36,9 @@ def app_factory() -> FastAPI:
 
 def served(app: FastAPI) -> FastAPI:
     """``app``, with everything built so far (modules, routes, schemas: most of the heap) moved out of
-    the garbage collector's sight: a full collection then scans only what requests allocate."""
-    gc.collect()
-    gc.freeze()
+    the garbage collector's sight, and the collector set for many short-lived objects (see
+    :mod:`infra.gc_tuning`): a collection then scans only what requests allocate, and rarely."""
+    tune_for_throughput()
     return app
 
 

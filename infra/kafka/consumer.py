@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 
+from events.avro_mapping import frozen_constructor
 from events.base import Event
 from events.codec import DecodeError, EventCodec
 from infra.kafka.aiokafka_internals import next_offset
@@ -207,9 +208,11 @@ class EventConsumer:
     ) -> tuple[list[ConsumedEvent], list[tuple[ConsumerRecord[bytes, bytes], str, str]]]:
         """The fetched records' events, and the records that are none (with the reason and detail their
         dead letter carries). A plain loop without awaits: decoding is every consumer's per-record cost."""
-        decode, batch, undecodable = self._codec.decode, [], []
+        decode, undecodable = self._codec.decode, []
+        batch: list[ConsumedEvent] = []
+        append = batch.append
         for tp, records in fetched.items():
-            topic = self._names.logical(tp.topic)
+            topic, partition = self._names.logical(tp.topic), tp.partition
             for record in records:
                 if record.value is None:
                     undecodable.append((record, "tombstone", "a null value is not an event"))
@@ -219,11 +222,21 @@ class EventConsumer:
                 except DecodeError as e:
                     undecodable.append((record, e.reason, str(e)))
                     continue
-                position = Position(topic, record.partition, record.offset)
-                batch.append(
-                    ConsumedEvent(event, position, record.key, list(record.headers or ()), record.timestamp)
+                append(
+                    _consumed(
+                        event,
+                        _position(topic, partition, record.offset),
+                        record.key,
+                        record.headers or [],  # aiokafka makes a list per record
+                        record.timestamp,
+                    )
                 )
         return batch, undecodable
+
+
+# Made once per consumed record: the direct constructors skip the dataclasses' per-field setattr.
+_consumed = frozen_constructor(ConsumedEvent)
+_position = frozen_constructor(Position)
 
 
 class _SeekOnAssignment(ConsumerRebalanceListener):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import io
+import pickle
 import uuid
 from datetime import UTC, datetime
 
@@ -19,9 +20,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from events.avro_mapping import (
+    _read_uuid,
     compiled_reader,
     compiled_writer,
     from_avro_converter,
+    frozen_constructor,
     render_schema,
     to_avro_converter,
 )
@@ -161,3 +164,59 @@ def test_every_cut_of_every_event_is_truncated(codec: EventCodec, cls: type[Even
         with pytest.raises(DecodeError) as caught:
             codec.decode(value[:end])
         assert caught.value.reason == "truncated", (end, caught.value)
+
+
+@given(st.uuids())
+def test_uuids_read_fast_are_the_uuids_uuid_makes(value: uuid.UUID) -> None:
+    for text in (str(value), str(value).upper()):
+        fast, slow = _read_uuid(text), uuid.UUID(text)
+        assert fast == slow and hash(fast) == hash(slow) and fast.is_safe is slow.is_safe
+        assert pickle.loads(pickle.dumps(fast)) == slow
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{12345678-1234-5678-1234-567812345678}",  # forms UUID() accepts, read through it
+        "urn:uuid:12345678-1234-5678-1234-567812345678",
+        "12345678123456781234567812345678",
+        "{1234567812345678-12345678123456-78}",  # 36 characters, still a form UUID() takes
+    ],
+)
+def test_other_forms_of_a_uuid_still_read(text: str) -> None:
+    assert _read_uuid(text) == uuid.UUID("12345678-1234-5678-1234-567812345678")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "12345678-1234-5678-1234-56781234567g",  # not hex
+        "12345678-1234-5678-1234-5678 2345678",  # a space bytes.fromhex would skip
+        "12345678-1234-5678-1234-56781234567",  # a digit short
+        "12345678-1234-5678-1234-5678123456789",
+        "",
+    ],
+)
+def test_malformed_uuids_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        _read_uuid(text)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Coordinates:
+    topic: str
+    partition: int
+
+
+def test_a_frozen_constructor_makes_what_the_init_makes() -> None:
+    made = frozen_constructor(Coordinates)("chat", 3)
+    assert made == Coordinates("chat", 3) and hash(made) == hash(Coordinates("chat", 3))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.partition = 4  # type: ignore[misc]
+
+
+def test_a_frozen_constructor_refuses_defaults_and_post_init() -> None:
+    with pytest.raises(TypeError, match="defaults"):
+        frozen_constructor(Everything)  # Event's fields have defaults
+    with pytest.raises(TypeError, match="__post_init__"):
+        frozen_constructor(Checked)
