@@ -11,7 +11,14 @@
 """
 
 from infra.kafka.admin import TopicAdmin, TopicState, topic_configs, wait_for_broker
-from infra.kafka.consumer import CatchUp, ConsumedEvent, EventConsumer, StartPositions, lags_of
+from infra.kafka.consumer import (
+    CatchUp,
+    ConsumedEvent,
+    EventConsumer,
+    StartPositions,
+    consumed_event,
+    lags_of,
+)
 from infra.kafka.dead_letters import DeadLetters, LoggedDeadLetters
 from infra.kafka.errors import (
     BrokerUnavailable,
@@ -49,6 +56,7 @@ __all__ = [
     "TopicNames",
     "TopicState",
     "client_options",
+    "consumed_event",
     "keys_per_partition",
     "lags_of",
     "partition_of_key",

@@ -20,7 +20,15 @@ from infra.kafka.errors import BrokerUnavailable, translate
 from infra.kafka.names import Headers, Position, TopicNames, client_options
 from infra.settings import KafkaSettings
 
-__all__ = ["CatchUp", "ConsumedEvent", "EventConsumer", "StartPositions", "lags_of", "positions_of"]
+__all__ = [
+    "CatchUp",
+    "ConsumedEvent",
+    "EventConsumer",
+    "StartPositions",
+    "consumed_event",
+    "lags_of",
+    "positions_of",
+]
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +220,7 @@ class EventConsumer:
         batch: list[ConsumedEvent] = []
         append = batch.append
         for tp, records in fetched.items():
-            topic, partition = self._names.logical(tp.topic), tp.partition
+            topic = self._names.logical(tp.topic)
             for record in records:
                 if record.value is None:
                     undecodable.append((record, "tombstone", "a null value is not an event"))
@@ -222,21 +230,24 @@ class EventConsumer:
                 except DecodeError as e:
                     undecodable.append((record, e.reason, str(e)))
                     continue
-                append(
-                    _consumed(
-                        event,
-                        _position(topic, partition, record.offset),
-                        record.key,
-                        record.headers or [],  # aiokafka makes a list per record
-                        record.timestamp,
-                    )
-                )
+                append(consumed_event(event, topic, record))
         return batch, undecodable
 
 
 # Made once per consumed record: the direct constructors skip the dataclasses' per-field setattr.
 _consumed = frozen_constructor(ConsumedEvent)
 _position = frozen_constructor(Position)
+
+
+def consumed_event(event: Event, topic: str, record: ConsumerRecord[bytes, bytes]) -> ConsumedEvent:
+    """``event``, decoded from ``record`` of the catalogue ``topic``, with the record's coordinates."""
+    return _consumed(
+        event,
+        _position(topic, record.partition, record.offset),
+        record.key,
+        record.headers or [],  # aiokafka makes a list per record
+        record.timestamp,
+    )
 
 
 class _SeekOnAssignment(ConsumerRebalanceListener):

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from psycopg_pool import AsyncConnectionPool
 
 from events.codec import EventCodec
+from infra.gc_tuning import THRESHOLDS
 from infra.kafka import KafkaError
 from infra.postgres import DatabaseError
 from infra.redis import DRIVER_ERRORS, CacheError, RedisClient, make_client
@@ -87,10 +88,6 @@ SWAP_ATTEMPTS = 20  # Redis: catch up with the live projector and try the swap a
 # (fewer transactions and offset writes, longer runs for the multi-row statements; bench/rebuild.py
 # ran about 15% faster with 2,000 than with the live 500).
 BATCH_SIZE = 2000
-# Allocations between two young-generation garbage collections during a rebuild (Python's default:
-# 700). A rebuild allocates a few objects per event, nearly all short-lived and without cycles; with
-# the default, collecting took about 14% of its CPU (paired runs of bench/rebuild.py's rebuild).
-GC_THRESHOLD = 20_000
 # Processes applying the catch-up: a forked worker takes a share of the projectors (worker.py).
 PROCESSES = 2 if (os.cpu_count() or 1) > 1 else 1
 FATAL = (DatabaseError, CacheError, KafkaError, ProjectionFailed, ShadowBehind)
@@ -176,7 +173,9 @@ async def rebuild(settings: Settings, options: Options, progress: Progress) -> S
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     collecting = gc.get_threshold()
-    gc.set_threshold(GC_THRESHOLD, *collecting[1:])  # restored below; a forked worker inherits it
+    # A rebuild allocates a few objects per event, nearly all short-lived: the services' setting (with
+    # the default, collecting took about 14% of its CPU). Restored below; a forked worker inherits it.
+    gc.set_threshold(*THRESHOLDS)
     try:
         reader = FanOutReader(settings.kafka, codec, batch_size=options.batch_size)
         async with live_pool, shadow_pool, _exclusive(live_pool, options.schema), reader:

@@ -27,7 +27,7 @@ from aiokafka import TopicPartition
 
 from events.codec import DecodeError, EventCodec
 from events.topics import spec
-from infra.kafka import BrokerUnavailable, ConsumedEvent, Position, TopicAdmin, TopicNames
+from infra.kafka import BrokerUnavailable, ConsumedEvent, TopicAdmin, TopicNames, consumed_event
 from infra.settings import KafkaSettings
 from projections.log_reader import LogReader, Record
 from projections.projector import Partition
@@ -192,8 +192,7 @@ class FanOutReader:
                 e,
             )
             return None
-        position = Position(topic, partition, offset)
-        return ConsumedEvent(event, position, record.key, list(record.headers or ()), record.timestamp)
+        return consumed_event(event, topic, record)
 
     def _tp(self, partition: Partition) -> TopicPartition:
         return TopicPartition(self._names.physical(partition[0]), partition[1])
