@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import statistics
 import sys
 import time
@@ -32,6 +33,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from events.codec import EventCodec
 from events.topics import CATALOGUE
+from infra.gc_tuning import THRESHOLDS
 from infra.kafka import EventPublisher, TopicAdmin, TopicNames
 from infra.redis import make_client
 from infra.settings import Settings
@@ -138,6 +140,7 @@ async def main(events: int, runs: int, processes: int) -> None:
     prefix = f"bench-{uuid.uuid4().hex[:10]}."
     settings = base.model_copy(update={"kafka": base.kafka.model_copy(update={"topic_prefix": prefix})})
     codec = EventCodec.load(SCHEMAS_DIR)
+    gc.set_threshold(*THRESHOLDS)  # the baselines under the collector setting the rebuild runs with
     async with TopicAdmin(settings.kafka) as admin:
         await admin.ensure(CATALOGUE)
     try:
