@@ -8,8 +8,9 @@ p50/p99 latency, medians of several runs, for:
 
 - ``GET /api/v1/streams/live`` (Redis zset + hashes read once a second per process, the page
   encoded once: see producers.listings),
-- ``POST /api/v1/streams`` (JWT check + credentials lookup, channel claim lookup, publish with
-  acks=all and wait for the broker's acknowledgement),
+- ``POST /api/v1/streams`` by the channel's owner (JWT check, the account's existence and the
+  channel's claim, cached per process until PostgreSQL notifies a change of their rows, then a
+  publish with acks=all waiting for the broker's acknowledgement: see producers.routes.stream_creation),
 - the baseline, measured in the same run: a bare Starlette endpoint returning the same live
   listing JSON (pre-serialised) under the same uvicorn settings. Both servers run side by side and
   their runs alternate (baseline, GET, POST, baseline, ...), so each round's ratios compare like

@@ -35,6 +35,7 @@ from producers.routes import (
     operations,
     polls,
     schema_registry,
+    stream_creation,
     streams,
     tournaments,
     users,
@@ -91,7 +92,8 @@ def create_api(
 def _include_routes(app: FastAPI) -> None:
     # The live listing's plain requests first of all, ahead of FastAPI's own docs routes (see
     # LiveListingRoute; its other requests reach the streams router's route).
-    app.router.routes.insert(0, streams.LiveListingRoute())
+    # Likewise the common case of stream creation (see StreamCreationRoute), the hottest command.
+    app.router.routes[0:0] = [streams.LiveListingRoute(), stream_creation.StreamCreationRoute()]
     # Routers are matched in this order (their paths do not overlap), so the hottest comes first: every
     # router tried before a request's own costs it a scan of that router's routes.
     for module in (

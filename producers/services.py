@@ -7,6 +7,8 @@ can run against their own PostgreSQL schemas and Redis key prefix.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -31,6 +33,7 @@ from producers.listings import CatalogReader, StreamReader, TournamentReader
 from producers.metrics import ApiMetrics
 from producers.store.accounts import AccountStore
 from producers.store.channels import ChannelStore
+from producers.store.facts import FactCache
 from schemas import SCHEMAS_DIR
 
 log = logging.getLogger(__name__)
@@ -110,6 +113,7 @@ class Services:
     catalog: CatalogReader
     streams: StreamReader
     tournaments: TournamentReader
+    facts: FactCache  # what accounts and channels keep of their rows (producers.store.facts)
 
     @property
     def internal_token(self) -> str:
@@ -136,6 +140,8 @@ class Services:
             await pool.open(wait=True, timeout=15)
             stack.push_async_callback(pool.close)
             await migrate(pool, namespace)
+            facts = FactCache(namespace.command_schema)
+            stack.push_async_callback(_cancelled, asyncio.create_task(facts.listen(_notices_dsn(settings))))
             redis = make_client(settings.redis, name="esports-api")
             stack.push_async_callback(redis.aclose)
             publisher = EventPublisher(settings.kafka, codec, producer=PRODUCER_NAME)
@@ -156,12 +162,23 @@ class Services:
                     redis, prefix=namespace.redis_prefix, per_minute=settings.auth.login_attempts_per_minute
                 ),
                 metrics=metrics,
-                accounts=AccountStore(pool),
-                channels=ChannelStore(pool),
+                accounts=AccountStore(pool, facts),
+                channels=ChannelStore(pool, facts),
                 catalog=CatalogReader(pool),
                 streams=StreamReader(pool, redis, prefix=namespace.redis_prefix),
                 tournaments=TournamentReader(pool),
+                facts=facts,
             )
+
+
+def _notices_dsn(settings: Settings) -> str:
+    return settings.postgres.dsn + " application_name=esports-api-notices"
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _start_publisher(publisher: EventPublisher, timeout_s: float) -> None:

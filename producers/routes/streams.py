@@ -11,9 +11,7 @@ from starlette.datastructures import URLPath
 from starlette.routing import BaseRoute, Match, NoMatchFound, get_route_path
 from starlette.types import Receive, Scope, Send
 
-from events.base import Event
 from events.streams import (
-    StreamCreated,
     StreamEndReason,
     StreamEndRequested,
     StreamRole,
@@ -45,6 +43,7 @@ from producers.models.streams import (
 from producers.pagination import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
 from producers.problems import Conflict, IllegalTransition, NotFound, Unprocessable, documented
 from producers.routes import API_PREFIX, accepted
+from producers.routes.stream_creation import stream_created_events
 from producers.services import Services
 
 router = APIRouter(prefix=API_PREFIX + "/streams", tags=["streams"], dependencies=[ReadYourWrites])
@@ -126,6 +125,7 @@ async def create_stream(
     body: StreamCreateRequest, user: CurrentUser, services: ServicesDep
 ) -> StreamAccepted:
     """Create a stream of your channel (optionally attached to a match, optionally scheduled)."""
+    # Its common case is answered ahead of FastAPI by StreamCreationRoute; this answers every other.
     claim = await services.channels.by_id(body.channel_id)
     if claim is None:
         raise NotFound(f"no channel {body.channel_id}")
@@ -133,29 +133,7 @@ async def create_stream(
     if body.match_id is not None:
         await _existing_match(services, body.match_id)
     stream_id = str(uuid.uuid4())
-    events: list[Event] = [
-        StreamCreated(
-            stream_id=stream_id,
-            channel_id=claim.channel_id,
-            owner_id=claim.owner_id,
-            title=body.title,
-            game=body.game,
-            tags=tuple(body.tags),
-            language=body.language,
-            match_id=body.match_id,
-            role=StreamRole(body.role),
-        )
-    ]
-    if body.scheduled_start is not None:
-        events.append(
-            StreamScheduled(
-                stream_id=stream_id,
-                channel_id=claim.channel_id,
-                scheduled_start=body.scheduled_start,
-                title=body.title,
-                match_id=body.match_id,
-            )
-        )
+    events = stream_created_events(stream_id, claim, body)
     receipt = await services.bus.publish(*events)
     return StreamAccepted(**accepted(receipt), stream_id=stream_id)
 

@@ -11,6 +11,7 @@ from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool
 
 from producers.store import translated
+from producers.store.facts import FactCache
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +36,9 @@ _CREDENTIAL = "SELECT user_id, username, display_name, password_hash, role, crea
 class AccountStore:
     """Reads and writes ``credentials`` and ``refresh_tokens``."""
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool, facts: FactCache | None = None) -> None:
         self._pool = pool
+        self._facts = facts
 
     async def create(self, credential: Credential) -> bool:
         """Insert the account; False when the username is taken (the unique index decides)."""
@@ -64,6 +66,22 @@ class AccountStore:
         with translated("deleting credentials"):
             async with self._pool.connection() as conn:
                 await conn.execute("DELETE FROM credentials WHERE user_id = %s", (user_id,))
+        if self._facts is not None:  # at once here; other processes when the change notice comes
+            self._facts.forget("credentials", user_id)
+
+    async def exists(self, user_id: str) -> bool:
+        """Whether the account exists, from the process's fact cache when it holds it (an account is
+        only ever deleted, never renamed to another id: see producers.store.facts)."""
+        facts = self._facts
+        if facts is None:
+            return await self.by_id(user_id) is not None
+        if facts.get("credentials", user_id):
+            return True
+        generation = facts.generation
+        if await self.by_id(user_id) is None:
+            return False
+        facts.put("credentials", user_id, True, generation)
+        return True
 
     async def by_username(self, username: str) -> Credential | None:
         return await self._one(_CREDENTIAL + " WHERE lower(username) = lower(%s)", username)

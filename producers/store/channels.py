@@ -9,6 +9,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from producers import stream_keys
 from producers.store import translated
+from producers.store.facts import FactCache
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +40,9 @@ class StoredKey:
 class ChannelStore:
     """Reads and writes ``channel_claims`` and ``channel_stream_keys``."""
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool, facts: FactCache | None = None) -> None:
         self._pool = pool
+        self._facts = facts
 
     async def claim(self, claim: ChannelClaim) -> bool:
         """Reserve the slug for a new channel; False when the slug is taken."""
@@ -59,6 +61,8 @@ class ChannelStore:
         with translated("releasing a channel claim"):
             async with self._pool.connection() as conn:
                 await conn.execute("DELETE FROM channel_claims WHERE channel_id = %s", (channel_id,))
+        if self._facts is not None:  # at once here; other processes when the change notice comes
+            self._facts.forget("channel_claims", channel_id)
 
     async def by_id(self, channel: str) -> ChannelClaim | None:
         """The channel with this id, or else this slug."""
@@ -71,6 +75,22 @@ class ChannelStore:
                 )
                 row = await cur.fetchone()
         return None if row is None else ChannelClaim(*row)
+
+    async def by_channel_id(self, channel_id: str) -> ChannelClaim | None:
+        """The claim of the channel with this id (:meth:`by_id`'s answer when that is the channel
+        named by its id), from the process's fact cache when it holds it: a claim's id, owner and slug
+        are never updated, and a claim is deleted only when its ChannelCreated was never recorded (see
+        producers.store.facts). None if it is not such a channel (maybe a slug: ask :meth:`by_id`)."""
+        facts = self._facts
+        if facts is not None and (kept := facts.get("channel_claims", channel_id)) is not None:
+            return kept
+        generation = facts.generation if facts is not None else 0
+        claim = await self.by_id(channel_id)
+        if claim is None or claim.channel_id != channel_id:
+            return None
+        if facts is not None:
+            facts.put("channel_claims", channel_id, claim, generation)
+        return claim
 
     async def active_key(self, channel_id: str) -> StoredKey | None:
         with translated("reading a stream key"):
