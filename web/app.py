@@ -12,14 +12,15 @@ from fastapi import FastAPI
 from infra.settings import Settings
 from producers.app import create_api
 from producers.services import Namespace, Services
-from web import pages
+from web import finding, pages
 
 
 def create_app(
     settings: Settings, services: Services | None = None, *, namespace: Namespace | None = None
 ) -> FastAPI:
-    """The API around ``services`` (or its own, opened by its lifespan) plus the pages, sitemap,
-    robots.txt and static files."""
+    """The API around ``services`` (or its own, opened by its lifespan) plus the pages (browse and
+    search among them), sitemap, robots.txt and static files."""
     app = create_api(settings, services, namespace=namespace)
     pages.install(app)
+    app.include_router(finding.router)
     return app

@@ -21,6 +21,7 @@ from fastapi.templating import Jinja2Templates
 
 from producers.deps import ServicesDep
 from producers.services import Services
+from projections.bracket import bracket
 from projections.queries.tournaments import match_audiences
 from web.seo import (
     PageMeta,
@@ -80,7 +81,7 @@ def not_found(request: Request, services: Services, what: str) -> HTMLResponse:
     return render(request, services, "not_found.html", meta, status=404, what=what)
 
 
-async def _channel_names(services: Services, channel_ids: set[str]) -> dict[str, dict[str, Any]]:
+async def channel_names(services: Services, channel_ids: set[str]) -> dict[str, dict[str, Any]]:
     rows = await services.catalog.channels_by_id(sorted(channel_ids)) if channel_ids else []
     return {row["channel_id"]: row for row in rows}
 
@@ -108,7 +109,7 @@ async def home(request: Request, services: ServicesDep) -> HTMLResponse:
     site = site_of(services)
     live, _, _ = await services.streams.live(limit=LIVE_ON_HOME, cursor=None)
     ended, _ = await services.streams.streams(state="ended", channel=None, match=None, limit=8, cursor=None)
-    channels = await _channel_names(services, {s["channel_id"] for s in [*live, *ended]})
+    channels = await channel_names(services, {s["channel_id"] for s in [*live, *ended]})
     upcoming = await upcoming_matches(services, UPCOMING_ON_HOME)
     meta = PageMeta(
         title=f"{site.name}: live eSports streams, tournaments and matches",
@@ -192,7 +193,7 @@ async def channel_page(request: Request, channel: str, services: ServicesDep) ->
 
 @router.get("/tournaments/{tournament_id}", response_class=HTMLResponse)
 async def tournament_page(request: Request, tournament_id: str, services: ServicesDep) -> HTMLResponse:
-    """A tournament: schedule, results, and each match's streams."""
+    """A tournament: its bracket, schedule, results, and each match's streams."""
     tournament = await services.tournaments.tournament(tournament_id) if _ID.match(tournament_id) else None
     if tournament is None:
         return not_found(request, services, f"There is no tournament {tournament_id}.")
@@ -207,7 +208,15 @@ async def tournament_page(request: Request, tournament_id: str, services: Servic
     )
     audiences = await _audiences(services, [m["match_id"] for m in matches])
     rows = [{**m, **audiences[m["match_id"]], "streams": s} for m, s in zip(matches, streams, strict=True)]
-    return render(request, services, "tournament.html", meta, tournament=tournament, matches=rows)
+    return render(
+        request,
+        services,
+        "tournament.html",
+        meta,
+        tournament=tournament,
+        matches=rows,
+        rounds=bracket(matches),
+    )
 
 
 @router.get("/matches/{match_id}", response_class=HTMLResponse)

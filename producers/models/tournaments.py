@@ -225,6 +225,81 @@ class TournamentDetail(TournamentOut):
     matches: list[MatchOut]
 
 
+class MatchListItem(MatchOut):
+    """A match in the listing of every tournament's matches, with its tournament's name and game."""
+
+    tournament_name: str
+    game: str
+
+
+class MatchPage(BaseModel):
+    """One page of matches, soonest first."""
+
+    items: list[MatchListItem]
+    next_cursor: str | None
+
+
+class BracketSlotOut(BaseModel):
+    """A team in a bracket match."""
+
+    team: str
+    score: int | None = Field(description="Its score (null before the first).")
+    won: bool
+
+
+class BracketMatchOut(BaseModel):
+    """A match in the bracket."""
+
+    match_id: str
+    state: MatchState
+    scheduled_start: datetime | None
+    teams: list[BracketSlotOut]
+    winner: str | None
+    advances_to: str | None = Field(description="The later match the winner plays in (null: none yet).")
+
+
+class BracketRoundOut(BaseModel):
+    """A column of the bracket: one round's matches, each pair feeding the next round's match."""
+
+    name: str
+    matches: list[BracketMatchOut]
+
+
+class BracketOut(BaseModel):
+    """A tournament's bracket drawn from its matches' results (rounds in order, winners advancing)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "tournament_id": "t1...",
+                    "rounds": [
+                        {
+                            "name": "Final",
+                            "matches": [
+                                {
+                                    "match_id": "m1...",
+                                    "state": "ended",
+                                    "scheduled_start": "2025-06-14T17:00:00Z",
+                                    "teams": [
+                                        {"team": "G2 Esports", "score": 3, "won": True},
+                                        {"team": "Fnatic", "score": 1, "won": False},
+                                    ],
+                                    "winner": "G2 Esports",
+                                    "advances_to": None,
+                                }
+                            ],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    tournament_id: str
+    rounds: list[BracketRoundOut]
+
+
 class TournamentPage(BaseModel):
     """One page of tournaments, latest start first."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
@@ -40,9 +41,9 @@ from producers.models.streams import (
     StreamPage,
     StreamUpdateRequest,
 )
-from producers.pagination import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
+from producers.pagination import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT, encode_cursor, sort_key
 from producers.problems import Conflict, IllegalTransition, NotFound, Unprocessable, documented
-from producers.routes import API_PREFIX, accepted
+from producers.routes import API_PREFIX, GameFilter, LanguageFilter, TagFilter, accepted
 from producers.routes.stream_creation import stream_created_events
 from producers.services import Services
 
@@ -54,12 +55,37 @@ LIVE_PATH = API_PREFIX + "/streams/live"
 # First: the hottest route, and a router tries its routes in order.
 @router.get("/live", response_model=LivePage, responses=documented(400, 422))
 async def live_streams(
-    request: Request, services: ServicesDep, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+    request: Request,
+    services: ServicesDep,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    game: GameFilter = None,
+    tag: TagFilter = None,
+    language: LanguageFilter = None,
 ) -> Response:
-    """Live streams, most viewers first (from Redis; from PostgreSQL if Redis is down)."""
-    # The body comes encoded from the listing's per-process cache (a LivePage, see producers.listings).
-    body = await services.streams.live_json(limit=limit, cursor=cursor, fresh=names_positions(request))
+    """Live streams, most viewers first; by game, tag or language: latest start first, with counts."""
+    if game or tag or language:
+        # Never the cached page (it holds every live stream) nor Redis (it keeps no tags or languages).
+        body = await _filtered_live_json(services, game, tag, language, limit, cursor)
+    else:  # encoded by the listing's per-process cache (a LivePage, see producers.listings)
+        body = await services.streams.live_json(limit=limit, cursor=cursor, fresh=names_positions(request))
     return Response(body, media_type="application/json")
+
+
+async def _filtered_live_json(
+    services: Services,
+    game: str | None,
+    tag: str | None,
+    language: str | None,
+    limit: int,
+    cursor: str | None,
+) -> bytes:
+    rows = await services.streams.live_filtered(
+        game=game, tag=tag, language=language, limit=limit, after=sort_key(cursor, (datetime, str))
+    )
+    next_cursor = encode_cursor(rows[-1]["started_at"], rows[-1]["stream_id"]) if len(rows) == limit else None
+    page = LivePage.model_validate({"items": rows, "next_cursor": next_cursor, "source": "postgres"})
+    return page.model_dump_json().encode()
 
 
 class LiveListingRoute(BaseRoute):
@@ -67,7 +93,8 @@ class LiveListingRoute(BaseRoute):
     dependency solving and parameter validation (most of a request's cost, profiled). Registered ahead
     of the API's routers, it matches only a plain query (``limit`` and ``cursor``, each valid and given
     at most once) without ``X-Min-Position``; any other request falls through to :func:`live_streams`,
-    which answers it exactly (validation problems, read-your-writes). Same body, headers and metrics
+    which answers it exactly (validation problems, read-your-writes, the game/tag/language filters,
+    which must never get the cached unfiltered page). Same body, headers and metrics
     label (``path``); errors raised here reach the app's problem handlers like a route's."""
 
     path = path_format = LIVE_PATH  # the metrics label and FastAPI's telemetry read these
@@ -244,13 +271,24 @@ async def list_streams(
     state: Annotated[Literal["created", "scheduled", "live", "ended"] | None, Query()] = None,
     channel: Annotated[str | None, Query(pattern=ID_PATTERN, description="Channel id or slug.")] = None,
     match: Annotated[str | None, Query(pattern=ID_PATTERN, description="Match id.")] = None,
+    game: GameFilter = None,
+    tag: TagFilter = None,
+    language: LanguageFilter = None,
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> StreamPage:
-    """Streams, newest first, filtered by state, channel or match (cursor-paginated)."""
-    rows, next_cursor = await services.streams.streams(
-        state=state, channel=channel, match=match, limit=limit, cursor=cursor
+    """Streams, newest first, filtered by state, channel, match, game, tag or language (cursor-paginated)."""
+    rows = await services.streams.streams_after(
+        state=state,
+        channel=channel,
+        match=match,
+        game=game,
+        tag=tag,
+        language=language,
+        limit=limit,
+        after=sort_key(cursor, (datetime, str)),
     )
+    next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["stream_id"]) if len(rows) == limit else None
     return StreamPage(items=[StreamOut.model_validate(r) for r in rows], next_cursor=next_cursor)
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, status
 
@@ -18,13 +19,16 @@ from events.tournaments import (
 )
 from producers import rules
 from producers.deps import CurrentUser, Cursor, Limit, Principal, ReadYourWrites, ServicesDep
-from producers.models.common import ID_PATTERN, Accepted, Name
+from producers.models.common import ID_PATTERN, Accepted, Moment, Name
 from producers.models.streams import StreamOut
 from producers.models.tournaments import (
+    BracketOut,
     MatchAccepted,
     MatchCreateRequest,
     MatchDetail,
     MatchEndRequest,
+    MatchListItem,
+    MatchPage,
     ScoreRequest,
     StartMatchRequest,
     TeamScoreIn,
@@ -34,9 +38,11 @@ from producers.models.tournaments import (
     TournamentOut,
     TournamentPage,
 )
+from producers.pagination import encode_cursor, sort_key
 from producers.problems import NotFound, documented
-from producers.routes import API_PREFIX, accepted
+from producers.routes import API_PREFIX, GameFilter, LanguageFilter, TagFilter, accepted
 from producers.services import Services
+from projections.bracket import bracket
 from projections.queries.tournaments import match_audiences
 
 router = APIRouter(prefix=API_PREFIX, tags=["tournaments"], dependencies=[ReadYourWrites])
@@ -87,6 +93,67 @@ async def get_tournament(tournament_id: TournamentId, services: ServicesDep) -> 
     audiences = await _audiences(services, [m["match_id"] for m in matches])
     matches = [{**m, **audiences[m["match_id"]]} for m in matches]
     return TournamentDetail.model_validate({**tournament, "matches": matches})
+
+
+@router.get("/tournaments/{tournament_id}/bracket", response_model=BracketOut, responses=documented(404))
+async def get_bracket(tournament_id: TournamentId, services: ServicesDep) -> BracketOut:
+    """The tournament's bracket: its rounds in order, each match's result, winners advancing."""
+    await _tournament(services, tournament_id)
+    rounds = bracket(await services.tournaments.matches(tournament_id))
+    return BracketOut.model_validate(
+        {
+            "tournament_id": tournament_id,
+            "rounds": [
+                {
+                    "name": r.name,
+                    "matches": [
+                        {
+                            "match_id": m.match_id,
+                            "state": m.state,
+                            "scheduled_start": m.scheduled_start,
+                            "teams": [{"team": t.team, "score": t.score, "won": t.won} for t in m.slots],
+                            "winner": m.winner,
+                            "advances_to": m.advances_to,
+                        }
+                        for m in r.matches
+                    ],
+                }
+                for r in rounds
+            ],
+        }
+    )
+
+
+@router.get("/matches", response_model=MatchPage, responses=documented(400, 422))
+async def list_matches(
+    services: ServicesDep,
+    state: Annotated[Literal["scheduled", "live", "ended"] | None, Query()] = None,
+    game: GameFilter = None,
+    tag: TagFilter = None,
+    language: LanguageFilter = None,
+    starts_after: Annotated[
+        Moment | None,
+        Query(description="Only matches scheduled at or after this time (ISO 8601, with zone)."),
+    ] = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> MatchPage:
+    """Matches of every tournament, soonest first, by state, game, tag or language (cursor-paginated)."""
+    rows = await services.tournaments.matches_after(
+        state=state,
+        game=game,
+        tag=tag,
+        language=language,
+        starts_after=starts_after,
+        limit=limit,
+        after=sort_key(cursor, (datetime, str)),
+    )
+    audiences = await _audiences(services, [m["match_id"] for m in rows])
+    items = [MatchListItem.model_validate({**m, **audiences[m["match_id"]]}) for m in rows]
+    last = rows[-1] if len(rows) == limit else None
+    return MatchPage(
+        items=items, next_cursor=encode_cursor(last["scheduled_start"], last["match_id"]) if last else None
+    )
 
 
 @router.post(

@@ -4,7 +4,8 @@ A tournament's events share one partition, so a match's events arrive in order. 
 upserts (a match can be started or scored before it was scheduled, if the organiser skips a step),
 and scores are replaced, never added, so a redelivered score changes nothing. ``main_stream_id`` is
 the stream ``MatchScheduled`` names, else the first ``main`` stream created for the match (see
-``projections.catalog.streams``), whichever of the two topics is applied first.
+``projections.catalog.streams``), whichever of the two topics is applied first. Each
+``MatchScheduled`` also rewrites the match's rows of ``match_teams``, the teams search finds.
 """
 
 from __future__ import annotations
@@ -57,6 +58,17 @@ async def match_scheduled(cur: Cursor, e: MatchScheduled) -> None:
             "round": e.round_name,
             "stream_id": e.stream_id,
         },
+    )
+    await _match_teams(cur, e)
+
+
+async def _match_teams(cur: Cursor, e: MatchScheduled) -> None:
+    """The match's teams as searchable rows: replaced, so a rescheduled match keeps no old team."""
+    await cur.execute("DELETE FROM match_teams WHERE match_id = %s", (e.match_id,))
+    await cur.execute(
+        "INSERT INTO match_teams (match_id, team, tournament_id)"
+        " SELECT %s, team, %s FROM unnest(%s::text[]) AS t(team) ON CONFLICT DO NOTHING",
+        (e.match_id, e.tournament_id, list(e.teams)),
     )
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from projections.queries import Reader
+from projections.queries.search import SearchQueries
 
 __all__ = ["CatalogQueries"]
 
 
-class CatalogQueries(Reader):
-    """Users, channels and channel moderators."""
+class CatalogQueries(SearchQueries):
+    """Users, channels and channel moderators; the search over channels, tournaments and teams."""
 
     async def user(self, user_id: str) -> dict[str, Any] | None:
         return await self._one("SELECT * FROM users WHERE user_id = %s", (user_id,))

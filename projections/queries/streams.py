@@ -12,7 +12,7 @@ from infra.redis import DRIVER_ERRORS, RedisClient
 from projections.queries import Reader
 from projections.redis_keys import LiveKeys
 
-__all__ = ["LiveRows", "StreamQueries"]
+__all__ = ["LiveRows", "StreamQueries", "browse_filters"]
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,15 @@ class StreamQueries(Reader):
         match: str | None,
         limit: int,
         after: tuple[datetime, str] | None,
+        game: str | None = None,
+        tag: str | None = None,
+        language: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Streams, newest first, after ``(created_at, stream_id)``."""
+        """Streams, newest first, after ``(created_at, stream_id)``; ``game``, ``tag`` and ``language``
+        as :func:`browse_filters` reads them."""
         where = ["created_at IS NOT NULL"]
         params: list[Any] = []
+        browse_filters(where, params, game=game, tag=tag, language=language)
         if state:
             where.append("state = %s")
             params.append(state)
@@ -98,6 +103,72 @@ class StreamQueries(Reader):
             row["viewers"] = 0
         return rows, "postgres"
 
+    async def live_filtered(
+        self,
+        *,
+        game: str | None,
+        tag: str | None,
+        language: str | None,
+        limit: int,
+        after: tuple[datetime, str] | None,
+    ) -> list[dict[str, Any]]:
+        """Live streams of a game, tag or language, latest start first, after ``(started_at,
+        stream_id)``: selected by PostgreSQL (Redis keeps no tags or languages), counted from Redis
+        (zeros when Redis fails: a filtered page must not fail on its counts)."""
+        where = ["state = 'live'", "started_at IS NOT NULL"]
+        params: list[Any] = []
+        browse_filters(where, params, game=game, tag=tag, language=language)
+        if after:
+            where.append("(started_at, stream_id) < (%s, %s)")
+            params += list(after)
+        rows = await self._all(
+            "SELECT stream_id, channel_id, title, game, tags, language, started_at FROM streams WHERE "
+            + " AND ".join(where)
+            + " ORDER BY started_at DESC, stream_id DESC LIMIT %s",
+            [*params, limit],
+        )
+        counts = await self._live_counts([row["stream_id"] for row in rows])
+        return [{**row, **counts.get(row["stream_id"], _NO_COUNTS)} for row in rows]
+
+    async def _live_counts(self, stream_ids: list[str]) -> dict[str, dict[str, Any]]:
+        if not stream_ids:
+            return {}
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for stream_id in stream_ids:
+                    pipe.zscore(self._keys.live, stream_id)
+                    pipe.hmget(self._keys.stream(stream_id), ("peak_viewers", "average_viewers"))
+                values = await pipe.execute()
+        except DRIVER_ERRORS as e:
+            log.warning("live counts unavailable for a filtered listing, showing 0: %s", e)
+            return {}
+        counts = {}
+        for index, stream_id in enumerate(stream_ids):
+            score, (peak, average) = values[2 * index], values[2 * index + 1]
+            viewers = int(score or 0)
+            counts[stream_id] = {
+                "viewers": viewers,
+                "peak_viewers": int(peak or viewers),
+                "average_viewers": float(average or 0.0),
+            }
+        return counts
+
+    async def browse_facets(self) -> dict[str, list[tuple[str, int]]]:
+        """The games, tags and languages of live and scheduled streams, each with its number of
+        streams, most streams first (what a browse page offers as filters)."""
+        rows = await self._all(
+            "WITH open AS (SELECT game, tags, lower(language) AS language FROM streams"
+            " WHERE state IN ('live', 'scheduled') AND created_at IS NOT NULL)"
+            " SELECT 'game' AS facet, game AS value, count(*) AS n FROM open WHERE game <> '' GROUP BY game"
+            " UNION ALL SELECT 'tag', tag, count(*) FROM open, unnest(tags) AS tag GROUP BY tag"
+            " UNION ALL SELECT 'language', language, count(*) FROM open GROUP BY language"
+            " ORDER BY n DESC, value"
+        )
+        facets: dict[str, list[tuple[str, int]]] = {"game": [], "tag": [], "language": []}
+        for row in rows:
+            facets[row["facet"]].append((row["value"], int(row["n"])))
+        return facets
+
     async def _live_from_redis(self, offset: int, limit: int) -> list[dict[str, Any]]:
         members: list[tuple[str, float]] = await self._redis.zrevrange(  # type: ignore[assignment]
             self._keys.live, offset, offset + limit - 1, withscores=True
@@ -111,6 +182,25 @@ class StreamQueries(Reader):
             _live_row(stream_id, score, fields)
             for (stream_id, score), fields in zip(members, hashes, strict=True)
         ]
+
+
+_NO_COUNTS: dict[str, Any] = {"viewers": 0, "peak_viewers": 0, "average_viewers": 0.0}
+
+
+def browse_filters(
+    where: list[str], params: list[Any], *, game: str | None, tag: str | None, language: str | None
+) -> None:
+    """Add the browse filters of a streams query: the exact game, one of its tags, its language
+    (case-insensitive, as ``en`` and ``EN`` name the same language)."""
+    if game:
+        where.append("game = %s")
+        params.append(game)
+    if tag:
+        where.append("tags @> ARRAY[%s]::text[]")
+        params.append(tag)
+    if language:
+        where.append("lower(language) = lower(%s)")
+        params.append(language)
 
 
 def _live_row(stream_id: str, score: float, fields: dict[str, str | None]) -> dict[str, Any]:

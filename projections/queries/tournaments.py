@@ -14,6 +14,8 @@ __all__ = ["TournamentQueries", "match_audiences"]
 
 log = logging.getLogger(__name__)
 
+_A_STREAM_WHERE = "EXISTS (SELECT 1 FROM streams s WHERE s.match_id = m.match_id AND {})"
+
 
 class TournamentQueries(Reader):
     """Tournaments (newest first) and their matches."""
@@ -53,6 +55,51 @@ class TournamentQueries(Reader):
             " ORDER BY tournament_id, scheduled_start NULLS LAST, match_id",
             (tournament_ids,),
         )
+
+    async def matches_after(
+        self,
+        *,
+        state: str | None,
+        game: str | None,
+        tag: str | None,
+        language: str | None,
+        starts_after: datetime | None,
+        limit: int,
+        after: tuple[datetime, str] | None,
+    ) -> list[dict[str, Any]]:
+        """Scheduled matches of every tournament, soonest first, after ``(scheduled_start,
+        match_id)``, each with its tournament's name and game. ``game`` is the tournament's; a match
+        has a ``tag`` or ``language`` when one of its streams has it."""
+        where = ["m.scheduled_start IS NOT NULL"]
+        params: list[Any] = []
+        for condition, value in (
+            ("m.state = %s", state),
+            ("t.game = %s", game),
+            (_A_STREAM_WHERE.format("s.tags @> ARRAY[%s]::text[]"), tag),
+            (_A_STREAM_WHERE.format("lower(s.language) = lower(%s)"), language),
+            ("m.scheduled_start >= %s", starts_after),
+        ):
+            if value:
+                where.append(condition)
+                params.append(value)
+        if after:
+            where.append("(m.scheduled_start, m.match_id) > (%s, %s)")
+            params += list(after)
+        return await self._all(
+            "SELECT m.*, t.name AS tournament_name, t.game FROM matches m"
+            " JOIN tournaments t USING (tournament_id) WHERE "
+            + " AND ".join(where)
+            + " ORDER BY m.scheduled_start, m.match_id LIMIT %s",
+            [*params, limit],
+        )
+
+    async def upcoming_games(self) -> list[tuple[str, int]]:
+        """The games of tournaments with scheduled or live matches, with their number of such matches."""
+        rows = await self._all(
+            "SELECT t.game, count(*) AS n FROM matches m JOIN tournaments t USING (tournament_id)"
+            " WHERE m.state IN ('scheduled', 'live') AND t.game <> '' GROUP BY t.game ORDER BY n DESC, t.game"
+        )
+        return [(row["game"], int(row["n"])) for row in rows]
 
     async def match(self, match_id: str) -> dict[str, Any] | None:
         return await self._one("SELECT * FROM matches WHERE match_id = %s", (match_id,))
