@@ -12,14 +12,16 @@ bytes to every transport; ``broadcast`` = ``websockets.broadcast()``; ``naive`` 
 4. node and generator CPU over the window (the generator must not be the bottleneck).
 
     python bench/edge_fanout.py [--viewers 5000] [--rate 50] [--seconds 10] [--runs 3] [--quick]
-                                [--client picows|raw] [--generators N]
+                                [--client picows|raw] [--generators N] [--workers N] [--linger-ms 0]
 
 The node holds a file descriptor per viewer, so ``--viewers`` must stay below the hard
 ``RLIMIT_NOFILE`` (``ulimit -Hn``, which the bench raises the soft limit to) less
-:data:`FD_HEADROOM`. The viewers' own sockets are spread over as many generator processes as that
-limit needs (``--generators`` for more), all on core 1. The picows client makes a Python call per
-frame received, which at 20,000 viewers and 100 msg/s is more than one core can do; the ``raw``
-client makes one per read (see :class:`_RawViewer`; the node's websocket pings are turned off for it).
+:data:`FD_HEADROOM`, per worker process of the node (``--workers N``: N processes on one port,
+``edge.workers``; node CPU and memory are the sum over its processes). The viewers' own sockets
+are spread over as many generator processes as that limit needs (``--generators`` for more), all
+on core 1. The picows client makes a Python call per frame received, which at 20,000 viewers and
+100 msg/s is more than one core can do; the ``raw`` client makes one per read (see
+:class:`_RawViewer`; the node's websocket pings are turned off for it).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
+import gc
 import json
 import os
 import resource
@@ -39,6 +43,7 @@ import time
 import urllib.request
 import uuid
 from array import array
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -56,6 +61,8 @@ TEXT_MARK = b'"text":"t='
 # Descriptors a node holds besides its viewers' sockets: 16 here (listener, epoll, Kafka, stdio, ...);
 # a generator process holds fewer. With the hard limit of 20,000, one node holds at most 19,950 viewers.
 FD_HEADROOM = 50
+# SO_REUSEPORT hashes each connection to a worker: a worker may get a few per cent over its share.
+WORKER_SHARE = 1.05
 
 
 # --- the load generator (its own processes, picows or raw sockets) --------------------------------
@@ -86,9 +93,10 @@ async def _generate(ports: list[int], first: int, count: int, stream: str, clien
     print(f"READY {count}", flush=True)
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.readline)  # GO
-    cpu0, wall0 = _cpu_self(), time.monotonic()
-    await loop.run_in_executor(None, sys.stdin.readline)  # STOP
-    cpu, wall = _cpu_self() - cpu0, time.monotonic() - wall0
+    with quiet_collector():
+        cpu0, wall0 = _cpu_self(), time.monotonic()
+        await loop.run_in_executor(None, sys.stdin.readline)  # STOP
+        cpu, wall = _cpu_self() - cpu0, time.monotonic() - wall0
     for close in closers:
         close()
     Path(out).write_bytes(records.tobytes())
@@ -223,6 +231,23 @@ async def _raw_viewer(
     return transport.abort
 
 
+@contextlib.contextmanager
+def quiet_collector() -> Iterator[None]:
+    """No garbage collection in a bench process while it measures (the generator receiving, the
+    orchestrator stamping and publishing): a full collection over thousands of connections' objects
+    stopped a generator for 50 to 180 ms, which its viewers' receipt times (or the messages' send
+    times) then carried as if the node had been late. Measured windows last seconds; what they
+    allocate is freed by reference counting."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
 def _cpu_self() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -255,21 +280,50 @@ def free_port() -> int:
 
 
 def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+    """Resident memory of ``pid`` and its descendants (a node's workers), KiB."""
+    total = 0
+    for one in tree(pid):
+        try:
+            lines = Path(f"/proc/{one}/status").read_text().splitlines()
+        except FileNotFoundError:
+            continue
+        total += sum(int(line.split()[1]) for line in lines if line.startswith("VmRSS:"))
+    return total
 
 
 def cpu_of(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of ``pid`` and every live process under it (a node's workers)."""
+    total = 0
+    for one in tree(pid):
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        found.append(todo.pop())
+        todo += children.get(found[-1], [])
+    return found
 
 
 def start_node(
     settings: Settings, port: int, mode: str, core: int = 0, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
-    """An edge node (``python -m edge_ws.node``) pinned to ``core``; ``env`` adds ESPORTS_* settings."""
+    """An edge node (``esports edge``, workers too) pinned to ``core``; ``env`` adds ESPORTS_* settings."""
     env = {
         **os.environ,
         "ESPORTS_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
@@ -279,9 +333,8 @@ def start_node(
         "ESPORTS_LOG_LEVEL": "WARNING",
         **(env or {}),
     }
-    return subprocess.Popen(
-        [sys.executable, "-m", "edge_ws.node", str(port)], cwd=REPO_ROOT, env=env, preexec_fn=_pin(core)
-    )
+    argv = [sys.executable, "-m", "infra.cli", "edge", "--port", str(port)]  # `esports edge`
+    return subprocess.Popen(argv, cwd=REPO_ROOT, env=env, preexec_fn=_pin(core))
 
 
 class Viewers:
@@ -452,7 +505,8 @@ async def _one_run(
     settings: Settings, codec: EventCodec, mode: str, args: argparse.Namespace
 ) -> dict[str, Any]:
     port, stream = free_port(), f"bench-{uuid.uuid4().hex[:8]}"
-    node = start_node(settings, port, mode, env=client_env(args.client))
+    env = {**client_env(args.client), "ESPORTS_EDGE__WORKERS": str(args.workers)}
+    node = start_node(settings, port, mode, env=env)
     viewers, sent_ns = None, list[int]()
     try:
         await wait_healthy(port, node)
@@ -461,13 +515,15 @@ async def _one_run(
         await viewers.ready()
         await asyncio.sleep(0.5)
         rss1 = _rss_kib(node.pid)
-        async with EventPublisher(settings.kafka, codec, producer="bench") as publisher:
+        kafka = settings.kafka.model_copy(update={"linger_ms": args.linger_ms})
+        async with EventPublisher(kafka, codec, producer="bench") as publisher:
             viewers.go()
-            cpu0, wall0, busy0 = cpu_of(node.pid), time.monotonic(), machine_busy_s()
-            sent = await publish_paced(publisher, stream, args.rate, args.seconds, sent_ns)
-            await asyncio.sleep(args.settle)
-            node_cpu, wall = cpu_of(node.pid) - cpu0, time.monotonic() - wall0
-            busy = machine_busy_s() - busy0
+            with quiet_collector():
+                cpu0, wall0, busy0 = cpu_of(node.pid), time.monotonic(), machine_busy_s()
+                sent = await publish_paced(publisher, stream, args.rate, args.seconds, sent_ns)
+                await asyncio.sleep(args.settle)
+                node_cpu, wall = cpu_of(node.pid) - cpu0, time.monotonic() - wall0
+                busy = machine_busy_s() - busy0
         result = await viewers.stop(sent_ns)
     finally:
         if viewers is not None:
@@ -529,9 +585,10 @@ def _report(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]]) 
     print("deliveries_per_s = received / (publish window + settle); node CPU includes its Kafka reader")
     print(
         f"edge fan-out: {args.viewers} viewers of one stream, {args.rate} msg/s for {args.seconds}s, "
-        f"medians of {args.runs} run(s); node on core 0, "
+        f"medians of {args.runs} run(s); node ({args.workers} worker process(es)) on core 0, "
         f"{args.generators} {args.client} generator process(es) on core 1; Kafka on the same host; "
-        "ChatMessageAccepted published directly (moderation agent not in the path)"
+        "ChatMessageAccepted published directly (moderation agent not in the path), "
+        f"bench publisher linger_ms {args.linger_ms}"
     )
     keys = [
         "mem_per_conn_kib",
@@ -579,15 +636,27 @@ def main() -> None:
         default=0,
         help="generator processes (default: as few as the fd limit allows)",
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes of the node (ESPORTS_EDGE__WORKERS)"
+    )
+    parser.add_argument(
+        "--linger-ms",
+        type=int,
+        default=0,
+        help="the bench publisher's linger_ms (0: each message sent at once; the README's figures "
+        "before 2026-12 used the settings' default, 5)",
+    )
     parser.add_argument("--quick", action="store_true", help="1000 viewers, 20 msg/s, 4 s, one run")
     args = parser.parse_args()
     if args.quick:
         args.viewers, args.rate, args.seconds, args.runs = 1000, 20, 4.0, 1
     fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    if args.viewers + FD_HEADROOM > fd_limit:
+    per_worker = int(args.viewers * WORKER_SHARE / args.workers) if args.workers > 1 else args.viewers
+    if per_worker + FD_HEADROOM > fd_limit:
         parser.error(
-            f"one node holds every viewer: {args.viewers} viewers need {args.viewers} descriptors plus "
-            f"about {FD_HEADROOM} more, over ulimit -Hn ({fd_limit}); at most {fd_limit - FD_HEADROOM}"
+            f"each worker of the node holds up to {per_worker} viewers (the kernel spreads them over "
+            f"the {args.workers} workers, not exactly evenly), plus about {FD_HEADROOM} descriptors, "
+            f"over ulimit -Hn ({fd_limit}): use more --workers"
         )
     args.generators = args.generators or -(-args.viewers // (fd_limit - FD_HEADROOM))
     asyncio.run(_bench(args))

@@ -8,7 +8,7 @@ checked here, so a refused client costs one HTTP response and no connection stat
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -21,9 +21,11 @@ from websockets.http11 import Request, Response
 from edge_ws.auth import Identity, InvalidToken, TokenCheck, token_from_request
 from edge_ws.limits import AddressCap
 from edge_ws.metrics import Metrics
+from edge_ws.siblings import Siblings
 from infra.net import ClientAddresses
 
 WEBSOCKET_PATHS = ("/", "/ws")
+PROMETHEUS_TEXT = "text/plain; version=0.0.4"
 
 
 def allowed_origins(cors_origins: list[str], public_url: str) -> frozenset[str]:
@@ -52,15 +54,21 @@ class Gate:
     health: Callable[[], dict[str, Any]]
     node_id: str
     addresses: ClientAddresses = field(default_factory=ClientAddresses)
+    worker: int | None = None  # this process's index among the node's workers (None: the only one)
+    siblings: Siblings | None = None  # the node's other workers, whose reports /health, /metrics merge
     draining: bool = False
     identities: dict[int, Identity] = field(default_factory=dict)  # handshake token → its session
 
-    def __call__(self, connection: ServerConnection, request: Request) -> Response | None:
+    def __call__(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | Awaitable[Response] | None:
         path = request.path.split("?", 1)[0]
         if path == "/health":
-            return self._health()
+            return self._health() if self.siblings is None else self._node_health(self.siblings)
         if path == "/metrics":
-            return respond(HTTPStatus.OK, self.metrics.prometheus(self.node_id), "text/plain; version=0.0.4")
+            if self.siblings is not None:
+                return self._node_metrics(self.siblings)
+            return respond(HTTPStatus.OK, self.exposition(), PROMETHEUS_TEXT)
         if path not in WEBSOCKET_PATHS:
             return refuse(HTTPStatus.NOT_FOUND, "not_found", "websocket at / ; GET /health, /metrics")
         refusal = self._check(connection, request)
@@ -68,10 +76,20 @@ class Gate:
             self.metrics.refused_handshakes += 1
         return refusal
 
-    def _health(self) -> Response:
-        report = self.health()
+    def exposition(self) -> str:
+        """This process's series, labelled with the node (and the worker, on a node of several)."""
+        return self.metrics.prometheus(self.node_id, self.worker)
+
+    def _health(self, report: dict[str, Any] | None = None) -> Response:
+        report = self.health() if report is None else report
         status = HTTPStatus.OK if report.get("status") == "ok" else HTTPStatus.SERVICE_UNAVAILABLE
         return respond(status, json.dumps(report))
+
+    async def _node_health(self, siblings: Siblings) -> Response:
+        return self._health(await siblings.node_health())
+
+    async def _node_metrics(self, siblings: Siblings) -> Response:
+        return respond(HTTPStatus.OK, await siblings.node_metrics(), PROMETHEUS_TEXT)
 
     def _check(self, connection: ServerConnection, request: Request) -> Response | None:
         if self.draining:

@@ -116,9 +116,11 @@ class Metrics:
             if age_s <= LIVE_WINDOW_S:
                 self.delivery_latency.observe(age_s)
 
-    def prometheus(self, node_id: str) -> str:
-        """The text exposition of every series, labelled ``node=node_id``."""
-        body, _content_type = render(_Labelled(self.registry, {"node": node_id}))
+    def prometheus(self, node_id: str, worker: int | None = None) -> str:
+        """The text exposition of every series, labelled ``node=node_id`` (and ``worker``, the
+        process's index, on a node of several worker processes)."""
+        labels = {"node": node_id} if worker is None else {"node": node_id, "worker": str(worker)}
+        body, _content_type = render(_Labelled(self.registry, labels))
         return body.decode()
 
 

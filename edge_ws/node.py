@@ -1,7 +1,9 @@
 """The edge node's composition root: settings → Kafka clients → hub, sessions, server; and its drain.
 
 ``run(settings, port)`` is what ``esports edge`` calls. :class:`EdgeNode` is the same node as an
-object, so tests can run several in one process on free ports.
+object, so tests can run several in one process on free ports. With ``edge.workers`` > 1 the node is
+that many processes, each an :class:`EdgeNode` on the same port (``edge_ws/workers.py``, which
+``esports edge`` runs then).
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -27,7 +31,9 @@ from edge_ws.pause import SendingPause
 from edge_ws.protocol import CLOSE_RESTART, notice
 from edge_ws.reader import EdgeReader, chat_starts, pump
 from edge_ws.session import Session, SessionContext
+from edge_ws.siblings import Siblings, WorkerPlace
 from events.codec import EventCodec
+from infra.gc_tuning import tune_for_throughput
 from infra.kafka import EventPublisher
 from infra.net import ClientAddresses
 from infra.settings import Settings
@@ -36,16 +42,26 @@ from schemas import SCHEMAS_DIR
 log = logging.getLogger(__name__)
 
 
+
 class EdgeNode:
     """A websocket edge node: one Kafka reader, one publisher, one server, many sessions."""
 
     def __init__(
-        self, settings: Settings, *, port: int | None = None, codec: EventCodec | None = None
+        self,
+        settings: Settings,
+        *,
+        port: int | None = None,
+        codec: EventCodec | None = None,
+        worker: WorkerPlace | None = None,
     ) -> None:
         edge = settings.edge
         self.settings = settings
         self.port = edge.port if port is None else port
-        self.node_id = edge.node_id or f"{socket.gethostname()}:{self.port}"
+        self.worker = worker
+        node = edge.node_id or f"{socket.gethostname()}:{self.port}"
+        # In events (edge_id) each worker process is named apart: <node>/<index>. Metrics keep the
+        # node's name and add a worker label.
+        self.node_id = node if worker is None else f"{node}/{worker.index}"
         self.metrics = Metrics()
         codec = codec or EventCodec.load(SCHEMAS_DIR)
         # A viewer's chat, vote or mod action waits for nobody: no linger before it is sent (what
@@ -94,9 +110,12 @@ class EdgeNode:
             tokens,
             self.metrics,
             self.health,
-            self.node_id,
+            node,
             ClientAddresses(settings.api.trusted_proxies),
+            worker=None if worker is None else worker.index,
         )
+        if worker is not None:
+            self.gate.siblings = Siblings(worker, node, self.health, self.gate.exposition)
         self.ready = asyncio.Event()
         self._reader_alive = False
         self._started = time.monotonic()
@@ -106,6 +125,7 @@ class EdgeNode:
         return {
             "status": "ok" if ok else "unavailable",
             "node": self.node_id,
+            **({} if self.worker is None else {"worker": self.worker.index, "pid": os.getpid()}),
             "kafka_reader": "running" if self._reader_alive else "stopped",
             "draining": self.gate.draining,
             "sending": "paused" if self.pause.paused else "running",
@@ -117,12 +137,17 @@ class EdgeNode:
         """Run until ``stop`` is set, then drain: tell every client to reconnect, close 1012, return."""
         async with self.publisher:
             await self.reader.start()
+            siblings = self.gate.siblings
             try:
                 self.hub.partition_starts = chat_starts(
                     await self.reader.warm_start(self.settings.edge.warm_start_records)
                 )
+                if siblings is not None:
+                    await siblings.start()
                 await self._serve_until(stop)
             finally:
+                if siblings is not None:
+                    await siblings.stop()
                 await self.reader.stop()
 
     async def _serve_until(self, stop: asyncio.Event) -> None:
@@ -138,6 +163,7 @@ class EdgeNode:
             compression=None,  # deflate per connection would undo encode-once; chat frames are small
             max_queue=16,
             server_header=None,
+            reuse_port=self.worker is not None,  # the node's workers share its port (kernel-balanced)
         ) as server:
             self.port = server.sockets[0].getsockname()[1]
             tasks = [asyncio.create_task(pump(self.reader, self.hub, self.metrics), name="edge-reader")]
@@ -212,30 +238,55 @@ async def _quietly(awaitable: Any) -> None:
         log.warning("while stopping: %r", e)
 
 
-async def _main(settings: Settings, port: int | None) -> int:
+async def _main(
+    settings: Settings, port: int | None, worker: WorkerPlace | None, on_ready: Callable[[], None] | None
+) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    node = EdgeNode(settings, port=port, worker=worker)
+    announce = asyncio.create_task(_when_ready(node, on_ready))
     try:
-        await EdgeNode(settings, port=port).serve(stop)
+        await node.serve(stop)
     except OSError as e:
         if e.errno != errno.EADDRINUSE:
             raise
         setting = "ESPORTS_EDGE__PORT" if port in (None, settings.edge.port) else "--port"
         log.error("port %s is taken (%s); move the edge with %s", port or settings.edge.port, e, setting)
         return 1
+    finally:
+        announce.cancel()
     return 0
 
 
-def run(settings: Settings, port: int | None = None) -> int:
-    """Run one edge node until SIGTERM/SIGINT, drain it, return 0 (``esports edge [--port N]``)."""
+async def _when_ready(node: EdgeNode, on_ready: Callable[[], None] | None) -> None:
+    await node.ready.wait()
+    # What the node built so far lives as long as the process: out of the collector's sight, and
+    # collections made rare (infra.gc_tuning). With the defaults, a full collection with thousands of
+    # connections stopped the event loop for 50 to 200 ms (gc.callbacks), which every delivery in
+    # flight waited for.
+    tune_for_throughput()
+    if on_ready is not None:
+        on_ready()
+
+
+def run(
+    settings: Settings,
+    port: int | None = None,
+    worker: WorkerPlace | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> int:
+    """Run one edge node in this process until SIGTERM/SIGINT, drain it, return 0 (``esports edge``
+    with one worker; a worker of a node of several, ``edge_ws/workers.py``, with ``worker``).
+    ``on_ready`` is called once it listens. The event loop is uvloop's when installed."""
+    main = _main(settings, port, worker, on_ready)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
-        return asyncio.run(_main(settings, port))
+        return asyncio.run(main)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_main(settings, port))
+        return runner.run(main)
 
 
 if __name__ == "__main__":

@@ -502,6 +502,13 @@ class EdgeSettings(BaseModel):
         description="How deliveries are written: frames (frame once, same bytes to every transport), "
         "broadcast (websockets.broadcast) or naive (await send per client; benchmarks only).",
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        description="Worker processes of one edge node, sharing its port (SO_REUSEPORT), each with its own "
+        "Kafka reader and connections: to hold more connections than one process's open-file limit, "
+        "or to use more cores. 1 = the node is one process.",
+    )
 
 
 class WebSettings(BaseModel):
