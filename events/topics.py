@@ -94,12 +94,13 @@ CATALOGUE: tuple[TopicSpec, ...] = (
             users.ModeratorAppointed,
             users.ModeratorRemoved,
             users.NotificationsRead,
+            users.UserPreferencesUpdated,
         ),
         owner="producers",
         # System of record: every read model of users and follows is rebuilt from it. Not
         # compacted, because a key carries many event types and compaction keeps only the last.
         retention_ms=FOREVER,
-        description="Accounts, roles, follows, channel moderators and notification reads.",
+        description="Accounts, roles, follows, channel moderators, notification reads and preferences.",
     ),
     TopicSpec(
         name=Topic.CHANNELS,

@@ -20,6 +20,7 @@ __all__ = [
     "NotificationsRead",
     "TournamentFollowed",
     "TournamentUnfollowed",
+    "UserPreferencesUpdated",
     "UserRegistered",
     "UserRole",
     "UserRoleChanged",
@@ -113,3 +114,12 @@ class NotificationsRead(Event):
     user_id: str
     notification_ids: tuple[str, ...] = ()
     all_before: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserPreferencesUpdated(Event):
+    """``user_id`` set their viewing preferences; the whole set each time (the latest event wins).
+    ``spoiler_free`` hides scores, winners and "ended" badges until the viewer reveals a match."""
+
+    user_id: str
+    spoiler_free: bool = False

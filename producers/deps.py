@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Header, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -16,6 +16,7 @@ from producers.consistency import InvalidPosition, parse_positions, wait_for_pos
 from producers.pagination import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
 from producers.problems import ApiProblem, Forbidden, Unauthorized
 from producers.services import Services
+from producers.spoilers import HIDE, MAX_REVEALED, SHOW, SpoilerView, view_of
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from /api/v1/auth/login.")
 _internal_bearer = HTTPBearer(
@@ -111,6 +112,43 @@ async def internal_caller(
 
 
 InternalCaller = Annotated[None, Depends(internal_caller)]
+
+
+async def spoiler_view(
+    request: Request,
+    spoilers: Annotated[
+        Literal["hide", "show"] | None,
+        Query(
+            description=f"`{HIDE}`: scores, winners and end times hidden (spoiler-free); `{SHOW}`: shown. "
+            "Default: the caller's own setting (PATCH /api/v1/me/preferences), else shown."
+        ),
+    ] = None,
+    reveal: Annotated[
+        list[str] | None,
+        Query(
+            max_length=MAX_REVEALED,
+            description="A match whose result to show even in spoiler-free mode (repeatable).",
+        ),
+    ] = None,
+) -> SpoilerView:
+    """What this caller may see of match results; a missing or bad token just means "logged out".
+
+    The token is read from the header rather than declared (HTTPBearer): these views are public, and
+    a declared security scheme would tell clients (and the auth matrix) that they need one."""
+    user_setting = False
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if spoilers is None and scheme.lower() == "bearer" and token:
+        services = _services(request)
+        try:
+            claims = services.tokens.verify(token.strip())
+        except InvalidToken:
+            claims = None
+        row = await services.catalog.user(claims.user_id) if claims else None
+        user_setting = bool(row and row.get("spoiler_free"))
+    return view_of(spoilers, reveal or (), user_setting=user_setting)
+
+
+SpoilerViewDep = Annotated[SpoilerView, Depends(spoiler_view)]
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Page size (max {MAX_LIMIT}).")]
 Cursor = Annotated[

@@ -18,8 +18,9 @@ from fastapi.responses import HTMLResponse
 from producers.deps import ServicesDep
 from producers.pagination import InvalidCursor, decode_cursor, encode_cursor
 from producers.routes.search import MAX_OFFSET, hit_url
+from producers.routes.tournaments import seen_matches
 from producers.services import Services
-from web.pages import channel_names, not_found, render, site_of
+from web.pages import channel_names, not_found, render, site_of, spoiler_view
 from web.seo import PageMeta, clip
 
 router = APIRouter(include_in_schema=False)
@@ -113,7 +114,7 @@ async def browse_page(
         return not_found(request, services, "There is no such filter.")
     live = await _live(services, filters)
     channels = await channel_names(services, {s["channel_id"] for s in live})
-    matches = await _matches(services, filters)
+    matches = await seen_matches(services, spoiler_view(request), await _matches(services, filters))
     site = site_of(services)
     what = " · ".join(filters.values())
     meta = PageMeta(

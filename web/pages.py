@@ -20,7 +20,9 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from producers.deps import ServicesDep
+from producers.routes.tournaments import seen_matches
 from producers.services import Services
+from producers.spoilers import PARAM, REVEAL_PARAM, SpoilerView, hide_matches, streams_seen, view_of
 from projections.bracket import bracket
 from projections.queries.tournaments import match_audiences
 from web.seo import (
@@ -58,19 +60,40 @@ def site_of(services: Services) -> Site:
     return Site.from_settings(services.settings)
 
 
+def spoiler_view(request: Request) -> SpoilerView:
+    """What the page may show of match results: ``?spoilers=hide`` (kept in links by the site's
+    script, which adds it for a signed-in viewer whose setting is on) and ``reveal=<match_id>``.
+    Lenient: a page never fails on a malformed switch."""
+    return view_of(request.query_params.get(PARAM), request.query_params.getlist(REVEAL_PARAM))
+
+
 def render(
     request: Request, services: Services, template: str, meta: PageMeta, *, status: int = 200, **context: Any
 ) -> HTMLResponse:
     """A page with its security headers: the CSP, no sniffing, no framing, a strict referrer."""
     site = site_of(services)
+    view = spoiler_view(request)
     response = TEMPLATES.TemplateResponse(
-        request, template, {"site": site, "meta": meta, **context}, status_code=status
+        request,
+        template,
+        {"site": site, "meta": meta, "spoilers": view, "reveal_url": _reveal_url(request, view), **context},
+        status_code=status,
     )
     response.headers["Content-Security-Policy"] = site.csp
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "strict-origin-when-cross-origin"
     response.headers["X-Frame-Options"] = "DENY"
     return response
+
+
+def _reveal_url(request: Request, view: SpoilerView) -> Any:
+    """A template function: this page's URL with one more match revealed."""
+
+    def reveal(match_id: str) -> str:
+        more = SpoilerView(hide=True, revealed=view.revealed | {match_id})
+        return f"{request.url.path}?{more.query}#match-{match_id}"
+
+    return reveal
 
 
 def not_found(request: Request, services: Services, what: str) -> HTMLResponse:
@@ -103,6 +126,11 @@ async def upcoming_matches(services: Services, limit: int) -> list[dict[str, Any
     return matches[:limit]
 
 
+async def upcoming_seen(services: Services, view: SpoilerView, limit: int) -> list[dict[str, Any]]:
+    """The upcoming matches as ``view`` lets them be seen (a live one's score, a final's teams)."""
+    return await seen_matches(services, view, await upcoming_matches(services, limit))
+
+
 @router.get("/", response_class=HTMLResponse)
 async def home(request: Request, services: ServicesDep) -> HTMLResponse:
     """Live now (most viewers first, with stills and counts), upcoming matches, recent videos."""
@@ -110,7 +138,9 @@ async def home(request: Request, services: ServicesDep) -> HTMLResponse:
     live, _, _ = await services.streams.live(limit=LIVE_ON_HOME, cursor=None)
     ended, _ = await services.streams.streams(state="ended", channel=None, match=None, limit=8, cursor=None)
     channels = await channel_names(services, {s["channel_id"] for s in [*live, *ended]})
-    upcoming = await upcoming_matches(services, UPCOMING_ON_HOME)
+    view = spoiler_view(request)
+    ended = streams_seen(ended, view)
+    upcoming = await upcoming_seen(services, view, UPCOMING_ON_HOME)
     meta = PageMeta(
         title=f"{site.name}: live eSports streams, tournaments and matches",
         description=clip(
@@ -136,10 +166,13 @@ async def stream_page(request: Request, stream_id: str, services: ServicesDep) -
     if stream is None or stream["created_at"] is None:
         return not_found(request, services, f"There is no stream {stream_id}.")
     site = site_of(services)
+    view = spoiler_view(request)
+    stream = streams_seen([stream], view)[0]
     channel = await services.catalog.channel(stream["channel_id"])
     channel_name = channel["display_name"] if channel else "a channel"
     moderators = await services.catalog.moderators(stream["channel_id"]) if channel else []
     match = await services.tournaments.match(stream["match_id"]) if stream["match_id"] else None
+    match = (await seen_matches(services, view, [match]))[0] if match else None
     state_words = {"live": "Live now", "ended": "Video", "scheduled": "Scheduled", "created": "Coming up"}
     meta = PageMeta(
         title=f"{stream['title']} · {channel_name} · {site.name}",
@@ -176,6 +209,7 @@ async def channel_page(request: Request, channel: str, services: ServicesDep) ->
     streams, _ = await services.streams.streams(
         state=None, channel=row["channel_id"], match=None, limit=CHANNEL_STREAMS, cursor=None
     )
+    streams = streams_seen(streams, spoiler_view(request))
     meta = PageMeta(
         title=f"{row['display_name']} · {site.name}",
         description=clip(row["description"] or f"{row['display_name']}: live eSports streams and videos."),
@@ -198,8 +232,10 @@ async def tournament_page(request: Request, tournament_id: str, services: Servic
     if tournament is None:
         return not_found(request, services, f"There is no tournament {tournament_id}.")
     site = site_of(services)
-    matches = await services.tournaments.matches(tournament_id)
+    view = spoiler_view(request)
+    matches = hide_matches(await services.tournaments.matches(tournament_id), view)
     streams = await asyncio.gather(*(services.streams.of_match(m["match_id"]) for m in matches))
+    streams = [streams_seen(s, view) for s in streams]
     meta = PageMeta(
         title=f"{tournament['name']} · {site.name}",
         description=clip(f"{tournament['name']} ({tournament['game']}): schedule, results and live matches."),
@@ -226,8 +262,10 @@ async def match_page(request: Request, match_id: str, services: ServicesDep) -> 
     if match is None:
         return not_found(request, services, f"There is no match {match_id}.")
     site = site_of(services)
+    view = spoiler_view(request)
+    match = (await seen_matches(services, view, [match]))[0]
     tournament = await services.tournaments.tournament(match["tournament_id"])
-    streams = await services.streams.of_match(match_id)
+    streams = streams_seen(await services.streams.of_match(match_id), view)
     watchable = [s for s in streams if s["state"] in ("live", "ended")][:4]
     title = " vs ".join(match["teams"])
     meta = PageMeta(

@@ -122,3 +122,19 @@ class RoleChangeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"role": "admin"}]})
 
     role: Role
+
+
+class PreferencesIn(BaseModel):
+    """Your viewing preferences (the whole set: what is left out is reset to its default)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"spoiler_free": True}]})
+
+    spoiler_free: bool = Field(
+        False, description="Hide scores, winners, end times and results until you reveal a match."
+    )
+
+
+class PreferencesOut(BaseModel):
+    """Your viewing preferences as the read model has them."""
+
+    spoiler_free: bool

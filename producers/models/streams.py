@@ -128,6 +128,9 @@ class StreamOut(BaseModel):
     vod_deleted_reason: str | None = Field(
         None, description="Why: deleted_by_owner, deleted_by_admin or retention (null if not deleted)."
     )
+    result_hidden: bool = Field(
+        False, description="Spoiler-free mode withheld its end time (the replay's length tells a result)."
+    )
 
 
 class StreamPage(BaseModel):

@@ -183,6 +183,11 @@ class MatchOut(BaseModel):
     )
     peak_viewers: int = Field(0, description="The highest combined audience so far.")
     average_viewers: float = Field(0.0, description="Time-weighted mean of the combined audience.")
+    result_hidden: bool = Field(
+        False,
+        description="Spoiler-free mode (`spoilers=hide` or the caller's setting): scores, winner and "
+        "end time are withheld until the match is revealed (`reveal=<match_id>`).",
+    )
 
 
 class MatchDetail(MatchOut):
@@ -256,6 +261,7 @@ class BracketMatchOut(BaseModel):
     teams: list[BracketSlotOut]
     winner: str | None
     advances_to: str | None = Field(description="The later match the winner plays in (null: none yet).")
+    result_hidden: bool = Field(False, description="Spoiler-free mode withheld its scores and winner.")
 
 
 class BracketRoundOut(BaseModel):

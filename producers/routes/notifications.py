@@ -18,12 +18,13 @@ from events.base import utc_now
 from events.topics import Topic
 from events.users import NotificationsRead
 from producers.consistency import InvalidPosition, parse_positions
-from producers.deps import CurrentUser, Cursor, Limit, ReadYourWrites, ServicesDep
+from producers.deps import CurrentUser, Cursor, Limit, ReadYourWrites, ServicesDep, SpoilerViewDep
 from producers.models.common import Accepted
 from producers.pagination import encode_cursor, sort_key
 from producers.problems import documented
 from producers.routes import API_PREFIX, accepted
 from producers.services import Services
+from producers.spoilers import notifications_seen
 from projections.notifications import NAME as INBOX_PROJECTOR
 from projections.positions import wait_for_position
 from projections.queries.notifications import InboxQueries
@@ -79,6 +80,7 @@ async def my_notifications(
     user: CurrentUser,
     services: ServicesDep,
     response: Response,
+    view: SpoilerViewDep,
     limit: Limit = 20,
     cursor: Cursor = None,
     unread: Annotated[bool, Query(description="Only the notifications not read yet.")] = False,
@@ -92,7 +94,7 @@ async def my_notifications(
     rows = await inbox.page_after(user.user_id, unread=unread, limit=limit, after=after)
     last = rows[-1] if len(rows) == limit else None
     return Inbox(
-        items=[NotificationOut(**row) for row in rows],
+        items=[NotificationOut(**row) for row in notifications_seen(rows, view)],
         unread_count=await inbox.unread_count(user.user_id),
         next_cursor=None if last is None else encode_cursor(last["created_at"], last["notification_id"]),
     )

@@ -29,6 +29,7 @@ from producers.deps import (
     Principal,
     ReadYourWrites,
     ServicesDep,
+    SpoilerViewDep,
     names_positions,
 )
 from producers.models.common import ID_PATTERN, Accepted
@@ -46,6 +47,7 @@ from producers.problems import Conflict, IllegalTransition, NotFound, Unprocessa
 from producers.routes import API_PREFIX, GameFilter, LanguageFilter, TagFilter, accepted
 from producers.routes.stream_creation import stream_created_events
 from producers.services import Services
+from producers.spoilers import streams_seen
 
 router = APIRouter(prefix=API_PREFIX + "/streams", tags=["streams"], dependencies=[ReadYourWrites])
 StreamId = Annotated[str, Path(pattern=ID_PATTERN, description="The stream's id.")]
@@ -268,6 +270,7 @@ def check_vod_deletable(stream: dict[str, Any]) -> None:
 @router.get("", response_model=StreamPage, responses=documented(400, 422))
 async def list_streams(
     services: ServicesDep,
+    view: SpoilerViewDep,
     state: Annotated[Literal["created", "scheduled", "live", "ended"] | None, Query()] = None,
     channel: Annotated[str | None, Query(pattern=ID_PATTERN, description="Channel id or slug.")] = None,
     match: Annotated[str | None, Query(pattern=ID_PATTERN, description="Match id.")] = None,
@@ -289,13 +292,15 @@ async def list_streams(
         after=sort_key(cursor, (datetime, str)),
     )
     next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["stream_id"]) if len(rows) == limit else None
-    return StreamPage(items=[StreamOut.model_validate(r) for r in rows], next_cursor=next_cursor)
+    return StreamPage(
+        items=[StreamOut.model_validate(r) for r in streams_seen(rows, view)], next_cursor=next_cursor
+    )
 
 
 @router.get("/{stream_id}", response_model=StreamOut, responses=documented(404))
-async def get_stream(stream_id: StreamId, services: ServicesDep) -> StreamOut:
+async def get_stream(stream_id: StreamId, services: ServicesDep, view: SpoilerViewDep) -> StreamOut:
     """One stream."""
-    return StreamOut.model_validate(await find_stream(services, stream_id))
+    return StreamOut.model_validate(streams_seen([await find_stream(services, stream_id)], view)[0])
 
 
 async def find_stream(services: Services, stream_id: str) -> dict[str, Any]:

@@ -18,7 +18,15 @@ from events.tournaments import (
     TournamentCreated,
 )
 from producers import rules
-from producers.deps import CurrentUser, Cursor, Limit, Principal, ReadYourWrites, ServicesDep
+from producers.deps import (
+    CurrentUser,
+    Cursor,
+    Limit,
+    Principal,
+    ReadYourWrites,
+    ServicesDep,
+    SpoilerViewDep,
+)
 from producers.models.common import ID_PATTERN, Accepted, Moment, Name
 from producers.models.streams import StreamOut
 from producers.models.tournaments import (
@@ -42,6 +50,7 @@ from producers.pagination import encode_cursor, sort_key
 from producers.problems import NotFound, documented
 from producers.routes import API_PREFIX, GameFilter, LanguageFilter, TagFilter, accepted
 from producers.services import Services
+from producers.spoilers import SpoilerView, hide_matches, hide_rows, streams_seen
 from projections.bracket import bracket
 from projections.queries.tournaments import match_audiences
 
@@ -86,20 +95,22 @@ async def list_tournaments(
 
 
 @router.get("/tournaments/{tournament_id}", response_model=TournamentDetail, responses=documented(404))
-async def get_tournament(tournament_id: TournamentId, services: ServicesDep) -> TournamentDetail:
+async def get_tournament(
+    tournament_id: TournamentId, services: ServicesDep, view: SpoilerViewDep
+) -> TournamentDetail:
     """A tournament with its matches."""
     tournament = await _tournament(services, tournament_id)
-    matches = await services.tournaments.matches(tournament_id)
+    matches = hide_matches(await services.tournaments.matches(tournament_id), view)
     audiences = await _audiences(services, [m["match_id"] for m in matches])
     matches = [{**m, **audiences[m["match_id"]]} for m in matches]
     return TournamentDetail.model_validate({**tournament, "matches": matches})
 
 
 @router.get("/tournaments/{tournament_id}/bracket", response_model=BracketOut, responses=documented(404))
-async def get_bracket(tournament_id: TournamentId, services: ServicesDep) -> BracketOut:
+async def get_bracket(tournament_id: TournamentId, services: ServicesDep, view: SpoilerViewDep) -> BracketOut:
     """The tournament's bracket: its rounds in order, each match's result, winners advancing."""
     await _tournament(services, tournament_id)
-    rounds = bracket(await services.tournaments.matches(tournament_id))
+    rounds = bracket(hide_matches(await services.tournaments.matches(tournament_id), view))
     return BracketOut.model_validate(
         {
             "tournament_id": tournament_id,
@@ -114,6 +125,7 @@ async def get_bracket(tournament_id: TournamentId, services: ServicesDep) -> Bra
                             "teams": [{"team": t.team, "score": t.score, "won": t.won} for t in m.slots],
                             "winner": m.winner,
                             "advances_to": m.advances_to,
+                            "result_hidden": view.hides(m.match_id),
                         }
                         for m in r.matches
                     ],
@@ -127,6 +139,7 @@ async def get_bracket(tournament_id: TournamentId, services: ServicesDep) -> Bra
 @router.get("/matches", response_model=MatchPage, responses=documented(400, 422))
 async def list_matches(
     services: ServicesDep,
+    view: SpoilerViewDep,
     state: Annotated[Literal["scheduled", "live", "ended"] | None, Query()] = None,
     game: GameFilter = None,
     tag: TagFilter = None,
@@ -149,7 +162,8 @@ async def list_matches(
         after=sort_key(cursor, (datetime, str)),
     )
     audiences = await _audiences(services, [m["match_id"] for m in rows])
-    items = [MatchListItem.model_validate({**m, **audiences[m["match_id"]]}) for m in rows]
+    seen = await seen_matches(services, view, rows)
+    items = [MatchListItem.model_validate({**m, **audiences[m["match_id"]]}) for m in seen]
     last = rows[-1] if len(rows) == limit else None
     return MatchPage(
         items=items, next_cursor=encode_cursor(last["scheduled_start"], last["match_id"]) if last else None
@@ -182,10 +196,10 @@ async def schedule_match(
 
 
 @router.get("/matches/{match_id}", response_model=MatchDetail, responses=documented(404))
-async def get_match(match_id: MatchId, services: ServicesDep) -> MatchDetail:
+async def get_match(match_id: MatchId, services: ServicesDep, view: SpoilerViewDep) -> MatchDetail:
     """A match with every stream attached to it and its combined audience."""
-    match = await _match(services, match_id)
-    streams = await services.streams.of_match(match_id)
+    match = (await seen_matches(services, view, [await _match(services, match_id)]))[0]
+    streams = streams_seen(await services.streams.of_match(match_id), view)
     audience = (await _audiences(services, [match_id]))[match_id]
     return MatchDetail.model_validate(
         {**match, **audience, "streams": [StreamOut.model_validate(s) for s in streams]}
@@ -260,6 +274,16 @@ async def end_match(
         winner=body.winner if body.winner is not None else _leader(scores),
     )
     return Accepted(**accepted(await services.bus.publish(event)))
+
+
+async def seen_matches(
+    services: Services, view: SpoilerView, rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Match rows as ``view`` lets them be seen (every match of their tournaments read to decide)."""
+    if not view.hide:
+        return hide_matches(rows, view)
+    everything = await services.tournaments.matches_of(sorted({m["tournament_id"] for m in rows}))
+    return hide_rows(rows, everything, view)
 
 
 def _team_scores(scores: list[TeamScoreIn]) -> tuple[TeamScore, ...]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Path, status
 
+from events.users import UserPreferencesUpdated
 from producers import roles
 from producers.deps import CurrentAdmin, CurrentUser, ReadYourWrites, ServicesDep
-from producers.models.accounts import RoleChangeRequest, UserOut
+from producers.models.accounts import PreferencesIn, PreferencesOut, RoleChangeRequest, UserOut
 from producers.models.common import ID_PATTERN, Accepted
 from producers.problems import NotFound, documented
 from producers.routes import API_PREFIX, accepted
@@ -27,6 +28,27 @@ async def me(user: CurrentUser, services: ServicesDep) -> UserOut:
         role=account.role,
         created_at=account.created_at,
     )
+
+
+@router.get("/me/preferences", response_model=PreferencesOut, responses=documented(401, 404))
+async def my_preferences(user: CurrentUser, services: ServicesDep) -> PreferencesOut:
+    """Your viewing preferences (spoiler-free mode); send `X-Min-Position` to read your own change."""
+    row = await services.catalog.user(user.user_id)
+    if row is None:
+        raise NotFound("no such user")
+    return PreferencesOut(spoiler_free=bool(row.get("spoiler_free")))
+
+
+@router.patch(
+    "/me/preferences",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    responses=documented(401, 422, 503),
+)
+async def set_my_preferences(body: PreferencesIn, user: CurrentUser, services: ServicesDep) -> Accepted:
+    """Set your viewing preferences (an event on `users`; pages and the API then hide results)."""
+    event = UserPreferencesUpdated(user_id=user.user_id, spoiler_free=body.spoiler_free)
+    return Accepted(**accepted(await services.bus.publish(event)))
 
 
 @router.get("/users/{user_id}", response_model=UserOut, responses=documented(404))

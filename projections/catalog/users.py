@@ -13,6 +13,7 @@ from events.users import (
     ModeratorRemoved,
     TournamentFollowed,
     TournamentUnfollowed,
+    UserPreferencesUpdated,
     UserRegistered,
     UserRoleChanged,
 )
@@ -74,6 +75,11 @@ async def moderator_removed(cur: Cursor, e: ModeratorRemoved) -> None:
     )
 
 
+async def user_preferences_updated(cur: Cursor, e: UserPreferencesUpdated) -> None:
+    # The whole set each time, so replaying or redelivering it converges to the latest.
+    await cur.execute("UPDATE users SET spoiler_free = %s WHERE user_id = %s", (e.spoiler_free, e.user_id))
+
+
 HANDLERS = dict(
     [
         handles(UserRegistered, user_registered),
@@ -84,5 +90,6 @@ HANDLERS = dict(
         handles(TournamentUnfollowed, tournament_unfollowed),
         handles(ModeratorAppointed, moderator_appointed),
         handles(ModeratorRemoved, moderator_removed),
+        handles(UserPreferencesUpdated, user_preferences_updated),
     ]
 )

@@ -16,6 +16,8 @@ export async function initShell() {
     });
   }
   if (signedIn) {
+    const prefs = await api("/api/v1/me/preferences", { auth: true });
+    if (prefs.ok && window.esportsSpoilers) window.esportsSpoilers.adopt(Boolean(prefs.data?.spoiler_free));
     const after = sessionStorage.getItem("esports.inbox.after"); // the inbox page's last mark (notifications.js)
     const inbox = await api("/api/v1/me/notifications?unread=true&limit=1", { auth: true, headers: after ? { "X-Min-Position": after } : {} });
     const badge = document.getElementById("unread");

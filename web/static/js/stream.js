@@ -87,7 +87,8 @@ async function live() {
       $("viewers").dataset.count = String(m.count);
     }
     if (m.type === "state" && m.kind === "ended") {
-      $("state-tag").textContent = "ENDED";
+      // Spoiler-free: that the broadcast of a hidden match ended is a result too.
+      if (document.querySelector("main")?.dataset.resultHidden !== "true") $("state-tag").textContent = "ENDED";
       say("The stream has ended. The video will be available here.");
     }
     if (m.type === "state" && m.kind === "subscribed") page.dataset.subscribed = "true";
