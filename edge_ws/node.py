@@ -42,7 +42,6 @@ from schemas import SCHEMAS_DIR
 log = logging.getLogger(__name__)
 
 
-
 class EdgeNode:
     """A websocket edge node: one Kafka reader, one publisher, one server, many sessions."""
 
