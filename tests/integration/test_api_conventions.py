@@ -4,11 +4,15 @@ read-your-writes, /health, /metrics, CORS and a complete OpenAPI document."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import httpx
 import pytest
 
 from infra.settings import Settings
 from tests.integration.test_api_support import ApiStack, api_stack
+from web.app import create_app
 
 pytestmark = pytest.mark.integration
 __all__ = ["api_stack"]
@@ -155,3 +159,13 @@ async def test_cors_is_configurable(settings: object, tmp_path: object) -> None:
 def api_settings_with_cors(settings: object, origins: list[str]) -> Settings:
     assert isinstance(settings, Settings)
     return settings.model_copy(update={"api": settings.api.model_copy(update={"cors_origins": origins})})
+
+
+@asynccontextmanager
+async def cors_client(stack: ApiStack, origin: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An in-process client of the whole app (pages included) over ``stack``, with ``origin`` allowed
+    by CORS and a fixed client address."""
+    app = create_app(api_settings_with_cors(stack.settings, [origin]), stack.services)
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
+        yield client

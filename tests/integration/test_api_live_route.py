@@ -5,20 +5,16 @@ and leaves read-your-writes and invalid queries to that route."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import pytest
 
 from infra.postgres import DatabaseUnavailable
 from producers.pagination import encode_cursor
 from producers.routes.streams import LIVE_PATH, LiveListingRoute
 from projections.redis_keys import LiveKeys
-from tests.integration.test_api_conventions import api_settings_with_cors
+from tests.integration.test_api_conventions import cors_client
 from tests.integration.test_api_support import ApiStack, api_stack
-from web.app import create_app
 
 pytestmark = pytest.mark.integration
 __all__ = ["api_stack"]
@@ -44,14 +40,6 @@ async def _seed_live(stack: ApiStack, count: int) -> None:
         )
 
 
-@asynccontextmanager
-async def _client(stack: ApiStack) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(api_settings_with_cors(stack.settings, [ORIGIN]), stack.services)
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
-        yield client
-
-
 @pytest.fixture
 def fast_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """The scopes LiveListingRoute handled (so a test knows which route answered)."""
@@ -75,7 +63,7 @@ async def test_the_fast_route_answers_as_the_fastapi_route(
     api_stack: ApiStack, fast_calls: list[dict[str, Any]]
 ) -> None:
     await _seed_live(api_stack, 5)
-    async with _client(api_stack) as client:
+    async with cors_client(api_stack, ORIGIN) as client:
         for query in ("", "?limit=2", f"?limit=2&cursor={encode_cursor(2)}", "?cursor=zzzz"):
             for headers in ({}, {"Origin": ORIGIN}, {"Origin": "https://evil.example"}):
                 handled = len(fast_calls)
@@ -94,7 +82,7 @@ async def test_it_keeps_the_metrics_label(api_stack: ApiStack, fast_calls: list[
     labels = {"method": "GET", "route": LIVE_PATH, "status": "200"}
     registry = api_stack.services.metrics.registry
     before = registry.get_sample_value("api_requests_total", labels) or 0.0
-    async with _client(api_stack) as client:
+    async with cors_client(api_stack, ORIGIN) as client:
         for _ in range(3):
             assert (await client.get(LIVE_PATH)).status_code == 200
     assert len(fast_calls) == 3
@@ -105,7 +93,7 @@ async def test_positions_and_invalid_queries_reach_the_fastapi_route(
     api_stack: ApiStack, fast_calls: list[dict[str, Any]]
 ) -> None:
     user = await api_stack.register()
-    async with _client(api_stack) as client:
+    async with cors_client(api_stack, ORIGIN) as client:
         bad = await client.get(LIVE_PATH, headers={"X-Min-Position": "nonsense"})
         fresh = await client.get(LIVE_PATH, headers={"X-Min-Position": user.positions[0]})
         too_many = await client.get(LIVE_PATH + "?limit=101")
@@ -123,7 +111,7 @@ async def test_an_unavailable_read_model_is_the_same_problem(
         raise DatabaseUnavailable("reading the live listing")
 
     monkeypatch.setattr(api_stack.services.streams, "live_json", unavailable)
-    async with _client(api_stack) as client:
+    async with cors_client(api_stack, ORIGIN) as client:
         fast = await client.get(LIVE_PATH)
         routed = await client.get(_routed(LIVE_PATH))
     assert len(fast_calls) == 1

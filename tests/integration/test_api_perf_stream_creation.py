@@ -10,8 +10,6 @@ import asyncio
 import dataclasses
 import json
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import httpx
@@ -27,9 +25,8 @@ from producers.routes import stream_creation
 from producers.routes.stream_creation import CREATE_PATH
 from producers.store.facts import FactCache
 from tests.integration.test_api_accounts import _b64, _claims, _secret
-from tests.integration.test_api_conventions import api_settings_with_cors
+from tests.integration.test_api_conventions import cors_client
 from tests.integration.test_api_support import ApiStack, User, api_stack, eventually
-from web.app import create_app
 
 pytestmark = pytest.mark.integration
 __all__ = ["api_stack"]
@@ -51,14 +48,6 @@ def fast_answers(monkeypatch: pytest.MonkeyPatch) -> list[bytes | None]:
 
     monkeypatch.setattr(stream_creation, "_create", recorded)
     return answers
-
-
-@asynccontextmanager
-async def _client(stack: ApiStack) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(api_settings_with_cors(stack.settings, [ORIGIN]), stack.services)
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
-        yield client
 
 
 async def _streamer(stack: ApiStack) -> tuple[User, dict[str, Any]]:
@@ -116,7 +105,7 @@ async def test_the_fast_route_answers_and_publishes_as_the_fastapi_route(
             "scheduled_start": "2031-06-01T18:00:00+02:00",
         },
     ]
-    async with _client(api_stack) as client:
+    async with cors_client(api_stack, ORIGIN) as client:
         for body in bodies:
             headers = {**user.auth, "Origin": ORIGIN}
             fast = await client.post(CREATE_PATH, json=body, headers=headers)
@@ -289,7 +278,7 @@ async def test_idempotency_keys_cors_and_metrics_around_the_fast_route(
     before = registry.get_sample_value("api_requests_total", labels) or 0.0
     headers = {**user.auth, "Idempotency-Key": uuid.uuid4().hex, "Origin": ORIGIN}
     body = {"channel_id": channel["channel_id"], "title": "Once"}
-    async with _client(api_stack) as client:
+    async with cors_client(api_stack, ORIGIN) as client:
         first = await client.post(CREATE_PATH, json=body, headers=headers)
         again = await client.post(CREATE_PATH, json=body, headers=headers)
         changed = await client.post(CREATE_PATH, json={**body, "title": "Twice"}, headers=headers)

@@ -65,18 +65,25 @@ async def running_node(settings: Settings, codec: EventCodec) -> AsyncIterator[E
         await asyncio.wait_for(task, 30)
 
 
+def node_environment(settings: Settings, **more: str) -> dict[str, str]:
+    """The environment of an edge node process started by a test: the test's topics and secret, room
+    for many connections from one address, a short drain."""
+    return {
+        **os.environ,
+        "ESPORTS_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
+        "ESPORTS_AUTH__JWT_SECRET": SECRET,
+        "ESPORTS_EDGE__MAX_CONNECTIONS_PER_IP": "1000",
+        "ESPORTS_EDGE__DRAIN_TIMEOUT_S": "2",
+        "PYTHONUNBUFFERED": "1",
+        **more,
+    }
+
+
 class NodeProcess:
     """`python -m edge_ws.node PORT` as a subprocess with the test's settings in its environment."""
 
     def __init__(self, settings: Settings, port: int, log_path: str) -> None:
-        env = {
-            **os.environ,
-            "ESPORTS_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
-            "ESPORTS_AUTH__JWT_SECRET": SECRET,
-            "ESPORTS_EDGE__MAX_CONNECTIONS_PER_IP": "1000",
-            "ESPORTS_EDGE__DRAIN_TIMEOUT_S": "2",
-            "PYTHONUNBUFFERED": "1",
-        }
+        env = node_environment(settings)
         self.port = port
         self.log = open(log_path, "wb")  # closed in stop()
         self.process = subprocess.Popen(

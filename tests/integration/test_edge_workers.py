@@ -19,12 +19,12 @@ from events.codec import EventCodec
 from infra.kafka import EventPublisher
 from infra.settings import REPO_ROOT, Settings
 from tests.integration.test_edge_support import (
-    SECRET,
     Client,
     accepted,
     edge_settings,
     free_port,
     http_json,
+    node_environment,
 )
 
 pytestmark = pytest.mark.integration
@@ -36,15 +36,7 @@ class WorkersNode:
     """``esports edge --port P --workers N`` as a subprocess, with the test's settings."""
 
     def __init__(self, settings: Settings, port: int, workers: int, log_path: Path, **env_more: str) -> None:
-        env = {
-            **os.environ,
-            "ESPORTS_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
-            "ESPORTS_AUTH__JWT_SECRET": SECRET,
-            "ESPORTS_EDGE__MAX_CONNECTIONS_PER_IP": "1000",
-            "ESPORTS_EDGE__DRAIN_TIMEOUT_S": "2",
-            "PYTHONUNBUFFERED": "1",
-            **env_more,
-        }
+        env = node_environment(settings, **env_more)
         self.port = port
         self.log_path = log_path
         self._log = log_path.open("wb")
