@@ -6,6 +6,11 @@ and requests to end a stream. ``streams.lifecycle`` (written by the lifecycle ag
 went live, ended, or a refused transition. Every decision names the event that caused it
 in its head (``causation_id``), so a redelivered cause is recognised and yields the same decision.
 Stream keys are per channel: see ``events.channels.ChannelStreamKeyRotated``.
+
+Clips are on ``streams`` too: a viewer's request (**ClipRequested**, from the API) and the outcome
+from the ingest node holding the stream's segments (**ClipCreated** or **ClipFailed**, see
+``ingest_workers.clips``). Their times are in the stream's media time: milliseconds from the first
+segment of its playlist.
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ from datetime import datetime
 from events.base import Event
 
 __all__ = [
+    "ClipCreated",
+    "ClipFailed",
+    "ClipRequested",
     "StreamCreated",
     "StreamEndReason",
     "StreamEndRequested",
@@ -173,3 +181,43 @@ class StreamVodDeleted(Event):
     stream_id: str
     deleted_by: str  # a user id, or "ingest:<node>" for the retention sweep
     reason: VodDeletionReason = VodDeletionReason.UNKNOWN
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClipRequested(Event):
+    """A viewer asked for ``duration_ms`` of the stream from ``start_ms`` (5 to 60 seconds)."""
+
+    clip_id: str
+    stream_id: str
+    channel_id: str
+    requested_by: str
+    start_ms: int
+    duration_ms: int
+    title: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClipCreated(Event):
+    """An ingest node cut the clip: ``url`` plays it (an MP4), ``duration_ms`` as FFprobe measured it,
+    ``reencoded`` when the start fell between keyframes (else the segments were copied)."""
+
+    clip_id: str
+    stream_id: str
+    channel_id: str
+    requested_by: str
+    start_ms: int
+    duration_ms: int
+    url: str
+    title: str = ""
+    reencoded: bool = False
+    node: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClipFailed(Event):
+    """An ingest node holding the stream could not cut the clip (outside its segments, FFmpeg failed)."""
+
+    clip_id: str
+    stream_id: str
+    reason: str
+    node: str = ""

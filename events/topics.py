@@ -124,6 +124,9 @@ CATALOGUE: tuple[TopicSpec, ...] = (
             streams.StreamScheduled,
             streams.StreamEndRequested,
             streams.StreamVodDeleted,
+            streams.ClipRequested,
+            streams.ClipCreated,
+            streams.ClipFailed,
         ),
         # What people asked for (metadata, schedules, end requests, replay deletions); whether a
         # stream is live is decided on streams.lifecycle, so this topic never claims a state it
@@ -135,9 +138,14 @@ CATALOGUE: tuple[TopicSpec, ...] = (
                 "an ingest node's retention sweep deletes old replays from its disk and says so, "
                 "so read models stop offering them",
             ),
+            Gateway(
+                "ingest_workers.clips",
+                "only the ingest node holding a stream's segments can cut a clip of it, and says how it "
+                "went (ClipCreated, ClipFailed) beside the request, keyed by the same stream",
+            ),
         ),
         retention_ms=FOREVER,  # system of record (stream history, VOD metadata, analytics replay)
-        description="Stream metadata, schedules, requests to end a stream and replay deletions.",
+        description="Stream metadata, schedules, requests to end a stream, replay deletions and clips.",
     ),
     TopicSpec(
         name=Topic.STREAMS_LIFECYCLE,

@@ -24,10 +24,13 @@ from starlette.applications import Starlette
 from events.base import Event
 from events.codec import EventCodec
 from events.ingest import IngestProtocol
+from events.streams import ClipRequested
+from events.topics import Topic
 from infra import logs
 from infra.kafka import EventConsumer, EventPublisher, KafkaError, LoggedDeadLetters
 from infra.settings import Settings
 from ingest_workers import nginx
+from ingest_workers.clips import ClipCutter
 from ingest_workers.commands import COMMAND_TOPICS, READY_TIMEOUT_S, CommandListener
 from ingest_workers.control import ApiAuthorizer, Authorizer, IngestControl, create_hook_app
 from ingest_workers.errors import IngestError
@@ -81,12 +84,12 @@ async def _http_server(
         await task
 
 
-def command_reader(settings: Settings) -> EventConsumer:
+def command_reader(settings: Settings, topics: tuple[str, ...] = COMMAND_TOPICS) -> EventConsumer:
     """The node's reader of the command topics: no group, from their end (see :class:`CommandListener`)."""
     return EventConsumer(
         settings.kafka,
         EventCodec.load(SCHEMAS_DIR),
-        topics=COMMAND_TOPICS,
+        topics=topics,
         group_id=None,
         dead_letters=LoggedDeadLetters("ingest_workers"),  # what it cannot read concerns it not
         from_beginning=False,
@@ -126,6 +129,54 @@ async def _obeying(control: IngestControl, commands: EventConsumer | None) -> As
 def _report_stopped(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("the node stopped reading commands from the log: %r", task.exception())
+
+
+@contextlib.asynccontextmanager
+async def _clipping(settings: Settings, node: str, sink: EventSink, on: bool) -> AsyncIterator[None]:
+    """Cut the clips requested of the streams held here (:mod:`ingest_workers.clips`) while inside, if
+    ``on``: a reader of ``streams`` of its own (no group, from the end, like the command reader), so a
+    clip being cut never delays a drop or a deletion."""
+    if not on:
+        yield
+        return
+
+    async def publish(event: Event) -> None:
+        await sink.publish_many([event])
+
+    ingest = settings.ingest
+    cutter = ClipCutter(
+        hls_dir=ingest.hls_dir, public_hls_url=ingest.public_hls_url, node=node, publish=publish
+    )
+    reader = command_reader(settings, (Topic.STREAMS,))
+    pending: set[asyncio.Task[object]] = set()
+    ready = asyncio.Event()
+
+    async def read() -> None:
+        assigned = await reader.assignment(READY_TIMEOUT_S)
+        async for batch in reader.batches(timeout_ms=200):
+            for consumed in batch:
+                if isinstance(consumed.event, ClipRequested) and cutter.holds(consumed.event.stream_id):
+                    task = asyncio.create_task(cutter.handle(consumed.event))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+            if not ready.is_set() and len(reader.positions()) >= len(assigned):
+                ready.set()
+
+    async with reader:
+        task = asyncio.create_task(read(), name="ingest-clips")
+        task.add_done_callback(_report_stopped)
+        waiting = asyncio.create_task(ready.wait())
+        try:
+            await asyncio.wait({task, waiting}, timeout=READY_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                await task
+            if not waiting.done():
+                raise IngestError(f"the clip reader did not start within {READY_TIMEOUT_S:.0f}s")
+            yield
+        finally:
+            for each in (task, waiting, *pending):
+                each.cancel()
+            await asyncio.gather(task, waiting, *pending, return_exceptions=True)
 
 
 @contextlib.asynccontextmanager
@@ -181,7 +232,8 @@ async def open_node(
 
     With ``commands`` (see :func:`command_reader`) the node obeys the log: it drops the publishers
     of streams that ended and of keys that were rotated, and deletes replays on command
-    (:mod:`ingest_workers.commands`). With ``vod_retention_days`` set it sweeps old replays
+    (:mod:`ingest_workers.commands`) and cuts the clips asked of its streams (:mod:`ingest_workers.clips`).
+    With ``vod_retention_days`` set it sweeps old replays
     (:mod:`ingest_workers.retention`)."""
     control = IngestControl(settings.ingest, sink)
     node = IngestNode(settings, control, nginx.origin(settings), nginx.cdn(settings))
@@ -205,7 +257,11 @@ async def open_node(
             await node.origin.start()
             await node.cdn.start()
             srt.start(asyncio.get_running_loop())
-            async with _obeying(control, commands), _sweeping(control, sink) as sweeper:
+            async with (
+                _obeying(control, commands),
+                _clipping(settings, control.node, sink, commands is not None),
+                _sweeping(control, sink) as sweeper,
+            ):
                 node.sweeper = sweeper
                 yield node
         finally:

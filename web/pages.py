@@ -20,14 +20,18 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from producers.deps import ServicesDep
+from producers.routes.clips import channel_clips
 from producers.routes.tournaments import seen_matches
 from producers.services import Services
 from producers.spoilers import PARAM, REVEAL_PARAM, SpoilerView, hide_matches, streams_seen, view_of
 from projections.bracket import bracket
+from projections.queries.clips import ClipQueries
 from projections.queries.tournaments import match_audiences
 from web.seo import (
     PageMeta,
     clip,
+    clip_json_ld,
+    clip_video_tags,
     match_json_ld,
     robots_txt,
     sitemap_xml,
@@ -45,6 +49,7 @@ UPCOMING_ON_HOME = 8
 TOURNAMENTS_SCANNED = 20
 SITEMAP_LIMIT = 100
 CHANNEL_STREAMS = 30
+CHANNEL_CLIPS = 12
 
 router = APIRouter(include_in_schema=False)
 
@@ -222,7 +227,33 @@ async def channel_page(request: Request, channel: str, services: ServicesDep) ->
             "url": site.url(f"/channels/{row['slug']}"),
         },
     )
-    return render(request, services, "channel.html", meta, channel=row, streams=streams)
+    clips, _ = await channel_clips(services, row["channel_id"], limit=CHANNEL_CLIPS, cursor=None)
+    return render(request, services, "channel.html", meta, channel=row, streams=streams, clips=clips)
+
+
+@router.get("/clips/{clip_id}", response_class=HTMLResponse)
+async def clip_page(request: Request, clip_id: str, services: ServicesDep) -> HTMLResponse:
+    """A clip: its MP4 in a plain ``<video>``, with ``og:video`` tags for link previews."""
+    row = await ClipQueries(services.pool).clip(clip_id) if _ID.match(clip_id) else None
+    if row is None:
+        return not_found(request, services, f"There is no clip {clip_id}.")
+    site = site_of(services)
+    channel = await services.catalog.channel(row["channel_id"]) if row["channel_id"] else None
+    stream = await services.streams.stream(row["stream_id"])
+    channel_name = channel["display_name"] if channel else "a channel"
+    title = row["title"] or (f"Clip of {stream['title']}" if stream and stream["title"] else "Clip")
+    ready = row["status"] == "ready"
+    meta = PageMeta(
+        title=f"{title} · {channel_name} · {site.name}",
+        description=clip(f"A clip by a viewer of {channel_name}" + (f": {title}." if row["title"] else ".")),
+        canonical=site.url(f"/clips/{clip_id}"),
+        og_type="video.other",
+        image=site.thumbnail(row["stream_id"]),
+        robots="index,follow" if ready else "noindex",
+        extra=clip_video_tags(row) if ready else {},
+        json_ld=clip_json_ld(site, row, title, channel_name) if ready else None,
+    )
+    return render(request, services, "clip.html", meta, clip=row, title=title, channel=channel, stream=stream)
 
 
 @router.get("/tournaments/{tournament_id}", response_class=HTMLResponse)

@@ -73,6 +73,30 @@ def stream_json_ld(site: Site, stream: dict[str, Any], channel_name: str) -> dic
     return {k: v for k, v in video.items() if v is not None}
 
 
+def clip_video_tags(row: dict[str, Any]) -> dict[str, str]:
+    """The OpenGraph video tags of a ready clip: its MP4, type, size of the source and duration."""
+    seconds = str(round((row["duration_ms"] or 0) / 1000))
+    tags = {"og:video": row["url"], "og:video:type": "video/mp4", "video:duration": seconds}
+    if row["url"].startswith("https://"):
+        tags["og:video:secure_url"] = row["url"]
+    return tags
+
+
+def clip_json_ld(site: Site, row: dict[str, Any], title: str, channel_name: str) -> dict[str, Any]:
+    """A clip as a VideoObject (ISO 8601 duration, its MP4 as the content)."""
+    return {
+        "@context": "https://schema.org",
+        "@type": "VideoObject",
+        "name": title,
+        "description": clip(f"{title}, a clip of {channel_name}"),
+        "thumbnailUrl": [site.thumbnail(row["stream_id"])],
+        "uploadDate": _iso(row["created_at"]),
+        "duration": f"PT{(row['duration_ms'] or 0) / 1000:.1f}S",
+        "url": site.url(f"/clips/{row['clip_id']}"),
+        "contentUrl": row["url"],
+    }
+
+
 def tournament_json_ld(
     site: Site, tournament: dict[str, Any], matches: list[dict[str, Any]]
 ) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The ``pg.catalog`` projector: users, channels, streams and tournaments into PostgreSQL.
+"""The ``pg.catalog`` projector: users, channels, streams (and their clips) and tournaments into PostgreSQL.
 
 One small ``apply(cur, event)`` per event type, in one module per family; this module assembles
 the dispatch table and builds the projector.
@@ -12,7 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from events.base import Event
 from events.topics import Topic
-from projections.catalog import channels, streams, tournaments, users
+from projections.catalog import channels, clips, streams, tournaments, users
 from projections.projector import Apply, PostgresProjector
 
 __all__ = ["HANDLERS", "NAME", "TOPICS", "catalog_projector"]
@@ -23,6 +23,7 @@ HANDLERS: Mapping[type[Event], Apply] = {
     **users.HANDLERS,
     **channels.HANDLERS,
     **streams.HANDLERS,
+    **clips.HANDLERS,
     **tournaments.HANDLERS,
 }
 
