@@ -59,6 +59,11 @@ class CatchUp:
                 one = self._one(store, spans[store.name], queues[store.name])
                 tasks.create_task(one, name=f"rebuild {store.name}")
 
+    @property
+    def stopping(self) -> asyncio.Event:
+        """Set once a stop is asked for (Ctrl-C, SIGTERM): what a worker process of the catch-up obeys too."""
+        return self._stop
+
     def add(self, events: int, per_store: Mapping[str, int], seconds: Mapping[str, float]) -> None:
         """Count what a catch-up elsewhere (a worker process) applied."""
         self.events += events

@@ -260,7 +260,7 @@ async def _catch_up_in_two(
     here, there = shares
     async with asyncio.TaskGroup() as tasks:
         tasks.create_task(catch_up.run([s for s in stores if s.name in here], ends))
-        elsewhere = tasks.create_task(catch_up_in_worker(shadow, there, ends, progress))
+        elsewhere = tasks.create_task(catch_up_in_worker(shadow, there, ends, progress, catch_up.stopping))
     done = elsewhere.result()
     catch_up.add(done.events, done.per_store, done.seconds)
     return done

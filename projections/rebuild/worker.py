@@ -30,6 +30,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from events.codec import EventCodec
@@ -44,6 +45,7 @@ from projections.service import build_stores
 __all__ = ["Done", "Shadow", "WorkerFailed", "catch_up_in_worker", "split"]
 
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
+STOP_GRACE_S = 10.0  # after a stop, how long the worker may take to store its batch and answer
 ADVANCE_EVERY_S = 0.2  # how often the child reports progress
 Targets = Mapping[str, Mapping[Partition, int]]
 
@@ -96,10 +98,18 @@ def split(stores: Sequence[BatchStore], work: Mapping[str, int]) -> tuple[list[s
     return (first, second) if loads[0] >= loads[1] else (second, first)
 
 
-async def catch_up_in_worker(shadow: Shadow, names: Sequence[str], targets: Targets, progress: Tally) -> Done:
+async def catch_up_in_worker(
+    shadow: Shadow,
+    names: Sequence[str],
+    targets: Targets,
+    progress: Tally,
+    stop: asyncio.Event | None = None,
+) -> Done:
     """Catch up the projectors ``names`` to ``targets`` in a forked child; raises ``Interrupted`` if
-    it was stopped (it gets the terminal's Ctrl-C itself; cancelling this sends it SIGTERM), and
-    ``WorkerFailed`` with its error otherwise."""
+    it was stopped (it gets the terminal's Ctrl-C itself; cancelling this, or ``stop`` — the parent's
+    own Ctrl-C or SIGTERM, which a child does not get when only the parent is signalled — sends it
+    SIGTERM, and SIGKILL if it has not answered within :data:`STOP_GRACE_S`), and ``WorkerFailed``
+    with its error otherwise."""
     receiving, sending = multiprocessing.Pipe(duplex=False)
     job = (sending, shadow, tuple(names), {name: targets[name] for name in names})
     child = multiprocessing.get_context("fork").Process(target=_child, args=job, name="rebuild worker")
@@ -112,7 +122,7 @@ async def catch_up_in_worker(shadow: Shadow, names: Sequence[str], targets: Targ
         gc.unfreeze()
     sending.close()  # the child's end: EOF here once the child is gone
     try:
-        kind, value = await _results(receiving, progress)
+        kind, value = await _results_or_stopped(child, receiving, progress, stop)
     finally:
         if child.is_alive():
             child.terminate()  # SIGTERM: the child stops after the batch it is storing
@@ -124,6 +134,30 @@ async def catch_up_in_worker(shadow: Shadow, names: Sequence[str], targets: Targ
     if kind == "interrupted":
         raise Interrupted(str(value))
     raise WorkerFailed(f"the rebuild worker of {', '.join(names)}: {value}")
+
+
+async def _results_or_stopped(
+    child: BaseProcess, connection: Connection, progress: Tally, stop: asyncio.Event | None
+) -> tuple[str, object]:
+    """The child's final message; once ``stop`` is set, the child is asked to stop (SIGTERM: it
+    stops after the batch it is storing) and killed if it has not answered in time."""
+    results = asyncio.ensure_future(_results(connection, progress))
+    if stop is None:
+        return await results
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({results, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if results.done():
+            return results.result()
+        child.terminate()
+        try:
+            return await asyncio.wait_for(asyncio.shield(results), STOP_GRACE_S)
+        except TimeoutError:
+            child.kill()
+            return ("interrupted", f"stopped; the worker did not answer within {STOP_GRACE_S:.0f}s")
+    finally:
+        stopped.cancel()
+        results.cancel()
 
 
 async def _results(connection: Connection, progress: Tally) -> tuple[str, object]:

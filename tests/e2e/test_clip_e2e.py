@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import WebStack
-from tests.integration.test_api_support import eventually
+from tests.integration.test_api_support import PASSWORD, eventually
 from tests.integration.test_ingest_support import wait_playable
 
 pytestmark = pytest.mark.integration
@@ -83,4 +83,39 @@ async def test_a_clip_of_the_live_stream_plays_in_chromium(
     assert await page.locator(f'#clips a[href="/clips/{clip["clip_id"]}"]').count() == 1
     assert not errors, errors
     print(f"\nclip {start_ms} ms +{CLIP_MS} ms: Chromium reads {duration_s:.3f} s (reencoded={reencoded})")
+    await ctx.close()
+
+
+async def test_the_clip_button_cuts_the_thirty_seconds_before_the_playhead(
+    browser: Any, web_stack: WebStack
+) -> None:
+    """A signed-in viewer of the live stream presses *Clip*: the page asks for the 30 s before the
+    playhead (fewer this early in the stream), links the clip once it is cut, and the clip is as long
+    as asked."""
+    await wait_playable(web_stack.env, web_stack.stream_id, segments=10, timeout_s=90)
+    viewer = await web_stack.stack.register()
+    ctx = await browser.new_context(base_url=web_stack.base_url)
+    page = await ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    await page.goto("/login")
+    await page.fill("#username", viewer.username)
+    await page.fill("#password", PASSWORD)
+    await page.click("#login-form button[type=submit]")
+    await page.wait_for_url(web_stack.url("/"), timeout=WAIT_MS)
+    await page.goto(f"/live/{web_stack.stream_id}")
+    await page.wait_for_function(
+        "() => { const v = document.getElementById('video'); return v.currentTime > 8 && !v.paused; }",
+        timeout=WAIT_MS,
+    )
+    assert await page.is_visible("#clip")
+    await page.click("#clip")
+    await page.wait_for_selector("#clip-link", timeout=90_000)
+    clip_id = (await page.get_attribute("#clip-link", "href") or "").removeprefix("/clips/")
+    response = await web_stack.stack.client.get(f"/api/v1/streams/{web_stack.stream_id}/clips")
+    clip = next(c for c in response.json()["items"] if c["clip_id"] == clip_id)
+    assert clip["status"] == "ready" and clip["requested_by"] == viewer.user_id
+    assert 5000 <= clip["requested_ms"] <= 30000, clip
+    assert abs(clip["duration_ms"] - clip["requested_ms"]) <= 500, clip
+    assert not errors, errors
     await ctx.close()

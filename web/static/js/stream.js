@@ -35,6 +35,7 @@ if (!vodDeleted) {
   video.removeAttribute("controls");
 }
 setUpFollow();
+if (!vodDeleted) setUpClip();
 if (page.dataset.mode === "live") live();
 else if (!vodDeleted) replay();
 
@@ -207,4 +208,58 @@ function setUpFollow() {
     if (r.ok) following = !following;
     show();
   });
+}
+
+// Clip: the 30 s before the playhead (fewer at the stream's start; at least 5), in the stream's media
+// time, which the player's timeline is for a replay and for a live stream within its DVR window.
+// The ingest node cuts it from its segments; the link appears once the clip is ready.
+const CLIP_MS = 30000;
+const CLIP_MIN_MS = 5000;
+
+function setUpClip() {
+  const button = $("clip");
+  const status = $("clip-status");
+  if (!button || !session()?.access_token) return;
+  button.hidden = false;
+  button.addEventListener("click", async () => {
+    const end = Math.floor(video.currentTime * 1000);
+    const start = Math.max(0, end - CLIP_MS);
+    if (end - start < CLIP_MIN_MS) {
+      status.textContent = "Watch a few seconds more: a clip is 5 to 60 s.";
+      return;
+    }
+    button.disabled = true;
+    status.textContent = "Clipping…";
+    const r = await api("/api/v1/clips", {
+      method: "POST",
+      auth: true,
+      body: { stream_id: streamId, start_ms: start, duration_ms: end - start },
+    });
+    if (!r.ok) {
+      status.textContent = r.data?.detail || "The clip could not be made.";
+      button.disabled = false;
+      return;
+    }
+    const clip = await clipOutcome(r.data.clip_id);
+    button.disabled = false;
+    status.replaceChildren();
+    if (clip?.status === "ready") {
+      const link = el("a", "Your clip is ready");
+      link.href = `/clips/${clip.clip_id}`;
+      link.id = "clip-link";
+      status.append(link);
+    } else {
+      status.textContent = clip ? `The clip failed: ${clip.failure || "unknown reason"}` : "The clip is still being made.";
+    }
+  });
+}
+
+async function clipOutcome(clipId) {
+  for (let attempt = 0; attempt < 60; attempt += 1) {
+    const r = await api(`/api/v1/streams/${streamId}/clips?limit=100`);
+    const clip = r.ok ? (r.data.items || []).find((c) => c.clip_id === clipId) : null;
+    if (clip && clip.status !== "pending") return clip;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+  return null;
 }
