@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -176,17 +176,34 @@ async def _publish_slowly(publisher: EventPublisher, positions: list[Position]) 
         await asyncio.sleep(0.02)
 
 
+_STARTED: list[subprocess.Popen[bytes]] = []  # rebuild processes of the running test
+
+
+@pytest.fixture(autouse=True)
+def _no_rebuild_outlives_its_test() -> Iterator[None]:
+    """A test that fails while its rebuild runs must not leave it running (one did, for half an hour,
+    spinning on a broker that was gone)."""
+    yield
+    while _STARTED:
+        process = _STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
 def rebuild_process(settings: Settings, schema: str, prefix: str, log_path: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "ESPORTS_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix}
     command = [sys.executable, "-m", "infra.cli", "rebuild", "--schema", schema, "--redis-prefix", prefix]
     with log_path.open("ab") as log_file:
-        return subprocess.Popen(
+        process = subprocess.Popen(
             [*command, "--batch-size", "10"],
             cwd=REPO_ROOT,
             env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
+    _STARTED.append(process)
+    return process
 
 
 async def no_rebuild_left(schema: str, timeout_s: float = 5.0) -> None:
