@@ -14,7 +14,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from events import channels, chat, ingest, notifications, polls, streams, tournaments, users, viewers
+from events import (
+    channels,
+    chat,
+    ingest,
+    notifications,
+    points,
+    polls,
+    streams,
+    tournaments,
+    users,
+    viewers,
+)
 from events.base import Event
 
 __all__ = [
@@ -53,6 +64,10 @@ class Topic(StrEnum):
     POLLS = "polls"
     POLLS_VOTES = "polls.votes"
     POLLS_TALLIES = "polls.tallies"
+    PREDICTIONS = "predictions"
+    PREDICTIONS_ODDS = "predictions.odds"
+    POINTS_REQUESTS = "points.requests"
+    POINTS_LEDGER = "points.ledger"
     NOTIFICATIONS = "notifications"
     DEADLETTER = "deadletter"
 
@@ -342,6 +357,70 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         owner="stream_processors",
         retention_ms=7 * DAY_MS,  # derived from polls, which keeps the votes longer
         description="Running and final poll tallies.",
+    ),
+    TopicSpec(
+        name=Topic.PREDICTIONS,
+        key_field="stream_id",
+        event_types=(
+            points.PredictionOpened,
+            points.PredictionLocked,
+            points.PredictionResolved,
+            points.PredictionCancelled,
+        ),
+        owner="producers",  # the streamer's dashboard and tools, over REST (roles checked there)
+        retention_ms=FOREVER,  # history: what was predicted and how it ended
+        description="Predictions opened, locked, resolved and cancelled by streamers and moderators.",
+    ),
+    TopicSpec(
+        name=Topic.PREDICTIONS_ODDS,
+        key_field="stream_id",
+        event_types=(points.PredictionUpdated,),
+        owner="stream_processors",
+        retention_ms=7 * DAY_MS,  # derived from the ledger, which keeps every stake
+        description="Predictions as viewers see them: state and pot per outcome.",
+    ),
+    TopicSpec(
+        name=Topic.POINTS_REQUESTS,
+        # Keyed by user, like the ledger and with its partition count: one worker owns a user's
+        # balance and every request that may change it, in order.
+        key_field="user_id",
+        event_types=(
+            points.StakeRequested,
+            points.PointsEarned,
+            points.StakesClosing,
+            points.StakeSettlementOrdered,
+        ),
+        owner="producers",  # viewers' stakes
+        gateways=(
+            Gateway(
+                "stream_processors.points.prediction_worker",
+                "the prediction worker marks where a prediction's stakes end on every partition and "
+                "orders each stake out of the pot once it is resolved or cancelled",
+            ),
+            Gateway(
+                "stream_processors.points.earning",
+                "the earning workers find points earned from the heartbeats and the accepted chat "
+                "already on the log (no client is trusted), each with a deterministic grant id",
+            ),
+        ),
+        retention_ms=7 * DAY_MS,  # requests: what they decided is on points.ledger for good
+        description="What may change a balance, asked for: stakes, earnings, end-of-stakes markers, orders.",
+    ),
+    TopicSpec(
+        name=Topic.POINTS_LEDGER,
+        key_field="user_id",
+        event_types=(
+            points.PointsGranted,
+            points.PointsStaked,
+            points.StakeRefused,
+            points.StakesClosed,
+            points.StakeSettled,
+            points.StakeRefunded,
+        ),
+        owner="stream_processors",
+        # System of record: a balance is the sum of its user's entries, audited and rebuilt from here.
+        retention_ms=FOREVER,
+        description="Every grant, stake, refusal, settlement and refund of channel points.",
     ),
     TopicSpec(
         name=Topic.NOTIFICATIONS,

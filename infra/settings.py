@@ -272,6 +272,18 @@ class ApiSettings(BaseModel):
     retry_after_s: int = Field(
         5, ge=1, description="Retry-After (seconds) of a 503 while Kafka is unreachable."
     )
+    clips_per_minute: int = Field(
+        5,
+        ge=1,
+        description="Clip requests a user may make per minute (`ESPORTS_API__CLIPS_PER_MINUTE`); more get "
+        "429 with Retry-After until the minute's window ends.",
+    )
+    clip_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds a clip may stay pending (`ESPORTS_API__CLIP_TIMEOUT_S`); after that the API and "
+        "pages report it failed (no ingest node holds the stream's segments), unless it is cut later.",
+    )
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -558,6 +570,22 @@ class ChatSettings(BaseModel):
     )
 
 
+class PointsSettings(BaseModel):
+    """How viewers earn channel points (the earning workers; README *Channel points*)."""
+
+    watch_window_s: float = Field(
+        300.0,
+        gt=0,
+        description="Watching earns per window of this many seconds: a signed-in viewer seen in 4 of its "
+        "5 fifths earns watch_points once per stream.",
+    )
+    watch_points: int = Field(10, ge=0, description="Points for one window of watching a stream.")
+    chat_window_s: float = Field(
+        600.0, gt=0, description="Chatting earns at most once per window of this many seconds and stream."
+    )
+    chat_points: int = Field(5, ge=0, description="Points for the first accepted chat message of a window.")
+
+
 class Settings(BaseSettings):
     """All settings of the platform, one nested model per concern."""
 
@@ -581,6 +609,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     edge: EdgeSettings = Field(default_factory=EdgeSettings)
     chat: ChatSettings = Field(default_factory=ChatSettings)
+    points: PointsSettings = Field(default_factory=PointsSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     log_level: str = Field("INFO", description="Log level of every service.")
     log_format: str = Field("text", description="Log format: text (for people) or json (for log shippers).")

@@ -40,6 +40,9 @@ class ProcessorMetrics:
         self.votes = 0  # votes read by the vote worker
         self.poll_ignored = Counter[str]()  # poll events that changed nothing, by reason
         self.poll_tallies = Counter[str]()  # PollTallyUpdated published, by kind (running, final)
+        self.points_requests = Counter[str]()  # points requests read by the ledger worker, by type
+        self.points_entries = Counter[str]()  # ledger entries published, by type
+        self.points_published = Counter[str]()  # prediction worker and earning output, by type
         self.redelivered_decided = Counter[str]()  # redelivered causes found decided on the output, by agent
         self.skipped = Counter[str]()  # records an offset commit moved past unacknowledged, by agent
         self.publish_retries = 0  # failed publish attempts that were retried
@@ -93,6 +96,19 @@ class _Counters(Collector):
         yield _counter("esports_poll_votes_total", "Votes tallied.", None, {"": m.votes})
         yield _counter("esports_poll_ignored_total", "Poll events ignored.", "reason", m.poll_ignored)
         yield _counter("esports_poll_tallies_total", "Poll tallies published.", "kind", m.poll_tallies)
+        yield _counter(
+            "esports_points_requests_total",
+            "Points requests read by the ledger worker.",
+            "type",
+            m.points_requests,
+        )
+        yield _counter("esports_points_entries_total", "Ledger entries published.", "type", m.points_entries)
+        yield _counter(
+            "esports_points_published_total",
+            "Markers, settlement orders, odds and earnings published by the prediction and earning workers.",
+            "type",
+            m.points_published,
+        )
         yield _counter(
             "esports_processor_dead_letters_total", "Records sent to the DLQ.", "reason", m.dead_letters
         )

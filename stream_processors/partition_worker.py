@@ -317,6 +317,10 @@ class PartitionWorker(Service, Generic[S]):
             self._rebuilding[tp.partition] = ends[tp]
         log.info("%s: took %s", self.role, sorted((tp.topic, tp.partition) for tp in assigned))
 
+    async def releasing(self, revoked: set[TopicPartition]) -> None:
+        """Before ``revoked`` is given up (awaited by the rebalance): a worker whose decisions must all be
+        on the log before another owner reads them back waits for its publishing here."""
+
     def given_up(self, revoked: set[TopicPartition]) -> None:
         self._rebalances += 1
         for tp in revoked:
@@ -332,6 +336,7 @@ class _Takeover(ConsumerRebalanceListener):
         self._worker = worker
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._worker.releasing(revoked)
         self._worker.given_up(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:

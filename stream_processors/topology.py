@@ -53,6 +53,20 @@ POLL_PARTIALS = f"{APP_ID}-poll-partials"
 CHAT_SOURCE = Topic.CHAT_SENT
 CHAT_GROUP = f"{APP_ID}-chat"
 CHAT_STATE = f"{APP_ID}-chat-state"
+# Channel points (no Faust table: partition workers in groups of their own). The ledger worker owns
+# partitions of points.requests and the same partitions of points.ledger (both keyed by user, with one
+# partition count); the prediction worker owns partitions of `predictions` (keyed by stream) and reads
+# the whole ledger; the earning workers read accepted chat and presence beats.
+POINTS_SOURCE = Topic.POINTS_REQUESTS
+POINTS_LEDGER = Topic.POINTS_LEDGER
+POINTS_GROUP = f"{APP_ID}-points"
+PREDICTIONS_SOURCE = Topic.PREDICTIONS
+PREDICTIONS_GROUP = f"{APP_ID}-predictions"
+CHAT_EARNING_SOURCE = Topic.CHAT_MESSAGES
+CHAT_EARNING_GROUP = f"{APP_ID}-points-chat"
+WATCH_EARNING_SOURCE = Topic.VIEWERS_PRESENCE
+WATCH_EARNING_GROUP = f"{APP_ID}-points-watch"
+POINTS_SOURCES = (POINTS_SOURCE, POINTS_LEDGER, PREDICTIONS_SOURCE, Topic.PREDICTIONS_ODDS)
 NOTIFICATIONS_TABLE = "notifications"
 # `streams` and `streams.lifecycle` keyed by stream_id, `tournaments` by tournament_id: a stream's (or a
 # tournament's) records share a partition number, like its table entry. `users` and `channels` are read whole.
@@ -63,6 +77,8 @@ PRESENCE_SOURCES = (PRESENCE_SOURCE, LEGACY_HEARTBEATS, VOTES_SOURCE, CHAT_SOURC
 
 # The agent families. Each can run as its own worker group (`esports processors --only FAMILY`: its own
 # Faust app id, so its own consumer group and changelogs); by default one app runs them all.
+# The points and predictions workers run with the polls family (audience engagement): they have no
+# Faust agent, and a Faust app without one cannot run.
 FAMILIES = ("lifecycle", "moderation", "viewers", "polls", "notifications")
 FAMILY_TABLES = {
     "lifecycle": (LIFECYCLE_TABLE,),
@@ -168,18 +184,25 @@ async def prepare_topics(kafka: KafkaSettings, family: str | None = None) -> int
                 *NOTIFICATIONS_SOURCES,
             )
         )
-        names.update(dict.fromkeys((*WHOLE_SOURCES, *PRESENCE_SOURCES)))
+        names.update(dict.fromkeys((*WHOLE_SOURCES, *PRESENCE_SOURCES, *POINTS_SOURCES)))
         sources = await admin.states([spec(name) for name in names])
         missing = [s.name for s in sources if not s.exists]
         if missing:
             raise TopologyError(f"topics {missing} do not exist; create them with `esports topics create`")
-        counts = {s.name: s.partitions for s in sources if s.name not in (*WHOLE_SOURCES, *PRESENCE_SOURCES)}
+        counts_of = {str(name): state.partitions for name, state in zip(names, sources, strict=True)}
+        own_counts = (*WHOLE_SOURCES, *PRESENCE_SOURCES, *POINTS_SOURCES)  # any partition count
+        counts = {name: n for name, n in counts_of.items() if name not in own_counts}
         if len(set(counts.values())) != 1:
             raise TopologyError(
                 f"{counts}: the agents' sources and read-back outputs must have the same partition count"
             )
+        if counts_of[POINTS_SOURCE] != counts_of[POINTS_LEDGER]:
+            raise TopologyError(
+                f"points.requests has {counts_of[POINTS_SOURCE]} partitions and points.ledger "
+                f"{counts_of[POINTS_LEDGER]}: a user's requests and entries must share a partition number"
+            )
         partitions = next(iter(counts.values()))
-        chat = sources[list(names).index(CHAT_SOURCE)].partitions
+        chat = counts_of[CHAT_SOURCE]
         internal = internal_topics(partitions, family, chat)
         await admin.ensure(internal)
         states = await admin.states(internal)

@@ -24,6 +24,9 @@ from stream_processors.metrics import ProcessorMetrics
 from stream_processors.moderation.agent import RosterReader, chat_limits
 from stream_processors.moderation.chat_worker import ChatWorker
 from stream_processors.partition_worker import PartitionWorker
+from stream_processors.points.earning import ChatEarning, WatchEarning
+from stream_processors.points.ledger_worker import LedgerWorker
+from stream_processors.points.prediction_worker import PredictionWorker
 from stream_processors.polls.vote_worker import VoteWorker
 from stream_processors.runtime import DecisionPublisher
 from stream_processors.topology import FAMILIES, TopologyError, prepare_topics
@@ -32,11 +35,12 @@ from stream_processors.viewers.presence_worker import PresenceWorker
 log = logging.getLogger(__name__)
 
 # The partition workers of a family: heartbeats counted by session, votes tallied by voter, chat
-# decided by sender.
-PARTITION_WORKERS: dict[str, type[PartitionWorker[Any]]] = {
-    "viewers": PresenceWorker,
-    "polls": VoteWorker,
-    "moderation": ChatWorker,
+# decided by sender; with the polls, points decided by user, predictions by stream, and earnings found
+# where they happen.
+PARTITION_WORKERS: dict[str, tuple[type[PartitionWorker[Any]], ...]] = {
+    "viewers": (PresenceWorker,),
+    "polls": (VoteWorker, LedgerWorker, PredictionWorker, WatchEarning, ChatEarning),
+    "moderation": (ChatWorker,),
 }
 
 
@@ -82,8 +86,9 @@ def _run_worker(
             loop=loop,
             **(chat if owner == "moderation" else {}),
         )
-        for owner, partition_worker in PARTITION_WORKERS.items()
+        for owner, partition_workers in PARTITION_WORKERS.items()
         if owner in runs
+        for partition_worker in partition_workers
     ]
     services.extend(hot)
     app = create_app(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import events
-from events import channels, chat, ingest, notifications, polls, streams, tournaments, users, viewers
+from events import channels, chat, ingest, notifications, points, polls, streams, tournaments, users, viewers
 from events.base import Event
 from events.topics import (
     CATALOGUE,
@@ -26,7 +26,7 @@ from events.topics import (
 )
 from tests.unit.event_samples import sample_event
 
-FAMILIES = (channels, chat, ingest, notifications, polls, streams, tournaments, users, viewers)
+FAMILIES = (channels, chat, ingest, notifications, points, polls, streams, tournaments, users, viewers)
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -1,0 +1,1 @@
+"""Channel points and predictions: the ledger worker, the prediction worker, the earning workers."""
