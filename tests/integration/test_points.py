@@ -24,6 +24,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from events.base import Event
+from events.chat import ChatMessageAccepted
 from events.codec import EventCodec
 from events.points import (
     PointsEarned,
@@ -41,6 +42,7 @@ from events.points import (
     StakeSettled,
 )
 from events.topics import Topic
+from events.viewers import ViewerBeat, ViewerPresenceBatch
 from infra.kafka import EventPublisher, TopicNames
 from infra.settings import Settings
 from schemas import SCHEMAS_DIR
@@ -76,15 +78,17 @@ async def read_partitions(ns: Settings, topic: str) -> dict[int, list[Event]]:
         await consumer.stop()
 
 
-async def points_ready(worker: WorkerProcess, timeout_s: float = 60.0) -> None:
-    """Until the ledger and prediction workers own every partition, read back."""
+async def points_ready(
+    worker: WorkerProcess, timeout_s: float = 60.0, roles: tuple[str, ...] = ("points", "predictions")
+) -> None:
+    """Until the workers of ``roles`` own every partition, read back."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert worker.process is not None and worker.process.poll() is None, worker.log_tail()
         try:
             _, body = await asyncio.to_thread(worker.get, "/health")
             groups = json.loads(body)["kafka"]["partition_workers"]
-            if all(len(groups.get(role, {}).get("ready", ())) == 3 for role in ("points", "predictions")):
+            if all(len(groups.get(role, {}).get("ready", ())) == 3 for role in roles):
                 return
         except (OSError, ValueError, KeyError):
             pass
@@ -343,3 +347,81 @@ def _check(
                 assert isinstance(e, StakeRefunded) and e.amount == pot[e.user_id][1], e
             else:
                 assert isinstance(e, StakeSettled) and e.payout == shares[e.user_id], (e, shares)
+
+
+@pytest.mark.timeout(180)
+async def test_watching_and_chatting_earn_once_from_what_the_log_saw(
+    namespace: Settings, tmp_path: Path
+) -> None:
+    """Watching earns per window seen in 4 of its 5 fifths (once, however many tabs), chatting once per
+    window; a worker restarted re-reads its window and grants nothing twice."""
+    run = uuid.uuid4().hex[:6]
+    stream = f"s-{run}"
+    a, b, c, d = (f"{name}-{run}" for name in "abcd")
+    worker = WorkerProcess(
+        namespace,
+        tmp_path / "faust",
+        tmp_path / "worker.log",
+        args=["--only", "polls"],
+        ESPORTS_PROCESSORS__SESSION_TIMEOUT_S="6",
+        ESPORTS_POINTS__WATCH_WINDOW_S="5",
+        ESPORTS_POINTS__WATCH_POINTS="10",
+        ESPORTS_POINTS__CHAT_POINTS="5",
+    )
+    now = datetime.now(UTC)
+    start = now - timedelta(milliseconds=int(now.timestamp() * 1000) % 5000) - timedelta(seconds=5)
+
+    def beat(user: str | None, session: str, at_s: float) -> ViewerPresenceBatch:
+        return ViewerPresenceBatch(
+            occurred_at=start + timedelta(seconds=at_s),
+            shard_key=session,
+            edge_id="edge-1",
+            beats=(ViewerBeat(stream_id=stream, session_id=session, user_id=user),),
+        )
+
+    watched = [
+        *(beat(a, f"sa-{run}", t) for t in (0.1, 1.1, 2.1, 4.5)),  # four fifths: earns
+        *(beat(b, f"sb-{run}", t) for t in (0.1, 1.1, 1.9, 2.2)),  # three fifths: nothing
+        *(beat(c, f"sc1-{run}", t) for t in (0.2, 1.2, 2.2, 3.2)),  # two tabs, both four fifths:
+        *(beat(c, f"sc2-{run}", t) for t in (0.3, 1.3, 3.3, 4.3)),  # earns once
+        *(beat(None, f"guest-{run}", t) for t in (0.1, 1.1, 2.1, 3.1, 4.1)),  # not signed in
+    ]
+
+    def said(user: str) -> ChatMessageAccepted:
+        return ChatMessageAccepted(
+            message_id=uuid.uuid4().hex, stream_id=stream, user_id=user, display_name=user, text="gg"
+        )
+
+    worker.start()
+    try:
+        async with EventPublisher(namespace.kafka, CODEC, producer="tests.points") as publisher:
+            await points_ready(worker, roles=("points", "points-watch", "points-chat"))
+            await publisher.publish_many([*watched, said(a), said(a), said(b)])
+            wanted = {("watch", a), ("watch", c), ("chat", a), ("chat", b)}
+            await until("the earnings", lambda es: wanted <= _grants(es), namespace, worker)
+            worker.kill()  # the next worker re-reads the last two windows: nothing is granted twice
+            worker.start()
+            await points_ready(worker, roles=("points", "points-watch", "points-chat"))
+            await publisher.publish(said(d))
+            ledger = await until("d's earning", lambda es: ("chat", d) in _grants(es), namespace, worker)
+        granted = Counter(
+            (e.reason, e.user_id, e.amount)
+            for part in ledger.values()
+            for e in part
+            if isinstance(e, PointsGranted)
+        )
+        assert granted == Counter(
+            {
+                ("watch", a, 10): 1,
+                ("watch", c, 10): 1,
+                ("chat", a, 5): 1,
+                ("chat", b, 5): 1,
+                ("chat", d, 5): 1,
+            }
+        )
+    finally:
+        worker.kill()
+
+
+def _grants(entries: list[Event]) -> set[tuple[str, str]]:
+    return {(e.reason, e.user_id) for e in entries if isinstance(e, PointsGranted)}
