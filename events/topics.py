@@ -61,6 +61,7 @@ class Topic(StrEnum):
     VIEWERS_PRESENCE = "viewers.presence"
     VIEWERS_COUNTS = "viewers.counts"
     VIEWERS_MATCH_COUNTS = "viewers.match_counts"
+    VIEWERS_SESSIONS = "viewers.sessions"
     POLLS = "polls"
     POLLS_VOTES = "polls.votes"
     POLLS_TALLIES = "polls.tallies"
@@ -318,6 +319,17 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         # Like viewers.counts: the match audience series in PostgreSQL is rebuilt from it.
         retention_ms=FOREVER,
         description="Combined audience of each match (distinct sessions across its streams), with peaks.",
+    ),
+    TopicSpec(
+        name=Topic.VIEWERS_SESSIONS,
+        # Keyed by session like viewers.presence, with its partition count: the sessions of presence
+        # partition p are on partition p, where the worker that takes p over reads them back.
+        key_field="session_id",
+        event_types=(viewers.ViewingSessionStarted, viewers.ViewingSessionEnded),
+        owner="stream_processors",
+        # The heartbeats are gone after a day: unique viewers and watch time are computed from these.
+        retention_ms=FOREVER,
+        description="Viewing sessions: when each session started and stopped watching a stream.",
     ),
     TopicSpec(
         name=Topic.POLLS,

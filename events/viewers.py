@@ -1,7 +1,8 @@
 """Viewer presence: heartbeats from edges, batched per flush and keyed by session
 (``viewers.presence``; single ones keyed by ``stream_id`` on ``viewers.heartbeats`` before that), and
 derived counts (``viewers.counts``, keyed by ``stream_id``); a match's combined audience across its
-streams (``viewers.match_counts``, keyed by ``match_id``)."""
+streams (``viewers.match_counts``, keyed by ``match_id``); viewing sessions, kept for good for
+analytics (``viewers.sessions``, keyed by ``session_id``, decided where the session's heartbeats land)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ __all__ = [
     "ViewerCountChanged",
     "ViewerHeartbeat",
     "ViewerPresenceBatch",
+    "ViewingSessionEnded",
+    "ViewingSessionStarted",
     "presence_batches",
 ]
 
@@ -60,6 +63,38 @@ class MatchAudienceChanged(Event):
     count: int
     peak: int
     average: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ViewingSessionStarted(Event):
+    """A session was first seen watching a stream (its first heartbeat on its presence partition).
+
+    With :class:`ViewingSessionEnded`, the only record of who watched what that outlives the
+    heartbeats (a day): unique viewers and watch time per stream and match are computed from them.
+    Decided by the presence worker owning the session's partition; ``event_id`` is derived from
+    (stream, session, start), so one decided twice is the same event."""
+
+    session_id: str
+    stream_id: str
+    started_at: datetime
+    edge_id: str
+    user_id: str | None = None  # signed in; nothing else personal is kept
+    match_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ViewingSessionEnded(Event):
+    """A session left a stream: no heartbeat within the counting window after ``ended_at`` (its last).
+    ``watch_ms`` is ``ended_at - started_at``: the time between its first and last heartbeat."""
+
+    session_id: str
+    stream_id: str
+    started_at: datetime
+    ended_at: datetime
+    watch_ms: int
+    edge_id: str
+    user_id: str | None = None
+    match_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

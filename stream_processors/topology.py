@@ -67,6 +67,8 @@ CHAT_EARNING_GROUP = f"{APP_ID}-points-chat"
 WATCH_EARNING_SOURCE = Topic.VIEWERS_PRESENCE
 WATCH_EARNING_GROUP = f"{APP_ID}-points-watch"
 POINTS_SOURCES = (POINTS_SOURCE, POINTS_LEDGER, PREDICTIONS_SOURCE, Topic.PREDICTIONS_ODDS)
+# The presence workers' output of viewing sessions, co-partitioned with PRESENCE_SOURCE (read back).
+SESSIONS_OUTPUT = Topic.VIEWERS_SESSIONS
 NOTIFICATIONS_TABLE = "notifications"
 # `streams` and `streams.lifecycle` keyed by stream_id, `tournaments` by tournament_id: a stream's (or a
 # tournament's) records share a partition number, like its table entry. `users` and `channels` are read whole.
@@ -184,17 +186,22 @@ async def prepare_topics(kafka: KafkaSettings, family: str | None = None) -> int
                 *NOTIFICATIONS_SOURCES,
             )
         )
-        names.update(dict.fromkeys((*WHOLE_SOURCES, *PRESENCE_SOURCES, *POINTS_SOURCES)))
+        names.update(dict.fromkeys((*WHOLE_SOURCES, *PRESENCE_SOURCES, *POINTS_SOURCES, SESSIONS_OUTPUT)))
         sources = await admin.states([spec(name) for name in names])
         missing = [s.name for s in sources if not s.exists]
         if missing:
             raise TopologyError(f"topics {missing} do not exist; create them with `esports topics create`")
         counts_of = {str(name): state.partitions for name, state in zip(names, sources, strict=True)}
-        own_counts = (*WHOLE_SOURCES, *PRESENCE_SOURCES, *POINTS_SOURCES)  # any partition count
+        own_counts = (*WHOLE_SOURCES, *PRESENCE_SOURCES, *POINTS_SOURCES, SESSIONS_OUTPUT)  # any count
         counts = {name: n for name, n in counts_of.items() if name not in own_counts}
         if len(set(counts.values())) != 1:
             raise TopologyError(
                 f"{counts}: the agents' sources and read-back outputs must have the same partition count"
+            )
+        if counts_of[SESSIONS_OUTPUT] != counts_of[PRESENCE_SOURCE]:
+            raise TopologyError(
+                f"viewers.sessions has {counts_of[SESSIONS_OUTPUT]} partitions and viewers.presence "
+                f"{counts_of[PRESENCE_SOURCE]}: a session's events and beats must share a partition number"
             )
         if counts_of[POINTS_SOURCE] != counts_of[POINTS_LEDGER]:
             raise TopologyError(

@@ -16,6 +16,12 @@ the main stream and a POV is one viewer of the match.
 Nothing here is stored: the state of a partition is the last window of its log, so a worker that
 takes a partition over rebuilds it by reading the partition from ``now - window`` (see
 :mod:`stream_processors.viewers.presence_worker`). Observing a heartbeat twice changes nothing.
+
+**Viewing sessions**: each (stream, session) seen for the first time is an :class:`OpenSession`
+(:attr:`PartitionPresence.started` until taken), and leaves as one when it expires
+(:attr:`PartitionPresence.ended`, with its last heartbeat). The worker publishes both; a worker taking
+the partition over gives back the sessions published as started and not ended
+(:meth:`PartitionPresence.reopen`), so a session's start survives any number of takeovers.
 """
 
 from __future__ import annotations
@@ -24,12 +30,24 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["MATCH", "STREAM", "PartialReport", "PartitionPresence"]
+__all__ = ["MATCH", "STREAM", "OpenSession", "PartialReport", "PartitionPresence"]
 
 STREAM = "stream"
 MATCH = "match"
 
 Audience = tuple[str, str]  # (STREAM or MATCH, its id)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenSession:
+    """A session watching a stream, from its first heartbeat on."""
+
+    stream_id: str
+    session_id: str
+    started_ms: int
+    edge_id: str = ""
+    user_id: str | None = None
+    match_id: str | None = None
 
 
 class PartitionPresence:
@@ -49,14 +67,27 @@ class PartitionPresence:
         self._matches: dict[str, dict[str, int]] = {}
         self._reported: dict[Audience, int] = {}  # the counts the last changes() returned
         self._dirty: set[Audience] = set()
+        self._open: dict[tuple[str, str], OpenSession] = {}  # (stream, session) -> since when
+        self.started: list[OpenSession] = []  # first seen since the worker last took them
+        self.ended: list[tuple[OpenSession, int]] = []  # expired since then, with their last heartbeat
 
     @property
     def sessions(self) -> int:
         """(stream, session) presences held: what the partition's memory grows with."""
         return sum(len(sessions) for sessions in self._streams.values())
 
-    def observe(self, stream_id: str, session_id: str, at_ms: int, match_id: str | None = None) -> None:
-        """``session_id`` was seen watching ``stream_id`` at ``at_ms`` (a stream of ``match_id``).
+    def observe(
+        self,
+        stream_id: str,
+        session_id: str,
+        at_ms: int,
+        match_id: str | None = None,
+        *,
+        user_id: str | None = None,
+        edge_id: str = "",
+    ) -> None:
+        """``session_id`` was seen watching ``stream_id`` at ``at_ms`` (a stream of ``match_id``), by
+        ``edge_id``, signed in as ``user_id``.
 
         An older time than the session's is a redelivery or a late batch: it changes nothing, and
         neither does one already outside the window.
@@ -79,6 +110,10 @@ class PartitionPresence:
         sessions[session_id] = at_ms
         self._due[stream_id].setdefault(at_ms // 1000, []).append(session_id)
         if before is None:
+            if (stream_id, session_id) not in self._open:  # else reopened after a takeover
+                opened = OpenSession(stream_id, session_id, at_ms, edge_id, user_id, match_id)
+                self._open[(stream_id, session_id)] = opened
+                self.started.append(opened)
             self._dirty.add((STREAM, stream_id))
             if (match := self._match_of.get(stream_id)) is not None:
                 self._join(match, session_id)
@@ -113,6 +148,8 @@ class PartitionPresence:
                         continue  # gone already, or seen again later (filed under that second)
                     if seen <= horizon:
                         del sessions[session_id]
+                        if (opened := self._open.pop((stream_id, session_id), None)) is not None:
+                            self.ended.append((opened, seen))
                         self._dirty.add((STREAM, stream_id))
                         if (match := self._match_of.get(stream_id)) is not None:
                             self._leave(match, session_id)
@@ -123,6 +160,21 @@ class PartitionPresence:
             if not sessions:
                 del self._streams[stream_id], self._due[stream_id]
                 self._match_of.pop(stream_id, None)
+
+    def reopen(self, sessions: list[OpenSession]) -> None:
+        """Sessions started (and published) by an earlier owner of the partition and not ended: their
+        next heartbeats continue them instead of starting new ones."""
+        for opened in sessions:
+            self._open.setdefault((opened.stream_id, opened.session_id), opened)
+
+    def end_unseen(self, last_ms: int) -> None:
+        """After a takeover's re-read: the reopened sessions not seen in it end, at ``last_ms`` at the
+        latest (their last heartbeat is before the re-read; the earlier owner died before ending them)."""
+        for key, opened in list(self._open.items()):
+            stream_id, session_id = key
+            if session_id not in self._streams.get(stream_id, {}):
+                del self._open[key]
+                self.ended.append((opened, max(opened.started_ms, last_ms)))
 
     def counts(self) -> dict[Audience, int]:
         """The partial count of every audience with sessions here (and of those just emptied)."""

@@ -21,25 +21,44 @@ batches onto ``viewers.presence`` (a heartbeat republished twice is still one se
 
 Each stream's match comes from the whole ``streams`` topic (:class:`MatchDirectory`): a session is
 counted once per match on its partition, whichever streams of the match it watches.
+
+Viewing sessions (kept for good, for analytics): each report also publishes the sessions that started
+and ended (:class:`~events.viewers.ViewingSessionStarted`, :class:`~events.viewers.ViewingSessionEnded`)
+to ``viewers.sessions``, keyed by session and co-partitioned with ``viewers.presence``. A worker taking
+partition *p* over reads ``viewers.sessions`` partition *p* back (:data:`SESSIONS_READ_BACK_MS`) and
+reopens the sessions started and not ended there, so their start is kept; one whose end its previous
+owner decided but did not publish (it died within a report) ends at the re-read's start. Event ids are
+derived from (stream, session, start): a session event published twice is one event to its readers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from mode import Service
 
 from events.base import Event
 from events.codec import EventCodec
 from events.topics import Topic
-from events.viewers import ViewerBeat, ViewerHeartbeat, ViewerPresenceBatch, presence_batches
-from infra.kafka import partition_of_key
+from events.viewers import (
+    ViewerBeat,
+    ViewerHeartbeat,
+    ViewerPresenceBatch,
+    ViewingSessionEnded,
+    ViewingSessionStarted,
+    presence_batches,
+)
+from infra.kafka import client_options, partition_of_key
 from infra.settings import KafkaSettings, Settings
 from stream_processors.partition_worker import PartitionWorker, Record, Report
-from stream_processors.runtime import WholeTopicReader
+from stream_processors.runtime import WholeTopicReader, retrying
 from stream_processors.topology import (
     LEGACY_HEARTBEATS,
     MATCH_PARTIALS,
@@ -48,14 +67,66 @@ from stream_processors.topology import (
     VIEWER_PARTIALS,
 )
 from stream_processors.viewers.counts import epoch_ms, from_epoch_ms
-from stream_processors.viewers.presence import MATCH, STREAM, Audience, PartialReport, PartitionPresence
+from stream_processors.viewers.presence import (
+    MATCH,
+    STREAM,
+    Audience,
+    OpenSession,
+    PartialReport,
+    PartitionPresence,
+)
 
-__all__ = ["REPORT_EVERY_S", "MatchDirectory", "PresenceWorker"]
+__all__ = ["REPORT_EVERY_S", "MatchDirectory", "PresenceWorker", "session_events"]
+
+log = logging.getLogger(__name__)
 
 
 PRODUCER = "stream_processors.presence"
 REPORT_EVERY_S = 0.5  # partial counts published this often (on change); counts move within ~1 s
 REBUILD_SLACK_MS = 5_000  # a taken-over partition is re-read from this long before the window
+SESSIONS_READ_BACK_MS = 24 * 60 * 60 * 1000  # sessions open longer than a day restart at a takeover
+SESSIONS = uuid.UUID("5b0c8d1e-4f7a-4f55-9d0e-2f8f5d1c7a11")  # namespace of the session events' ids
+
+
+def session_events(
+    started: list[OpenSession], ended: list[tuple[OpenSession, int]]
+) -> list[ViewingSessionStarted | ViewingSessionEnded]:
+    """The events of sessions started and ended, with ids derived from (stream, session, start)."""
+
+    def event_id(s: OpenSession, what: str) -> uuid.UUID:
+        return uuid.uuid5(SESSIONS, f"{s.stream_id}|{s.session_id}|{s.started_ms}|{what}")
+
+    events: list[ViewingSessionStarted | ViewingSessionEnded] = [
+        ViewingSessionStarted(
+            event_id=event_id(s, "started"),
+            occurred_at=from_epoch_ms(s.started_ms),
+            producer=PRODUCER,
+            session_id=s.session_id,
+            stream_id=s.stream_id,
+            started_at=from_epoch_ms(s.started_ms),
+            edge_id=s.edge_id,
+            user_id=s.user_id,
+            match_id=s.match_id,
+        )
+        for s in started
+    ]
+    events.extend(
+        ViewingSessionEnded(
+            event_id=event_id(s, "ended"),
+            occurred_at=from_epoch_ms(last_ms),
+            producer=PRODUCER,
+            session_id=s.session_id,
+            stream_id=s.stream_id,
+            started_at=from_epoch_ms(s.started_ms),
+            ended_at=from_epoch_ms(last_ms),
+            watch_ms=last_ms - s.started_ms,
+            edge_id=s.edge_id,
+            user_id=s.user_id,
+            match_id=s.match_id,
+        )
+        for s, last_ms in ended
+    )
+    return events
 
 
 class MatchDirectory(WholeTopicReader):
@@ -96,6 +167,10 @@ class PresenceWorker(PartitionWorker[PartitionPresence]):
         self._partials = {STREAM: physical(VIEWER_PARTIALS), MATCH: physical(MATCH_PARTIALS)}
         self.matches = MatchDirectory(settings.kafka, self._codec)
         self._complete_counts: dict[int, dict[Audience, int]] = {}  # what the last report held in full
+        self._sessions = physical(Topic.VIEWERS_SESSIONS)
+        self._session_events: list[ViewingSessionStarted | ViewingSessionEnded] = []
+        self._reopened: dict[int, int] = {}  # partition -> the re-read's start: end the unseen when ready
+        self._publishing_sessions = asyncio.Lock()
 
     def on_init_dependencies(self) -> list[Service]:
         return [self.matches]  # started (read to the end of `streams`) before this worker
@@ -115,7 +190,14 @@ class PresenceWorker(PartitionWorker[PartitionPresence]):
                 continue
             at_ms = epoch_ms(event.occurred_at)
             for beat in event.beats:
-                state.observe(beat.stream_id, beat.session_id, at_ms, match_of.get(beat.stream_id))
+                state.observe(
+                    beat.stream_id,
+                    beat.session_id,
+                    at_ms,
+                    match_of.get(beat.stream_id),
+                    user_id=beat.user_id,
+                    edge_id=event.edge_id,
+                )
             beats += len(event.beats)
         self._metrics.heartbeats += beats
 
@@ -150,12 +232,87 @@ class PresenceWorker(PartitionWorker[PartitionPresence]):
             if not self.ready(partition):
                 continue
             presence.expire(now_ms)
+            if (reread_from := self._reopened.pop(partition, None)) is not None:
+                presence.end_unseen(reread_from)
+            if presence.started or presence.ended:
+                self._session_events.extend(session_events(presence.started, presence.ended))
+                presence.started, presence.ended = [], []
             if partition in complete:
                 counts = self._complete_counts[partition] = presence.counts()
             else:
                 counts = presence.changes()
             reports.extend(self._reports(partition, presence.clock_ms, counts, partition in complete))
         return reports
+
+    async def _report(self) -> None:
+        async with self._publishing_sessions:
+            await super()._report()
+            sessions, self._session_events = self._session_events, []
+            if sessions:
+                publisher = self._publishing.publisher
+                await retrying(
+                    "publishing viewing sessions", lambda: publisher.publish_many(sessions), self._metrics
+                )
+
+    async def releasing(self, revoked: set[Any]) -> None:
+        async with self._publishing_sessions:  # the next owner reads back every session published
+            pass
+
+    async def taken(self, assigned: set[Any]) -> None:
+        """As any partition worker, then the sessions its previous owners left open are reopened."""
+        since = self.rebuild_from_ms()
+        await super().taken(assigned)
+        partitions = {tp.partition for tp in assigned if tp.topic == self._source}
+        if not partitions:
+            return
+        opened = await self._open_sessions(partitions, since - SESSIONS_READ_BACK_MS)
+        for partition in partitions:
+            if (state := self._owned.get(partition)) is not None:
+                state.reopen(opened.get(partition, []))
+                self._reopened[partition] = since
+        log.info("presence: %s open sessions reopened", sum(len(v) for v in opened.values()))
+
+    async def _open_sessions(self, partitions: set[int], since_ms: int) -> dict[int, list[OpenSession]]:
+        """The sessions started and not ended on ``partitions`` of ``viewers.sessions`` since ``since_ms``."""
+        reader = AIOKafkaConsumer(
+            **client_options(self._kafka, "presence-sessions"), enable_auto_commit=False
+        )
+        await reader.start()
+        opened: dict[int, dict[tuple[str, str, int], OpenSession]] = defaultdict(dict)
+        try:
+            tps = [TopicPartition(self._sessions, p) for p in partitions]
+            reader.assign(tps)
+            starts = await reader.offsets_for_times({tp: since_ms for tp in tps})
+            ends = await reader.end_offsets(tps)
+            for tp in tps:
+                start = starts.get(tp)
+                reader.seek(tp, start.offset if start is not None else ends[tp])
+            while [tp for tp in tps if await reader.position(tp) < ends[tp]]:
+                for tp, records in (await reader.getmany(timeout_ms=1000, max_records=5000)).items():
+                    for record in records:
+                        event = await self.decode(record)
+                        if isinstance(event, ViewingSessionStarted | ViewingSessionEnded):
+                            started_ms = epoch_ms(event.started_at)
+                            key = (event.stream_id, event.session_id, started_ms)
+                            if isinstance(event, ViewingSessionEnded):
+                                opened[tp.partition].pop(key, None)
+                            else:
+                                opened[tp.partition][key] = OpenSession(
+                                    event.stream_id,
+                                    event.session_id,
+                                    started_ms,
+                                    event.edge_id,
+                                    event.user_id,
+                                    event.match_id,
+                                )
+        finally:
+            await reader.stop()
+        return {p: list(sessions.values()) for p, sessions in opened.items()}
+
+    def given_up(self, revoked: set[Any]) -> None:
+        super().given_up(revoked)
+        for tp in revoked:
+            self._reopened.pop(tp.partition, None)
 
     def reported(self, complete: set[int]) -> None:
         for partition in complete:  # published: what follows are change reports
