@@ -5,8 +5,9 @@ Four routes:
 * ``history``: chat of a stream (messages, restored messages, deletions, bans, settings, clears). Kept
   in the stream's ring in log order, so a subscriber can be backfilled and a reconnecting client
   resumed by position.
-* ``snapshot``: replace-by-key state of a stream (viewer count, a poll's tally, live or ended). Only
-  the latest per key matters; a subscriber gets the current snapshot, then the changes.
+* ``snapshot``: replace-by-key state of a stream (viewer count, a poll's tally, a prediction's pools,
+  live or ended). Only the latest per key matters; a subscriber gets the current snapshot, then the
+  changes.
 * ``direct``: for one user only (the rejection or hold of their message, their notifications).
 * ``moderators``: for the connections of a stream's moderators only (a connection joins with a
   moderator pass the API issued, ``moderate`` frame): the held message in full, then its resolution.
@@ -21,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from edge_ws.protocol import LogPosition, encode
-from events import chat, notifications, polls, streams, viewers
+from events import chat, notifications, points, polls, streams, viewers
 from events.base import Event
 from events.topics import Topic
 
@@ -170,6 +171,24 @@ def _tally(e: polls.PollTallyUpdated, p: LogPosition) -> Delivery:
     return _snapshot(e, p, key, "poll", poll=e.poll_id, counts=list(e.counts), total=e.total, final=e.final)
 
 
+def _prediction(e: points.PredictionUpdated, p: LogPosition) -> Delivery:
+    """A prediction's state and pools, keyed by prediction like a poll's tally (a subscriber gets the
+    latest of each the node has seen). Title, outcomes and lock time come from the API."""
+    return _snapshot(
+        e,
+        p,
+        f"prediction:{e.prediction_id}",
+        "prediction",
+        prediction=e.prediction_id,
+        status=e.status,
+        pools=list(e.pools),
+        stakers=list(e.stakers),
+        total=sum(e.pools),
+        winning_outcome=e.winning_outcome if e.winning_outcome >= 0 else None,
+        settled=e.settled,
+    )
+
+
 def _live(e: streams.StreamWentLive, p: LogPosition) -> Delivery:
     return _snapshot(e, p, "live", "state", kind="live", started_at=_ms(e.started_at))
 
@@ -243,6 +262,7 @@ _BUILDERS: dict[type[Event], Any] = {
     chat.ChatCleared: _cleared,
     viewers.ViewerCountChanged: _count,
     polls.PollTallyUpdated: _tally,
+    points.PredictionUpdated: _prediction,
     streams.StreamWentLive: _live,
     streams.StreamEnded: _ended,
     notifications.NotificationIssued: _notification,
@@ -253,6 +273,7 @@ CONSUMED_TOPICS = (
     Topic.CHAT_MESSAGES,
     Topic.VIEWERS_COUNTS,
     Topic.POLLS_TALLIES,
+    Topic.PREDICTIONS_ODDS,
     Topic.STREAMS_LIFECYCLE,
     Topic.NOTIFICATIONS,
 )

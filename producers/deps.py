@@ -91,6 +91,19 @@ async def current_user(
 CurrentUser = Annotated[Principal, Depends(current_user)]
 
 
+def optional_user_id(
+    services: Services, credentials: HTTPAuthorizationCredentials | None, *, anonymously: str
+) -> str | None:
+    """The user id of an optional token (None without one); 401 for a token that is bad, whose detail
+    says what sending none does instead (``anonymously``: "beat anonymously", "read anonymously")."""
+    if credentials is None:
+        return None
+    try:
+        return services.tokens.verify(credentials.credentials).user_id
+    except InvalidToken:
+        raise _unauthorized(f"the access token is invalid or expired (send none to {anonymously})") from None
+
+
 async def current_admin(user: CurrentUser) -> Principal:
     if not user.is_admin:
         raise Forbidden("admins only")

@@ -1,6 +1,12 @@
-"""Request body limit (settings.api.max_body_bytes): larger bodies get a 413 problem before any route runs.
+"""Request limits: the body limit and per-user action rates.
 
-The body is read here once, bounded, and handed on (also to the idempotency layer, which hashes it).
+:class:`BodyLimitMiddleware` (settings.api.max_body_bytes): larger bodies get a 413 problem before any
+route runs. The body is read here once, bounded, and handed on (also to the idempotency layer, which
+hashes it).
+
+:class:`ActionRate`: at most so many actions per subject (a user) per fixed window, counted in Redis
+by the same fixed-window counters as failed logins (:class:`~producers.auth.login_limiter.FailureWindow`);
+a route over the limit answers 429 with ``Retry-After`` (clip requests: settings.api.clips_per_minute).
 """
 
 from __future__ import annotations
@@ -8,8 +14,12 @@ from __future__ import annotations
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from infra.redis import RedisClient
+from producers.auth.login_limiter import FailureWindow
 from producers.idempotency import BODY_SCOPE_KEY
 from producers.problems import problem_response
+
+__all__ = ["ActionRate", "BodyLimitMiddleware"]
 
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -64,3 +74,24 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replayed
+
+
+class ActionRate:
+    """At most ``per_window`` actions of ``kind`` per subject in each fixed window of ``window_s``
+    (a :class:`FailureWindow` counting every action, not failures)."""
+
+    def __init__(
+        self, client: RedisClient, *, prefix: str, kind: str, per_window: int, window_s: int
+    ) -> None:
+        self._window = FailureWindow(client, prefix=prefix, kind=kind, limit=per_window, window_s=window_s)
+
+    async def take(self, subject: str) -> int:
+        """Count one action of ``subject``: 0 if it may go on, else the seconds until its window ends."""
+        # Judged by the count its own INCR returned: of a burst sent at once exactly the first
+        # per_window go on (reading the count afterwards would let none of them, and reading it
+        # before counting would let them all). A refused action counts too; the window is fixed
+        # (EXPIRE NX), so its end releases the subject whatever it kept sending.
+        (count,) = await self._window.record(subject)
+        if count <= self._window.limit:
+            return 0
+        return max(await self._window.blocked_for(subject), 1)

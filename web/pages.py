@@ -19,13 +19,13 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from events import points
 from producers.deps import ServicesDep
-from producers.routes.clips import channel_clips
+from producers.routes.clips import channel_clips, find_clip
 from producers.routes.tournaments import seen_matches
 from producers.services import Services
 from producers.spoilers import PARAM, REVEAL_PARAM, SpoilerView, hide_matches, streams_seen, view_of
 from projections.bracket import bracket
-from projections.queries.clips import ClipQueries
 from projections.queries.tournaments import match_audiences
 from web.seo import (
     PageMeta,
@@ -164,9 +164,22 @@ async def home(request: Request, services: ServicesDep) -> HTMLResponse:
     )
 
 
+# The prediction rules of events/points.py, for the stream page's forms (the API enforces the same).
+PREDICTION_LIMITS = {
+    "min_outcomes": points.MIN_OUTCOMES,
+    "max_outcomes": points.MAX_OUTCOMES,
+    "min_window_s": points.PREDICTION_MIN_S,
+    "max_window_s": points.PREDICTION_MAX_S,
+    "max_title": points.MAX_TITLE_CHARS,
+    "max_outcome": points.MAX_OUTCOME_CHARS,
+    "max_stake": points.MAX_STAKE,
+}
+
+
 @router.get("/live/{stream_id}", response_class=HTMLResponse)
 async def stream_page(request: Request, stream_id: str, services: ServicesDep) -> HTMLResponse:
-    """A stream: the player, chat, poll and count while live; the VOD with chat replay once ended."""
+    """A stream: the player, chat, poll, prediction and count while live; the VOD with chat replay
+    once ended."""
     stream = await services.streams.stream(stream_id) if _ID.match(stream_id) else None
     if stream is None or stream["created_at"] is None:
         return not_found(request, services, f"There is no stream {stream_id}.")
@@ -201,6 +214,7 @@ async def stream_page(request: Request, stream_id: str, services: ServicesDep) -
         moderator_ids=[m["user_id"] for m in moderators],
         match=match,
         mode="vod" if stream["state"] == "ended" else "live",
+        prediction_limits=PREDICTION_LIMITS,
     )
 
 
@@ -234,7 +248,7 @@ async def channel_page(request: Request, channel: str, services: ServicesDep) ->
 @router.get("/clips/{clip_id}", response_class=HTMLResponse)
 async def clip_page(request: Request, clip_id: str, services: ServicesDep) -> HTMLResponse:
     """A clip: its MP4 in a plain ``<video>``, with ``og:video`` tags for link previews."""
-    row = await ClipQueries(services.pool).clip(clip_id) if _ID.match(clip_id) else None
+    row = await find_clip(services, clip_id)  # pending too long: failed (no node holds it)
     if row is None:
         return not_found(request, services, f"There is no clip {clip_id}.")
     site = site_of(services)

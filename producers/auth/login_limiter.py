@@ -47,8 +47,9 @@ class FailureWindow:
         ]
         return max(waits, default=0)
 
-    async def record(self, *subjects: str) -> None:
-        """One more failure for each of ``subjects``."""
+    async def record(self, *subjects: str) -> list[int]:
+        """One more failure for each of ``subjects``; their counts in this window, this one included."""
+        counts = []
         try:
             # A transaction per key (INCR and its expiry together): two keys may be in two Redis
             # Cluster slots, and a MULTI/EXEC cannot span slots.
@@ -56,9 +57,11 @@ class FailureWindow:
                 async with self._redis.pipeline(transaction=True) as pipe:
                     pipe.incr(self._key(subject))
                     pipe.expire(self._key(subject), self._window_s, nx=True)
-                    await pipe.execute()
+                    count, _ = await pipe.execute()
+                counts.append(int(count))
         except DRIVER_ERRORS as e:
             raise translate(e, f"counting a {self._kind}") from e
+        return counts
 
     async def clear(self, subject: str) -> None:
         try:

@@ -19,10 +19,9 @@ from pydantic import BaseModel, ConfigDict
 
 from events.viewers import ViewerBeat, ViewerPresenceBatch
 from infra.redis import DRIVER_ERRORS, translate
-from infra.tokens import InvalidToken
-from producers.deps import ClientIp, ServicesDep
+from producers.deps import ClientIp, ServicesDep, optional_user_id
 from producers.models.common import Id
-from producers.problems import TooManyRequests, Unauthorized, documented
+from producers.problems import TooManyRequests, documented
 from producers.routes import API_PREFIX
 from producers.routes.streams import StreamId, find_stream
 from producers.services import Services
@@ -44,18 +43,6 @@ class BeaconRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"session_id": "s-8f2c41"}]})
 
     session_id: Id
-
-
-async def _user_id(services: Services, credentials: HTTPAuthorizationCredentials | None) -> str | None:
-    if credentials is None:
-        return None
-    try:
-        return services.tokens.verify(credentials.credentials).user_id
-    except InvalidToken:
-        raise Unauthorized(
-            "the access token is invalid or expired (send none to beat anonymously)",
-            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-        ) from None
 
 
 async def _check_rate(services: Services, stream_id: str, session_id: str, ip: str) -> None:
@@ -92,7 +79,7 @@ async def beacon(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_optional_bearer)],
 ) -> Response:
     """A player's heartbeat for viewers without a websocket (anonymous allowed); 204, nothing to read."""
-    user_id = await _user_id(services, credentials)
+    user_id = optional_user_id(services, credentials, anonymously="beat anonymously")
     await _check_rate(services, stream_id, body.session_id, ip)
     await find_stream(services, stream_id)
     beat = ViewerBeat(stream_id=stream_id, session_id=body.session_id, user_id=user_id)

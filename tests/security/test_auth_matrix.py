@@ -2,9 +2,9 @@
 
 The expectation of each cell is computed, not listed: from the operation's declared ``security``
 (none, bearer required, bearer optional ``[{HTTPBearer: []}, {}]``, internal token) and from whether
-the request names an object of user A (a path or body id of A's channel, stream, poll, tournament or
-match; ``/me/...`` routes act on the caller's own things). So a route whose behaviour drifts from
-its declaration fails here, and a new route is covered the day it is added.
+the request names an object of user A (a path or body id of A's channel, stream, poll, tournament,
+match or clip; ``/me/...`` routes act on the caller's own things). So a route whose behaviour drifts
+from its declaration fails here, and a new route is covered the day it is added.
 
 * a required bearer: missing, expired, tampered and ``alg: none`` tokens get 401; an internal
   route refuses every user token with 401;
@@ -23,10 +23,12 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from events.streams import StreamWentLive
 from tests.integration.test_api_support import PASSWORD, ApiStack, User, eventually
 from tests.security.tally import TALLY
 
@@ -35,6 +37,9 @@ pytestmark = pytest.mark.integration
 FUTURE = "2031-06-14T17:00:00Z"
 TEAMS = ["Vitality", "Spirit"]
 BAD_TOKENS = ("none", "expired", "tampered", "alg-none")
+# Routes any signed-in user calls on another user's object by design (not BOLA): a viewer stakes
+# channel points on the streamer's prediction.
+ANY_VIEWER = {"/api/v1/predictions/{prediction_id}/stakes"}
 
 
 @dataclass
@@ -122,19 +127,43 @@ async def build_world(stack: ApiStack) -> World:
     # A poll enters the read model with the poll agent's first tally (after its open is applied).
     poll_url = f"/api/v1/polls/{poll['poll_id']}"
     await eventually(lambda: _found(stack, poll_url))
+    prediction = await stack.command(
+        "POST",
+        f"/api/v1/streams/{stream['stream_id']}/predictions",
+        a,
+        {"title": "Who wins?", "outcomes": TEAMS, "window_s": 1800},
+    )
+    await stack.query(f"/api/v1/predictions/{prediction['prediction_id']}", after=prediction["positions"])
+    clip = await _clip_of(stack, a, stream["stream_id"], channel)
     ids = {
         "stream_id": stream["stream_id"],
         "channel": channel,
         "channel_id": channel,
         "poll_id": poll["poll_id"],
+        "prediction_id": prediction["prediction_id"],
         "tournament_id": tournament["tournament_id"],
         "match_id": match["match_id"],
+        "clip_id": clip,
         "user_id": a.user_id,
         "schema_id": "1",
         "subject": "streams.lifecycle-value",
         "version": "1",
     }
     return World(a, b, c, ids, forged_tokens(stack, a, b))
+
+
+async def _clip_of(stack: ApiStack, a: User, stream_id: str, channel_id: str) -> str:
+    """A clip A requested of its stream, gone live as the lifecycle agent would say (no ingest node
+    runs: the clip stays pending, which is all a route needs of it)."""
+    started = datetime.now(UTC) - timedelta(minutes=5)
+    live = await stack.publisher.publish(
+        StreamWentLive(stream_id=stream_id, channel_id=channel_id, started_at=started)
+    )
+    await stack.query(f"/api/v1/streams/{stream_id}", after=[str(live)])
+    body = {"stream_id": stream_id, "start_ms": 0, "duration_ms": 10_000}
+    clip = await stack.command("POST", "/api/v1/clips", a, body, expect=202)
+    await stack.query(f"/api/v1/clips/{clip['clip_id']}", after=[clip["position"]])
+    return str(clip["clip_id"])
 
 
 def _body(doc: dict[str, Any], operation: dict[str, Any], world: World) -> Any:
@@ -192,7 +221,7 @@ class Route:
         return re.sub(r"\{(\w+)\}", fill, self.template)
 
     def names_a_object(self, world: World, body: Any) -> bool:
-        if self.template.startswith("/api/v1/me"):
+        if self.template.startswith("/api/v1/me") or self.template in ANY_VIEWER:
             return False
         ids = set(re.findall(r"\{(\w+)\}", self.template)) - {"schema_id", "subject", "version"}
         in_body = isinstance(body, dict) and body.get("channel_id") in world.owned()

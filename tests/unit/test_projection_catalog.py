@@ -7,7 +7,7 @@ import pytest
 from events.topics import spec
 from infra.kafka import Position
 from infra.settings import KafkaSettings
-from projections import catalog, chat, live, notifications, polls, viewer_counts
+from projections import catalog, chat, live, notifications, points, polls, viewer_counts
 from projections.database import checked_schema
 from projections.positions import PROJECTORS_BY_TOPIC, parse_position
 from projections.projector import ProjectorStats, group_id
@@ -22,7 +22,7 @@ def test_every_event_type_of_the_catalog_topics_has_a_handler() -> None:
 def test_the_live_projector_reads_a_subset_of_the_catalog_topics() -> None:
     assert set(live.TOPICS) <= set(catalog.TOPICS) | set(viewer_counts.TOPICS)
     every = set(catalog.TOPICS) | set(chat.TOPICS) | set(viewer_counts.TOPICS) | set(polls.TOPICS)
-    every |= set(notifications.TOPICS)
+    every |= set(notifications.TOPICS) | set(points.TOPICS)
     assert set(PROJECTORS_BY_TOPIC) == every
 
 

@@ -1,12 +1,14 @@
-// The stream page: player (low latency or standard, see lowLatencyWanted), live chat, poll, viewer
-// count and follow button (and, for the channel's moderators, the held-message queue and the
-// moderation log); for an ended stream the VOD with the chat replayed in sync with the playhead.
+// The stream page: player (low latency or standard, see lowLatencyWanted), live chat, poll, prediction
+// (live odds and stakes; the streamer's controls: predictions.js), viewer count and follow button (and,
+// for the channel's moderators, the held-message queue and the moderation log); for an ended stream
+// the VOD with the chat replayed in sync with the playhead.
 import "./shell.js";
 import { ChatView, pausedNotice } from "./chat.js";
 import { EdgeClient } from "./edge.js";
 import { ModeratorPanel } from "./moderation.js";
 import { attachPlayer } from "./player.js";
 import { PollView } from "./poll.js";
+import { PredictionView } from "./predictions.js";
 import { accessToken, api, currentUser, el, session } from "./session.js";
 
 const page = document.getElementById("content");
@@ -73,6 +75,13 @@ async function live() {
     },
   });
   const panel = canModerate() ? new ModeratorPanel($("moderator-panel"), { streamId, edge, say }) : null;
+  const prediction = new PredictionView($("prediction"), $("prediction-admin"), {
+    streamId,
+    signedIn: Boolean(me),
+    canManage: canModerate(),
+    resultHidden: page.dataset.resultHidden === "true",
+  });
+  const predictionLoaded = prediction.start();
   const listing = await api(`/api/v1/streams/${streamId}/polls`);
   const open = listing.ok ? (listing.data.items || []).find((p) => p.status === "open") : null;
   if (open) poll.show(open);
@@ -83,6 +92,7 @@ async function live() {
     chat.apply(m);
     panel?.apply(m);
     if (m.type === "poll") poll.apply(m);
+    if (m.type === "prediction") predictionLoaded.then(() => prediction.apply(m));
     if (m.type === "count") {
       $("viewers").querySelector(".count").textContent = String(m.count);
       $("viewers").dataset.count = String(m.count);
