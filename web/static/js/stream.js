@@ -36,6 +36,7 @@ if (!vodDeleted) {
 } else {
   video.removeAttribute("controls");
 }
+const WINDOW_MS = 60_000; // the VOD chat replay loads the archive a minute at a time
 setUpFollow();
 if (!vodDeleted) setUpClip();
 if (page.dataset.mode === "live") live();
@@ -144,7 +145,6 @@ async function live() {
 }
 
 // --- VOD: the chat archive replayed with the playhead ---------------------------------------
-const WINDOW_MS = 60_000;
 
 function replay() {
   const list = $("messages");
