@@ -91,6 +91,10 @@ async def current_user(
 CurrentUser = Annotated[Principal, Depends(current_user)]
 
 
+_optional_bearer = HTTPBearer(auto_error=False, description="An access token (optional: anonymous viewers).")
+OptionalCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_optional_bearer)]
+
+
 def optional_user_id(
     services: Services, credentials: HTTPAuthorizationCredentials | None, *, anonymously: str
 ) -> str | None:

@@ -11,15 +11,12 @@ the answer is 429, and nothing is published.
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Response, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict
 
 from events.viewers import ViewerBeat, ViewerPresenceBatch
 from infra.redis import DRIVER_ERRORS, translate
-from producers.deps import ClientIp, ServicesDep, optional_user_id
+from producers.deps import ClientIp, OptionalCredentials, ServicesDep, optional_user_id
 from producers.models.common import Id
 from producers.problems import TooManyRequests, documented
 from producers.routes import API_PREFIX
@@ -34,7 +31,6 @@ PER_SESSION = 3  # per window: a player beats every 15 s, so this leaves room fo
 PER_IP = 600  # per window: many viewers may share an address
 
 router = APIRouter(prefix=f"{API_PREFIX}/streams", tags=["viewers"])
-_optional_bearer = HTTPBearer(auto_error=False, description="An access token (optional: anonymous viewers).")
 
 
 class BeaconRequest(BaseModel):
@@ -76,7 +72,7 @@ async def beacon(
     body: BeaconRequest,
     ip: ClientIp,
     services: ServicesDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_optional_bearer)],
+    credentials: OptionalCredentials,
 ) -> Response:
     """A player's heartbeat for viewers without a websocket (anonymous allowed); 204, nothing to read."""
     user_id = optional_user_id(services, credentials, anonymously="beat anonymously")

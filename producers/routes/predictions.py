@@ -16,8 +16,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, Path, status
 
 from events.base import utc_now
 from events.points import (
@@ -31,6 +30,7 @@ from producers.deps import (
     CurrentUser,
     Cursor,
     Limit,
+    OptionalCredentials,
     Principal,
     ReadYourWrites,
     ServicesDep,
@@ -57,8 +57,6 @@ from projections.queries.points import FINAL, PointsQueries, as_seen
 router = APIRouter(prefix=API_PREFIX, tags=["predictions"], dependencies=[ReadYourWrites])
 PredictionId = Annotated[str, Path(pattern=ID_PATTERN, description="The prediction's id.")]
 RUN_PREDICTIONS = "run predictions here"
-_optional_bearer = HTTPBearer(auto_error=False, description="An access token (optional: anonymous viewers).")
-OptionalCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_optional_bearer)]
 # FastAPI lists the bearer the dependency declares; `{}` adds the anonymous alternative.
 _PUBLIC_READ: dict[str, Any] = {"openapi_extra": {"security": [{}]}}
 _COMMAND: dict[str, Any] = {
