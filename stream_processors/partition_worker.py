@@ -300,8 +300,7 @@ class PartitionWorker(Service, Generic[S]):
         if consumer is None or not assigned:
             return
         self._rebalances += 1
-        since = self.rebuild_from_ms()
-        starts = await consumer.offsets_for_times({tp: since for tp in assigned})
+        starts = await consumer.offsets_for_times(await self.rebuild_starts(consumer, assigned))
         ends = await consumer.end_offsets(list(assigned))
         for tp in assigned:
             start = starts.get(tp)
@@ -316,6 +315,13 @@ class PartitionWorker(Service, Generic[S]):
             self._owned[tp.partition] = self.new_state()
             self._rebuilding[tp.partition] = ends[tp]
         log.info("%s: took %s", self.role, sorted((tp.topic, tp.partition) for tp in assigned))
+
+    async def rebuild_starts(
+        self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """Where each taken partition is re-read from (epoch ms): :meth:`rebuild_from_ms` for all."""
+        since = self.rebuild_from_ms()
+        return {tp: since for tp in assigned}
 
     async def releasing(self, revoked: set[TopicPartition]) -> None:
         """Before ``revoked`` is given up (awaited by the rebalance): a worker whose decisions must all be

@@ -107,6 +107,14 @@ class PartitionPresence:
         before = sessions.get(session_id)
         if before is not None and before >= at_ms:
             return
+        if before is not None and at_ms - before >= self.window_ms:
+            # Gone for a window and back (found while re-reading a partition, before any expiry ran):
+            # the viewing session that ended at ``before`` is over, a new one starts now.
+            if (opened := self._open.pop((stream_id, session_id), None)) is not None:
+                self.ended.append((opened, before))
+            opened = OpenSession(stream_id, session_id, at_ms, edge_id, user_id, match_id)
+            self._open[(stream_id, session_id)] = opened
+            self.started.append(opened)
         sessions[session_id] = at_ms
         self._due[stream_id].setdefault(at_ms // 1000, []).append(session_id)
         if before is None:

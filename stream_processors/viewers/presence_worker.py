@@ -85,6 +85,7 @@ PRODUCER = "stream_processors.presence"
 REPORT_EVERY_S = 0.5  # partial counts published this often (on change); counts move within ~1 s
 REBUILD_SLACK_MS = 5_000  # a taken-over partition is re-read from this long before the window
 SESSIONS_READ_BACK_MS = 24 * 60 * 60 * 1000  # sessions open longer than a day restart at a takeover
+MAX_REREAD_MS = 60 * 60 * 1000  # a partition unread for longer is re-read from this far back only
 SESSIONS = uuid.UUID("5b0c8d1e-4f7a-4f55-9d0e-2f8f5d1c7a11")  # namespace of the session events' ids
 
 
@@ -171,6 +172,7 @@ class PresenceWorker(PartitionWorker[PartitionPresence]):
         self._session_events: list[ViewingSessionStarted | ViewingSessionEnded] = []
         self._reopened: dict[int, int] = {}  # partition -> the re-read's start: end the unseen when ready
         self._publishing_sessions = asyncio.Lock()
+        self._rebuild_start: dict[int, int] = {}  # partition -> where its last takeover re-read from (ms)
 
     def on_init_dependencies(self) -> list[Service]:
         return [self.matches]  # started (read to the end of `streams`) before this worker
@@ -258,18 +260,58 @@ class PresenceWorker(PartitionWorker[PartitionPresence]):
         async with self._publishing_sessions:  # the next owner reads back every session published
             pass
 
+    async def rebuild_starts(self, consumer: Any, assigned: set[Any]) -> dict[Any, int]:
+        """The last window, or from a window before where the previous owner stopped reading (its
+        commit) when that is earlier: the heartbeats of sessions that ended while nobody read the
+        partition are read, so they end with their last heartbeat (at most :data:`MAX_REREAD_MS` back)."""
+        starts = await super().rebuild_starts(consumer, assigned)
+        floor = int(time.time() * 1000) - MAX_REREAD_MS
+        stopped = await self._stopped_reading_at(
+            [tp for tp in assigned if tp.topic == self._source], consumer
+        )
+        for tp, at_ms in stopped.items():
+            starts[tp] = max(floor, min(starts[tp], at_ms - self._window_ms - REBUILD_SLACK_MS))
+        self._rebuild_start = {tp.partition: at for tp, at in starts.items() if tp.topic == self._source}
+        return starts
+
+    async def _stopped_reading_at(self, tps: list[Any], consumer: Any) -> dict[Any, int]:
+        """The time of the last record each partition's previous owner read (before its commit)."""
+        last = {tp: committed - 1 for tp in tps if (committed := await consumer.committed(tp))}
+        if not last:
+            return {}
+        reader = AIOKafkaConsumer(
+            **client_options(self._kafka, "presence-stopped"),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await reader.start()
+        found: dict[Any, int] = {}
+        try:
+            reader.assign(list(last))
+            for tp, offset in last.items():
+                reader.seek(tp, offset)
+            deadline = time.monotonic() + 10
+            while len(found) < len(last) and time.monotonic() < deadline:
+                for tp, records in (await reader.getmany(timeout_ms=500, max_records=1)).items():
+                    if records and tp not in found:
+                        found[tp] = records[0].timestamp
+                        reader.pause(tp)
+        finally:
+            await reader.stop()
+        return found
+
     async def taken(self, assigned: set[Any]) -> None:
         """As any partition worker, then the sessions its previous owners left open are reopened."""
-        since = self.rebuild_from_ms()
         await super().taken(assigned)
         partitions = {tp.partition for tp in assigned if tp.topic == self._source}
         if not partitions:
             return
+        since = min(self._rebuild_start.get(p, self.rebuild_from_ms()) for p in partitions)
         opened = await self._open_sessions(partitions, since - SESSIONS_READ_BACK_MS)
         for partition in partitions:
             if (state := self._owned.get(partition)) is not None:
                 state.reopen(opened.get(partition, []))
-                self._reopened[partition] = since
+                self._reopened[partition] = self._rebuild_start.get(partition, since)
         log.info("presence: %s open sessions reopened", sum(len(v) for v in opened.values()))
 
     async def _open_sessions(self, partitions: set[int], since_ms: int) -> dict[int, list[OpenSession]]:

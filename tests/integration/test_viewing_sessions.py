@@ -59,15 +59,19 @@ async def test_sessions_start_once_and_end_with_their_last_heartbeat_across_a_wo
             for _ in range(3):
                 await beat(publisher, stays, leaves)
                 await asyncio.sleep(1)
+
+            async def keeps_watching() -> None:
+                while True:
+                    await beat(publisher, stays)
+                    await asyncio.sleep(1)
+
+            watching = asyncio.create_task(keeps_watching())  # through the kill and the restart
             worker.kill()  # both sessions open: started on the log, not ended
-            for _ in range(3):
-                await beat(publisher, stays)
-                await asyncio.sleep(1)
+            await asyncio.sleep(WINDOW_S + 6)  # `leaves` ended while nobody read its partition
             worker.start()
             await points_ready(worker, roles=("presence",))
-            for _ in range(3):
-                await beat(publisher, stays)
-                await asyncio.sleep(1)
+            await asyncio.sleep(3)
+            watching.cancel()
             deadline = time.monotonic() + 60
             while True:
                 found = await read_partitions(namespace, Topic.VIEWERS_SESSIONS)

@@ -56,3 +56,14 @@ def test_session_events_carry_the_watch_time_and_ids_from_stream_session_and_sta
     again = session_events([opened], [(opened, at(90))])
     assert [e.event_id for e in again] == [started.event_id, ended.event_id]  # decided twice: one event
     assert started.event_id != ended.event_id
+
+
+def test_a_session_gone_for_a_window_and_back_is_two_sessions_even_before_any_expiry() -> None:
+    """A takeover re-reading a stretch nobody read (the worker was down) runs no expiry meanwhile."""
+    p = PartitionPresence(WINDOW_MS)
+    for second in (0, 10, 10 + WINDOW_MS / 1000 - 0.001, 100, 110):
+        p.observe("s1", "a", at(second), edge_id="e1")
+    first = OpenSession("s1", "a", at(0), "e1")
+    second = OpenSession("s1", "a", at(100), "e1")
+    assert p.started == [first, second]
+    assert p.ended == [(first, at(10 + WINDOW_MS / 1000 - 0.001))]
