@@ -86,7 +86,8 @@ async def test_sessions_start_once_and_end_with_their_last_heartbeat_across_a_wo
     by_id: dict[uuid.UUID, list[Event]] = defaultdict(list)
     for event in events:
         by_id[event.event_id].append(event)
-    assert all(len(set(same)) == 1 for same in by_id.values())  # one id, one event (published again: equal)
+    differing = [same for same in by_id.values() if len(set(same)) != 1]
+    assert not differing, differing  # one id, one event (published again: equal)
     distinct = [same[0] for same in by_id.values()]
     for session in (stays, leaves):
         first, last = sent[session][0], sent[session][-1]
