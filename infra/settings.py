@@ -586,6 +586,44 @@ class PointsSettings(BaseModel):
     chat_points: int = Field(5, ge=0, description="Points for the first accepted chat message of a window.")
 
 
+class ExportSettings(BaseModel):
+    """The analytics dataset `esports export` writes (README *Rebuild and analytics*)."""
+
+    root: str = Field(
+        str(REPO_ROOT / ".run" / "dataset"),
+        description="Where the dataset goes: a folder, or s3://bucket/prefix. Default: .run/dataset.",
+    )
+    topics: str = Field(
+        "streams,streams.lifecycle,tournaments,chat.messages,viewers.sessions,viewers.counts,"
+        "viewers.match_counts,polls,predictions.odds,points.ledger",
+        description="Topics exported when --topics is not given, comma separated.",
+    )
+    roll_records: int = Field(1_000_000, gt=0, description="A file is closed after this many records.")
+    roll_bytes: int = Field(
+        128 * 1024 * 1024,
+        gt=0,
+        description="A file is closed once about this many bytes are written (Parquet, plus buffered Arrow).",
+    )
+    roll_age_s: float = Field(
+        300.0,
+        gt=0,
+        description="A file is closed this many seconds after it was opened (data lands in time).",
+    )
+    row_group_rows: int = Field(100_000, gt=0, description="Rows per Parquet row group.")
+    poll_interval_s: float = Field(
+        1.0, gt=0, description="How often the service looks for new records once it has caught up."
+    )
+    s3_endpoint: str | None = Field(
+        None, description="S3-compatible endpoint URL (http://host:port). Default: AWS for the region."
+    )
+    s3_region: str = Field("us-east-1", description="S3 region.")
+    s3_access_key: str | None = Field(
+        None,
+        description="S3 access key id. Default: none (anonymous: the client never reads AWS_* itself).",
+    )
+    s3_secret_key: SecretStr | None = Field(None, description="S3 secret access key. No default.")
+
+
 class Settings(BaseSettings):
     """All settings of the platform, one nested model per concern."""
 
@@ -611,6 +649,7 @@ class Settings(BaseSettings):
     chat: ChatSettings = Field(default_factory=ChatSettings)
     points: PointsSettings = Field(default_factory=PointsSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    export: ExportSettings = Field(default_factory=ExportSettings)
     log_level: str = Field("INFO", description="Log level of every service.")
     log_format: str = Field("text", description="Log format: text (for people) or json (for log shippers).")
 

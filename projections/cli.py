@@ -1,5 +1,6 @@
-"""``esports projector|rebuild|replay|report``: the read side's commands (declared in ``pyproject.toml``,
-loaded by :mod:`infra.cli`). Each imports its work only when it runs, so ``esports --help`` stays light."""
+"""``esports projector|rebuild|replay|report|export``: the read side's commands (declared in
+``pyproject.toml``, loaded by :mod:`infra.cli`). Each imports its work only when it runs, so
+``esports --help`` stays light."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 
 from infra.cli import Command
 from infra.settings import Settings
+from projections.export.options import add_arguments as add_export_arguments
 from projections.rebuild.options import add_arguments as add_rebuild_arguments
 from projections.replay.options import add_arguments as add_replay_arguments
 from projections.report.options import add_arguments as add_report_arguments
@@ -41,7 +43,16 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
     return report.run(args, settings)
 
 
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    """Export topics into a Parquet dataset partitioned by topic and date, exactly once across
+    restarts, to a folder or S3-compatible storage: a service, or one run with --once (and filters)."""
+    from projections.export import command
+
+    return command.run(args, settings)
+
+
 PROJECTOR = Command("projector", _projector)
 REBUILD = Command("rebuild", _rebuild, add_rebuild_arguments)
 REPLAY = Command("replay", _replay, add_replay_arguments)
 REPORT = Command("report", _report, add_report_arguments)
+EXPORT = Command("export", _export, add_export_arguments)

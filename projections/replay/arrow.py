@@ -136,8 +136,17 @@ class _Column:
     types: set[str]
 
 
-def topic_table(avro_by_type: dict[str, dict[str, Any]]) -> TopicTable:
-    """The table for the event types of a topic (``event_type -> newest Avro record schema``)."""
+def topic_table(
+    avro_by_type: dict[str, dict[str, Any]],
+    position: tuple[tuple[str, Any], ...] = POSITION_COLUMNS,
+    reserved: tuple[str, ...] = (),
+) -> TopicTable:
+    """The table for the event types of a topic (``event_type -> newest Avro record schema``).
+
+    ``position`` are the leading columns (``esports export`` leaves ``topic`` out: its folders name
+    it); an event field named like one of them, or like a ``reserved`` name (the dataset's Hive
+    partition keys), raises :class:`SchemaConflict`.
+    """
     columns: dict[str, _Column] = {}
     conflicts: set[str] = set()
     for event_type, schema in avro_by_type.items():
@@ -149,10 +158,10 @@ def topic_table(avro_by_type: dict[str, dict[str, Any]]) -> TopicTable:
                 conflicts.add(f["name"])
             column.nullable |= nullable
             column.types.add(event_type)
-    taken = {name for name, _ in POSITION_COLUMNS} & set(columns)
+    taken = ({name for name, _ in position} | set(reserved)) & set(columns)
     if taken:
         raise SchemaConflict(f"event fields {sorted(taken)} collide with the export's position columns")
-    fields = [pa.field(name, kind, nullable=False) for name, kind in POSITION_COLUMNS]
+    fields = [pa.field(name, kind, nullable=False) for name, kind in position]
     for name, column in columns.items():
         kind = pa.string() if name in conflicts else column.kind
         nullable = column.nullable or name in conflicts or len(column.types) < len(avro_by_type)

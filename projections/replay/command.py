@@ -32,11 +32,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from events.codec import DecodeError, EventCodec
+from events.codec import EventCodec
 from events.topics import spec
 from infra.kafka import KafkaError, TopicAdmin, TopicNames
 from infra.settings import Settings
 from projections.replay.arrow import SchemaConflict, topic_table
+
+# The decoding is shared with `esports export`; the command (and its tests) keep their names for it.
+from projections.replay.decoding import avro_by_type as _avro_by_type
+from projections.replay.decoding import decode_record as _decode
+from projections.replay.decoding import newest_schema_id as _newest_id
 from projections.replay.options import add_arguments
 from projections.replay.source import RangeReader, RawRecord
 from projections.replay.window import TimeWindow, iso_ms
@@ -94,32 +99,6 @@ class Progress:
         """A line that must not be overwritten by the status line."""
         self._stream.write(f"{CLEAR_LINE if self._shown else ''}{line}\n")
         self._shown = False
-
-
-def _avro_by_type(codec: EventCodec, topic: str) -> dict[str, dict[str, Any]]:
-    """Each event type of ``topic`` with its newest Avro schema."""
-    return {
-        cls.event_type(): codec.schema_by_id(_newest_id(codec, cls.event_type()))
-        for cls in spec(topic).event_types
-    }
-
-
-def _newest_id(codec: EventCodec, event_type: str) -> int:
-    subject = codec.subject_for(event_type)
-    return codec.schema_id(subject, codec.versions(subject)[-1])
-
-
-def _decode(codec: EventCodec, record: RawRecord, allowed: set[str]) -> Exported | tuple[str, str]:
-    """The exported event, or ``(reason, detail)`` when the record cannot be one."""
-    if record.value is None:
-        return ("tombstone", "a null value is not an event")
-    try:
-        event = codec.decode(record.value)
-    except DecodeError as e:
-        return (e.reason, str(e))
-    if event.event_type() not in allowed:
-        return ("not_on_topic", f"{event.event_type()} does not belong on this topic")
-    return Exported(record, event)
 
 
 def _skip(report: ReplayReport, record: RawRecord, reason: str, detail: str, progress: Progress) -> None:

@@ -118,7 +118,11 @@ class CsvWriter:
 
 
 class ParquetWriter:
-    """One Parquet file with the topic's Arrow schema, a row group per ``row_group_rows`` events."""
+    """One Parquet file with the topic's Arrow schema, a row group per ``row_group_rows`` events.
+
+    Each batch is turned into Arrow columns as it comes (compact while it waits for its row group);
+    ``rows`` and ``buffered_bytes`` let a caller roll files by size (``esports export``).
+    """
 
     def __init__(
         self, path: Path, topic: str, table: TopicTable, row_group_rows: int = ROW_GROUP_ROWS
@@ -126,15 +130,30 @@ class ParquetWriter:
         self._topic = topic
         self._table = table
         self._row_group_rows = row_group_rows
-        self._rows: list[dict[str, Any]] = []
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
         self._writer = pq.ParquetWriter(str(path), table.schema, compression="zstd")
         self.row_groups = 0
+        self.rows = 0
 
     def write(self, batch: list[Exported]) -> None:
-        self._rows.extend(self._row(item) for item in batch)
-        while len(self._rows) >= self._row_group_rows:
-            self._flush(self._rows[: self._row_group_rows])
-            del self._rows[: self._row_group_rows]
+        if not batch:
+            return
+        self._buffer.append(
+            pa.Table.from_pylist([self._row(item) for item in batch], schema=self._table.schema)
+        )
+        self._buffered += len(batch)
+        self.rows += len(batch)
+        while self._buffered >= self._row_group_rows:
+            pending = pa.concat_tables(self._buffer)
+            self._flush(pending.slice(0, self._row_group_rows))
+            rest = pending.slice(self._row_group_rows)
+            self._buffer, self._buffered = ([rest] if rest.num_rows else []), rest.num_rows
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Arrow bytes waiting for their row group (uncompressed: more than they will take on disk)."""
+        return sum(t.nbytes for t in self._buffer)
 
     def _row(self, item: Exported) -> dict[str, Any]:
         event = item.event
@@ -146,14 +165,15 @@ class ParquetWriter:
             row[name] = convert(row[name])
         return row
 
-    def _flush(self, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            self._writer.write_table(pa.Table.from_pylist(rows, schema=self._table.schema))
+    def _flush(self, rows: pa.Table) -> None:
+        if rows.num_rows:
+            self._writer.write_table(rows, row_group_size=rows.num_rows)
             self.row_groups += 1
 
     def close(self) -> None:
-        self._flush(self._rows)
-        self._rows = []
+        if self._buffer:
+            self._flush(pa.concat_tables(self._buffer))
+        self._buffer, self._buffered = [], 0
         self._writer.close()
 
     def describe(self) -> dict[str, Any]:
