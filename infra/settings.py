@@ -622,6 +622,8 @@ class ExportSettings(BaseModel):
         description="S3 access key id. Default: none (anonymous: the client never reads AWS_* itself).",
     )
     s3_secret_key: SecretStr | None = Field(None, description="S3 secret access key. No default.")
+    web_host: str = Field("127.0.0.1", description="Address of the export service's /health and /metrics.")
+    web_port: int = Field(6068, description="Port of the export service's /health and /metrics.")
 
 
 class Settings(BaseSettings):

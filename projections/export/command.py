@@ -33,6 +33,7 @@ from events.codec import EventCodec
 from events.topics import spec
 from infra import logs
 from infra.kafka import KafkaError, TopicAdmin, TopicNames
+from infra.metrics import service_registry
 from infra.postgres import DatabaseError
 from infra.postgres import translate as translate_pg
 from infra.settings import Settings
@@ -41,8 +42,10 @@ from projections.export.exporter import Exporter, ExportPlan, ExportReport, reco
 from projections.export.files import DatasetWriter, Limits
 from projections.export.filters import EventFilter, Scope
 from projections.export.layout import schema_dir
+from projections.export.ops import ExportMetrics, checks
 from projections.export.options import add_arguments, topic_list
 from projections.export.store import DatasetStore
+from projections.ops import OpsServer
 from projections.rebuild.progress import format_duration
 from projections.replay.arrow import POSITION_COLUMNS, SchemaConflict, TopicTable, topic_table
 from projections.replay.command import UnknownTopic
@@ -280,11 +283,19 @@ async def _export_into(
     progress = Progress(sys.stderr, exporter)
     resume = recover(store, progress.say)
     shown = asyncio.create_task(progress.show()) if options.once else None
+    ops = None
+    if not options.once:  # the service: /health and /metrics, like every other service
+        web = settings.export
+        registry = service_registry(ExportMetrics(exporter, writer))
+        ops = OpsServer(checks(store), registry, host=web.web_host, port=web.web_port)
+        await ops.start()
     try:
         report = await exporter.run(resume, once=options.once)
     finally:
         if shown is not None:
             shown.cancel()
+        if ops is not None:
+            await ops.close()
     progress.say(_summary(report, store.url, writer.files_committed))
     if options.strict and report.skipped:
         progress.say(f"--strict: {report.skipped} records could not be decoded")

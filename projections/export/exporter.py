@@ -109,6 +109,7 @@ class Exporter:
         self._allowed = {t: {c.event_type() for c in spec(t).event_types} for t in plan.partitions}
         self.report = ExportReport()
         self.log: LogReader | None = None
+        self.lag: dict[tuple[str, int], int] = {}  # (topic, partition) -> records not read yet
 
     async def run(self, resume: dict[tuple[str, int], int], *, once: bool) -> ExportReport:
         """Export until the end offsets found at start (``once``) or until ``stop`` is set."""
@@ -135,6 +136,7 @@ class Exporter:
             if once or self._stop.is_set():
                 return
             starts, ends = reached, await reader.end_offsets(tps)
+            self.lag = {self._where[tp]: max(0, ends[tp] - starts[tp]) for tp in tps}
             if all(starts[tp] >= ends[tp] for tp in tps):
                 self._writer.roll_due()
                 await _wait(self._stop, self._settings.export.poll_interval_s)

@@ -12,11 +12,14 @@ import asyncio
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -145,6 +148,7 @@ def _env(settings: Settings, **extra: str) -> dict[str, str]:
     return {
         **os.environ,
         "ESPORTS_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
+        "ESPORTS_EXPORT__WEB_PORT": str(_free_port()),
         "ESPORTS_EXPORT__ROLL_RECORDS": "100",
         "ESPORTS_EXPORT__ROW_GROUP_ROWS": "40",
         "ESPORTS_EXPORT__ROLL_AGE_S": "2",
@@ -306,6 +310,20 @@ async def test_the_service_commits_by_age_and_on_sigterm(published: Published, t
         while _local_files(root)() == 0:  # files only an age roll can commit: the limit is a million
             assert proc.returncode is None and time.monotonic() < deadline
             await asyncio.sleep(0.1)
+        ops = f"http://127.0.0.1:{env['ESPORTS_EXPORT__WEB_PORT']}"
+        status, _ = await asyncio.to_thread(_get, f"{ops}/health")
+        assert status == 200
+        while True:  # the service's /metrics: what it wrote, and no lag once it has read everything
+            _, metrics = await asyncio.to_thread(_get, f"{ops}/metrics")
+            written = sum(
+                int(float(n))
+                for n in re.findall(r"^esports_export_records_total\{[^}]*\} (\S+)$", metrics, re.M)
+            )
+            lag = re.findall(r"^esports_export_lag_records\{[^}]*\} (\S+)$", metrics, re.M)
+            if written == published.total and lag and all(float(n) == 0 for n in lag):
+                break
+            assert time.monotonic() < deadline, metrics
+            await asyncio.sleep(0.2)
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = await proc.communicate()
@@ -444,3 +462,18 @@ async def test_channel_and_match_filters_read_the_catalog(
     assert _ids(tmp_path / "m") == _expected(
         published, lambda _, e: getattr(e, "stream_id", None) == "s-final"
     )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _get(url: str) -> tuple[int, str]:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=3) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
