@@ -37,7 +37,8 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _report(args: argparse.Namespace, settings: Settings) -> int:
-    """Print a match's analytics (audience, streams, chat per minute, moderation, polls), text or JSON."""
+    """Print the analytics of a match, a stream or a channel over a time range (audience, unique
+    viewers, watch time, retention, chat, moderation, polls) as text, JSON or an HTML page."""
     from projections.report import command as report
 
     return report.run(args, settings)

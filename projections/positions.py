@@ -18,7 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 from events.topics import Topic
 from infra.kafka import Position
 from infra.postgres import translate
-from projections import catalog, chat, notifications, points, polls, viewer_counts
+from projections import catalog, chat, notifications, points, polls, viewer_counts, viewing_sessions
 from projections.database import checked_schema
 
 __all__ = [
@@ -33,7 +33,7 @@ POLL_INTERVAL_S = 0.02
 # Which PostgreSQL projector makes a topic's events visible to queries.
 PROJECTORS_BY_TOPIC: dict[str, str] = {
     topic: projector.NAME
-    for projector in (catalog, chat, viewer_counts, polls, points)
+    for projector in (catalog, chat, viewer_counts, polls, points, viewing_sessions)
     for topic in projector.TOPICS
 }
 # pg.notifications reads `users` too (NotificationsRead), but `users` positions stay pg.catalog's: the

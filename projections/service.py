@@ -27,7 +27,7 @@ from infra.metrics import ConsumerLag
 from infra.postgres import DatabaseError
 from infra.redis import CacheError, RedisClient, make_client
 from infra.settings import Settings
-from projections import catalog, chat, notifications, points, polls, viewer_counts
+from projections import catalog, chat, notifications, points, polls, viewer_counts, viewing_sessions
 from projections.chat_recent import RecentChatProjector
 from projections.database import make_pool, migrate
 from projections.ingest_health import IngestHealthProjector
@@ -125,6 +125,7 @@ def build_stores(
         notifications.notifications_projector(pool, schema=schema),
         polls.polls_projector(pool, schema=schema),
         points.points_projector(pool, schema=schema),
+        viewing_sessions.viewing_sessions_projector(pool, schema=schema),
         viewer_counts.MatchViewersProjector(client, prefix=redis_prefix),
         IngestHealthProjector(client, prefix=redis_prefix),
     ]

@@ -68,6 +68,7 @@ class PartitionPresence:
         self._reported: dict[Audience, int] = {}  # the counts the last changes() returned
         self._dirty: set[Audience] = set()
         self._open: dict[tuple[str, str], OpenSession] = {}  # (stream, session) -> since when
+        self._ended_at: dict[tuple[str, str], int] = {}  # ended by an earlier owner: its last heartbeat
         self.started: list[OpenSession] = []  # first seen since the worker last took them
         self.ended: list[tuple[OpenSession, int]] = []  # expired since then, with their last heartbeat
 
@@ -118,7 +119,8 @@ class PartitionPresence:
         sessions[session_id] = at_ms
         self._due[stream_id].setdefault(at_ms // 1000, []).append(session_id)
         if before is None:
-            if (stream_id, session_id) not in self._open:  # else reopened after a takeover
+            key = (stream_id, session_id)
+            if key not in self._open and at_ms > self._ended_at.get(key, -1):  # else reopened, or ended
                 opened = OpenSession(stream_id, session_id, at_ms, edge_id, user_id, match_id)
                 self._open[(stream_id, session_id)] = opened
                 self.started.append(opened)
@@ -169,11 +171,14 @@ class PartitionPresence:
                 del self._streams[stream_id], self._due[stream_id]
                 self._match_of.pop(stream_id, None)
 
-    def reopen(self, sessions: list[OpenSession]) -> None:
+    def reopen(self, sessions: list[OpenSession], ended: dict[tuple[str, str], int] | None = None) -> None:
         """Sessions started (and published) by an earlier owner of the partition and not ended: their
-        next heartbeats continue them instead of starting new ones."""
+        next heartbeats continue them instead of starting new ones. ``ended``: (stream, session) -> the
+        last heartbeat of a session an earlier owner ended, whose heartbeats up to it a re-read meets
+        again and must not start a session with."""
         for opened in sessions:
             self._open.setdefault((opened.stream_id, opened.session_id), opened)
+        self._ended_at.update(ended or {})
 
     def end_unseen(self, last_ms: int) -> None:
         """After a takeover's re-read: the reopened sessions not seen in it end, at ``last_ms`` at the

@@ -307,20 +307,24 @@ class PresenceWorker(PartitionWorker[PartitionPresence]):
         if not partitions:
             return
         since = min(self._rebuild_start.get(p, self.rebuild_from_ms()) for p in partitions)
-        opened = await self._open_sessions(partitions, since - SESSIONS_READ_BACK_MS)
+        opened, ended = await self._open_sessions(partitions, since - SESSIONS_READ_BACK_MS)
         for partition in partitions:
             if (state := self._owned.get(partition)) is not None:
-                state.reopen(opened.get(partition, []))
+                state.reopen(opened.get(partition, []), ended.get(partition, {}))
                 self._reopened[partition] = self._rebuild_start.get(partition, since)
         log.info("presence: %s open sessions reopened", sum(len(v) for v in opened.values()))
 
-    async def _open_sessions(self, partitions: set[int], since_ms: int) -> dict[int, list[OpenSession]]:
-        """The sessions started and not ended on ``partitions`` of ``viewers.sessions`` since ``since_ms``."""
+    async def _open_sessions(
+        self, partitions: set[int], since_ms: int
+    ) -> tuple[dict[int, list[OpenSession]], dict[int, dict[tuple[str, str], int]]]:
+        """The sessions started and not ended on ``partitions`` of ``viewers.sessions`` since ``since_ms``,
+        and the last heartbeat of each (stream, session) that ended there."""
         reader = AIOKafkaConsumer(
             **client_options(self._kafka, "presence-sessions"), enable_auto_commit=False
         )
         await reader.start()
         opened: dict[int, dict[tuple[str, str, int], OpenSession]] = defaultdict(dict)
+        ended: dict[int, dict[tuple[str, str], int]] = defaultdict(dict)
         try:
             tps = [TopicPartition(self._sessions, p) for p in partitions]
             reader.assign(tps)
@@ -338,6 +342,9 @@ class PresenceWorker(PartitionWorker[PartitionPresence]):
                             key = (event.stream_id, event.session_id, started_ms)
                             if isinstance(event, ViewingSessionEnded):
                                 opened[tp.partition].pop(key, None)
+                                last = ended[tp.partition]
+                                pair, at = (event.stream_id, event.session_id), epoch_ms(event.ended_at)
+                                last[pair] = max(at, last.get(pair, at))
                             else:
                                 opened[tp.partition][key] = OpenSession(
                                     event.stream_id,
@@ -349,7 +356,7 @@ class PresenceWorker(PartitionWorker[PartitionPresence]):
                                 )
         finally:
             await reader.stop()
-        return {p: list(sessions.values()) for p, sessions in opened.items()}
+        return {p: list(sessions.values()) for p, sessions in opened.items()}, dict(ended)
 
     def given_up(self, revoked: set[Any]) -> None:
         super().given_up(revoked)

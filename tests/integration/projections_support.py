@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 from infra.kafka import Position
 from infra.redis import RedisClient, make_client
 from infra.settings import Settings
-from projections import catalog, chat, live, notifications, points, polls, viewer_counts
+from projections import catalog, chat, live, notifications, points, polls, viewer_counts, viewing_sessions
 from projections.database import drop_schema, make_pool, migrate
 from projections.live import LiveKeys
 from projections.positions import wait_for_position
@@ -99,7 +99,7 @@ def last_positions(positions: Iterable[Position]) -> list[Position]:
 
 
 PG_PROJECTORS_BY_TOPIC: dict[str, list[str]] = {}
-for _projector in (catalog, chat, notifications, points, polls, viewer_counts):
+for _projector in (catalog, chat, notifications, points, polls, viewer_counts, viewing_sessions):
     for _topic in _projector.TOPICS:
         PG_PROJECTORS_BY_TOPIC.setdefault(_topic, []).append(_projector.NAME)
 

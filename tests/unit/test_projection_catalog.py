@@ -7,7 +7,7 @@ import pytest
 from events.topics import spec
 from infra.kafka import Position
 from infra.settings import KafkaSettings
-from projections import catalog, chat, live, notifications, points, polls, viewer_counts
+from projections import catalog, chat, live, notifications, points, polls, viewer_counts, viewing_sessions
 from projections.database import checked_schema
 from projections.positions import PROJECTORS_BY_TOPIC, parse_position
 from projections.projector import ProjectorStats, group_id
@@ -22,7 +22,7 @@ def test_every_event_type_of_the_catalog_topics_has_a_handler() -> None:
 def test_the_live_projector_reads_a_subset_of_the_catalog_topics() -> None:
     assert set(live.TOPICS) <= set(catalog.TOPICS) | set(viewer_counts.TOPICS)
     every = set(catalog.TOPICS) | set(chat.TOPICS) | set(viewer_counts.TOPICS) | set(polls.TOPICS)
-    every |= set(notifications.TOPICS) | set(points.TOPICS)
+    every |= set(notifications.TOPICS) | set(points.TOPICS) | set(viewing_sessions.TOPICS)
     assert set(PROJECTORS_BY_TOPIC) == every
 
 
@@ -52,3 +52,8 @@ def test_stats_keep_the_highest_offset_per_partition() -> None:
     stats.record(2, 0, {("users", 0): 8, ("users", 1): 4})
     assert (stats.applied, stats.duplicates, stats.batches) == (5, 1, 2)
     assert stats.next_offsets == {("users", 0): 10, ("users", 1): 4}
+
+
+def test_the_viewing_sessions_projector_handles_every_event_of_its_topic() -> None:
+    wanted = {event_type for topic in viewing_sessions.TOPICS for event_type in spec(topic).event_types}
+    assert set(viewing_sessions.HANDLERS) == wanted

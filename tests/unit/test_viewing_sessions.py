@@ -67,3 +67,17 @@ def test_a_session_gone_for_a_window_and_back_is_two_sessions_even_before_any_ex
     second = OpenSession("s1", "a", at(100), "e1")
     assert p.started == [first, second]
     assert p.ended == [(first, at(10 + WINDOW_MS / 1000 - 0.001))]
+
+
+def test_a_re_read_meeting_the_heartbeats_of_a_session_already_ended_starts_nothing() -> None:
+    """The earlier owner ended it (published) shortly before it stopped; the re-read window reaches back
+    over its last heartbeats: they belong to the ended session, not to a new one."""
+    p = PartitionPresence(WINDOW_MS)
+    p.reopen([], {("s1", "a"): at(10)})
+    for second in (8, 9, 10):
+        p.observe("s1", "a", at(second), edge_id="e1")
+    assert p.started == []
+    p.expire(at(10) + WINDOW_MS + 1)
+    assert p.ended == []  # ended once, by the earlier owner
+    p.observe("s1", "a", at(100), edge_id="e1")  # back later: a new session
+    assert p.started == [OpenSession("s1", "a", at(100), "e1")]
