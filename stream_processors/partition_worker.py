@@ -112,6 +112,11 @@ class PartitionWorker(Service, Generic[S]):
         """Where a taken-over partition (and a new group's legacy topic) starts, epoch ms."""
         raise NotImplementedError
 
+    def state_for(self, partition: int) -> S:
+        """The fresh state of a partition just taken (set in the same step as its seek, so no record
+        of it is absorbed before): :meth:`new_state` unless a subclass knows more about ``partition``."""
+        return self.new_state()
+
     async def absorb(self, partition: int, state: S, records: Sequence[Record]) -> None:
         """Fold a fetch of one owned partition into its state."""
         raise NotImplementedError
@@ -312,7 +317,7 @@ class PartitionWorker(Service, Generic[S]):
                     self._committed[tp] = max(offset, committed)
                 continue
             consumer.seek(tp, offset)
-            self._owned[tp.partition] = self.new_state()
+            self._owned[tp.partition] = self.state_for(tp.partition)
             self._rebuilding[tp.partition] = ends[tp]
         log.info("%s: took %s", self.role, sorted((tp.topic, tp.partition) for tp in assigned))
 

@@ -173,6 +173,8 @@ class PresenceWorker(PartitionWorker[PartitionPresence]):
         self._reopened: dict[int, int] = {}  # partition -> the re-read's start: end the unseen when ready
         self._publishing_sessions = asyncio.Lock()
         self._rebuild_start: dict[int, int] = {}  # partition -> where its last takeover re-read from (ms)
+        # partition -> the sessions to reopen in it (read back while it is being taken over)
+        self._reopen: dict[int, tuple[list[OpenSession], dict[tuple[str, str], int]]] = {}
 
     def on_init_dependencies(self) -> list[Service]:
         return [self.matches]  # started (read to the end of `streams`) before this worker
@@ -230,10 +232,13 @@ class PresenceWorker(PartitionWorker[PartitionPresence]):
         for stream_id, match_id in joined:  # streams that joined a match bring their sessions
             for owned in self.owned.values():
                 owned.attach(stream_id, match_id)
+        behind = {p for (topic, p), lag in self.lags().items() if topic == self._source and lag > 0}
         for partition, presence in self.owned.items():
             if not self.ready(partition):
                 continue
-            presence.expire(now_ms)
+            # Behind the log's end, the partition's time is its latest heartbeat, not the wall clock:
+            # a session still watching must not end because the worker is late reading its beats.
+            presence.expire(presence.clock_ms if partition in behind else now_ms)
             if (reread_from := self._reopened.pop(partition, None)) is not None:
                 presence.end_unseen(reread_from)
             if presence.started or presence.ended:
@@ -272,6 +277,11 @@ class PresenceWorker(PartitionWorker[PartitionPresence]):
         for tp, at_ms in stopped.items():
             starts[tp] = max(floor, min(starts[tp], at_ms - self._window_ms - REBUILD_SLACK_MS))
         self._rebuild_start = {tp.partition: at for tp, at in starts.items() if tp.topic == self._source}
+        if self._rebuild_start:
+            since = min(self._rebuild_start.values()) - SESSIONS_READ_BACK_MS
+            opened, ended = await self._open_sessions(set(self._rebuild_start), since)
+            self._reopen = {p: (opened.get(p, []), ended.get(p, {})) for p in self._rebuild_start}
+            log.info("presence: %s open sessions to reopen", sum(len(v) for v in opened.values()))
         return starts
 
     async def _stopped_reading_at(self, tps: list[Any], consumer: Any) -> dict[Any, int]:
@@ -300,19 +310,14 @@ class PresenceWorker(PartitionWorker[PartitionPresence]):
             await reader.stop()
         return found
 
-    async def taken(self, assigned: set[Any]) -> None:
-        """As any partition worker, then the sessions its previous owners left open are reopened."""
-        await super().taken(assigned)
-        partitions = {tp.partition for tp in assigned if tp.topic == self._source}
-        if not partitions:
-            return
-        since = min(self._rebuild_start.get(p, self.rebuild_from_ms()) for p in partitions)
-        opened, ended = await self._open_sessions(partitions, since - SESSIONS_READ_BACK_MS)
-        for partition in partitions:
-            if (state := self._owned.get(partition)) is not None:
-                state.reopen(opened.get(partition, []), ended.get(partition, {}))
-                self._reopened[partition] = self._rebuild_start.get(partition, since)
-        log.info("presence: %s open sessions reopened", sum(len(v) for v in opened.values()))
+    def state_for(self, partition: int) -> PartitionPresence:
+        """A taken partition's presence, with the sessions its earlier owners left open reopened (read
+        back in :meth:`rebuild_starts`, before the partition is sought, so before any of its beats)."""
+        state = self.new_state()
+        opened, ended = self._reopen.pop(partition, ([], {}))
+        state.reopen(opened, ended)
+        self._reopened[partition] = self._rebuild_start.get(partition, self.rebuild_from_ms())
+        return state
 
     async def _open_sessions(
         self, partitions: set[int], since_ms: int
