@@ -223,7 +223,7 @@ async def _until_sessions_applied(pool: AsyncConnectionPool, sessions: int, work
         if time.monotonic() > deadline:
             async with pool.connection() as conn:
                 cur = await conn.execute(
-                    "SELECT stream_id, session_id, started_at, ended_at FROM viewing_sessions ORDER BY 1, 2, 3"
+                    "SELECT stream_id, session_id, started_at, ended_at FROM viewing_sessions ORDER BY 1, 2"
                 )
                 rows = "\n".join(map(str, await cur.fetchall()))
             raise AssertionError(f"sessions {row}, expected {sessions}:\n{rows}\n{worker.log_tail(120)}")
