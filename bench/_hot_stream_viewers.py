@@ -62,7 +62,7 @@ def hot_stream_records(
     codec: EventCodec, stream_id: str, sessions: int, partitions: int, edge_id: str = "edge-0"
 ) -> Records:
     """Every session of one stream seen at once by one edge: one flush, split per partition."""
-    seen = dict.fromkeys(((stream_id, s) for s in session_ids(sessions)), None)
+    seen = dict.fromkeys(((stream_id, s) for s in session_ids(sessions)), (None, None))
     return encode_all(codec, presence_batches(seen, partitions, edge_id=edge_id, seen_at=datetime.now(UTC)))
 
 
@@ -77,7 +77,7 @@ def fleet_records(codec: EventCodec, stream_id: str, sessions: int, partitions: 
         for k in range(flushes):
             at = now - SPREAD_S + edge * FLUSH_S / EDGES + k * FLUSH_S
             mine = ids[edge * flushes + k :: EDGES * flushes]
-            seen = dict.fromkeys(((stream_id, s) for s in mine), None)
+            seen = dict.fromkeys(((stream_id, s) for s in mine), (None, None))
             batches += presence_batches(
                 seen, partitions, edge_id=f"edge-{edge}", seen_at=datetime.fromtimestamp(at, UTC)
             )

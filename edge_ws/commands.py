@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -44,7 +43,7 @@ from infra.kafka import EventPublisher, KafkaError, NotPublished, Position, part
 log = logging.getLogger(__name__)
 PRODUCER = "edge_ws"
 # What a node saw over one interval: (stream, session) -> the signed-in user, or None if anonymous.
-Presence = Mapping[tuple[str, str], str | None]
+Presence = dict[tuple[str, str], tuple[str | None, str | None]]  # (stream, session) -> (user, referrer)
 
 
 class EdgeWrites:
@@ -183,10 +182,10 @@ class HeartbeatBatch:
         self._interval_s = interval_s
         self._timeout_s = timeout_s
         self._pause = pause
-        self._seen: dict[tuple[str, str], str | None] = {}
+        self._seen: Presence = {}
 
-    def record(self, stream: str, session_id: str, user_id: str | None) -> None:
-        self._seen[(stream, session_id)] = user_id
+    def record(self, stream: str, session_id: str, user_id: str | None, referrer: str | None = None) -> None:
+        self._seen[(stream, session_id)] = (user_id, referrer)
 
     async def flush(self) -> int:
         """Publish what was seen since the last flush; returns the number of heartbeats (beats)."""
@@ -229,8 +228,8 @@ def presence_batches(
     """What a node saw as records of ``viewers.presence`` (of ``partitions``): see
     :func:`events.viewers.presence_batches`."""
     beats = (
-        ViewerBeat(stream_id=stream, session_id=session, user_id=user)
-        for (stream, session), user in seen.items()
+        ViewerBeat(stream_id=stream, session_id=session, user_id=user, referrer=referrer)
+        for (stream, session), (user, referrer) in seen.items()
     )
     return viewers.presence_batches(
         beats,

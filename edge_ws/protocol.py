@@ -86,6 +86,7 @@ class LogPosition:
 class Subscribe:
     stream: str
     since: LogPosition | None = None
+    referrer: str | None = None  # where the viewer came from: a host name, "site" or "direct"
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,9 +223,15 @@ def _optional_int(data: dict[str, Any], name: str) -> int | None:
     return value
 
 
+REFERRER = re.compile(r"[a-z0-9](?:[a-z0-9.-]{0,98}[a-z0-9])?(?::[0-9]{1,5})?")
+
+
 def _subscribe(data: dict[str, Any], nonce: str, max_text: int) -> Command:
     since = data.get("since")
-    return Subscribe(_stream(data), None if since is None else LogPosition.parse(since))
+    referrer = data.get("referrer")
+    if referrer is not None and (not isinstance(referrer, str) or not REFERRER.fullmatch(referrer)):
+        raise ProtocolError("bad_request", "referrer must be a host name (e.g. twitter.com), site or direct")
+    return Subscribe(_stream(data), None if since is None else LogPosition.parse(since), referrer)
 
 
 def _unsubscribe(data: dict[str, Any], nonce: str, max_text: int) -> Command:

@@ -93,6 +93,7 @@ class Session:
         self._bucket = TokenBucket(*context.rate, now=context.clock())
         self._refused_in_a_row = 0
         self.session_id = uuid.uuid4().hex
+        self._referrers: dict[str, str] = {}  # stream -> where the viewer came from (its subscribe)
         self.identity = identity
         self.user_id: str | None = None
         self.streams: set[str] = set()
@@ -179,7 +180,8 @@ class Session:
                 self._unsubscribe(command.stream)
             case Heartbeat():
                 user = self.identity.user_id if self.identity is not None else None
-                self._context.heartbeats.record(command.stream, self.session_id, user)
+                referrer = self._referrers.get(command.stream)
+                self._context.heartbeats.record(command.stream, self.session_id, user, referrer)
             case Authenticate():
                 self._authenticate(command.token)
             case SendChat() | Vote() | Moderate():
@@ -197,9 +199,12 @@ class Session:
         if command.stream not in self.streams:
             self._context.metrics.subscriptions += 1
         self.streams.add(command.stream)
+        if command.referrer is not None:
+            self._referrers[command.stream] = command.referrer
         self._context.hub.subscribe(self, command.stream, command.since)
 
     def _unsubscribe(self, stream: str) -> None:
+        self._referrers.pop(stream, None)
         if stream in self.streams:
             self.streams.discard(stream)
             self._context.metrics.subscriptions -= 1

@@ -80,6 +80,7 @@ class ViewingSessionStarted(Event):
     edge_id: str
     user_id: str | None = None  # signed in; nothing else personal is kept
     match_id: str | None = None
+    referrer: str | None = None  # where the viewer came from (see ViewerBeat)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,15 +96,21 @@ class ViewingSessionEnded(Event):
     edge_id: str
     user_id: str | None = None
     match_id: str | None = None
+    referrer: str | None = None  # where the viewer came from (see ViewerBeat)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ViewerBeat:
-    """One session seen watching one stream (an item of :class:`ViewerPresenceBatch`)."""
+    """One session seen watching one stream (an item of :class:`ViewerPresenceBatch`).
+
+    v3 of the batch added ``referrer``: where the viewer came from, as the player knew it when it
+    subscribed (a host name such as ``twitter.com``, ``site`` for a page of the platform, ``direct``
+    for none); None from earlier edges."""
 
     stream_id: str
     session_id: str
     user_id: str | None = None
+    referrer: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

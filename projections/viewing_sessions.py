@@ -35,18 +35,20 @@ TOPICS = (Topic.VIEWERS_SESSIONS,)
 
 Key = tuple[str, str, Any]  # (stream_id, session_id, started_at)
 
-_COLUMNS = "stream_id, session_id, started_at, ended_at, watch_ms, edge_id, user_id, match_id"
+_COLUMNS = "stream_id, session_id, started_at, ended_at, watch_ms, edge_id, user_id, match_id, referrer"
 INSERT_STARTS = f"""
 INSERT INTO viewing_sessions ({_COLUMNS})
-SELECT stream_id, session_id, started_at, NULL, NULL, edge_id, user_id, match_id
+SELECT stream_id, session_id, started_at, NULL, NULL, edge_id, user_id, match_id, referrer
 FROM unnest(%(stream)s::text[], %(session)s::text[], %(started)s::timestamptz[], %(edge)s::text[],
-    %(user)s::text[], %(match)s::text[]) AS x(stream_id, session_id, started_at, edge_id, user_id, match_id)
+    %(user)s::text[], %(match)s::text[], %(referrer)s::text[])
+    AS x(stream_id, session_id, started_at, edge_id, user_id, match_id, referrer)
 ON CONFLICT (stream_id, session_id, started_at) DO NOTHING
 """
 UPSERT_ENDS = f"""
 INSERT INTO viewing_sessions AS s ({_COLUMNS})
 SELECT * FROM unnest(%(stream)s::text[], %(session)s::text[], %(started)s::timestamptz[],
-    %(ended)s::timestamptz[], %(watch)s::bigint[], %(edge)s::text[], %(user)s::text[], %(match)s::text[])
+    %(ended)s::timestamptz[], %(watch)s::bigint[], %(edge)s::text[], %(user)s::text[], %(match)s::text[],
+    %(referrer)s::text[])
 ON CONFLICT (stream_id, session_id, started_at) DO UPDATE SET
     ended_at = EXCLUDED.ended_at, watch_ms = EXCLUDED.watch_ms
 WHERE s.ended_at IS NULL OR s.ended_at < EXCLUDED.ended_at
@@ -85,6 +87,7 @@ def _start_params(starts: Sequence[ViewingSessionStarted]) -> dict[str, list[Any
         "edge": [e.edge_id for e in starts],
         "user": [e.user_id for e in starts],
         "match": [e.match_id for e in starts],
+        "referrer": [e.referrer for e in starts],
     }
 
 
@@ -98,6 +101,7 @@ def _end_params(ends: Sequence[ViewingSessionEnded]) -> dict[str, list[Any]]:
         "edge": [e.edge_id for e in ends],
         "user": [e.user_id for e in ends],
         "match": [e.match_id for e in ends],
+        "referrer": [e.referrer for e in ends],
     }
 
 

@@ -20,6 +20,7 @@ CREATE TABLE viewing_sessions (
     edge_id    text NOT NULL DEFAULT '',
     user_id    text NULL,              -- signed in; nothing else personal is kept
     match_id   text NULL,
+    referrer   text NULL,              -- where the viewer came from: a host name, site or direct
     viewer     text GENERATED ALWAYS AS (
         CASE WHEN user_id IS NOT NULL THEN 'user:' || user_id ELSE 'session:' || session_id END
     ) STORED,

@@ -44,6 +44,12 @@ SELECT count(DISTINCT viewer)::int AS unique_viewers,
        count(DISTINCT viewer) FILTER (WHERE user_id IS NOT NULL)::int AS signed_in_viewers
 FROM viewing_sessions WHERE stream_id = ANY(%s)
 """
+REFERRERS = """
+SELECT coalesce(referrer, 'unknown') AS referrer, count(DISTINCT viewer)::int AS viewers,
+       count(*)::int AS views
+FROM viewing_sessions WHERE stream_id = ANY(%s)
+GROUP BY 1 ORDER BY viewers DESC, referrer
+"""
 RETENTION = """
 SELECT stream_id, minute, viewers, base, percent FROM stream_retention WHERE stream_id = ANY(%s)
 ORDER BY minute, stream_id
@@ -51,7 +57,8 @@ ORDER BY minute, stream_id
 
 
 async def audience_sections(cur: Cur, streams: Sequence[str]) -> dict[str, Any]:
-    """``audience`` (figures), ``concurrent`` (viewers per minute) and ``retention`` over ``streams``."""
+    """``audience`` (figures), ``concurrent`` (viewers per minute), ``retention`` and ``referrers`` (unique
+    viewers and views per referrer) over ``streams``."""
     ids = (list(streams),)
     concurrency = await fetch_one(cur, CONCURRENCY, ids) or {}
     per_stream = await fetch_all(cur, STREAM_AUDIENCE, ids)
@@ -60,6 +67,9 @@ async def audience_sections(cur: Cur, streams: Sequence[str]) -> dict[str, Any]:
         "audience": audience_figures(concurrency, per_stream, unique),
         "concurrent": await fetch_all(cur, CONCURRENT_SERIES, ids),
         "retention": combined_retention(await fetch_all(cur, RETENTION, ids)),
+        # where viewers came from (the referrer their player knew on their first visit to a stream:
+        # a host, site or direct; unknown from players and edges that did not say)
+        "referrers": await fetch_all(cur, REFERRERS, ids),
     }
 
 

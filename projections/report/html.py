@@ -167,6 +167,15 @@ def _audience(report: Report) -> list[str]:
                 y_max=100.0,
             ),
         ),
+        "<h3>Where viewers came from</h3>",
+        _table(
+            ["referrer", "unique viewers", "views"],
+            [
+                (r["referrer"], number(r["viewers"]), number(r["views"]))
+                for r in report.get("referrers") or []
+            ],
+            [False, True, True],
+        ),
     ]
 
 

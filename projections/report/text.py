@@ -117,6 +117,9 @@ def _audience(report: Report) -> list[str]:
         lines.append(
             f"  {point['minute']:>5} min{percent:<22} {point['share']:>7.1%}  {number(point['viewers']):>7}"
         )
+    referrers = report.get("referrers") or []
+    lines += ["", "Where viewers came from (unique viewers, views)" if referrers else "Referrers: none"]
+    lines += [f"  {r['referrer']:<32} {number(r['viewers']):>7} {number(r['views']):>7}" for r in referrers]
     return lines
 
 

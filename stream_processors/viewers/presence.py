@@ -48,6 +48,7 @@ class OpenSession:
     edge_id: str = ""
     user_id: str | None = None
     match_id: str | None = None
+    referrer: str | None = None
 
 
 class PartitionPresence:
@@ -86,9 +87,10 @@ class PartitionPresence:
         *,
         user_id: str | None = None,
         edge_id: str = "",
+        referrer: str | None = None,
     ) -> None:
         """``session_id`` was seen watching ``stream_id`` at ``at_ms`` (a stream of ``match_id``), by
-        ``edge_id``, signed in as ``user_id``.
+        ``edge_id``, signed in as ``user_id``, come from ``referrer``.
 
         An older time than the session's is a redelivery or a late batch: it changes nothing, and
         neither does one already outside the window.
@@ -113,7 +115,7 @@ class PartitionPresence:
             # the viewing session that ended at ``before`` is over, a new one starts now.
             if (opened := self._open.pop((stream_id, session_id), None)) is not None:
                 self.ended.append((opened, before))
-            opened = OpenSession(stream_id, session_id, at_ms, edge_id, user_id, match_id)
+            opened = OpenSession(stream_id, session_id, at_ms, edge_id, user_id, match_id, referrer)
             self._open[(stream_id, session_id)] = opened
             self.started.append(opened)
         sessions[session_id] = at_ms
@@ -121,7 +123,7 @@ class PartitionPresence:
         if before is None:
             key = (stream_id, session_id)
             if key not in self._open and at_ms > self._ended_at.get(key, -1):  # else reopened, or ended
-                opened = OpenSession(stream_id, session_id, at_ms, edge_id, user_id, match_id)
+                opened = OpenSession(stream_id, session_id, at_ms, edge_id, user_id, match_id, referrer)
                 self._open[(stream_id, session_id)] = opened
                 self.started.append(opened)
             self._dirty.add((STREAM, stream_id))

@@ -108,6 +108,7 @@ def session_events(
             edge_id=s.edge_id,
             user_id=s.user_id,
             match_id=s.match_id,
+            referrer=s.referrer,
         )
         for s in started
     ]
@@ -124,6 +125,7 @@ def session_events(
             edge_id=s.edge_id,
             user_id=s.user_id,
             match_id=s.match_id,
+            referrer=s.referrer,
         )
         for s, last_ms in ended
     )
@@ -201,6 +203,7 @@ class PresenceWorker(PartitionWorker[PartitionPresence]):
                     match_of.get(beat.stream_id),
                     user_id=beat.user_id,
                     edge_id=event.edge_id,
+                    referrer=beat.referrer,
                 )
             beats += len(event.beats)
         self._metrics.heartbeats += beats
@@ -358,6 +361,7 @@ class PresenceWorker(PartitionWorker[PartitionPresence]):
                                     event.edge_id,
                                     event.user_id,
                                     event.match_id,
+                                    event.referrer,
                                 )
         finally:
             await reader.stop()

@@ -60,21 +60,22 @@ class Visit:
     start_s: float
     end_s: float
     user: str | None = None
+    referrer: str | None = None  # what the player says on subscribe: a host name, site or direct
 
 
 SCRIPT = (
-    Visit(0, 0, 0.0, 10.0, "u0"),
-    Visit(0, 0, 16.0, 21.0, "u0"),  # came back later: a second session of the same viewer
-    Visit(0, 1, 1.5, 18.0, "u1"),  # through the kill
-    Visit(0, 0, 1.0, 7.0, "u2"),  # two tabs of one user on two edges: one viewer
-    Visit(0, 1, 3.0, 14.0, "u2"),
-    Visit(1, 1, 0.0, 21.0, "u3"),
-    Visit(1, 0, 2.0, 6.0),  # anonymous: each connection its own viewer
-    Visit(1, 1, 4.5, 19.5),
-    Visit(2, 0, 5.0, 13.0, "u1"),  # a user on two streams: a viewer of each
-    Visit(2, 1, 0.0, 4.0),
-    Visit(2, 0, 7.5, 20.0),
-    Visit(2, 1, 9.5, 11.0, "u4"),  # joined during the kill
+    Visit(0, 0, 0.0, 10.0, "u0", "twitter.com"),
+    Visit(0, 0, 16.0, 21.0, "u0", "site"),  # came back later: a second session of the same viewer
+    Visit(0, 1, 1.5, 18.0, "u1", "direct"),  # through the kill
+    Visit(0, 0, 1.0, 7.0, "u2", "twitter.com"),  # two tabs of one user on two edges: one viewer
+    Visit(0, 1, 3.0, 14.0, "u2", "twitter.com"),
+    Visit(1, 1, 0.0, 21.0, "u3", "reddit.com"),
+    Visit(1, 0, 2.0, 6.0),  # anonymous: each connection its own viewer (an older player: no referrer)
+    Visit(1, 1, 4.5, 19.5, None, "reddit.com"),
+    Visit(2, 0, 5.0, 13.0, "u1", "site"),  # a user on two streams: a viewer of each
+    Visit(2, 1, 0.0, 4.0, None, "direct"),
+    Visit(2, 0, 7.5, 20.0, None, "twitter.com"),
+    Visit(2, 1, 9.5, 11.0, "u4", "site"),  # joined during the kill
 )
 
 
@@ -134,6 +135,10 @@ async def test_a_scripted_day_reports_what_the_heartbeats_say_and_outlives_them(
                     0,
                 ), stream
                 assert got["watch_time_s"] == sum(want.watch_ms) / 1000, (stream, want.watch_ms)
+                came_from = (await stream_report(pool, stream))["referrers"]
+                assert {r["referrer"]: r["viewers"] for r in came_from} == {
+                    referrer: len(viewers) for referrer, viewers in want.referrers.items()
+                }, stream
 
             await _expire_heartbeats(namespace)  # as if a day went by: the heartbeats are gone
             assert not [
@@ -162,7 +167,7 @@ async def _play(
         headers = {} if v.user is None else {"Authorization": f"Bearer {token(settings, v.user)}"}
         client = await Client.open(ports[v.edge], additional_headers=headers)
         try:
-            await client.subscribe(streams[v.stream])
+            await client.subscribe(streams[v.stream], referrer=v.referrer)
             while time.monotonic() - started < v.end_s:
                 await client.send(type="heartbeat", stream=streams[v.stream])
                 await asyncio.sleep(BEAT_S)
@@ -182,12 +187,14 @@ async def _play(
 class Audience:
     viewers: set[str]
     watch_ms: list[int]
+    referrers: dict[str, set[str]]  # referrer ("unknown" if none) -> its viewers
 
 
 def _recount(presence: dict[int, list[object]], streams: list[str]) -> dict[str, Audience]:
     """Sessions from the heartbeats alone: per (stream, session), runs of beats with no gap of a window."""
     beats: dict[tuple[str, str], list[int]] = defaultdict(list)
     who: dict[tuple[str, str], str] = {}
+    came: dict[tuple[str, str], str] = {}
     for part in presence.values():
         for batch in part:
             assert isinstance(batch, ViewerPresenceBatch)
@@ -195,12 +202,14 @@ def _recount(presence: dict[int, list[object]], streams: list[str]) -> dict[str,
             for beat in batch.beats:
                 beats[(beat.stream_id, beat.session_id)].append(at)
                 who[(beat.stream_id, beat.session_id)] = beat.user_id or f"session:{beat.session_id}"
-    audiences = {s: Audience(set(), []) for s in streams}
+                came.setdefault((beat.stream_id, beat.session_id), beat.referrer or "unknown")
+    audiences = {s: Audience(set(), [], defaultdict(set)) for s in streams}
     for (stream, session), times in beats.items():
         if stream not in audiences:
             continue
         times.sort()
         audiences[stream].viewers.add(who[(stream, session)])
+        audiences[stream].referrers[came[(stream, session)]].add(who[(stream, session)])
         first = last = times[0]
         for at in times[1:]:
             if at - last >= WINDOW_S * 1000:

@@ -161,10 +161,14 @@ class Client:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.arrived.wait(), remaining)
 
-    async def subscribe(self, stream: str, since: str | None = None) -> dict[str, Any]:
+    async def subscribe(
+        self, stream: str, since: str | None = None, referrer: str | None = None
+    ) -> dict[str, Any]:
         message: dict[str, Any] = {"type": "subscribe", "stream": stream}
         if since is not None:
             message["since"] = since
+        if referrer is not None:
+            message["referrer"] = referrer
         await self.send(**message)
         return await self.wait_for(lambda m: m["type"] == "state" and m.get("kind") == "subscribed")
 

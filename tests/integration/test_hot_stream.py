@@ -89,7 +89,9 @@ async def beat(publisher: EventPublisher, sessions: dict[str, list[str]], edges:
     now = utc_now()
     records: list[ViewerPresenceBatch] = []
     for edge in range(edges):
-        mine = {(s, sid): None for sid, streams in list(sessions.items())[edge::edges] for s in streams}
+        mine = {
+            (s, sid): (None, None) for sid, streams in list(sessions.items())[edge::edges] for s in streams
+        }
         records.extend(presence_batches(mine, PARTITIONS, edge_id=f"edge-{edge}", seen_at=now))
     await publisher.publish_many(records)
 

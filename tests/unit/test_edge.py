@@ -58,6 +58,15 @@ def test_good_frames_parse() -> None:
     )
     chat = parse('{"type": "chat", "stream": "s", "text": "hi", "nonce": "n1"}', max_text=10)
     assert chat == SendChat("s", "hi", "n1")
+    referred = parse('{"type": "subscribe", "stream": "s-1", "referrer": "twitter.com"}', max_text=10)
+    assert referred == Subscribe("s-1", None, "twitter.com")
+
+
+@pytest.mark.parametrize("referrer", ["https://twitter.com/x", "Twitter.com", "", "a b", 5, "x" * 200])
+def test_a_referrer_is_a_host_name_or_nothing(referrer: object) -> None:
+    with pytest.raises(ProtocolError) as raised:
+        parse(json.dumps({"type": "subscribe", "stream": "s-1", "referrer": referrer}), max_text=10)
+    assert raised.value.code == "bad_request"
 
 
 LINKS = {"action": "link_policy", "link_policy": "allowlist"}
@@ -245,17 +254,22 @@ async def test_a_batch_is_one_write_per_subscriber_in_log_order() -> None:
     assert metrics.deliveries == 3
 
 
-def presence(sessions: int, streams: int = 1) -> dict[tuple[str, str], str | None]:
-    """``sessions`` sessions each watching ``streams`` streams; every third one signed in."""
+def presence(sessions: int, streams: int = 1) -> dict[tuple[str, str], tuple[str | None, str | None]]:
+    """``sessions`` sessions each watching ``streams`` streams; every third one signed in (and from
+    twitter.com)."""
     return {
-        (f"stream-{s}", f"session-{n}"): f"u-{n}" if n % 3 == 0 else None
+        (f"stream-{s}", f"session-{n}"): (f"u-{n}", "twitter.com") if n % 3 == 0 else (None, None)
         for n in range(sessions)
         for s in range(streams)
     }
 
 
-def beats_of(batches: Sequence[ViewerPresenceBatch]) -> Counter[tuple[str, str, str | None]]:
-    return Counter((b.stream_id, b.session_id, b.user_id) for batch in batches for b in batch.beats)
+def beats_of(
+    batches: Sequence[ViewerPresenceBatch],
+) -> Counter[tuple[str, str, tuple[str | None, str | None]]]:
+    return Counter(
+        (b.stream_id, b.session_id, (b.user_id, b.referrer)) for batch in batches for b in batch.beats
+    )
 
 
 def on_one_partition(batch: ViewerPresenceBatch, partitions: int) -> bool:
@@ -319,9 +333,9 @@ async def test_a_flush_publishes_every_batch_in_one_call_and_counts_beats() -> N
     fake: Any = publisher
     heartbeats = HeartbeatBatch(fake, "edge-1", metrics, interval_s=5.0)
     seen: Presence = presence(1200, streams=2)
-    for (stream, session), user in seen.items():
+    for (stream, session), (user, referrer) in seen.items():
         heartbeats.record(stream, session, "stale-user")
-        heartbeats.record(stream, session, user)  # the last heartbeat of an interval wins
+        heartbeats.record(stream, session, user, referrer)  # the last heartbeat of an interval wins
     assert await heartbeats.flush() == 2400 and metrics.published == 2400
     [published] = publisher.calls
     batches = [e for e in published if isinstance(e, ViewerPresenceBatch)]

@@ -35,7 +35,7 @@ class FakeSocket extends EventTarget {
   }
 }
 globalThis.WebSocket = FakeSocket;
-const { EdgeClient, backoffMs, isChatLog } = await import("../static/js/edge.js");
+const { EdgeClient, backoffMs, isChatLog, referrerOf } = await import("../static/js/edge.js");
 const tick = () => new Promise((resolve) => setTimeout(resolve, 0));
 
 test("backoff doubles from 0.5 s to 30 s with equal jitter", () => {
@@ -94,5 +94,22 @@ test("a request while offline fails at once instead of hanging", async () => {
   const edge = new EdgeClient(["ws://a/"]);
   const answer = await edge.request({ type: "vote", stream: "s", poll: "p", option: 0 });
   assert.equal(answer.code, "offline");
+  edge.close();
+});
+
+test("says where the viewer came from: a host, site or direct, never a path", async () => {
+  assert.equal(referrerOf("https://www.twitter.com/esports/status/1?x=y", "https://live.example"), "twitter.com");
+  assert.equal(referrerOf("https://live.example/browse?game=cs2", "https://live.example"), "site");
+  assert.equal(referrerOf("", "https://live.example"), "direct");
+  assert.equal(referrerOf("not a url", "https://live.example"), "direct");
+  FakeSocket.made = [];
+  const edge = new EdgeClient(["ws://a"], { referrer: "twitter.com" });
+  edge.connect();
+  const ws = FakeSocket.made[0];
+  ws.readyState = 1;
+  ws.dispatchEvent(new Event("open"));
+  await new Promise((r) => setTimeout(r, 0));
+  edge.subscribe("s-9");
+  assert.deepEqual(ws.sent.find((m) => m.type === "subscribe"), { type: "subscribe", stream: "s-9", referrer: "twitter.com" });
   edge.close();
 });

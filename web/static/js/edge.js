@@ -17,11 +17,25 @@ export function backoffMs(attempt, random = Math.random) {
   return Math.round(ceiling / 2 + random() * (ceiling / 2)); // "equal jitter": never 0, never in lockstep
 }
 
+/** Where the viewer came from, as the edge's `subscribe` takes it (no path, nothing personal): the
+ * referring page's host name, "site" for a page of this platform, "direct" for none. */
+export function referrerOf(documentReferrer, origin) {
+  if (!documentReferrer) return "direct";
+  try {
+    const from = new URL(documentReferrer);
+    if (from.origin === origin) return "site";
+    return /^[a-z0-9.-]+$/.test(from.hostname) ? from.hostname.replace(/^www\./, "") : "direct";
+  } catch {
+    return "direct";
+  }
+}
+
 export class EdgeClient extends EventTarget {
-  constructor(urls, { token = async () => null } = {}) {
+  constructor(urls, { token = async () => null, referrer = null } = {}) {
     super();
     this.urls = urls;
     this.token = token;
+    this.referrer = referrer; // sent with each subscribe: the edge files it with the session's heartbeats
     this.streams = new Map(); // stream id -> last chat-log pos (or null)
     this.pending = new Map(); // nonce -> {resolve}
     this.attempt = 0;
@@ -49,7 +63,7 @@ export class EdgeClient extends EventTarget {
 
   subscribe(stream) {
     if (!this.streams.has(stream)) this.streams.set(stream, null);
-    if (this.send({ type: "subscribe", stream })) this.send({ type: "heartbeat", stream });
+    if (this.send(this.#subscription(stream, null))) this.send({ type: "heartbeat", stream });
   }
 
   send(message) {
@@ -93,10 +107,15 @@ export class EdgeClient extends EventTarget {
     this.#sending(false); // a node that is paused says so right after the handshake
     await this.authenticate();
     for (const [stream, since] of this.streams) {
-      this.send(since ? { type: "subscribe", stream, since } : { type: "subscribe", stream });
+      this.send(this.#subscription(stream, since));
       this.send({ type: "heartbeat", stream }); // counted at once, not 15 s later
     }
     this.dispatchEvent(new CustomEvent("open", { detail: { url: ws.url } }));
+  }
+
+  #subscription(stream, since) {
+    const message = since ? { type: "subscribe", stream, since } : { type: "subscribe", stream };
+    return this.referrer ? { ...message, referrer: this.referrer } : message;
   }
 
   #lost(ws) {

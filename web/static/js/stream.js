@@ -4,7 +4,7 @@
 // the VOD with the chat replayed in sync with the playhead.
 import "./shell.js";
 import { ChatView, pausedNotice } from "./chat.js";
-import { EdgeClient } from "./edge.js";
+import { EdgeClient, referrerOf } from "./edge.js";
 import { ModeratorPanel } from "./moderation.js";
 import { attachPlayer } from "./player.js";
 import { PollView } from "./poll.js";
@@ -54,7 +54,8 @@ async function live() {
   const moderators = new Set(JSON.parse(page.dataset.moderators || "[]"));
   const canModerate = () =>
     Boolean(me) && (me.user_id === page.dataset.ownerId || moderators.has(me.user_id) || me.role === "admin");
-  const edge = new EdgeClient(JSON.parse(page.dataset.edges), { token: accessToken });
+  const referrer = referrerOf(document.referrer, location.origin);
+  const edge = new EdgeClient(JSON.parse(page.dataset.edges), { token: accessToken, referrer });
   const notice = $("chat-notice");
   const say = (text) => (notice.textContent = text);
   const chat = new ChatView($("messages"), {
