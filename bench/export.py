@@ -32,7 +32,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pyarrow.dataset as pads
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from _baselines import read_partitions
+from aiokafka import TopicPartition
 
 from events.chat import ChatMessageAccepted
 from events.codec import EventCodec
@@ -73,29 +74,10 @@ async def publish(settings: Settings, codec: EventCodec, events: int) -> None:
 async def consume(settings: Settings, partitions: int, codec: EventCodec | None) -> tuple[int, float]:
     """Records read (and decoded if ``codec``) from the topic's partitions, and the seconds it took."""
     physical = TopicNames(settings.kafka.topic_prefix).physical(TOPIC)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers, group_id=None, enable_auto_commit=False
-    )
     started = time.monotonic()
-    await consumer.start()
-    total = 0
-    try:
-        tps = [TopicPartition(physical, p) for p in range(partitions)]
-        ends = await consumer.end_offsets(tps)
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        due = {tp for tp in tps if ends[tp] > 0}
-        while due:
-            fetched = await consumer.getmany(*due, timeout_ms=500, max_records=5000)
-            for tp, records in fetched.items():
-                total += len(records)
-                if codec is not None:
-                    for record in records:
-                        codec.decode(record.value)
-                if records and records[-1].offset + 1 >= ends[tp]:
-                    due.discard(tp)
-    finally:
-        await consumer.stop()
+    total = await read_partitions(
+        settings, [TopicPartition(physical, p) for p in range(partitions)], codec, max_records=5000
+    )
     return total, time.monotonic() - started
 
 

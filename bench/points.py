@@ -32,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _baselines import read_partitions
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from events.base import Event
@@ -89,25 +90,13 @@ async def _ledger_size(scoped: Settings) -> int:
 
 
 async def _consume_and_decode(scoped: Settings, topic: str, records: int, codec: EventCodec) -> float:
-    """Baseline: records/s of a bare aiokafka consumer reading and decoding ``records`` of ``topic``."""
-    consumer = AIOKafkaConsumer(
-        TopicNames(scoped.kafka.topic_prefix).physical(topic),
-        bootstrap_servers=scoped.kafka.bootstrap_servers,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        started, seen = time.monotonic(), 0
-        while seen < records:
-            for batch in (await consumer.getmany(timeout_ms=200, max_records=5_000)).values():
-                for record in batch:
-                    codec.decode(record.value or b"")
-                seen += len(batch)
-        return seen / (time.monotonic() - started)
-    finally:
-        await consumer.stop()
+    """Baseline: records/s of a bare aiokafka consumer reading and decoding ``topic`` (``records`` of it)."""
+    physical = TopicNames(scoped.kafka.topic_prefix).physical(topic)
+    started = time.monotonic()
+    tps = [TopicPartition(physical, p) for p in range(PARTITIONS)]
+    read = await read_partitions(scoped, tps, codec, max_records=5000)  # as the read-back fetches
+    assert read == records, (read, records)
+    return read / (time.monotonic() - started)
 
 
 async def _read_back(scoped: Settings, codec: EventCodec) -> tuple[float, int]:

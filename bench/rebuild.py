@@ -29,7 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from _baselines import read_partitions
+from aiokafka import TopicPartition
 
 from events.codec import EventCodec
 from events.topics import CATALOGUE
@@ -87,29 +88,8 @@ async def _read(
     settings: Settings, topics: tuple[str, ...], counts: dict[str, int], codec: EventCodec | None
 ) -> int:
     names = TopicNames(settings.kafka.topic_prefix)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers, group_id=None, enable_auto_commit=False
-    )
-    await consumer.start()
-    total = 0
-    try:
-        tps = [TopicPartition(names.physical(t), p) for t in topics for p in range(counts[t])]
-        ends = await consumer.end_offsets(tps)
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        due = {tp for tp in tps if ends[tp] > 0}
-        while due:
-            fetched = await consumer.getmany(*due, timeout_ms=500, max_records=500)
-            for tp, records in fetched.items():
-                total += len(records)
-                if codec is not None:
-                    for record in records:
-                        codec.decode(record.value)
-                if records and records[-1].offset + 1 >= ends[tp]:
-                    due.discard(tp)
-    finally:
-        await consumer.stop()
-    return total
+    tps = [TopicPartition(names.physical(t), p) for t in topics for p in range(counts[t])]
+    return await read_partitions(settings, tps, codec)
 
 
 async def one_rebuild(settings: Settings, processes: int = PROCESSES) -> tuple[int, float, float]:
