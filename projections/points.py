@@ -150,9 +150,11 @@ async def prediction_updated(cur: Cursor, e: PredictionUpdated) -> None:
 # The entry, then (only if it is new) what it changes: one statement, so nothing runs twice.
 _ENTRY = """
 WITH entry AS (
-    INSERT INTO points_ledger (event_id, user_id, kind, amount, change, balance, reason, prediction_id,
-        stream_id, outcome, occurred_at)
-    VALUES (%(event)s, %(user)s, %(kind)s, %(amount)s, %(change)s, %(balance)s, %(reason)s,
+    INSERT INTO points_ledger (event_id, user_seq, user_id, kind, amount, change, balance, reason,
+        prediction_id, stream_id, outcome, occurred_at)
+    VALUES (%(event)s,
+        (SELECT coalesce(max(user_seq), 0) + 1 FROM points_ledger WHERE user_id = %(user)s),
+        %(user)s, %(kind)s, %(amount)s, %(change)s, %(balance)s, %(reason)s,
         %(prediction)s, %(stream)s, %(outcome)s, %(at)s)
     ON CONFLICT (event_id) DO NOTHING
     RETURNING user_id, balance, occurred_at

@@ -34,12 +34,13 @@ CREATE INDEX predictions_stream ON predictions (stream_id, opened_at DESC, predi
 CREATE INDEX predictions_active ON predictions (stream_id) WHERE status IN ('open', 'locked');
 
 -- points_ledger: one row per entry of `points.ledger` (its event id), so a redelivered entry is
--- stored once. `seq` is the order the projector applied them in: a user's entries all live on one
--- partition, read in log order, so it is each user's log order (a rebuild numbers them afresh).
+-- stored once. `user_seq` numbers each user's entries 1, 2, 3... in log order (a user's entries are
+-- all on one partition, applied in order): computed from the user's rows, not drawn from a sequence,
+-- so a replay numbers them alike (a sequence would not: a redelivery skipped by ON CONFLICT uses a value).
 -- StakesClosed (a partition's end-of-stakes marker, not a user's entry) is not stored.
 CREATE TABLE points_ledger (
     event_id      uuid PRIMARY KEY,
-    seq           bigint GENERATED ALWAYS AS IDENTITY,
+    user_seq      bigint NOT NULL,     -- the entry's place among its user's: 1, 2, 3... in log order
     user_id       text NOT NULL,
     kind          text NOT NULL,
     amount        bigint NOT NULL,     -- the points concerned: granted, staked, asked for, paid, refunded
@@ -52,7 +53,7 @@ CREATE TABLE points_ledger (
     occurred_at   timestamptz NOT NULL,
     CONSTRAINT points_ledger_kind CHECK (kind IN ('grant', 'stake', 'refused', 'settled', 'refund'))
 );
-CREATE INDEX points_ledger_user ON points_ledger (user_id, seq DESC);
+CREATE UNIQUE INDEX points_ledger_user ON points_ledger (user_id, user_seq DESC);
 
 -- points_balances: each user's balance, the `balance` of their latest entry (written with the entry,
 -- only when the entry is new).

@@ -83,6 +83,6 @@ class PointsQueries(Reader):
         """The user's latest ledger entries, newest first."""
         return await self._all(
             "SELECT event_id, kind, amount, change, balance, reason, prediction_id, stream_id, outcome,"
-            " occurred_at FROM points_ledger WHERE user_id = %s ORDER BY seq DESC LIMIT %s",
+            " occurred_at FROM points_ledger WHERE user_id = %s ORDER BY user_seq DESC LIMIT %s",
             (user_id, limit),
         )

@@ -78,7 +78,11 @@ class PartitionLedger:
     # -- folding the log ------------------------------------------------------------------------------
 
     def apply(self, entry: Event) -> None:
-        """Fold one ledger entry (read back from the log, or just decided)."""
+        """Fold one ledger entry (read back from the log, or just decided). An entry on the log twice
+        (a publish retried after a broker failure answered too late) is folded once: one request
+        decides one entry, so its request id (``causation_id``) tells a copy."""
+        if entry.causation_id and entry.causation_id in self._decided:
+            return
         at = epoch_ms(entry)
         self._latest_ms = max(self._latest_ms, at)
         if entry.causation_id:

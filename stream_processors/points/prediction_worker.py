@@ -72,8 +72,12 @@ class Pot:
     settled: set[str] = field(default_factory=set)
     closed: set[int] = field(default_factory=set)  # partitions that took their last stake
     totals: dict[int, list[int]] = field(default_factory=dict)  # outcome -> [points, stakers]
+    counted: set[str] = field(default_factory=set)  # the stake entries folded (a copy on the log is one)
 
-    def stake(self, user: str, outcome: int, amount: int) -> None:
+    def stake(self, user: str, outcome: int, amount: int, entry: str) -> None:
+        if entry in self.counted:
+            return
+        self.counted.add(entry)
         known, before = self.stakes.get(user, (outcome, 0))
         self.stakes[user] = (known, before + amount)
         total = self.totals.setdefault(known, [0, 0])
@@ -85,7 +89,7 @@ class Pot:
         return len(self.closed) >= partitions > 0 and len(self.settled) >= len(self.stakes)
 
     def compact(self) -> None:
-        self.stakes, self.settled = {}, set()
+        self.stakes, self.settled, self.counted = {}, set(), set()
 
 
 class StakeBook(WholeTopicReader):
@@ -102,7 +106,7 @@ class StakeBook(WholeTopicReader):
             return
         pot = self.pots.setdefault(prediction, Pot())
         if isinstance(event, PointsStaked):
-            pot.stake(event.user_id, event.outcome, event.amount)
+            pot.stake(event.user_id, event.outcome, event.amount, event.causation_id or str(event.event_id))
         elif isinstance(event, StakesClosed):
             pot.closed.add(event.marked_partition)
         elif isinstance(event, StakeSettled | StakeRefunded):

@@ -54,9 +54,9 @@ TABLES = {
     "predictions": "SELECT prediction_id, stream_id, channel_id, title, outcomes, locks_at, opened_by,"
     " opened_at, status, winning_outcome, locked_at, locked_by, resolved_at, resolved_by, cancelled_at,"
     " cancelled_by, pools, stakers, settled FROM predictions ORDER BY prediction_id",
-    # seq orders each user's entries; across users it depends on how the partitions' batches met.
+    # user_seq orders each user's entries (their log order), the same in every replay.
     "points_ledger": "SELECT event_id, user_id, kind, amount, change, balance, reason, prediction_id,"
-    " stream_id, outcome, occurred_at FROM points_ledger ORDER BY user_id, seq",
+    " stream_id, outcome, occurred_at FROM points_ledger ORDER BY user_id, user_seq",
     "points_balances": "SELECT user_id, balance, updated_at FROM points_balances ORDER BY user_id",
     "prediction_stakes": "SELECT prediction_id, user_id, stream_id, outcome, amount, payout, refunded,"
     " staked_at, settled_at FROM prediction_stakes ORDER BY prediction_id, user_id",

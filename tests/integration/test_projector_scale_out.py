@@ -57,12 +57,25 @@ from events.chat import (
 from events.codec import EventCodec
 from events.ingest import IngestDisconnected, IngestHealthReported
 from events.notifications import NotificationIssued, NotificationKind
+from events.points import (
+    PointsGranted,
+    PointsStaked,
+    PredictionOpened,
+    PredictionResolved,
+    PredictionUpdated,
+    StakeSettled,
+)
 from events.polls import PollClosed, PollOpened, PollTallyUpdated
 from events.streams import StreamCreated
 from events.topics import spec
 from events.tournaments import MatchScheduled
 from events.users import NotificationsRead, UserRegistered
-from events.viewers import MatchAudienceChanged, ViewerCountChanged
+from events.viewers import (
+    MatchAudienceChanged,
+    ViewerCountChanged,
+    ViewingSessionEnded,
+    ViewingSessionStarted,
+)
 from infra.kafka import EventPublisher, Position, TopicNames, client_options
 from infra.redis import RedisClient
 from infra.settings import REPO_ROOT, Settings
@@ -109,7 +122,7 @@ class LiveSession:
         self.requests = 0
 
     def stories(self) -> list[Story]:
-        per_stream = (self.ingest, self.counts, self.chat, self.poll)
+        per_stream = (self.ingest, self.counts, self.chat, self.poll, self.prediction, self.sessions)
         return [
             *(story(stream) for stream in self.streams for story in per_stream),
             *(self.audience(match) for match in self.matches),
@@ -282,6 +295,95 @@ class LiveSession:
             story.append([tally()])
         closed = PollClosed(poll_id=poll, stream_id=stream, closed_by="mod", occurred_at=closed_at)
         return [*story, [closed, tally(final=True, occurred_at=closed_at)]]
+
+    def prediction(self, stream: str) -> Story:
+        """A prediction on the stream: opened, stakes by two viewers granted points first, the odds,
+        resolved and settled (the ledger worker's and prediction worker's events, in their order)."""
+        prediction, users = f"pred-{stream}", [f"viewer-{stream}-{n}" for n in range(2)]
+        opened = PredictionOpened(
+            prediction_id=prediction,
+            stream_id=stream,
+            channel_id="c",
+            title="Map 3?",
+            outcomes=("T1", "G2"),
+            locks_at=T0 + timedelta(minutes=10),
+            opened_by="mod",
+            occurred_at=T0 + timedelta(minutes=1),
+        )
+        grants = [
+            PointsGranted(user_id=u, amount=100, reason="watch", grant_id=f"g-{u}", balance=100)
+            for u in users
+        ]
+        stakes = [
+            PointsStaked(
+                user_id=u, prediction_id=prediction, stream_id=stream, outcome=n, amount=40, balance=60
+            )
+            for n, u in enumerate(users)
+        ]
+
+        def odds(status: str, **more: Any) -> PredictionUpdated:
+            return PredictionUpdated(
+                prediction_id=prediction,
+                stream_id=stream,
+                status=status,
+                pools=(40, 40),
+                stakers=(1, 1),
+                **more,
+            )
+
+        resolved = PredictionResolved(
+            prediction_id=prediction, stream_id=stream, outcome=0, resolved_by="mod"
+        )
+        settled = [
+            StakeSettled(
+                user_id=u,
+                prediction_id=prediction,
+                stream_id=stream,
+                staked=40,
+                payout=80 - 80 * n,
+                balance=140 - 80 * n,
+            )
+            for n, u in enumerate(users)
+        ]
+        return [
+            [opened],
+            grants,
+            stakes,
+            [odds("open")],
+            [resolved],
+            settled,
+            [odds("resolved", winning_outcome=0, settled=True)],
+        ]
+
+    def sessions(self, stream: str) -> Story:
+        """Viewing sessions of the stream: two ended, one still open."""
+        story: Story = []
+        for n in range(3):
+            start = T0 + timedelta(minutes=n)
+            started = ViewingSessionStarted(
+                session_id=f"sess-{stream}-{n}",
+                stream_id=stream,
+                started_at=start,
+                edge_id="e",
+                user_id=f"u{n}",
+            )
+            story.append([started])
+            if n < 2:
+                end = start + timedelta(minutes=5)
+                story.append(
+                    [
+                        ViewingSessionEnded(
+                            session_id=started.session_id,
+                            stream_id=stream,
+                            started_at=start,
+                            ended_at=end,
+                            watch_ms=300_000,
+                            edge_id="e",
+                            user_id=f"u{n}",
+                        )
+                    ]
+                )
+        return story
 
     def inbox(self, user: str) -> Story:
         """Notifications issued to ``user``, who reads the first one or marks all as read."""
@@ -529,6 +631,8 @@ def _sizes(assignments: dict[str, Assignment]) -> str:
 def _assert_the_session_reached_every_read_model(replay: tuple[dict[str, Any], dict[str, Any]]) -> None:
     tables, keys = replay
     for table in ("streams", "matches", "chat_messages", "moderation_log", "polls", "notifications"):
+        assert len(tables[table]) >= 20, table
+    for table in ("predictions", "points_ledger", "viewing_sessions"):
         assert len(tables[table]) >= 20, table
     assert len(tables["viewer_counts"]) >= 100 and len(tables["match_viewer_counts"]) >= 50
     for family in (

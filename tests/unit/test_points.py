@@ -194,3 +194,23 @@ def test_watching_earns_once_per_window_seen_in_four_fifths() -> None:
 def test_grant_ids_name_the_user_the_stream_and_the_window() -> None:
     grant = _earn("u", 1, f"watch:s:u:{uuid.uuid4()}")
     assert PartitionLedger().decide(grant)[0].causation_id == str(grant.event_id)
+
+
+def test_an_entry_on_the_log_twice_is_folded_once() -> None:
+    """A publish retried after a broker failure that answered too late puts a copy on the log."""
+    decided = PartitionLedger()
+    entries = [*decided.decide(_earn("u", 100, "g")), *decided.decide(_stake("u", 30))]
+    again = PartitionLedger()
+    for entry in [entries[0], entries[0], entries[1], entries[1]]:
+        again.apply(entry)
+    assert again.balances == {"u": 70} and again.stakes[("p1", "u")].amount == 30
+
+
+def test_a_stake_on_the_log_twice_counts_once_in_the_pot() -> None:
+    from stream_processors.points.prediction_worker import Pot
+
+    pot = Pot()
+    for _ in range(2):
+        pot.stake("u", 1, 40, "request-1")
+    pot.stake("u", 1, 10, "request-2")
+    assert pot.stakes == {"u": (1, 50)} and pot.totals == {1: [50, 1]}
