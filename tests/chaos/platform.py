@@ -33,15 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.settings import REPO_ROOT, Settings
+from tests.ports import free_port
 
 BROKERS = 3
 UP_TIMEOUT_S = 240.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _bindable(port: int) -> bool:

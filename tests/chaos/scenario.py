@@ -23,13 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import TopicPartition
-
 from events.codec import EventCodec
 from events.ingest import IngestConnected, IngestProtocol
-from events.topics import CATALOGUE
-from infra.kafka import EventPublisher, Position, TopicNames
+from infra.kafka import EventPublisher
 from infra.redis import make_client
 from infra.settings import Settings
 from projections.database import make_pool
@@ -38,7 +34,7 @@ from tests.chaos.checker import Verdict, check_log, differences
 from tests.chaos.load import Api, EdgeClient, Load, User
 from tests.chaos.nemesis import Fault, Nemesis, Prober
 from tests.chaos.platform import Platform, esports, infrastructure
-from tests.integration.projections_support import dump_tables
+from tests.integration.projections_support import dump_tables, end_positions
 from tests.integration.test_rebuild_support import dump_keys, wait_applied
 
 Step = tuple[float, Callable[[Nemesis], Coroutine[Any, Any, Fault]]]
@@ -279,7 +275,7 @@ async def _projections_against_replay(platform: Platform, say: Callable[[str], N
     client = make_client(settings.redis, name="chaos")
     async with pool:
         try:
-            ends = await _end_positions(settings)
+            ends = await end_positions(settings)
             await wait_applied(
                 pool, client, schema="public", prefix="", positions=ends, timeout_s=DRAIN_TIMEOUT_S
             )
@@ -291,25 +287,6 @@ async def _projections_against_replay(platform: Platform, say: Callable[[str], N
     say("chaos: rebuilding the read models from the log…")
     await asyncio.to_thread(esports, platform.env, "rebuild", "--quiet")
     return differences(live, await _dump(platform))
-
-
-async def _end_positions(settings: Settings) -> list[Position]:
-    """The last record of every partition of every catalogue topic now."""
-    names = TopicNames(settings.kafka.topic_prefix)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()
-        cluster = consumer._client.cluster
-        tps = [
-            TopicPartition(names.physical(spec.name), p)
-            for spec in CATALOGUE
-            for p in sorted(cluster.partitions_for_topic(names.physical(spec.name)) or ())
-        ]
-        ends = await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
-    return [Position(names.logical(tp.topic), tp.partition, end - 1) for tp, end in ends.items() if end > 0]
 
 
 async def _dump(platform: Platform) -> dict[str, object]:

@@ -39,7 +39,7 @@ from edge_ws.node import EdgeNode
 from events.codec import EventCodec
 from infra.settings import Settings
 from tests.integration.conftest import codec, settings
-from tests.integration.test_api_support import ApiStack, User, free_port, stream_state
+from tests.integration.test_api_support import ApiStack, User, stream_state
 from tests.integration.test_edge_support import edge_settings, running_node
 from tests.integration.test_ingest_support import (
     IngestEnv,
@@ -48,6 +48,7 @@ from tests.integration.test_ingest_support import (
     push_command,
     wait_playable,
 )
+from tests.ports import free_port
 from web.app import create_app
 
 __all__ = ["codec", "settings"]

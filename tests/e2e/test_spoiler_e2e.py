@@ -17,9 +17,10 @@ import pytest
 
 from infra.settings import Settings
 from tests.e2e.conftest import serving
-from tests.integration.test_api_support import ApiStack, free_port, open_api_stack
+from tests.integration.test_api_support import ApiStack, open_api_stack
 from tests.integration.test_search_api import read_model_ready
 from tests.integration.test_spoiler_free import play_tournament
+from tests.ports import free_port
 from web.app import create_app
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -29,15 +28,10 @@ from infra import stack
 from infra.kafka import TopicAdmin, TopicNames
 from infra.settings import Settings
 from infra.stack import processes
+from tests.ports import free_port
 
 STACK_RETRIES = 3  # infra/stack is being extended by others; a transient failure is retried after a pause
 STACK_RETRY_PAUSE_S = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

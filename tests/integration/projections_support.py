@@ -7,17 +7,19 @@ key prefix, and the unique topic prefix of the ``namespace`` fixture.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from infra.kafka import Position
+from events.topics import CATALOGUE
+from infra.kafka import Position, TopicNames
 from infra.redis import RedisClient, make_client
 from infra.settings import Settings
 from projections import catalog, chat, live, notifications, points, polls, viewer_counts, viewing_sessions
@@ -25,14 +27,9 @@ from projections.database import drop_schema, make_pool, migrate
 from projections.live import LiveKeys
 from projections.positions import wait_for_position
 from projections.service import serve
+from tests.ports import free_port
 
 TABLES_EXCLUDED = {"schema_migrations"}  # applied_at differs between two schemas, by design
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def unique_schema() -> str:
@@ -141,6 +138,26 @@ async def caught_up(
     positions = list(positions)
     await pg_caught_up(pool, schema, positions, timeout_s)
     await redis_caught_up(client, prefix, positions, timeout_s)
+
+
+async def end_positions(settings: Settings, topics: Iterable[str] | None = None) -> list[Position]:
+    """The last record of every partition of ``topics`` (every catalogue topic by default) now."""
+    names = TopicNames(settings.kafka.topic_prefix)
+    wanted = [spec.name for spec in CATALOGUE] if topics is None else list(topics)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        cluster = consumer._client.cluster
+        tps = [
+            TopicPartition(names.physical(topic), p)
+            for topic in wanted
+            for p in sorted(cluster.partitions_for_topic(names.physical(topic)) or ())
+        ]
+        ends = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    return [Position(names.logical(tp.topic), tp.partition, end - 1) for tp, end in ends.items() if end > 0]
 
 
 async def dump_tables(pool: AsyncConnectionPool, schema: str) -> dict[str, list[tuple[Any, ...]]]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +24,7 @@ from pathlib import Path
 import redis
 
 from infra.settings import Settings
+from tests.ports import free_port
 
 __all__ = ["LocalCluster", "local_cluster"]
 
@@ -55,7 +55,7 @@ def local_cluster(directory: Path, nodes: int = NODES) -> Iterator[LocalCluster]
     """Start, join and (afterwards) stop a cluster of ``nodes`` primaries (see the module docstring)."""
     server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
     assert server and cli, "redis-server and redis-cli are needed (infra/local/install-system.sh)"
-    ports = _free_ports(2 * nodes)
+    ports = [free_port() for _ in range(2 * nodes)]
     cluster = LocalCluster(tuple(ports[:nodes]), directory)
     with ExitStack() as stack:
         for port, bus in zip(ports[:nodes], ports[nodes:], strict=True):
@@ -66,15 +66,6 @@ def local_cluster(directory: Path, nodes: int = NODES) -> Iterator[LocalCluster]
         for port in cluster.ports:
             _wait(partial(_joined, port, nodes), f"cluster_state:ok on {port}", cluster)
         yield cluster
-
-
-def _free_ports(count: int) -> list[int]:
-    """Ports free right now, all distinct (held open together so none is handed out twice)."""
-    with ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 @contextmanager

@@ -37,7 +37,14 @@ from infra.settings import Settings
 from projections.rebuild.command import Options, rebuild
 from projections.rebuild.progress import Progress
 from projections.report.stream import stream_report
-from tests.integration.projections_support import read_model, redis_space, running_service, unique_schema
+from tests.integration.projections_support import (
+    end_positions,
+    pg_caught_up,
+    read_model,
+    redis_space,
+    running_service,
+    unique_schema,
+)
 from tests.integration.test_edge import token
 from tests.integration.test_edge_support import Client, edge_settings, running_node
 from tests.integration.test_lifecycle import WorkerProcess
@@ -126,6 +133,11 @@ async def test_a_scripted_day_reports_what_the_heartbeats_say_and_outlives_them(
 
             expected = _recount(await read_partitions(namespace, Topic.VIEWERS_PRESENCE), streams)
             await _until_sessions_applied(pool, sum(len(e.watch_ms) for e in expected.values()), worker)
+            # The worker's counts (viewers.counts) go on while it runs: stop it, and let the read model
+            # apply everything it wrote, so the reports compared below read one complete log.
+            assert await worker.stop() == 0, worker.log_tail()
+            written = await end_positions(namespace, (Topic.VIEWERS_COUNTS, Topic.VIEWERS_SESSIONS))
+            await pg_caught_up(pool, schema, written, timeout_s=30)
             before = {s: (await stream_report(pool, s))["audience"] for s in streams}
             for stream in streams:
                 got, want = before[stream], expected[stream]

@@ -24,7 +24,8 @@ from hypothesis import HealthCheck, Phase
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from infra.settings import Settings
-from tests.integration.test_api_support import free_port, open_api_stack
+from tests.integration.test_api_support import open_api_stack
+from tests.ports import free_port
 from web.app import create_app
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from infra.settings import REPO_ROOT, Settings
-from tests.integration.test_api_support import RUN_API, free_port, running_api
+from tests.integration.test_api_support import RUN_API, running_api
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 

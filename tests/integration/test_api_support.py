@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from producers.auth.passwords import Passwords
 from producers.services import Namespace, Services
 from projections import service as projector_service
 from schemas import SCHEMAS_DIR
+from tests.ports import free_port
 from web.app import create_app
 
 PASSWORD = "correct horse battery staple"
@@ -72,12 +72,6 @@ def running_api(port: int, **env: str) -> Iterator[subprocess.Popen[bytes]]:
         if process.poll() is None:
             process.terminate()
             process.wait(30)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class LogCapture(logging.Handler):

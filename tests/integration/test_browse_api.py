@@ -122,6 +122,8 @@ async def test_matches_by_game_tag_and_language_soonest_first(api_stack: ApiStac
         )
         for day in (16, 15)
     ]
+    # The stream names a match, which the API checks in the read model: wait for it there.
+    await api_stack.query(f"/api/v1/matches/{later['match_id']}", after=later["positions"])
     stream = await api_stack.command(
         "POST",
         "/api/v1/streams",

@@ -27,11 +27,11 @@ from tests.integration.test_edge_support import (
     accepted,
     chat_ids,
     edge_settings,
-    free_port,
     http_json,
     offsets,
     running_node,
 )
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 

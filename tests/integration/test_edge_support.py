@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -29,12 +28,6 @@ from infra.kafka import DeadLetters, EventConsumer, EventPublisher, Position
 from infra.settings import REPO_ROOT, Settings
 
 SECRET = "edge-tests-secret-" + "x" * 32
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def edge_settings(namespace: Settings, **edge: Any) -> Settings:

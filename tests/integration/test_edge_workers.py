@@ -22,10 +22,10 @@ from tests.integration.test_edge_support import (
     Client,
     accepted,
     edge_settings,
-    free_port,
     http_json,
     node_environment,
 )
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 

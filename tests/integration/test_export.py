@@ -45,6 +45,7 @@ from infra.settings import REPO_ROOT, Settings
 from projections.export.layout import date_of, parse
 from projections.replay.window import iso_ms
 from tests.integration.projections_support import read_model, unique_schema
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -148,7 +149,7 @@ def _env(settings: Settings, **extra: str) -> dict[str, str]:
     return {
         **os.environ,
         "ESPORTS_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
-        "ESPORTS_EXPORT__WEB_PORT": str(_free_port()),
+        "ESPORTS_EXPORT__WEB_PORT": str(free_port()),
         "ESPORTS_EXPORT__ROLL_RECORDS": "100",
         "ESPORTS_EXPORT__ROW_GROUP_ROWS": "40",
         "ESPORTS_EXPORT__ROLL_AGE_S": "2",
@@ -462,12 +463,6 @@ async def test_channel_and_match_filters_read_the_catalog(
     assert _ids(tmp_path / "m") == _expected(
         published, lambda _, e: getattr(e, "stream_id", None) == "s-final"
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _get(url: str) -> tuple[int, str]:

@@ -34,7 +34,7 @@ from events.ingest import IngestConnected, IngestDisconnected, IngestHealthRepor
 from events.streams import StreamEnded, StreamEndReason, StreamTransitionRejected, StreamWentLive
 from infra.settings import REPO_ROOT, Settings
 from ingest_workers.control import node_name
-from tests.integration.test_api_support import eventually, free_port, stream_state
+from tests.integration.test_api_support import eventually, stream_state
 from tests.integration.test_ingest_support import (
     LADDER,
     IngestEnv,
@@ -46,6 +46,7 @@ from tests.integration.test_ingest_support import (
     reading,
     wait_playable,
 )
+from tests.ports import free_port
 from web.app import create_app
 
 pytestmark = pytest.mark.integration

@@ -23,7 +23,7 @@ import pytest
 
 from infra.settings import Settings
 from ingest_workers.blocking_reload import Answer, Request, decide, position_of
-from tests.integration.test_api_support import eventually, free_port
+from tests.integration.test_api_support import eventually
 from tests.integration.test_ingest_support import (
     IngestEnv,
     Pusher,
@@ -32,6 +32,7 @@ from tests.integration.test_ingest_support import (
     push_command,
     wait_playable,
 )
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 

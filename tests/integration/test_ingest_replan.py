@@ -25,7 +25,7 @@ import pytest
 from events.ingest import IngestConnected, RenditionsReady
 from infra.settings import Settings
 from ingest_workers.session import LEFT_RUN_STOP_S
-from tests.integration.test_api_support import eventually, free_port
+from tests.integration.test_api_support import eventually
 from tests.integration.test_ingest_support import (
     IngestEnv,
     Pusher,
@@ -38,6 +38,7 @@ from tests.integration.test_ingest_support import (
     reading,
     wait_playable,
 )
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -30,7 +30,8 @@ from infra.settings import Settings
 from ingest_workers.control import ApiAuthorizer
 from ingest_workers.node import IngestNode, command_reader, open_node
 from schemas import SCHEMAS_DIR
-from tests.integration.test_api_support import ApiStack, eventually, free_port, open_api_stack
+from tests.integration.test_api_support import ApiStack, eventually, open_api_stack
+from tests.ports import free_port
 
 SOURCE = "testsrc2=size=320x180:rate=30"
 LADDER = ["144p:250", "90p:120"]  # under a 320x180 source: source passthrough + two rungs
@@ -158,7 +159,7 @@ class IngestEnv:
     def url(self, path: str, tier: str = "cdn") -> str:
         return self.node.url(path, tier=tier)
 
-    async def stream_for(self, channel_id: str, *, timeout_s: float = 10.0) -> str:
+    async def stream_for(self, channel_id: str, *, timeout_s: float = 30.0) -> str:
         """The stream id the node started for a channel's publisher (from IngestConnected)."""
         from events.ingest import IngestConnected
 
@@ -257,7 +258,7 @@ def complete_segments(media: m3u8.M3U8) -> list[m3u8.Segment]:
 
 
 async def wait_playable(
-    env: IngestEnv, stream_id: str, *, segments: int = 2, timeout_s: float = 10.0
+    env: IngestEnv, stream_id: str, *, segments: int = 2, timeout_s: float = 30.0
 ) -> m3u8.M3U8:
     """Until the master lists every rendition and each has `segments` segments (through the cache tier)."""
     master_url = env.url(f"/hls/{stream_id}/master.m3u8")

@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from events.topics import CATALOGUE
 from infra.kafka import DeadLetters, EventConsumer, EventPublisher, TopicAdmin, TopicNames
 from infra.settings import REPO_ROOT, Settings
 from stream_processors.topology import LIFECYCLE_SOURCES, app_id, internal_topics
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -62,12 +62,6 @@ def worker_command() -> list[str]:
     if known:
         return [sys.executable, "-m", "infra.cli", "processors"]
     return [sys.executable, "-c", FALLBACK_COMMAND]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class WorkerProcess:

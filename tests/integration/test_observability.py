@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -33,6 +32,7 @@ from infra.kafka import TopicAdmin, TopicNames
 from infra.observability import ALERT_RULES, ALERT_TESTS, DASHBOARD, dashboard_exprs, metric_names, rule_exprs
 from infra.settings import Settings
 from infra.stack import apps, prometheus
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -114,12 +114,6 @@ def test_promtool_accepts_the_generated_config(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- the observed platform
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _environment(base: Settings, run_dir: Path) -> dict[str, str]:
     """ESPORTS_* variables moving every app port and folder off the shared stack's (the apps read them)."""
     ports = [
@@ -127,7 +121,7 @@ def _environment(base: Settings, run_dir: Path) -> dict[str, str]:
         "INGEST__RTMP_PORT", "INGEST__SRT_PORT", "INGEST__ORIGIN_PORT", "INGEST__CDN_PORT",
         "INGEST__HOOK_PORT", "INGEST__WHIP_PORT", "INGEST__LL_ORIGIN_PORT", "PROMETHEUS__PORT",
     ]  # fmt: skip
-    moved: dict[str, object] = {name: _free_port() for name in ports}
+    moved: dict[str, object] = {name: free_port() for name in ports}
     api = f"http://127.0.0.1:{moved['API__PORT']}"
     moved |= {
         "STACK__RUN_DIR": run_dir,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import m3u8
 import pytest
 
 from infra.settings import REPO_ROOT, Settings
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -34,17 +34,11 @@ PLAYS_WITHIN_S = 30.0  # the acceptance: the demo plays within 30 s of the secon
 UP_TIMEOUT_S = 300.0
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _environment(run_dir: Path) -> dict[str, str]:
     """ESPORTS_* settings that move every port and folder of the platform away from the shared stack."""
-    port = {name: _free_port() for name in ("kafka", "controller", "pg", "redis", "api", "proc", "proj")}
+    port = {name: free_port() for name in ("kafka", "controller", "pg", "redis", "api", "proc", "proj")}
     port |= {
-        name: _free_port() for name in ("edge", "edge2", "rtmp", "srt", "origin", "cdn", "hook", "whip", "ll")
+        name: free_port() for name in ("edge", "edge2", "rtmp", "srt", "origin", "cdn", "hook", "whip", "ll")
     }
     api = f"http://127.0.0.1:{port['api']}"
     moved = {

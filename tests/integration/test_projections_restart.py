@@ -58,13 +58,13 @@ from tests.integration.projections_support import (
     caught_up,
     dump_redis,
     dump_tables,
-    free_port,
     read_model,
     redis_space,
     running_service,
     unique_schema,
 )
 from tests.integration.test_projections_catalog import http_get
+from tests.ports import free_port
 from tests.unit.event_samples import SAMPLE_TIME
 
 pytestmark = pytest.mark.integration

@@ -84,7 +84,6 @@ from projections.service import build_stores
 from stream_processors.moderation.state import head
 from tests.integration.projections_support import (
     dump_tables,
-    free_port,
     read_model,
     redis_space,
     running_service,
@@ -93,6 +92,7 @@ from tests.integration.projections_support import (
 from tests.integration.test_projections_catalog import http_get
 from tests.integration.test_projections_restart import mixed_events
 from tests.integration.test_rebuild_support import dump_keys, wait_applied
+from tests.ports import free_port
 from tests.unit.event_samples import SAMPLE_TIME
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,8 @@ from events.codec import EventCodec, event_to_json
 from events.topics import all_event_types, topic_for
 from infra.kafka import EventPublisher, TopicNames
 from infra.settings import Settings
-from tests.integration.test_api_support import free_port, running_api
+from tests.integration.test_api_support import running_api
+from tests.ports import free_port
 from tests.unit.event_samples import sample_event
 
 pytestmark = pytest.mark.integration

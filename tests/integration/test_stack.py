@@ -10,6 +10,7 @@ import pytest
 
 from infra import stack
 from infra.settings import REPO_ROOT, Settings
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -19,12 +20,6 @@ KAFKA_TOOL = REPO_ROOT / "infra" / "kafka-tool"
 @pytest.fixture(scope="module")
 def settings() -> Settings:
     return Settings()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
@@ -93,7 +88,7 @@ def test_kafka_tool_rejects_an_unknown_tool() -> None:
 def _settings_with_port(setting: str, port: int) -> Settings:
     """Settings whose ports are all free except `setting`, which is `port`."""
     ports = {
-        name: _free_port()
+        name: free_port()
         for name in (
             "ESPORTS_KAFKA__PORT",
             "ESPORTS_KAFKA__CONTROLLER_PORT",
@@ -137,4 +132,4 @@ def test_a_taken_port_is_reported_with_the_setting_that_moves_it(
 
 
 def test_free_ports_are_no_conflict() -> None:
-    assert stack.port_conflicts(_settings_with_port("ESPORTS_REDIS__PORT", _free_port())) == []
+    assert stack.port_conflicts(_settings_with_port("ESPORTS_REDIS__PORT", free_port())) == []

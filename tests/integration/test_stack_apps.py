@@ -19,6 +19,7 @@ import pytest
 from infra import stack
 from infra.settings import Settings
 from infra.stack import apps, processes
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -46,12 +47,6 @@ EXITS_AT_ONCE = "print('esports: error: invalid choice: broken'); raise SystemEx
 NEVER_ANSWERS = "import time; print('warming up', flush=True); time.sleep(300)"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _settings(run_dir: Path, port: int, start_timeout_s: float = 30.0) -> Settings:
     base = Settings()
     return base.model_copy(
@@ -65,7 +60,7 @@ def _settings(run_dir: Path, port: int, start_timeout_s: float = 30.0) -> Settin
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
     """Isolated settings, and stand-in apps `fake`, `broken` and `mute` on the api port setting."""
-    port = _free_port()
+    port = free_port()
     stand_ins = {
         "fake": (sys.executable, "-c", HEALTH_SERVER, str(port)),
         "broken": (sys.executable, "-c", EXITS_AT_ONCE),

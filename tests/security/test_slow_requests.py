@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from tests.integration.test_api_support import free_port
+from tests.ports import free_port
 from web.http_protocol import HeadTimeoutProtocol, set_head_timeout
 
 HEAD_TIMEOUT_S = 0.5

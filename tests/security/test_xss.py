@@ -24,7 +24,8 @@ import pytest
 
 from events.chat import ChatMessageAccepted
 from tests.e2e.conftest import browser, serving
-from tests.integration.test_api_support import ApiStack, User, eventually, free_port
+from tests.integration.test_api_support import ApiStack, User, eventually
+from tests.ports import free_port
 from tests.security.tally import TALLY
 from web.app import create_app
 
