@@ -26,7 +26,7 @@ from typing import Protocol
 from websockets.asyncio.server import ServerConnection, broadcast
 
 from edge_ws.history import Resume, StreamHistory, resume_without_history
-from edge_ws.messages import Delivery, Route
+from edge_ws.messages import Delivery, Route, results_channel
 from edge_ws.metrics import Metrics
 from edge_ws.outbox import Outbox
 from edge_ws.protocol import LogPosition, encode, notice, text_frame
@@ -116,8 +116,9 @@ class FanoutHub:
             found = self.channels[stream] = Channel(stream)
         return found
 
-    def subscribe(self, peer: Peer, stream: str, since: LogPosition | None) -> None:
-        """Snapshot, then backfill (or exactly what was missed since ``since``), then membership."""
+    def subscribe(self, peer: Peer, stream: str, since: LogPosition | None, *, results: bool = True) -> None:
+        """Snapshot, then backfill (or exactly what was missed since ``since``), then membership; with
+        ``results`` (the viewer does not hide the stream's match result) the results channel's too."""
         channel = self.channel(stream)
         for payload in channel.snapshots.values():
             _put(peer, payload)
@@ -126,6 +127,16 @@ class FanoutHub:
         marker = {"type": "state", "kind": "subscribed", "stream": stream, "pos": head and str(head)}
         _put(peer, encode({**marker, "resumed": resumed}))
         channel.outbox.join(peer)
+        if not results:
+            hidden = self.channels.get(results_channel(stream))
+            if hidden is not None:  # subscribed again, now hiding results
+                hidden.outbox.leave(peer)
+            return
+        outcomes = self.channel(results_channel(stream))
+        if peer not in outcomes.subscribers:
+            for payload in outcomes.snapshots.values():
+                _put(peer, payload)
+            outcomes.outbox.join(peer)
 
     def _replay(self, peer: Peer, channel: Channel, since: LogPosition | None) -> bool:
         history = channel.history
@@ -150,10 +161,11 @@ class FanoutHub:
         return channel.history.since(since)
 
     def unsubscribe(self, peer: Peer, stream: str) -> None:
-        channel = self.channels.get(stream)
-        if channel is not None:
-            channel.outbox.leave(peer)
-            channel.ahead.pop(peer, None)
+        for key in (stream, results_channel(stream)):
+            channel = self.channels.get(key)
+            if channel is not None:
+                channel.outbox.leave(peer)
+                channel.ahead.pop(peer, None)
         self.unwatch_held(peer, stream)
 
     def watch_held(self, peer: Peer, stream: str) -> None:

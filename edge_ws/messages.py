@@ -9,6 +9,9 @@ Four routes:
   live or ended). Only the latest per key matters; a subscriber gets the current snapshot, then the
   changes.
 * ``direct``: for one user only (the rejection or hold of their message, their notifications).
+  A stream's results (a resolved prediction's winner) are snapshots of the stream's *results channel*
+  (:func:`results_channel`), which a subscriber joins unless it hides the stream's match result
+  (spoiler-free mode): the frames every subscriber gets carry no winner.
 * ``moderators``: for the connections of a stream's moderators only (a connection joins with a
   moderator pass the API issued, ``moderate`` frame): the held message in full, then its resolution.
   Viewers never receive these; a held message's author gets the ``held`` notice (direct) instead.
@@ -173,7 +176,8 @@ def _tally(e: polls.PollTallyUpdated, p: LogPosition) -> Delivery:
 
 def _prediction(e: points.PredictionUpdated, p: LogPosition) -> Delivery:
     """A prediction's state and pools, keyed by prediction like a poll's tally (a subscriber gets the
-    latest of each the node has seen). Title, outcomes and lock time come from the API."""
+    latest of each the node has seen). Title, outcomes and lock time come from the API; the winner
+    comes in a ``prediction_result`` frame (:func:`result_delivery_for`), for who shows results."""
     return _snapshot(
         e,
         p,
@@ -184,9 +188,35 @@ def _prediction(e: points.PredictionUpdated, p: LogPosition) -> Delivery:
         pools=list(e.pools),
         stakers=list(e.stakers),
         total=sum(e.pools),
-        winning_outcome=e.winning_outcome if e.winning_outcome >= 0 else None,
         settled=e.settled,
     )
+
+
+RESULTS_SUFFIX = "#results"  # not a stream id character (protocol.STREAM_ID): no stream collides
+
+
+def results_channel(stream: str) -> str:
+    """The hub channel of a stream's results: joined by its subscribers who do not hide them."""
+    return stream + RESULTS_SUFFIX
+
+
+def result_delivery_for(event: Event, position: LogPosition) -> Delivery | None:
+    """What only the subscribers who see results receive of an event (a prediction's winner), or None."""
+    if (
+        isinstance(event, points.PredictionUpdated)
+        and event.status == "resolved"
+        and event.winning_outcome >= 0
+    ):
+        payload = _message(
+            "prediction_result",
+            event.stream_id,
+            position,
+            prediction=event.prediction_id,
+            winning_outcome=event.winning_outcome,
+        )
+        key = f"result:{event.prediction_id}"
+        return Delivery(Route.SNAPSHOT, results_channel(event.stream_id), position, payload, key)
+    return None
 
 
 def _live(e: streams.StreamWentLive, p: LogPosition) -> Delivery:

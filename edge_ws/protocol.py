@@ -87,6 +87,7 @@ class Subscribe:
     stream: str
     since: LogPosition | None = None
     referrer: str | None = None  # where the viewer came from: a host name, "site" or "direct"
+    spoilers_hidden: bool = False  # the page hides this stream's match result: no result frames
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +224,7 @@ def _optional_int(data: dict[str, Any], name: str) -> int | None:
     return value
 
 
+HIDE_SPOILERS, SHOW_SPOILERS = "hide", "show"  # subscribe's `spoilers`, as the API's query spells it
 REFERRER = re.compile(r"[a-z0-9](?:[a-z0-9.-]{0,98}[a-z0-9])?(?::[0-9]{1,5})?")
 
 
@@ -231,7 +233,11 @@ def _subscribe(data: dict[str, Any], nonce: str, max_text: int) -> Command:
     referrer = data.get("referrer")
     if referrer is not None and (not isinstance(referrer, str) or not REFERRER.fullmatch(referrer)):
         raise ProtocolError("bad_request", "referrer must be a host name (e.g. twitter.com), site or direct")
-    return Subscribe(_stream(data), None if since is None else LogPosition.parse(since), referrer)
+    spoilers = data.get("spoilers", SHOW_SPOILERS)
+    if spoilers not in (HIDE_SPOILERS, SHOW_SPOILERS):
+        raise ProtocolError("bad_request", f"spoilers must be {HIDE_SPOILERS} or {SHOW_SPOILERS}")
+    position = None if since is None else LogPosition.parse(since)
+    return Subscribe(_stream(data), position, referrer, spoilers_hidden=spoilers == HIDE_SPOILERS)
 
 
 def _unsubscribe(data: dict[str, Any], nonce: str, max_text: int) -> Command:

@@ -12,7 +12,13 @@ import logging
 from collections.abc import Callable
 
 from edge_ws.fanout import FanoutHub
-from edge_ws.messages import CONSUMED_TOPICS, Delivery, delivery_for, moderator_delivery_for
+from edge_ws.messages import (
+    CONSUMED_TOPICS,
+    Delivery,
+    delivery_for,
+    moderator_delivery_for,
+    result_delivery_for,
+)
 from edge_ws.metrics import Metrics
 from edge_ws.protocol import LogPosition
 from events.base import Event
@@ -75,7 +81,7 @@ async def pump(reader: EdgeReader, hub: FanoutHub, metrics: Metrics) -> None:
         metrics.consumed += len(batch)
         deliveries, stamps_ms = [], []
         for consumed in batch:
-            found = [d for d in (_delivery(consumed), _moderator_delivery(consumed)) if d is not None]
+            found = [d for build in BUILDERS if (d := _delivery(consumed, build)) is not None]
             if not found:
                 metrics.delivered((consumed.timestamp_ms,))  # nothing to write: done with it
                 continue
@@ -89,9 +95,13 @@ async def pump(reader: EdgeReader, hub: FanoutHub, metrics: Metrics) -> None:
             log.exception("delivery of a batch of %s failed, first at %s", len(batch), first)
 
 
-def _delivery(
-    consumed: ConsumedEvent, build: Callable[[Event, LogPosition], Delivery | None] = delivery_for
-) -> Delivery | None:
+Builder = Callable[[Event, LogPosition], Delivery | None]
+# What an event becomes: for the stream's subscribers, for its moderators (the held queue), and for
+# the subscribers who see results (a prediction's winner).
+BUILDERS: tuple[Builder, ...] = (delivery_for, moderator_delivery_for, result_delivery_for)
+
+
+def _delivery(consumed: ConsumedEvent, build: Builder = delivery_for) -> Delivery | None:
     try:
         return build(consumed.event, LogPosition(consumed.position.partition, consumed.position.offset))
     except Exception:
@@ -103,8 +113,3 @@ def _delivery(
             consumed.event.event_id,
         )
         return None
-
-
-def _moderator_delivery(consumed: ConsumedEvent) -> Delivery | None:
-    """The held queue's share of an event (only moderators' connections receive it)."""
-    return _delivery(consumed, moderator_delivery_for)

@@ -201,7 +201,7 @@ class Session:
         self.streams.add(command.stream)
         if command.referrer is not None:
             self._referrers[command.stream] = command.referrer
-        self._context.hub.subscribe(self, command.stream, command.since)
+        self._context.hub.subscribe(self, command.stream, command.since, results=not command.spoilers_hidden)
 
     def _unsubscribe(self, stream: str) -> None:
         self._referrers.pop(stream, None)

@@ -4,9 +4,9 @@ Pure, so the API (``producers/routes``) and the pages (``web/``) hide exactly th
 rule, one home. A *view* says whether results are hidden and which matches the viewer revealed; a
 hidden match loses its scores, its winner and its end time (an end time against the start gives the
 series length away), and is marked ``result_hidden``. A stream of a hidden match loses its end time
-too (the VOD's duration). In a bracket, a later match's teams tell who won the matches feeding it,
-so while the later match is hidden, a team that advanced from a hidden match is named
-"Winner of A vs B" instead.
+too (the VOD's duration), and a prediction on such a stream its winning outcome. In a bracket, a
+later match's teams tell who won the matches feeding it, so while the later match is hidden, a team
+that advanced from a hidden match is named "Winner of A vs B" instead.
 
 The switch travels in the URL (``spoilers=hide``, ``reveal=<match_id>``, repeatable): pages use no
 cookies, so the query is what a server render and a shared link can see.
@@ -32,6 +32,7 @@ __all__ = [
     "hide_rows",
     "hide_streams",
     "notifications_seen",
+    "predictions_seen",
     "streams_seen",
     "view_of",
 ]
@@ -102,6 +103,26 @@ def hide_rows(
 def streams_seen(streams: Sequence[Mapping[str, Any]], view: SpoilerView) -> list[dict[str, Any]]:
     """Streams as ``view`` lets them be seen (a stream of a hidden match has no end time)."""
     return hide_streams(streams, [s["match_id"] for s in streams if view.hides(s.get("match_id"))])
+
+
+def predictions_seen(predictions: Sequence[Mapping[str, Any]], view: SpoilerView) -> list[dict[str, Any]]:
+    """Predictions (each with its stream's ``match_id``) as ``view`` lets them be seen: on a stream of
+    a hidden match, "Who wins map 3?" answered is a result, so the winning outcome and the caller's
+    payout (0 says "lost") are hidden. Pools and stakers stay: odds are not results."""
+    return [
+        _prediction_hidden(p) if view.hides(p.get("match_id")) else {**p, "result_hidden": False}
+        for p in predictions
+    ]
+
+
+def _prediction_hidden(prediction: Mapping[str, Any]) -> dict[str, Any]:
+    stake = prediction.get("my_stake")
+    return {
+        **prediction,
+        "winning_outcome": None,
+        "my_stake": {**stake, "payout": None} if stake else stake,
+        "result_hidden": True,
+    }
 
 
 RESULT_KINDS = frozenset({"match_ended"})

@@ -99,7 +99,10 @@ class MyStake(BaseModel):
 
     outcome: int
     amount: int
-    payout: int | None = Field(description="Points paid back once resolved (0: it lost); null until then.")
+    payout: int | None = Field(
+        description="Points paid back once resolved (0: it lost); null until then, and while the result is"
+        " hidden."
+    )
     refunded: bool = Field(description="The prediction was cancelled and the stake given back.")
     staked_at: datetime
     settled_at: datetime | None
@@ -120,7 +123,13 @@ class PredictionOut(BaseModel):
     locked_at: datetime | None = Field(description="When it was locked early; null when it locked by time.")
     resolved_at: datetime | None
     cancelled_at: datetime | None
-    winning_outcome: int | None
+    winning_outcome: int | None = Field(
+        description="The winner's index once resolved; null until then, and in spoiler-free mode on a stream"
+        " of a hidden match."
+    )
+    result_hidden: bool = Field(
+        False, description="The stream's match result is hidden (spoiler-free): no winner, no payout."
+    )
     pools: list[int] = Field(description="Points staked per outcome (the prediction worker's latest odds).")
     stakers: list[int] = Field(description="Viewers per outcome.")
     settled: bool = Field(description="Every stake paid out or refunded.")

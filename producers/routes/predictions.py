@@ -7,7 +7,9 @@ StakeRequested to ``points.requests``; the ``pg.points`` projector stores what t
 and the settlement, the ledger worker takes or refuses each stake on the balance it holds. The API
 refuses early (409, 422) what it can already see in the read model is bound to fail, so a viewer gets
 a clear answer instead of a refusal in their ledger later. A prediction is readable as soon as its
-opening is applied: send the command's ``position`` as ``X-Min-Position``.
+opening is applied: send the command's ``position`` as ``X-Min-Position``. Reads take the
+spoiler-free switch (``spoilers``, ``reveal``): on a stream of a hidden match a resolved prediction's
+winner is a result, and is hidden (:func:`producers.spoilers.predictions_seen`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from producers.deps import (
     Principal,
     ReadYourWrites,
     ServicesDep,
+    SpoilerViewDep,
     optional_user_id,
 )
 from producers.models.common import ID_PATTERN, Accepted
@@ -52,6 +55,7 @@ from producers.problems import Conflict, IllegalTransition, NotFound, Unprocessa
 from producers.routes import API_PREFIX, accepted
 from producers.routes.streams import StreamId, find_stream, moderated_stream
 from producers.services import Services
+from producers.spoilers import SpoilerView, predictions_seen
 from projections.queries.points import FINAL, PointsQueries, as_seen
 
 router = APIRouter(prefix=API_PREFIX, tags=["predictions"], dependencies=[ReadYourWrites])
@@ -243,6 +247,7 @@ async def list_predictions(
     stream_id: StreamId,
     services: ServicesDep,
     credentials: OptionalCredentials,
+    view: SpoilerViewDep,
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> PredictionPage:
@@ -252,7 +257,7 @@ async def list_predictions(
     queries = PointsQueries(services.pool)
     after = sort_key(cursor, (datetime, str))
     rows = await queries.of_stream_after(stream_id, limit=limit, after=after)
-    items = await _seen(queries, rows, user_id)
+    items = await _seen(queries, rows, user_id, view)
     full = len(rows) == limit
     next_cursor = encode_cursor(rows[-1]["opened_at"], rows[-1]["prediction_id"]) if full else None
     return PredictionPage(items=items, next_cursor=next_cursor)
@@ -265,7 +270,7 @@ async def list_predictions(
     **_PUBLIC_READ,
 )
 async def get_prediction(
-    prediction_id: PredictionId, services: ServicesDep, credentials: OptionalCredentials
+    prediction_id: PredictionId, services: ServicesDep, credentials: OptionalCredentials, view: SpoilerViewDep
 ) -> PredictionOut:
     """One prediction: outcomes, state, pools and stakers; with a token, your stake and its payout."""
     user_id = optional_user_id(services, credentials, anonymously="read anonymously")
@@ -273,7 +278,7 @@ async def get_prediction(
     row = await queries.prediction(prediction_id)
     if row is None:
         raise NotFound(f"no prediction {prediction_id}")
-    return (await _seen(queries, [row], user_id))[0]
+    return (await _seen(queries, [row], user_id, view))[0]
 
 
 @router.get("/me/points", response_model=PointsOut, responses=documented(401))
@@ -293,12 +298,11 @@ async def _find_prediction(services: Services, prediction_id: str) -> dict[str, 
 
 
 async def _seen(
-    queries: PointsQueries, rows: list[dict[str, Any]], user_id: str | None
+    queries: PointsQueries, rows: list[dict[str, Any]], user_id: str | None, view: SpoilerView
 ) -> list[PredictionOut]:
-    """The rows as readers see them, each with the caller's stake (``user_id`` None: anonymous)."""
+    """The rows as ``view``'s reader sees them, each with the caller's stake (``user_id`` None:
+    anonymous)."""
     now = utc_now()
     stakes = await queries.stakes(user_id, [r["prediction_id"] for r in rows]) if user_id else {}
-    return [
-        PredictionOut.model_validate({**as_seen(r, now=now), "my_stake": stakes.get(r["prediction_id"])})
-        for r in rows
-    ]
+    seen = [{**as_seen(r, now=now), "my_stake": stakes.get(r["prediction_id"])} for r in rows]
+    return [PredictionOut.model_validate(p) for p in predictions_seen(seen, view)]

@@ -23,7 +23,9 @@ LEDGER_PAGE = 50
 _PREDICTION = (
     "SELECT prediction_id, stream_id, channel_id, title, outcomes, locks_at, opened_by, opened_at,"
     " status, winning_outcome, locked_at, locked_by, resolved_at, resolved_by, cancelled_at,"
-    " cancelled_by, pools, stakers, settled FROM predictions WHERE title IS NOT NULL"
+    " cancelled_by, pools, stakers, settled,"
+    " (SELECT s.match_id FROM streams AS s WHERE s.stream_id = predictions.stream_id) AS match_id"
+    " FROM predictions WHERE title IS NOT NULL"
 )
 _STAKE = (
     "SELECT prediction_id, outcome, amount, payout, refunded, staked_at, settled_at"

@@ -155,13 +155,15 @@ class Client:
                 await asyncio.wait_for(self.arrived.wait(), remaining)
 
     async def subscribe(
-        self, stream: str, since: str | None = None, referrer: str | None = None
+        self, stream: str, since: str | None = None, referrer: str | None = None, spoilers: str | None = None
     ) -> dict[str, Any]:
         message: dict[str, Any] = {"type": "subscribe", "stream": stream}
         if since is not None:
             message["since"] = since
         if referrer is not None:
             message["referrer"] = referrer
+        if spoilers is not None:
+            message["spoilers"] = spoilers
         await self.send(**message)
         return await self.wait_for(lambda m: m["type"] == "state" and m.get("kind") == "subscribed")
 

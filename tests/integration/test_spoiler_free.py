@@ -2,7 +2,8 @@
 final with its broadcast, ended), then every page and public API view rendered with results hidden,
 for a logged-out viewer (``spoilers=hide``) and for a signed-in one whose setting is on (an event
 on ``users``, projected). Nothing in the HTML or JSON may tell a score, a winner, an end time or who
-advanced; revealing one match shows that match's result and nothing else.
+advanced, nor a resolved prediction's winner on the final's broadcast ("Who wins the final?");
+revealing one match shows that match's result and nothing else.
 
 The spoilers are learnt from the same pages rendered with results shown, so the test fails if the
 hidden render leaks any of them, however a template prints it."""
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from events.notifications import NotificationIssued, NotificationKind
+from events.points import PredictionOpened, PredictionUpdated
 from events.streams import StreamEnded, StreamEndReason, StreamWentLive
 from infra.settings import Settings
 from tests.integration.test_api_support import ApiStack, eventually, open_api_stack
@@ -90,7 +92,46 @@ async def play_tournament(stack: ApiStack) -> dict[str, Any]:
         return (await stack.client.get(f"/api/v1/streams/{sid}")).json()["state"] == "ended"
 
     await eventually(ended)
-    return {"tid": tid, "sf1": sf1, "sf2": sf2, "final": final, "sid": sid, "slug": slug, "game": game}
+    # "Who wins the final?" on its broadcast, resolved: the prediction worker's events, published here.
+    pid = str(uuid.uuid4())
+    await stack.publisher.publish(
+        PredictionOpened(
+            prediction_id=pid,
+            stream_id=sid,
+            channel_id=channel["channel_id"],
+            title="Who wins the final?",
+            outcomes=tuple(FINAL),
+            locks_at=start + timedelta(minutes=5),
+            opened_by=organizer.user_id,
+            occurred_at=start,
+        )
+    )
+    await stack.publisher.publish(
+        PredictionUpdated(
+            prediction_id=pid,
+            stream_id=sid,
+            status="resolved",
+            pools=(40, 60),
+            stakers=(1, 2),
+            winning_outcome=1,
+        )
+    )
+
+    async def resolved() -> bool:
+        seen = (await stack.client.get(f"/api/v1/predictions/{pid}?spoilers=show")).json()
+        return seen.get("winning_outcome") == 1
+
+    await eventually(resolved)
+    return {
+        "tid": tid,
+        "sf1": sf1,
+        "sf2": sf2,
+        "final": final,
+        "sid": sid,
+        "slug": slug,
+        "game": game,
+        "pid": pid,
+    }
 
 
 def _pages(p: dict[str, Any]) -> list[str]:
@@ -117,6 +158,8 @@ def _api_views(p: dict[str, Any]) -> list[str]:
         f"/api/v1/streams/{p['sid']}",
         f"/api/v1/streams?match={p['final']}",
         f"/api/v1/streams?channel={p['slug']}",
+        f"/api/v1/streams/{p['sid']}/predictions",
+        f"/api/v1/predictions/{p['pid']}",
     ]
 
 
@@ -155,6 +198,8 @@ def _json_leaks(node: Any, path: str = "") -> list[str]:
                 leaks.append(where)
             elif key == "ended_at" and value is not None:
                 leaks.append(where)
+            elif key in ("winning_outcome", "payout") and value is not None:
+                leaks.append(where)
             elif key == "teams" and value in (FINAL, [{"team": t} for t in FINAL]):
                 leaks.append(where)
             else:
@@ -175,6 +220,8 @@ async def test_results_are_shown_by_default(stack: ApiStack, played: dict[str, A
     assert _json_leaks(match)
     stream = (await stack.client.get(f"/api/v1/streams/{played['sid']}")).json()
     assert stream["ended_at"] is not None
+    prediction = (await stack.client.get(f"/api/v1/predictions/{played['pid']}")).json()
+    assert prediction["winning_outcome"] == 1 and prediction["result_hidden"] is False
 
 
 async def test_no_page_tells_a_result_with_spoilers_hidden(stack: ApiStack, played: dict[str, Any]) -> None:
@@ -197,6 +244,12 @@ async def test_no_api_view_tells_a_result_with_spoilers_hidden(
     final = (await stack.client.get(f"/api/v1/matches/{played['final']}?spoilers=hide")).json()
     assert final["result_hidden"] is True and final["state"] == "ended"
     assert final["streams"][0]["result_hidden"] is True
+    prediction = (await stack.client.get(f"/api/v1/predictions/{played['pid']}?spoilers=hide")).json()
+    assert (prediction["status"], prediction["pools"], prediction["result_hidden"]) == (
+        "resolved",
+        [40, 60],
+        True,
+    )
 
 
 async def test_the_signed_in_viewers_setting_hides_results(stack: ApiStack, played: dict[str, Any]) -> None:
@@ -250,6 +303,10 @@ async def test_revealing_one_match_shows_that_result_only(stack: ApiStack, playe
     assert _json_leaks([by_id[played["sf2"]], by_id[played["final"]]]) == []
     # The final, still hidden, names its upper team after the semifinal that is still hidden.
     assert "Winner of Navi vs Faze" in by_id[played["final"]]["teams"]
+    # A prediction on the final's broadcast tells its winner once the final is revealed, not before.
+    url = f"/api/v1/predictions/{played['pid']}?spoilers=hide&reveal="
+    assert (await stack.client.get(url + sf1)).json()["winning_outcome"] is None
+    assert (await stack.client.get(url + played["final"])).json()["winning_outcome"] == 1
 
 
 def test_the_detectors_catch_what_they_look_for() -> None:
@@ -258,4 +315,6 @@ def test_the_detectors_catch_what_they_look_for() -> None:
         '<span class="slot winner"><span class="team">X</span> <span class="score">3</span>'
     )
     assert _json_leaks({"matches": [{"winner": "X", "scores": [{"team": "X", "score": 1}]}]})
+    assert _json_leaks({"items": [{"winning_outcome": 0}]}) and _json_leaks({"my_stake": {"payout": 0}})
+    assert not _json_leaks({"items": [{"winning_outcome": None, "my_stake": {"payout": None}}]})
     assert not _json_leaks({"winner": None, "scores": [], "ended_at": None, "teams": ["Winner of A vs B"]})

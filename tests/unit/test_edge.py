@@ -69,6 +69,17 @@ def test_a_referrer_is_a_host_name_or_nothing(referrer: object) -> None:
     assert raised.value.code == "bad_request"
 
 
+def test_a_subscribe_says_whether_its_page_hides_results() -> None:
+    def subscribe(**fields: object) -> object:
+        return parse(json.dumps({"type": "subscribe", "stream": "s-1", **fields}), max_text=10)
+
+    assert subscribe(spoilers="hide") == Subscribe("s-1", None, spoilers_hidden=True)
+    assert subscribe(spoilers="show") == subscribe() == Subscribe("s-1", None, spoilers_hidden=False)
+    for wrong in ("HIDE", "", True, None):
+        with pytest.raises(ProtocolError, match="spoilers must be hide or show"):
+            subscribe(spoilers=wrong)
+
+
 LINKS = {"action": "link_policy", "link_policy": "allowlist"}
 
 

@@ -13,6 +13,7 @@ from producers.spoilers import (
     hide_matches,
     hide_rows,
     notifications_seen,
+    predictions_seen,
     streams_seen,
     view_of,
 )
@@ -126,3 +127,27 @@ def test_result_notifications_say_nothing_of_the_result() -> None:
     assert seen[0] == {"kind": "match_ended", "title": HIDDEN_NOTICE, "body": "", "url": "/matches/final"}
     assert seen[1] == rows[1]
     assert notifications_seen(rows, SpoilerView()) == rows
+
+
+def test_a_prediction_on_a_stream_of_a_hidden_match_hides_its_winner_and_payout() -> None:
+    stake = {"outcome": 1, "amount": 100, "payout": 400, "refunded": False}
+    rows = [
+        {
+            "prediction_id": "p1",
+            "match_id": "final",
+            "winning_outcome": 1,
+            "pools": [40, 60],
+            "my_stake": stake,
+        },
+        {"prediction_id": "p2", "match_id": None, "winning_outcome": 0, "pools": [5, 0], "my_stake": None},
+    ]
+    hidden = predictions_seen(rows, SpoilerView(hide=True))
+    assert [(p["winning_outcome"], p["result_hidden"], p["pools"]) for p in hidden] == [
+        (None, True, [40, 60]),  # odds are not results
+        (0, False, [5, 0]),  # a stream of no match has no result to hide
+    ]
+    assert hidden[0]["my_stake"] == {**stake, "payout": None}
+    assert rows[0]["my_stake"]["payout"] == 400  # the rows given are left alone
+    revealed = predictions_seen(rows, SpoilerView(True, frozenset({"final"})))
+    assert (revealed[0]["winning_outcome"], revealed[0]["my_stake"]["payout"]) == (1, 400)
+    assert predictions_seen(rows, SpoilerView()) == [{**p, "result_hidden": False} for p in rows]

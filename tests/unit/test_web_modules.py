@@ -17,7 +17,7 @@ from infra.settings import REPO_ROOT
 
 @pytest.mark.parametrize(
     ("script", "passing"),
-    [("edge.test.mjs", 5), ("edge_pause.test.mjs", 2), ("predictions.test.mjs", 4)],
+    [("edge.test.mjs", 6), ("edge_pause.test.mjs", 2), ("predictions.test.mjs", 5)],
 )
 def test_browser_module_logic_under_node(script: str, passing: int) -> None:
     node = shutil.which("node")

@@ -113,3 +113,16 @@ test("says where the viewer came from: a host, site or direct, never a path", as
   assert.deepEqual(ws.sent.find((m) => m.type === "subscribe"), { type: "subscribe", stream: "s-9", referrer: "twitter.com" });
   edge.close();
 });
+
+test("a page that hides its match's result subscribes with spoilers=hide (no result frames)", async () => {
+  FakeSocket.made = [];
+  const edge = new EdgeClient(["ws://a"], { spoilersHidden: true });
+  edge.connect();
+  const ws = FakeSocket.made[0];
+  ws.readyState = 1;
+  ws.dispatchEvent(new Event("open"));
+  await new Promise((r) => setTimeout(r, 0));
+  edge.subscribe("s-9");
+  assert.deepEqual(ws.sent.find((m) => m.type === "subscribe"), { type: "subscribe", stream: "s-9", spoilers: "hide" });
+  edge.close();
+});

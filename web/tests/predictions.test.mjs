@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-const { countdown, described, payoutRatio, shares } = await import("../static/js/predictions.js");
+const { countdown, described, merged, payoutRatio, shares } = await import("../static/js/predictions.js");
 
 test("the payout ratio is the pot over the outcome's pool", () => {
   assert.equal(payoutRatio(4700, 2000), "1:2.35");
@@ -43,4 +43,23 @@ test("an API prediction becomes the card's shape", () => {
   const open = described({ prediction_id: "p-2", outcomes: [{ title: "a", pool: 5, stakers: 1 }, { title: "b" }], winning_outcome: -1 });
   assert.deepEqual(open.outcomes, ["a", "b"]);
   assert.deepEqual(open.live, { status: "open", pools: [5, 0], stakers: [1, 0], winning_outcome: null, settled: false });
+});
+
+test("the card's state: the latest frame over the API's, the winner from a result frame only", () => {
+  const p = described({ prediction_id: "p-1", outcomes: ["a", "b", "c"], status: "open", pools: [1, 2] });
+  assert.deepEqual(merged(p, undefined, undefined), {
+    status: "open",
+    pools: [1, 2, 0],
+    stakers: [0, 0, 0],
+    winning_outcome: null,
+    settled: false,
+  });
+  const frame = { type: "prediction", prediction: "p-1", status: "resolved", pools: [5, 6, 7], stakers: [1, 1, 1], settled: true };
+  const hidden = merged(p, frame, undefined); // a page that hides results gets no result frame
+  assert.equal(hidden.status, "resolved");
+  assert.equal(hidden.winning_outcome, null);
+  assert.deepEqual(hidden.pools, [5, 6, 7]);
+  assert.equal(merged(p, frame, 2).winning_outcome, 2);
+  const fromApi = described({ prediction_id: "p-2", outcomes: ["a", "b"], status: "resolved", winning_outcome: 0 });
+  assert.equal(merged(fromApi, { status: "resolved", pools: [3, 4] }, undefined).winning_outcome, 0);
 });

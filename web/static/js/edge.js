@@ -31,11 +31,12 @@ export function referrerOf(documentReferrer, origin) {
 }
 
 export class EdgeClient extends EventTarget {
-  constructor(urls, { token = async () => null, referrer = null } = {}) {
+  constructor(urls, { token = async () => null, referrer = null, spoilersHidden = false } = {}) {
     super();
     this.urls = urls;
     this.token = token;
     this.referrer = referrer; // sent with each subscribe: the edge files it with the session's heartbeats
+    this.spoilersHidden = spoilersHidden; // the page hides its match's result: no `prediction_result` frames
     this.streams = new Map(); // stream id -> last chat-log pos (or null)
     this.pending = new Map(); // nonce -> {resolve}
     this.attempt = 0;
@@ -115,6 +116,7 @@ export class EdgeClient extends EventTarget {
 
   #subscription(stream, since) {
     const message = since ? { type: "subscribe", stream, since } : { type: "subscribe", stream };
+    if (this.spoilersHidden) message.spoilers = "hide";
     return this.referrer ? { ...message, referrer: this.referrer } : message;
   }
 

@@ -5,9 +5,12 @@
 // points and stakes with POST /api/v1/predictions/{id}/stakes; the channel's owner and moderators open,
 // lock, resolve and cancel predictions over the API too. Nothing goes through the edge but the odds.
 //
-// Spoiler-free: when the page hides its match's result (main[data-result-hidden]), a resolved
-// prediction's winner stays hidden until the viewer asks to see it ("Who wins map 3?" answered is a
-// result). Pools, percentages and payout ratios are odds, not results, and are always shown.
+// The winner is a result ("Who wins map 3?" answered), so no `prediction` frame carries it: it comes in
+// a `prediction_result` frame, which the edge sends only to a page that does not hide its match's
+// result, and from the API, which hides it in spoiler-free mode (every read here sends the page's
+// choice as `spoilers=hide|show`). On a page that hides it (main[data-result-hidden]), *Show the
+// winner* asks the API with `spoilers=show`. Pools, percentages and payout ratios are odds, not
+// results, and are always shown.
 import { api, el } from "./session.js";
 
 const ACTIVE = new Set(["open", "locked"]);
@@ -68,6 +71,8 @@ export class PredictionView {
     this.canManage = canManage;
     this.resultHidden = resultHidden;
     this.revealed = new Set(); // predictions whose winner this viewer chose to see
+    this.spoilers = resultHidden ? "spoilers=hide" : "spoilers=show"; // the page's choice, for the API
+    this.results = new Map(); // id -> winning outcome (`prediction_result` frames)
     this.known = new Map(); // id -> Promise<described prediction | null>
     this.frames = new Map(); // id -> the latest `prediction` frame
     this.current = null; // the described prediction shown
@@ -86,7 +91,7 @@ export class PredictionView {
       this.refreshBalance();
       setInterval(() => this.refreshBalance(), BALANCE_EVERY_MS);
     }
-    const r = await api(`/api/v1/streams/${encodeURIComponent(this.streamId)}/predictions?limit=1`, {
+    const r = await api(`/api/v1/streams/${encodeURIComponent(this.streamId)}/predictions?limit=1&${this.spoilers}`, {
       auth: this.signedIn,
     });
     const item = r.ok ? (r.data?.items || [])[0] : null;
@@ -96,6 +101,12 @@ export class PredictionView {
       await this.#consider(prediction);
     }
     this.render();
+  }
+
+  /** A `prediction_result` frame of the edge (never sent to a page that hides results). */
+  applyResult(m) {
+    this.results.set(m.prediction, m.winning_outcome);
+    if (this.current?.id === m.prediction) this.render();
   }
 
   /** A `prediction` frame of the edge. */
@@ -144,7 +155,9 @@ export class PredictionView {
         (async () => {
           // The read model may be a moment behind the odds: retry a few times before giving up.
           for (let attempt = 0; attempt < 6; attempt += 1) {
-            const r = await api(`/api/v1/predictions/${encodeURIComponent(id)}`, { auth: this.signedIn });
+            const r = await api(`/api/v1/predictions/${encodeURIComponent(id)}?${this.spoilers}`, {
+              auth: this.signedIn,
+            });
             if (r.ok) return described(r.data);
             await new Promise((resolve) => setTimeout(resolve, 300 * (attempt + 1)));
           }
@@ -156,14 +169,9 @@ export class PredictionView {
     return this.known.get(id);
   }
 
-  /** The shown prediction's state: its latest frame, else what the API said. */
+  /** The shown prediction's state: its latest frame over what the API said, and its winner. */
   state() {
-    const p = this.current;
-    const frame = p && this.frames.get(p.id);
-    const live = frame || p.live;
-    const count = p.outcomes.length;
-    const fit = (list) => Array.from({ length: count }, (_v, i) => Number(list?.[i] || 0));
-    return { ...live, pools: fit(live.pools), stakers: fit(live.stakers) };
+    return merged(this.current, this.frames.get(this.current.id), this.results.get(this.current.id));
   }
 
   // --- drawing --------------------------------------------------------------------------------------
@@ -276,19 +284,34 @@ export class PredictionView {
     setTimeout(async () => {
       await this.refreshBalance();
       if (!p.mine) return;
-      const r = await api(`/api/v1/predictions/${encodeURIComponent(p.id)}`, { auth: true });
+      const r = await api(`/api/v1/predictions/${encodeURIComponent(p.id)}?${this.#spoilersFor(p)}`, { auth: true });
       if (r.ok && r.data.my_stake) p.mine = r.data.my_stake;
       if (this.current === p) this.render();
     }, delayMs);
   }
 
+  #spoilersFor(p) {
+    return this.revealed.has(p.id) ? "spoilers=show" : this.spoilers;
+  }
+
+  /** *Show the winner*: the API's view without spoiler-free mode (the winner, the caller's payout). */
+  async #reveal() {
+    const p = this.current;
+    if (!p) return;
+    this.revealed.add(p.id);
+    const r = await api(`/api/v1/predictions/${encodeURIComponent(p.id)}?spoilers=show`, { auth: this.signedIn });
+    if (r.ok) {
+      const shown = described(r.data);
+      p.live.winning_outcome = shown.live.winning_outcome;
+      if (shown.mine) p.mine = shown.mine;
+    }
+    if (this.current === p) this.render();
+  }
+
   // --- commands -------------------------------------------------------------------------------------
 
   #wire() {
-    this.$("prediction-reveal").addEventListener("click", () => {
-      if (this.current) this.revealed.add(this.current.id);
-      this.render();
-    });
+    this.$("prediction-reveal").addEventListener("click", () => this.#reveal());
     this.$("stake-form").addEventListener("submit", (e) => {
       e.preventDefault();
       this.#stake();
@@ -387,7 +410,7 @@ export class PredictionView {
     const id = r.data?.prediction_id;
     const position = r.data?.position;
     if (!id) return;
-    const shown = await api(`/api/v1/predictions/${encodeURIComponent(id)}`, {
+    const shown = await api(`/api/v1/predictions/${encodeURIComponent(id)}?${this.spoilers}`, {
       auth: true,
       headers: position ? { "X-Min-Position": position } : {},
     });
@@ -419,6 +442,16 @@ function problem(r, fallback) {
   if (typeof detail === "string" && detail) return detail;
   if (Array.isArray(detail) && detail[0]?.msg) return detail[0].msg; // a 422's field errors
   return r.data?.title || fallback;
+}
+
+/** A prediction's state to draw: its latest `prediction` frame (if any) over what the API said, with
+ * the winner from a `prediction_result` frame (else the API's); pools and stakers fit its outcomes. */
+export function merged(p, frame, winner) {
+  const live = { ...p.live, ...(frame || {}) };
+  if (winner !== undefined && winner !== null) live.winning_outcome = winner;
+  const count = p.outcomes.length;
+  const fit = (list) => Array.from({ length: count }, (_v, i) => Number(list?.[i] || 0));
+  return { ...live, pools: fit(live.pools), stakers: fit(live.stakers) };
 }
 
 function myStakeText(mine, name, s, winnerHidden) {

@@ -55,7 +55,8 @@ async function live() {
   const canModerate = () =>
     Boolean(me) && (me.user_id === page.dataset.ownerId || moderators.has(me.user_id) || me.role === "admin");
   const referrer = referrerOf(document.referrer, location.origin);
-  const edge = new EdgeClient(JSON.parse(page.dataset.edges), { token: accessToken, referrer });
+  const spoilersHidden = page.dataset.resultHidden === "true";
+  const edge = new EdgeClient(JSON.parse(page.dataset.edges), { token: accessToken, referrer, spoilersHidden });
   const notice = $("chat-notice");
   const say = (text) => (notice.textContent = text);
   const chat = new ChatView($("messages"), {
@@ -81,7 +82,7 @@ async function live() {
     streamId,
     signedIn: Boolean(me),
     canManage: canModerate(),
-    resultHidden: page.dataset.resultHidden === "true",
+    resultHidden: spoilersHidden,
   });
   const predictionLoaded = prediction.start();
   const listing = await api(`/api/v1/streams/${streamId}/polls`);
@@ -95,6 +96,7 @@ async function live() {
     panel?.apply(m);
     if (m.type === "poll") poll.apply(m);
     if (m.type === "prediction") predictionLoaded.then(() => prediction.apply(m));
+    if (m.type === "prediction_result") predictionLoaded.then(() => prediction.applyResult(m));
     if (m.type === "count") {
       $("viewers").querySelector(".count").textContent = String(m.count);
       $("viewers").dataset.count = String(m.count);
