@@ -97,7 +97,9 @@ async def test_a_signed_in_viewers_setting_hides_results_on_plain_urls(browser: 
 
         # Off from the header, still signed in: the account's setting follows.
         await page.click("#spoiler-toggle")
-        await page.wait_for_function("!location.search.includes('spoilers=hide')", timeout=WAIT_MS)
+        # (a URL predicate run here: a page function would be re-evaluated in the reloaded page, whose
+        # Content-Security-Policy refuses the string evaluation Playwright does there)
+        await page.wait_for_url(lambda url: "spoilers=hide" not in url, timeout=WAIT_MS)
         assert "Vitality 3" in await _text(page)
         assert _leaks_in_html(await page.content())  # the detector sees results in this DOM when shown
 
