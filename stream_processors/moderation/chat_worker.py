@@ -23,12 +23,12 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from events.base import Event
 from events.chat import ChatActionRouted
 from events.codec import EventCodec
-from infra.kafka import client_options, partition_of_key
+from infra.kafka import partition_of_key
 from infra.settings import Settings
 from stream_processors.metrics import ProcessorMetrics
 from stream_processors.moderation.chat_rules import ChatLimits
@@ -36,6 +36,7 @@ from stream_processors.moderation.decisions import decision_ids
 from stream_processors.moderation.roster import ChatRoster
 from stream_processors.moderation.senders import UNIQUE_CHECK, Forward, SenderPartition
 from stream_processors.partition_worker import PartitionWorker, Record, Report
+from stream_processors.read_back import read_back
 from stream_processors.redelivery import PublishedDecisions
 from stream_processors.runtime import DecisionPublisher, retrying
 from stream_processors.topology import CHAT_GROUP, CHAT_SOURCE, CHAT_STATE, MODERATION_OUTPUT
@@ -128,25 +129,12 @@ class ChatWorker(PartitionWorker[SenderPartition]):
 
     async def _restore(self, states: dict[int, SenderPartition]) -> dict[int, int]:
         """Read the stored keys of the partitions of ``states`` into them; records read per partition."""
-        reader = AIOKafkaConsumer(
-            **client_options(self._kafka, "chat-restore"),
-            enable_auto_commit=False,
-        )
-        await reader.start()
-        try:
-            tps = [TopicPartition(self._state_topic, p) for p in states]
-            reader.assign(tps)
-            await reader.seek_to_beginning(*tps)
-            ends = await reader.end_offsets(tps)
-            read = dict.fromkeys(states, 0)
-            while [tp for tp in tps if await reader.position(tp) < ends[tp]]:
-                for tp, records in (await reader.getmany(timeout_ms=1000)).items():
-                    for record in records:
-                        states[tp.partition].load(record.key, record.value)
-                    read[tp.partition] += len(records)
-            return read
-        finally:
-            await reader.stop()
+
+        async def fold(partition: int, records: Sequence[Record]) -> None:
+            for record in records:
+                states[partition].load(record.key, record.value)
+
+        return await read_back(self._kafka, "chat-restore", self._state_topic, list(states), fold)
 
     # -- deciding -----------------------------------------------------------------------------------
 

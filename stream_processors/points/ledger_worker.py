@@ -25,13 +25,13 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from events.base import Event
 from events.codec import DecodeError
-from infra.kafka import client_options
 from stream_processors.partition_worker import PartitionWorker, Record, Report
 from stream_processors.points.ledger import PartitionLedger
+from stream_processors.read_back import read_back
 from stream_processors.runtime import retrying
 from stream_processors.topology import POINTS_GROUP, POINTS_LEDGER, POINTS_SOURCE
 
@@ -87,25 +87,18 @@ class LedgerWorker(PartitionWorker[PartitionLedger]):
 
     async def _read_back(self, states: dict[int, PartitionLedger]) -> None:
         """Fold every entry of the ledger partitions of ``states`` into them, to the end found now."""
-        reader = AIOKafkaConsumer(**client_options(self._kafka, "points-read-back"), enable_auto_commit=False)
-        await reader.start()
-        try:
-            tps = [TopicPartition(self._ledger, p) for p in states]
-            reader.assign(tps)
-            await reader.seek_to_beginning(*tps)
-            ends = await reader.end_offsets(tps)
-            while [tp for tp in tps if await reader.position(tp) < ends[tp]]:
-                for tp, records in (await reader.getmany(timeout_ms=1000, max_records=5000)).items():
-                    state = states[tp.partition]
-                    for record in records:
-                        if record.value is None:
-                            continue
-                        try:
-                            state.apply(self._codec.decode(record.value))
-                        except DecodeError as e:  # not ours to dead-letter: it is the output
-                            log.error("points.ledger %s@%s undecodable: %s", tp.partition, record.offset, e)
-        finally:
-            await reader.stop()
+
+        async def fold(partition: int, records: Sequence[Record]) -> None:
+            state = states[partition]
+            for record in records:
+                if record.value is None:
+                    continue
+                try:
+                    state.apply(self._codec.decode(record.value))
+                except DecodeError as e:  # not ours to dead-letter: it is the output
+                    log.error("points.ledger %s@%s undecodable: %s", partition, record.offset, e)
+
+        await read_back(self._kafka, "points-read-back", self._ledger, list(states), fold)
 
     async def absorb(self, partition: int, state: PartitionLedger, records: Sequence[Record]) -> None:
         for record in records:

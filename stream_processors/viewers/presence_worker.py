@@ -41,7 +41,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from mode import Service
 
 from events.base import Event
@@ -58,6 +58,7 @@ from events.viewers import (
 from infra.kafka import client_options, partition_of_key
 from infra.settings import KafkaSettings, Settings
 from stream_processors.partition_worker import PartitionWorker, Record, Report
+from stream_processors.read_back import read_back
 from stream_processors.runtime import WholeTopicReader, retrying
 from stream_processors.topology import (
     LEGACY_HEARTBEATS,
@@ -327,44 +328,32 @@ class PresenceWorker(PartitionWorker[PartitionPresence]):
     ) -> tuple[dict[int, list[OpenSession]], dict[int, dict[tuple[str, str], int]]]:
         """The sessions started and not ended on ``partitions`` of ``viewers.sessions`` since ``since_ms``,
         and the last heartbeat of each (stream, session) that ended there."""
-        reader = AIOKafkaConsumer(
-            **client_options(self._kafka, "presence-sessions"), enable_auto_commit=False
-        )
-        await reader.start()
         opened: dict[int, dict[tuple[str, str, int], OpenSession]] = defaultdict(dict)
         ended: dict[int, dict[tuple[str, str], int]] = defaultdict(dict)
-        try:
-            tps = [TopicPartition(self._sessions, p) for p in partitions]
-            reader.assign(tps)
-            starts = await reader.offsets_for_times({tp: since_ms for tp in tps})
-            ends = await reader.end_offsets(tps)
-            for tp in tps:
-                start = starts.get(tp)
-                reader.seek(tp, start.offset if start is not None else ends[tp])
-            while [tp for tp in tps if await reader.position(tp) < ends[tp]]:
-                for tp, records in (await reader.getmany(timeout_ms=1000, max_records=5000)).items():
-                    for record in records:
-                        event = await self.decode(record)
-                        if isinstance(event, ViewingSessionStarted | ViewingSessionEnded):
-                            started_ms = epoch_ms(event.started_at)
-                            key = (event.stream_id, event.session_id, started_ms)
-                            if isinstance(event, ViewingSessionEnded):
-                                opened[tp.partition].pop(key, None)
-                                last = ended[tp.partition]
-                                pair, at = (event.stream_id, event.session_id), epoch_ms(event.ended_at)
-                                last[pair] = max(at, last.get(pair, at))
-                            else:
-                                opened[tp.partition][key] = OpenSession(
-                                    event.stream_id,
-                                    event.session_id,
-                                    started_ms,
-                                    event.edge_id,
-                                    event.user_id,
-                                    event.match_id,
-                                    event.referrer,
-                                )
-        finally:
-            await reader.stop()
+
+        async def fold(partition: int, records: Sequence[Record]) -> None:
+            for record in records:
+                event = await self.decode(record)
+                if isinstance(event, ViewingSessionStarted | ViewingSessionEnded):
+                    started_ms = epoch_ms(event.started_at)
+                    key = (event.stream_id, event.session_id, started_ms)
+                    if isinstance(event, ViewingSessionEnded):
+                        opened[partition].pop(key, None)
+                        last = ended[partition]
+                        pair, at = (event.stream_id, event.session_id), epoch_ms(event.ended_at)
+                        last[pair] = max(at, last.get(pair, at))
+                    else:
+                        opened[partition][key] = OpenSession(
+                            event.stream_id,
+                            event.session_id,
+                            started_ms,
+                            event.edge_id,
+                            event.user_id,
+                            event.match_id,
+                            event.referrer,
+                        )
+
+        await read_back(self._kafka, "presence-sessions", self._sessions, partitions, fold, from_ms=since_ms)
         return {p: list(sessions.values()) for p, sessions in opened.items()}, dict(ended)
 
     def given_up(self, revoked: set[Any]) -> None:

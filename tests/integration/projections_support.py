@@ -140,6 +140,19 @@ async def caught_up(
     await redis_caught_up(client, prefix, positions, timeout_s)
 
 
+async def partitions_of(
+    consumer: AIOKafkaConsumer, names: TopicNames, topics: Iterable[str]
+) -> list[TopicPartition]:
+    """Every partition of the catalogue ``topics`` (physical names), from fresh cluster metadata."""
+    await consumer._client.force_metadata_update()
+    cluster = consumer._client.cluster
+    return [
+        TopicPartition(names.physical(topic), p)
+        for topic in topics
+        for p in sorted(cluster.partitions_for_topic(names.physical(topic)) or ())
+    ]
+
+
 async def end_positions(settings: Settings, topics: Iterable[str] | None = None) -> list[Position]:
     """The last record of every partition of ``topics`` (every catalogue topic by default) now."""
     names = TopicNames(settings.kafka.topic_prefix)
@@ -147,14 +160,7 @@ async def end_positions(settings: Settings, topics: Iterable[str] | None = None)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()
-        cluster = consumer._client.cluster
-        tps = [
-            TopicPartition(names.physical(topic), p)
-            for topic in wanted
-            for p in sorted(cluster.partitions_for_topic(names.physical(topic)) or ())
-        ]
-        ends = await consumer.end_offsets(tps)
+        ends = await consumer.end_offsets(await partitions_of(consumer, names, wanted))
     finally:
         await consumer.stop()
     return [Position(names.logical(tp.topic), tp.partition, end - 1) for tp, end in ends.items() if end > 0]

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from events.base import Event
 from events.chat import ChatMessageAccepted, ChatMessageHeld, ChatMessageRejected, ChatMessageSent
@@ -44,6 +44,7 @@ from events.viewers import ViewerCountChanged
 from infra.kafka import EventPublisher, TopicAdmin, TopicNames
 from infra.settings import Settings
 from stream_processors.topology import internal_topics
+from tests.integration.projections_support import partitions_of
 from tests.integration.test_edge import token
 from tests.integration.test_edge_support import Client, edge_settings, running_node
 from tests.integration.test_lifecycle import WorkerProcess
@@ -266,13 +267,7 @@ async def read_topics(ns: Settings, codec: EventCodec, topics: list[str]) -> dic
     consumer = AIOKafkaConsumer(bootstrap_servers=ns.kafka.bootstrap_servers, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()
-        cluster = consumer._client.cluster
-        tps = [
-            TopicPartition(names.physical(t), p)
-            for t in topics
-            for p in sorted(cluster.partitions_for_topic(names.physical(t)) or ())
-        ]
+        tps = await partitions_of(consumer, names, topics)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)

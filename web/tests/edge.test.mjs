@@ -97,31 +97,31 @@ test("a request while offline fails at once instead of hanging", async () => {
   edge.close();
 });
 
-test("says where the viewer came from: a host, site or direct, never a path", async () => {
-  assert.equal(referrerOf("https://www.twitter.com/esports/status/1?x=y", "https://live.example"), "twitter.com");
-  assert.equal(referrerOf("https://live.example/browse?game=cs2", "https://live.example"), "site");
-  assert.equal(referrerOf("", "https://live.example"), "direct");
-  assert.equal(referrerOf("not a url", "https://live.example"), "direct");
+/** A client connected to one fake socket, opened. */
+async function connected(options) {
   FakeSocket.made = [];
-  const edge = new EdgeClient(["ws://a"], { referrer: "twitter.com" });
+  const edge = new EdgeClient(["ws://a"], options);
   edge.connect();
   const ws = FakeSocket.made[0];
   ws.readyState = 1;
   ws.dispatchEvent(new Event("open"));
   await new Promise((r) => setTimeout(r, 0));
+  return { edge, ws };
+}
+
+test("says where the viewer came from: a host, site or direct, never a path", async () => {
+  assert.equal(referrerOf("https://www.twitter.com/esports/status/1?x=y", "https://live.example"), "twitter.com");
+  assert.equal(referrerOf("https://live.example/browse?game=cs2", "https://live.example"), "site");
+  assert.equal(referrerOf("", "https://live.example"), "direct");
+  assert.equal(referrerOf("not a url", "https://live.example"), "direct");
+  const { edge, ws } = await connected({ referrer: "twitter.com" });
   edge.subscribe("s-9");
   assert.deepEqual(ws.sent.find((m) => m.type === "subscribe"), { type: "subscribe", stream: "s-9", referrer: "twitter.com" });
   edge.close();
 });
 
 test("a page that hides its match's result subscribes with spoilers=hide (no result frames)", async () => {
-  FakeSocket.made = [];
-  const edge = new EdgeClient(["ws://a"], { spoilersHidden: true });
-  edge.connect();
-  const ws = FakeSocket.made[0];
-  ws.readyState = 1;
-  ws.dispatchEvent(new Event("open"));
-  await new Promise((r) => setTimeout(r, 0));
+  const { edge, ws } = await connected({ spoilersHidden: true });
   edge.subscribe("s-9");
   assert.deepEqual(ws.sent.find((m) => m.type === "subscribe"), { type: "subscribe", stream: "s-9", spoilers: "hide" });
   edge.close();

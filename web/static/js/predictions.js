@@ -91,9 +91,8 @@ export class PredictionView {
       this.refreshBalance();
       setInterval(() => this.refreshBalance(), BALANCE_EVERY_MS);
     }
-    const r = await api(`/api/v1/streams/${encodeURIComponent(this.streamId)}/predictions?limit=1&${this.spoilers}`, {
-      auth: this.signedIn,
-    });
+    const newest = `/api/v1/streams/${encodeURIComponent(this.streamId)}/predictions?limit=1&${this.spoilers}`;
+    const r = await api(newest, { auth: this.signedIn });
     const item = r.ok ? (r.data?.items || [])[0] : null;
     if (item) {
       const prediction = described(item);
@@ -284,14 +283,11 @@ export class PredictionView {
     setTimeout(async () => {
       await this.refreshBalance();
       if (!p.mine) return;
-      const r = await api(`/api/v1/predictions/${encodeURIComponent(p.id)}?${this.#spoilersFor(p)}`, { auth: true });
+      const spoilers = this.revealed.has(p.id) ? "spoilers=show" : this.spoilers;
+      const r = await api(`/api/v1/predictions/${encodeURIComponent(p.id)}?${spoilers}`, { auth: true });
       if (r.ok && r.data.my_stake) p.mine = r.data.my_stake;
       if (this.current === p) this.render();
     }, delayMs);
-  }
-
-  #spoilersFor(p) {
-    return this.revealed.has(p.id) ? "spoilers=show" : this.spoilers;
   }
 
   /** *Show the winner*: the API's view without spoiler-free mode (the winner, the caller's payout). */
@@ -299,7 +295,8 @@ export class PredictionView {
     const p = this.current;
     if (!p) return;
     this.revealed.add(p.id);
-    const r = await api(`/api/v1/predictions/${encodeURIComponent(p.id)}?spoilers=show`, { auth: this.signedIn });
+    const url = `/api/v1/predictions/${encodeURIComponent(p.id)}?spoilers=show`;
+    const r = await api(url, { auth: this.signedIn });
     if (r.ok) {
       const shown = described(r.data);
       p.live.winning_outcome = shown.live.winning_outcome;
