@@ -3,7 +3,8 @@
 Migrations are plain SQL files named ``NNNN_what_it_does.sql`` in a component's own folder
 (``projections/migrations``, ``producers/migrations``...). Each component's applied versions are
 recorded in ``schema_migrations``; a file is applied once, in its own transaction, under an advisory
-lock so two services starting together do not race.
+lock so two services starting together do not race, and the idempotent DDL around them (the schema,
+``schema_migrations`` itself) runs under one too (:func:`run_ddl`).
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import psycopg
+from psycopg.abc import Query
 from psycopg_pool import AsyncConnectionPool
 
 from infra.settings import PostgresSettings
@@ -26,6 +29,22 @@ SCHEMA_MIGRATIONS_DDL = (
     " component text NOT NULL, version int NOT NULL, name text NOT NULL,"
     " applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (component, version))"
 )
+
+
+# Serialises idempotent DDL across processes: CREATE ... IF NOT EXISTS is no guard against a creator
+# running at the same moment (the catalogue's unique index refuses the second one), as two services
+# (two projectors, two API processes) migrating a fresh database at once do.
+_DDL_LOCK = "SELECT pg_advisory_xact_lock(hashtext('esports:ddl'))"
+
+
+async def run_ddl(conn: psycopg.AsyncConnection[Any], *statements: Query) -> None:
+    """Run idempotent DDL (``CREATE ... IF NOT EXISTS``) in a transaction of its own, under one
+    advisory lock: whoever comes second waits and finds it done. Call it on a connection with no
+    transaction open."""
+    async with conn.transaction():
+        await conn.execute(_DDL_LOCK)
+        for statement in statements:
+            await conn.execute(statement)
 
 
 class DatabaseError(Exception):
@@ -93,8 +112,7 @@ async def apply_migrations(pool: AsyncConnectionPool, component: str, directory:
     applied: list[str] = []
     try:
         async with pool.connection() as conn:
-            await conn.execute(SCHEMA_MIGRATIONS_DDL)
-            await conn.commit()
+            await run_ddl(conn, SCHEMA_MIGRATIONS_DDL)
             for version, path in migration_files(directory):
                 async with conn.transaction():
                     await conn.execute(

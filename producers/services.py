@@ -21,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from events.codec import EventCodec
 from infra.kafka import BrokerUnavailable, EventPublisher
-from infra.postgres import apply_migrations
+from infra.postgres import apply_migrations, run_ddl
 from infra.redis import RedisClient, make_client
 from infra.settings import PostgresSettings, Settings
 from infra.tokens import AccessTokens
@@ -88,8 +88,9 @@ async def migrate(pool: AsyncConnectionPool, namespace: Namespace) -> list[str]:
         # right the API's own role lacks under ESPORTS_POSTGRES__SERVICE_ROLES.
         found = await conn.execute("SELECT to_regnamespace(%s)", (namespace.command_schema,))
         if (row := await found.fetchone()) is None or row[0] is None:
-            await conn.execute(
-                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(namespace.command_schema))
+            await run_ddl(
+                conn,
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(namespace.command_schema)),
             )
     return await apply_migrations(pool, "producers", MIGRATIONS)
 

@@ -15,7 +15,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
-from infra.postgres import DatabaseError, apply_migrations, translate
+from infra.postgres import DatabaseError, apply_migrations, run_ddl, translate
 from infra.settings import PostgresSettings
 
 __all__ = ["MIGRATIONS", "checked_schema", "drop_schema", "make_pool", "migrate"]
@@ -54,7 +54,7 @@ async def migrate(pool: AsyncConnectionPool, schema: str = "public") -> list[str
     """
     try:
         async with pool.connection() as conn:
-            await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+            await run_ddl(conn, sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
             cur = await conn.execute("SELECT current_schema()")
             row = await cur.fetchone()
     except psycopg.Error as e:
