@@ -2,13 +2,15 @@
 
 Settings -> topics checked and changelogs created -> codec, metrics, decision publisher -> Faust app
 -> ``faust.Worker``, which runs until SIGINT/SIGTERM and then stops the app (committing what was
-processed) before the publisher.
+processed) before the publisher. A worker (re)started while a broker is down waits for the topics'
+check for up to :data:`START_RETRY_S` rather than exiting: the cluster serves without that broker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import faust
@@ -17,7 +19,7 @@ from mode import Service
 from events.codec import EventCodec
 from infra.gc_tuning import tune_for_throughput
 from infra.kafka import KafkaError
-from infra.settings import Settings
+from infra.settings import KafkaSettings, Settings
 from schemas import SCHEMAS_DIR
 from stream_processors.app import create_app
 from stream_processors.metrics import ProcessorMetrics
@@ -44,12 +46,36 @@ PARTITION_WORKERS: dict[str, tuple[type[PartitionWorker[Any]], ...]] = {
 }
 
 
+START_RETRY_S = 120.0  # how long a starting worker retries the topics' check while Kafka cannot answer
+START_RETRY_EVERY_S = 2.0
+
+
+async def prepared(
+    kafka: KafkaSettings,
+    family: str | None,
+    *,
+    retry_s: float = START_RETRY_S,
+    every_s: float = START_RETRY_EVERY_S,
+) -> int:
+    """:func:`prepare_topics`, tried again while the error is retriable (a broker down: a worker
+    restarted during an outage) for up to ``retry_s``; a missing topic or a bad layout fails at once."""
+    deadline = time.monotonic() + retry_s
+    while True:
+        try:
+            return await prepare_topics(kafka, family)
+        except KafkaError as e:
+            if not e.retriable or time.monotonic() + every_s > deadline:
+                raise
+            log.warning("checking the topics: %s; trying again in %gs", e, every_s)
+            await asyncio.sleep(every_s)
+
+
 def run(settings: Settings, family: str | None = None) -> int:
     """Run the processors (every family, or only ``family`` in its own worker group) until
     interrupted; 0 after a clean stop, 1 if they cannot start or crashed."""
     tune_for_throughput()
     try:
-        partitions = asyncio.run(prepare_topics(settings.kafka, family))
+        partitions = asyncio.run(prepared(settings.kafka, family))
     except (KafkaError, TopologyError) as e:
         log.error("cannot start the processors: %s", e)
         return 1
