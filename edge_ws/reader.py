@@ -101,7 +101,7 @@ Builder = Callable[[Event, LogPosition], Delivery | None]
 BUILDERS: tuple[Builder, ...] = (delivery_for, moderator_delivery_for, result_delivery_for)
 
 
-def _delivery(consumed: ConsumedEvent, build: Builder = delivery_for) -> Delivery | None:
+def _delivery(consumed: ConsumedEvent, build: Builder) -> Delivery | None:
     try:
         return build(consumed.event, LogPosition(consumed.position.partition, consumed.position.offset))
     except Exception:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import random
 import socket
+from functools import cache
 from pathlib import Path
 
 __all__ = ["free_port"]
@@ -22,6 +23,7 @@ LOWEST = 10_000  # the project's default ports are all below
 _handed_out: set[int] = set()
 
 
+@cache
 def _ephemeral_start() -> int:
     try:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
